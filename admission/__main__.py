@@ -1,0 +1,3 @@
+from admission.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Findings and reports: plain data, no logic beyond counting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["deny", "warn"]
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """What a rule yields: where, what and how to fix. The engine adds rule id, severity and suppression."""
+
+    message: str
+    remediation: str
+    origin: "Origin"
+    value: str | None = None
+    container: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+    remediation: str
+    value: str | None
+    file: str
+    line: int | None
+    path: str
+    source: str
+    object_kind: str
+    object_name: str
+    object_namespace: str | None
+    container: str | None
+    suppressed: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """An input that could not be read or interpreted, or a dropped inline exemption. Entries of `errors`."""
+
+    message: str
+    file: str | None
+    line: int | None = None
+    path: str | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    files: int = 0
+    objects: int = 0
+    skipped_files: int = 0
+
+    def count(self, severity: Severity) -> int:
+        return sum(1 for f in self.findings if f.severity == severity and not f.suppressed)
+
+    @property
+    def suppressed(self) -> int:
+        return sum(1 for f in self.findings if f.suppressed)
+
+
+from admission.model import Origin  # noqa: E402  (type used in annotations only)

@@ -1,0 +1,132 @@
+"""Frozen data every rule reads. Source adapters build it; nothing here knows an input format.
+
+Slotted dataclasses rather than pydantic: they are built per container on the CLI hot path,
+and pydantic's import alone costs more than half of compose-lint's whole run (measured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Generic, Literal, TypeVar
+
+T = TypeVar("T")
+
+SourceName = Literal["kubernetes", "compose", "dockerfile", "image"]
+ContainerKind = Literal["container", "init", "sidecar", "ephemeral"]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a value came from: the file as the user gave it ("-" for stdin), 1-based line, field path."""
+
+    file: str
+    line: int | None
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class Located(Generic[T]):
+    """A value together with its origin."""
+
+    value: T
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    """A port published on the host. Container-only ports (compose `expose`, k8s containerPort) are not here.
+
+    `published` is the host port or range as text ("5000", "8000-8010"); None means Docker picks a
+    random host port. `host_ip` None means all interfaces.
+    """
+
+    target: str
+    published: str | None
+    host_ip: str | None
+    protocol: str
+    text: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The parts of an OCI/Docker image config the rules read (filled by images/, issue 3)."""
+
+    reference: str
+    digest: str | None
+    user: str  # "" when the image sets no user
+    exposed_ports: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    labels: Mapping[str, str] = field(default_factory=dict)
+    history: tuple[Mapping[str, object], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """One container as the rules see it: a k8s container, a compose service, a Dockerfile's final stage, an image.
+
+    - `user`: the user the runtime is told to use (compose `user:`); it overrides the image's.
+    - `image_user`: the user the image itself sets, when known without a registry (the build
+      Dockerfile's USER; "" means the Dockerfile sets none, i.e. root).
+    - `image_user_unknown`: why the image user could not be known statically (remote/unreadable build context).
+    - `run_as_user` / `run_as_non_root`: Kubernetes effective securityContext (pod merged with container).
+    """
+
+    name: str
+    origin: Origin
+    kind: ContainerKind = "container"
+    image: Located[str] | None = None
+    base_images: tuple[Located[str], ...] = ()
+    user: Located[str] | None = None
+    image_user: Located[str] | None = None
+    image_user_unknown: str | None = None
+    run_as_user: Located[int] | None = None
+    run_as_non_root: Located[bool] | None = None
+    limits: Mapping[str, Located[str]] = field(default_factory=dict)
+    host_ports: tuple[Port, ...] = ()
+    image_config: ImageConfig | None = None
+    image_config_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExemptionClaim:
+    """An exemption written on the object itself (compose `x-admission`, k8s annotations); the engine validates it."""
+
+    rules: tuple[str, ...]
+    reason: str | None
+    expires: str | None
+    via: Literal["x-admission", "annotation"]
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaIssue:
+    """A value real Docker Compose rejects but that can still be read (DESIGN §4 compose-schema)."""
+
+    message: str
+    origin: Origin
+    value: str | None = None
+    container: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """One object the rules evaluate: a pod-bearing k8s object, a compose service, a Dockerfile or an image.
+
+    `runtime` is True when the object says how a container runs (pods, compose services), so
+    resource and host-port rules apply; False for Dockerfiles and images, which only describe an image.
+    `host_network` carries k8s `hostNetwork: true` or compose `network_mode: host` / `service:X` on a host-networked X.
+    """
+
+    source: SourceName
+    kind: str
+    name: str
+    namespace: str | None
+    origin: Origin
+    containers: tuple[Container, ...]
+    runtime: bool = True
+    host_network: Located[str] | None = None
+    os: str | None = None
+    exemption_claims: tuple[ExemptionClaim, ...] = ()
+    schema_issues: tuple[SchemaIssue, ...] = ()

@@ -1,0 +1,1 @@
+"""The policy core: rule catalogue, rules, policy file, engine. Imports no web, HTTP or Kubernetes client."""
