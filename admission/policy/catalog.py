@@ -66,10 +66,18 @@ def register_meta(rule_id: str, *, severity: Severity, summary: str, applies: Ma
     _RULES[rule_id] = Rule(rule_id, severity, summary, dict(applies), (), None, inspect.cleandoc(doc), severity_fixed)
 
 
+_ORDERED: dict[str, Rule] = {}
+
+
 def all_rules() -> dict[str, Rule]:
+    """Every registered rule, in catalogue order (DESIGN §4 table order, then registration order)."""
     from admission.policy import rules  # noqa: F401  (registers on import)
 
-    return _RULES
+    if len(_ORDERED) != len(_RULES):
+        order = {rule_id: i for i, rule_id in enumerate(rules.ORDER)}
+        _ORDERED.clear()
+        _ORDERED.update(sorted(_RULES.items(), key=lambda item: order.get(item[0], len(order))))
+    return _ORDERED
 
 
 def get(rule_id: str) -> Rule | None:

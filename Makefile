@@ -1,0 +1,39 @@
+# Quick start: `make demo` and `make test`. Both install what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXAMPLE := examples/flask-prod-app
+
+.PHONY: setup demo test bench docs clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Exit 1 (findings) is the point of the demo; exit 2 (an input could not be read) fails it.
+demo: setup
+	@$(BIN)/admission-cli check $(EXAMPLE)/docker-compose.prod.yml $(EXAMPLE)/Dockerfile; rc=$$?; \
+	  if [ $$rc -ge 2 ]; then echo "demo failed: exit $$rc"; exit $$rc; fi; \
+	  echo; echo "exit code $$rc (1 = findings at or above --fail-on); now the fixed example:"; \
+	  $(BIN)/admission-cli check $(EXAMPLE)/fixed
+
+test: setup
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+docs: setup
+	$(BIN)/python -m admission.cli.docs
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,278 @@
+"""Turn CLI paths into workloads: recognise files by name and content, walk directories (DESIGN §2).
+
+Knows which adapter reads which file, never the syntax inside; each file's failure becomes a Problem
+so the other files are still evaluated.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from admission.errors import InputError
+from admission.findings import Problem
+from admission.model import Workload
+from admission.sources import text as textio
+
+SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
+YAML_SUFFIXES = (".yml", ".yaml", ".json")
+COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+_KUBE_HINT = re.compile(r'^(apiVersion|kind)\s*:|"apiVersion"\s*:', re.M)
+_COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
+_DOCKERFILE_NAME = re.compile(r"^(Dockerfile(\..+)?|.+\.Dockerfile|Containerfile.*)$", re.I)
+
+
+def is_dockerfile_name(name: str) -> bool:
+    return bool(_DOCKERFILE_NAME.match(name)) and not name.lower().endswith(".dockerignore")
+
+
+def override_for(base_name: str) -> tuple[str, ...]:
+    """Override file names Compose merges onto a standard base file in the same folder."""
+    stem = base_name.rsplit(".", 1)[0]
+    return (f"{stem}.override.yaml", f"{stem}.override.yml")
+
+
+@dataclass(slots=True)
+class Options:
+    namespace: str = "default"
+    env_files: Sequence[str] | None = None
+    profiles: Sequence[str] = ()
+    overrides: Sequence[str] = ()
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+
+@dataclass(slots=True)
+class Collected:
+    workloads: list[Workload] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    files: set[str] = field(default_factory=set)
+    skipped: int = 0
+
+    def fail(self, exc: InputError, *, file: str) -> None:
+        self.errors.append(Problem(message=exc.message, file=exc.file or file, line=exc.line, path=exc.path))
+
+
+class UsageError(Exception):
+    """A usage error (exit 2) found only once the inputs are known, e.g. -f without exactly one compose file."""
+
+
+def _classify_text(text: str, *, name: str) -> str | None:
+    """'kubernetes', 'compose', 'dockerfile' or None, from content (and the file name for Dockerfiles)."""
+    if is_dockerfile_name(name):
+        return "dockerfile"
+    if _KUBE_HINT.search(text):
+        return "kubernetes"
+    if _COMPOSE_HINT.search(text):
+        return "compose"
+    if name.endswith(YAML_SUFFIXES) or name == "-":
+        return "yaml?"
+    from admission.sources import dockerfile
+
+    if dockerfile.looks_like_dockerfile(text):
+        return "dockerfile"
+    return "yaml?"
+
+
+def _load_kubernetes(text: str, *, display: str, options: Options, out: Collected) -> None:
+    from admission.sources import kubernetes
+
+    result = kubernetes.load_text(text, file=display, namespace=options.namespace)
+    out.workloads.extend(result.workloads)
+    out.errors.extend(result.problems)
+
+
+def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Options, out: Collected) -> frozenset[str]:
+    from admission.sources import compose
+
+    result = compose.load_project(paths, displays=displays, environ=options.environ, env_files=options.env_files,
+                                  profiles=options.profiles)
+    out.workloads.extend(result.workloads)
+    out.errors.extend(result.problems)
+    out.files.update(result.files)
+    return result.dockerfiles
+
+
+def _load_dockerfile(text: str, *, display: str, out: Collected) -> None:
+    from admission.sources import dockerfile
+
+    out.workloads.extend(dockerfile.load(text, file=display))
+
+
+def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, explicit: bool) -> None:
+    """A YAML/JSON file with no obvious hint: parse it and look at the documents."""
+    from admission.sources import compose, kubernetes
+    from admission.sources.yamlload import load_documents
+
+    documents = [d.value for d in load_documents(text, file=display, dialect="1.1") if d.value is not None]
+    if not documents:
+        if explicit:
+            raise InputError("no YAML document in the input (the file is empty)", file=display)
+        out.skipped += 1
+        return
+    if any(kubernetes.is_kubernetes(d) for d in documents):
+        _load_kubernetes(text, display=display, options=options, out=out)
+    elif compose.looks_like_compose(documents[0]):
+        raise _ComposeFromContent()
+    elif explicit:
+        raise InputError("not a recognised input: neither a compose file, a Kubernetes manifest nor a Dockerfile", file=display)
+    else:
+        out.skipped += 1
+
+
+class _ComposeFromContent(Exception):
+    pass
+
+
+def _check_file(path: str, *, display: str, options: Options, out: Collected, explicit: bool,
+                compose_overrides: Sequence[tuple[str, str]] = ()) -> frozenset[str]:
+    """Read one file (explicit or walked). Returns Dockerfiles its compose builds use."""
+    name = os.path.basename(path)
+    if not explicit and not (is_dockerfile_name(name) or name.endswith(YAML_SUFFIXES)):
+        out.skipped += 1
+        return frozenset()
+    try:
+        if not explicit and os.path.getsize(path) == 0:
+            out.skipped += 1
+            return frozenset()
+        text = textio.read_path(path, display=display)
+        if not text.strip():
+            if explicit:
+                raise InputError("no YAML document in the input (the file is empty)" if not is_dockerfile_name(name)
+                                 else "the Dockerfile is empty", file=display)
+            out.skipped += 1
+            return frozenset()
+        kind = _classify_text(text, name=name)
+        out.files.add(display)
+        if kind == "yaml?":
+            try:
+                _unknown_yaml(text, display=display, options=options, out=out, explicit=explicit)
+                return frozenset()
+            except _ComposeFromContent:
+                kind = "compose"
+        if kind == "dockerfile":
+            _load_dockerfile(text, display=display, out=out)
+        elif kind == "kubernetes":
+            _load_kubernetes(text, display=display, options=options, out=out)
+        elif kind == "compose":
+            paths = [path, *(p for p, _ in compose_overrides)]
+            displays = [display, *(d for _, d in compose_overrides)]
+            return _load_compose(paths, displays, options=options, out=out)
+    except InputError as exc:
+        out.files.add(display)
+        out.fail(exc, file=display)
+    except Exception as exc:  # noqa: BLE001 - a bug on one file must not hide the other files' results
+        out.files.add(display)
+        out.errors.append(Problem(message=f"internal error while reading this file: {type(exc).__name__}: {exc}",
+                                  file=display))
+    return frozenset()
+
+
+def _walk(root: str, *, options: Options, out: Collected) -> None:
+    dockerfiles_used: set[str] = set()
+    standalone_dockerfiles: list[tuple[str, str]] = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        if "Chart.yaml" in files and "templates" in dirs:
+            # Helm templates are Go templates, not YAML; `helm template | admission-cli check -` reads them rendered.
+            for _, _, inner in os.walk(os.path.join(folder, "templates")):
+                out.skipped += len(inner)
+            dirs.remove("templates")
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(folder, d)))
+        names = sorted(files)
+        handled: set[str] = set()
+        for base in COMPOSE_BASES:
+            override = next((o for o in override_for(base) if o in names), None)
+            if base in names and override is not None:
+                handled.update((base, override))
+                pair = [(os.path.join(folder, override), _display(root, folder, override))]
+                dockerfiles_used |= _check_file(os.path.join(folder, base), display=_display(root, folder, base),
+                                                options=options, out=out, explicit=False, compose_overrides=pair)
+        for name in names:
+            full = os.path.join(folder, name)
+            if name in handled:
+                continue
+            if os.path.islink(full):
+                out.skipped += 1
+                continue
+            if ".override." in name and name.startswith(("compose", "docker-compose")):
+                out.skipped += 1  # an override without its base is never checked alone
+                continue
+            if is_dockerfile_name(name):
+                standalone_dockerfiles.append((full, _display(root, folder, name)))
+                continue
+            dockerfiles_used |= _check_file(full, display=_display(root, folder, name), options=options, out=out,
+                                            explicit=False)
+    for full, display in standalone_dockerfiles:
+        if os.path.realpath(full) in dockerfiles_used:
+            continue  # reported under the compose service that builds it
+        _check_file(full, display=display, options=options, out=out, explicit=False)
+
+
+def _display(root: str, folder: str, name: str) -> str:
+    return os.path.normpath(os.path.join(folder, name)) if root not in (".", "./") else os.path.relpath(os.path.join(folder, name))
+
+
+def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = None) -> Collected:
+    """Every input named on the command line -> workloads and per-file problems."""
+    out = Collected()
+    if options.overrides:
+        if len(paths) != 1 or paths[0] == "-" or os.path.isdir(paths[0]):
+            raise UsageError("-f OVERRIDE needs exactly one compose file PATH")
+    for path in paths:
+        if path == "-":
+            _check_stdin(stdin if stdin is not None else sys.stdin.buffer.read(), options=options, out=out)
+        elif os.path.isdir(path):
+            if os.path.exists(os.path.join(path, "oci-layout")):
+                out.fail(InputError("OCI image layouts are not read yet (image archives come with image configs)",
+                                    file=path), file=path)
+                continue
+            _walk(path, options=options, out=out)
+        elif not os.path.exists(path):
+            out.fail(InputError("no such file or directory", file=path), file=path)
+        else:
+            if options.overrides:
+                _require_compose(path)
+            _check_file(path, display=path, options=options, out=out, explicit=True,
+                        compose_overrides=[(o, o) for o in options.overrides])
+    return out
+
+
+def _require_compose(path: str) -> None:
+    try:
+        text = textio.read_path(path, display=path)
+    except InputError:
+        return  # reported when the file itself is checked
+    if _classify_text(text, name=os.path.basename(path)) not in ("compose", "yaml?"):
+        raise UsageError(f"-f OVERRIDE needs exactly one compose file PATH; {path} is not a compose file")
+
+
+def _check_stdin(data: bytes, *, options: Options, out: Collected) -> None:
+    display = "-"
+    out.files.add(display)
+    try:
+        text = textio.decode(data, file=display)
+        if not text.strip():
+            raise InputError("no YAML document in the input (stdin is empty)", file=display)
+        kind = _classify_text(text, name="-")
+        if kind == "yaml?":
+            try:
+                _unknown_yaml(text, display=display, options=options, out=out, explicit=True)
+                return
+            except _ComposeFromContent:
+                kind = "compose"
+        if kind == "kubernetes":
+            _load_kubernetes(text, display=display, options=options, out=out)
+        elif kind == "dockerfile":
+            _load_dockerfile(text, display=display, out=out)
+        else:
+            from admission.sources import compose
+
+            result = compose.load_text(text, display=display, environ=options.environ, env_files=options.env_files,
+                                       profiles=options.profiles, project_dir=os.getcwd())
+            out.workloads.extend(result.workloads)
+            out.errors.extend(result.problems)
+            out.files.update(result.files)
+    except InputError as exc:
+        out.fail(exc, file=display)

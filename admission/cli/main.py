@@ -1,0 +1,123 @@
+"""The admission-cli entry point: argument parsing and the mapping of errors to exit codes.
+
+argparse rather than click/typer: it is in the standard library and costs nothing to import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from admission import __version__
+from admission.errors import PolicyError
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="admission-cli", description="Check compose files, Kubernetes manifests, "
+                                     "Dockerfiles and image archives against the production-image policy.")
+    parser.add_argument("--version", action="version", version=f"admission {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="check inputs against the policy")
+    check.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
+    check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    check.add_argument("--policy", metavar="FILE", help="policy file overlaid on the built-in default")
+    check.add_argument("--fail-on", choices=("deny", "warn"), default="deny")
+    resolve = check.add_mutually_exclusive_group()
+    resolve.add_argument("--resolve-images", action="store_true", help="fetch image configs from registries")
+    resolve.add_argument("--offline", action="store_true", help="no network and no cache")
+    cache = check.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", metavar="DIR")
+    cache.add_argument("--no-cache", action="store_true")
+    check.add_argument("--registry-config", metavar="FILE", help="Docker config.json with registry credentials")
+    check.add_argument("--env-file", action="append", default=None, metavar="FILE",
+                       help="compose env file; replaces the project's .env (repeatable)")
+    check.add_argument("--profile", action="append", default=[], metavar="NAME",
+                       help="compose profile to enable (default: check every service)")
+    check.add_argument("-f", dest="overrides", action="append", default=[], metavar="OVERRIDE",
+                       help="compose override file merged onto the one compose PATH (repeatable)")
+    check.add_argument("--namespace", default="default", help="namespace of objects that have none")
+
+    sub.add_parser("rules", help="list the rule catalogue")
+    explain = sub.add_parser("explain", help="why a rule exists, how to fix it, examples")
+    explain.add_argument("rule", metavar="RULE-ID")
+    return parser
+
+
+def _check(args: argparse.Namespace) -> int:
+    from admission.cli import inputs, report
+    from admission.policy import engine
+    from admission.policy.config import load_policy
+
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        print(f"admission-cli: policy error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
+                             overrides=tuple(args.overrides))
+    try:
+        collected = inputs.collect(args.paths, options=options)
+    except inputs.UsageError as exc:
+        print(f"admission-cli: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    result = engine.evaluate(collected.workloads, policy)
+    result.errors[:0] = collected.errors
+    result.files = len(collected.files)
+    result.skipped_files = collected.skipped
+    if args.format == "json":
+        sys.stdout.write(report.render_json(result))
+    elif args.format == "sarif":
+        sys.stdout.write(report.render_sarif(result))
+    else:
+        colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+        sys.stdout.write(report.render_text(result, colour=colour))
+    if result.errors:
+        return EXIT_ERROR
+    threshold = ("deny",) if args.fail_on == "deny" else ("deny", "warn")
+    if any(not f.suppressed and f.severity in threshold for f in result.findings):
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _rules() -> int:
+    from admission.policy import catalog
+
+    for rule in catalog.all_rules().values():
+        default = "on_error" if rule.severity_fixed else rule.severity
+        print(f"{rule.id:<26} {default:<8} {rule.summary}")
+    return EXIT_OK
+
+
+def _explain(rule_id: str) -> int:
+    from admission.cli import docs
+    from admission.policy import catalog
+
+    rule = catalog.get(rule_id)
+    if rule is None:
+        print(f"admission-cli: unknown rule {rule_id!r}; see `admission-cli rules`", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(docs.explain(rule))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args)
+        if args.command == "rules":
+            return _rules()
+        return _explain(args.rule)
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

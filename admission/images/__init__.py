@@ -1,0 +1,1 @@
+"""Image references and image configs: the reference grammar (pure), registry client, cache and enrichment."""

@@ -1,0 +1,118 @@
+"""evaluate(workloads, policy) -> Report. Pure and synchronous: no I/O, no clock unless `today` is omitted."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from admission.findings import Finding, Problem, Report, Severity, Violation
+from admission.model import ExemptionClaim, Workload
+from admission.policy import catalog
+from admission.policy.config import Exemption, Policy, parse_date
+
+SCHEMA_RULE = "compose-schema"
+_GENERIC_SCHEMA_FIX = "change the file so that Docker Compose accepts it (see the Compose Specification)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Claim:
+    """A validated inline exemption (x-admission or annotation)."""
+
+    rules: frozenset[str]
+    reason: str
+    expires: date | None
+    via: str
+
+    def covers(self, rule: str) -> bool:
+        return rule in self.rules or "*" in self.rules
+
+
+def _validate_claims(workload: Workload, policy: Policy, known: dict[str, catalog.Rule],
+                     problems: list[Problem]) -> list[_Claim]:
+    claims: list[_Claim] = []
+    for claim in workload.exemption_claims:
+        if claim.via == "annotation" and not policy.exemptions_from_annotations:
+            continue
+        error = _claim_error(claim, known)
+        if error:
+            problems.append(Problem(message=f"{claim.via} exemption dropped: {error}; all findings are still reported",
+                                    file=claim.origin.file, line=claim.origin.line, path=claim.origin.path))
+            continue
+        expires = parse_date(claim.expires)
+        claims.append(_Claim(frozenset(claim.rules), (claim.reason or "").strip(), expires or None, claim.via))
+    return claims
+
+
+def _claim_error(claim: ExemptionClaim, known: dict[str, catalog.Rule]) -> str | None:
+    if not claim.rules:
+        return "it names no rule"
+    unknown = [r for r in claim.rules if r != "*" and r not in known]
+    if unknown:
+        return f"unknown rule {', '.join(repr(r) for r in unknown)}"
+    if not claim.reason or not claim.reason.strip():
+        return "it has no reason"
+    if parse_date(claim.expires) is False:
+        return f"expires {claim.expires!r} is not a date (YYYY-MM-DD)"
+    return None
+
+
+def _suppression(rule: str, workload: Workload, container: str | None, claims: list[_Claim],
+                 exemptions: tuple[Exemption, ...], today: date) -> tuple[bool, str | None]:
+    """(suppressed, reason). An expired match leaves the finding unsuppressed but says so."""
+    expired: str | None = None
+    for claim in claims:
+        if claim.covers(rule):
+            if claim.expires is not None and today > claim.expires:
+                expired = expired or f"expired {claim.expires.isoformat()}: {claim.reason}"
+                continue
+            return True, f"{claim.via}: {claim.reason}"
+    for exemption in exemptions:
+        if exemption.matches(rule=rule, kind=workload.kind, name=workload.name, namespace=workload.namespace,
+                             container=container):
+            if exemption.expired(today):
+                expired = expired or f"expired {exemption.expires.isoformat() if exemption.expires else ''}: {exemption.reason}"
+                continue
+            return True, exemption.reason
+    return False, expired
+
+
+def _finding(rule: str, severity: Severity, workload: Workload, violation: Violation, *,
+             suppressed: bool, reason: str | None) -> Finding:
+    origin = violation.origin
+    return Finding(rule=rule, severity=severity, message=violation.message, remediation=violation.remediation,
+                   value=violation.value, file=origin.file, line=origin.line, path=origin.path,
+                   source=workload.source, object_kind=workload.kind, object_name=workload.name,
+                   object_namespace=workload.namespace, container=violation.container,
+                   suppressed=suppressed, reason=reason)
+
+
+def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | None = None) -> Report:
+    """Run every enabled rule over every workload and apply exemptions and enforcement."""
+    today = today or datetime.now(timezone.utc).date()
+    known = catalog.all_rules()
+    active = [(r, policy.rules[r.id]) for r in known.values()
+              if r.func is not None and r.id in policy.rules and policy.rules[r.id].severity != "off"]
+    schema = policy.rules.get(SCHEMA_RULE)
+    report = Report()
+
+    def severity_of(configured: str) -> Severity:
+        return "warn" if policy.enforcement == "warn" or configured == "warn" else "deny"
+
+    for workload in workloads:
+        report.objects += 1
+        claims = _validate_claims(workload, policy, known, report.errors)
+        produced: list[tuple[str, Severity, Violation]] = []
+        for rule, setting in active:
+            for violation in rule.func(workload, setting.params):  # type: ignore[misc]
+                produced.append((rule.id, severity_of(setting.severity), violation))
+        if schema is not None and schema.severity != "off":
+            for issue in workload.schema_issues:
+                fix = getattr(issue, "remediation", None) or _GENERIC_SCHEMA_FIX
+                produced.append((SCHEMA_RULE, severity_of(schema.severity),
+                                 Violation(message=issue.message, remediation=fix, origin=issue.origin,
+                                           value=issue.value, container=issue.container)))
+        for rule_id, severity, violation in produced:
+            suppressed, reason = _suppression(rule_id, workload, violation.container, claims, policy.exemptions, today)
+            report.findings.append(_finding(rule_id, severity, workload, violation, suppressed=suppressed, reason=reason))
+    return report

@@ -1,0 +1,86 @@
+"""Image references: image-tag-pinned (DESIGN §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from admission.findings import Violation
+from admission.images import reference
+from admission.model import Container, Located, Workload
+from admission.policy.catalog import Param, rule
+from admission.policy.rules.common import container_field, subject
+
+
+def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container: str | None) -> Iterator[Violation]:
+    text = ref.value
+    try:
+        parsed = reference.parse_normalized_named(text)
+    except reference.ReferenceError as exc:
+        shown = text if text else "(empty)"
+        yield Violation(
+            message=f"{who} uses an invalid image reference '{shown}': {exc}",
+            remediation="write a valid reference: [registry[:port]/]repository[:tag][@sha256:<64 hex>], repository in lower case",
+            origin=ref.origin, value=text, container=container)
+        return
+    if parsed.digest:
+        return
+    disallowed = {str(t).casefold() for t in params.get("disallowed_tags", ())}
+    if parsed.tag is None:
+        yield Violation(
+            message=f"{who} uses image '{text}' with no tag, which means ':latest': it changes under you and cannot be rolled back",
+            remediation=f"pin a version tag or a digest, e.g. '{text}:1.2.3' or '{text}@sha256:<digest>'",
+            origin=ref.origin, value=text, container=container)
+    elif parsed.tag.casefold() in disallowed:
+        yield Violation(
+            message=f"{who} uses image '{text}' with the tag '{parsed.tag}', which the policy does not allow (disallowed_tags)",
+            remediation=f"pin a release tag or a digest instead, e.g. '{parsed.name}:1.2.3' or '{parsed.name}@sha256:<digest>'",
+            origin=ref.origin, value=text, container=container)
+    elif params.get("require_digest"):
+        yield Violation(
+            message=f"{who} uses image '{text}' pinned by tag only; the policy requires a digest (require_digest)",
+            remediation=f"add the digest: '{text}@sha256:<digest>' (e.g. from `skopeo inspect docker://{text}`)",
+            origin=ref.origin, value=text, container=container)
+
+
+def _base_subject(workload: Workload, container: Container, ref: Located[str]) -> str:
+    if workload.source == "compose":
+        return f"service '{workload.name}' (a FROM of its build Dockerfile)"
+    return "a FROM line"
+
+
+@rule("image-tag-pinned", severity="deny", summary="Images are pinned: no missing tag, no `latest`.",
+      applies={"kubernetes": "every container's image",
+               "compose": "image:; for build: services, the FROMs of its Dockerfile",
+               "dockerfile": "every FROM naming an image"},
+      params=(Param("disallowed_tags", list, ("latest",), "tags that never count as pinned (case-insensitive)"),
+              Param("require_digest", bool, False, "every reference must carry a digest")))
+def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
+    """Every image reference must name a fixed version: a tag that is not `latest`, or a digest.
+
+    Why:
+        `latest` and a missing tag (which means `latest`) name whatever was pushed last. Two nodes can run
+        different code under the same manifest, and there is nothing to roll back to. References are parsed
+        with the distribution grammar, so a registry port is not a tag (`registry:5000/app` has no tag), and an
+        invalid reference is named as invalid (the API server does not check reference syntax).
+        In Dockerfiles `FROM scratch` and `FROM <earlier stage>` are not images, and ARG defaults (and compose
+        build.args) are substituted first. A compose service that only has `build:` is checked through the FROMs
+        of its Dockerfile.
+
+    Fix:
+        Pin a release tag (`python:3.12.4-slim`) or, better, a digest (`python@sha256:...`); let Renovate or
+        Dependabot move it. With `require_digest: true` every reference needs a digest.
+
+    Example:
+        ```yaml
+        image: nginx            # denied: no tag
+        image: nginx:latest     # denied
+        image: nginx:1.27.1     # passes
+        ```
+    """
+    for container in workload.containers:
+        name = container_field(workload, container)
+        if container.image is not None:
+            yield from _check(container.image, who=subject(workload, container), params=params, container=name)
+        for base in container.base_images:
+            yield from _check(base, who=_base_subject(workload, container, base), params=params, container=name)

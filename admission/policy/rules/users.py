@@ -1,0 +1,232 @@
+"""Which user a container runs as: run-as-non-root and numeric-user (DESIGN §4)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from admission.findings import Violation
+from admission.model import Container, Located, Origin, Workload
+from admission.policy.catalog import rule
+from admission.policy.rules.common import container_field, subject
+
+MAX_UID = 2147483647  # k8s IsValidUserID: 0..MaxInt32; 0 is root
+_INT = re.compile(r"[+-]?[0-9]+\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class UserKind:
+    kind: Literal["root", "uid", "invalid", "name"]
+    uid: int | None
+    name: str | None
+
+
+def classify_user(text: str) -> UserKind:
+    """Classify an image/compose user the way the container runtime and kubelet do.
+
+    Only the part before the first ':' counts; it is a uid when Go's ParseInt(s, 10, 64) accepts it.
+    """
+    part = text.split(":", 1)[0]
+    if part in ("", "root"):
+        return UserKind("root", 0 if part == "" else None, part or None)
+    if _INT.match(part):
+        uid = int(part)
+        if -(2**63) <= uid < 2**63:
+            if uid == 0:
+                return UserKind("root", 0, None)
+            if 1 <= uid <= MAX_UID:
+                return UserKind("uid", uid, None)
+            return UserKind("invalid", uid, None)
+    return UserKind("name", None, part)
+
+
+@dataclass(frozen=True, slots=True)
+class KnownUser:
+    value: Located[str]
+    via: Literal["user", "dockerfile", "config"]
+
+
+def known_user(container: Container) -> KnownUser | None:
+    """The user the container will run as when it is known without the cluster: compose `user:`,
+    then the build Dockerfile's USER, then the image config's User."""
+    if container.user is not None and container.user.value != "":
+        return KnownUser(container.user, "user")
+    if container.image_user is not None:
+        return KnownUser(container.image_user, "dockerfile")
+    if container.image_config is not None:
+        origin = container.image.origin if container.image else container.origin
+        return KnownUser(Located(container.image_config.user, origin), "config")
+    return None
+
+
+def _describe(known: KnownUser) -> str:
+    value = known.value.value
+    if known.via == "user":
+        return f"user: \"{value}\""
+    if known.via == "dockerfile":
+        return f"USER {value}" if value else "no USER instruction"
+    return f"image config User \"{value}\"" if value else "an image config with no User"
+
+
+def _fix_root(workload: Workload, known: KnownUser) -> str:
+    if known.via == "user":
+        return 'set user: to a non-root uid that exists in the image, e.g. user: "10001:10001"'
+    if known.via == "dockerfile":
+        if workload.source == "compose":
+            return 'add `USER 10001` to the Dockerfile\'s final stage (create that uid first), or set user: "10001" on the service'
+        return "add `USER 10001` to the final stage, after creating that user (e.g. `useradd -u 10001 app`)"
+    if workload.source == "kubernetes":
+        return "set securityContext.runAsUser to a non-zero uid, e.g. 10001, or rebuild the image with `USER 10001`"
+    return "rebuild the image with `USER 10001` in its final stage"
+
+
+def _fix_unknown(workload: Workload) -> str:
+    if workload.source == "compose":
+        return 'set user: "10001:10001" on the service (a uid that exists in the image), or build from a Dockerfile whose final stage sets USER 10001'
+    return ("set securityContext.runAsNonRoot: true so the kubelet refuses to start it as root, "
+            "and a numeric securityContext.runAsUser such as 10001")
+
+
+@rule("run-as-non-root", severity="deny", summary="Containers must not run as root.",
+      applies={"kubernetes": "every container, init and ephemeral", "compose": "every service",
+               "dockerfile": "final stage (or the build.target stage)", "image": "config User"})
+def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
+    """Predict the user each container runs as, and deny root or a user nobody can prove is not root.
+
+    Why:
+        A process that runs as root inside a container is root on the host's kernel: one container escape
+        or a writable host mount gives away the node. The kubelet's `runAsNonRoot` check only runs when the
+        container starts, so a bad image fails in production (`CreateContainerConfigError`) rather than in CI.
+        This rule decides as the kubelet will, and is stricter where the kubelet checks nothing.
+
+        Order: an effective `runAsUser` decides (0 denies). Otherwise the known user decides: compose `user:`,
+        the build Dockerfile's USER, or the image config. Empty, `root`, `0` and `0:*` are root; a uid outside
+        1..2147483647 is invalid; a name with `runAsNonRoot: true` is refused by the kubelet. With no known user,
+        `runAsNonRoot: true` passes (the kubelet enforces it) and anything else is denied.
+        Windows pods (`spec.os.name: windows`) are out of scope and skipped.
+
+    Fix:
+        Create a user with a fixed numeric uid in the image and switch to it with `USER 10001`. In Kubernetes
+        also set `securityContext.runAsNonRoot: true` and `runAsUser: 10001`; in compose set `user: "10001"`.
+
+    Example:
+        ```yaml
+        # denied: nothing establishes a non-root user
+        spec:
+          containers:
+            - name: app
+              image: registry.example.com/app:1.4.2
+        # passes
+        spec:
+          securityContext: {runAsNonRoot: true, runAsUser: 10001}
+        ```
+    """
+    if workload.os == "windows":
+        return
+    for container in workload.containers:
+        who = subject(workload, container)
+        name = container_field(workload, container)
+        if container.run_as_user is not None:
+            if container.run_as_user.value == 0:
+                yield Violation(
+                    message=f"{who} runs as root: runAsUser is 0",
+                    remediation="set runAsUser to a non-zero uid that exists in the image, e.g. 10001, and runAsNonRoot: true",
+                    origin=container.run_as_user.origin, value="0", container=name)
+            continue
+        non_root = container.run_as_non_root is not None and container.run_as_non_root.value
+        known = known_user(container)
+        if known is None:
+            if non_root:
+                continue
+            why = "sets neither runAsUser nor runAsNonRoot, and its image user is unknown" if workload.source == "kubernetes" \
+                else "sets no user: and its image user is unknown"
+            if container.image_user_unknown:
+                why += f" ({container.image_user_unknown})"
+            if workload.source == "kubernetes":
+                why += "; without runAsNonRoot nothing stops it running as root"
+            yield Violation(message=f"{who} {why}", remediation=_fix_unknown(workload),
+                            origin=container.origin, value=None, container=name)
+            continue
+        user = classify_user(known.value.value)
+        if user.kind == "root":
+            if non_root and known.via == "config":
+                message = f"{who}: container has runAsNonRoot and image will run as root ({_describe(known)}); the kubelet will refuse to start it"
+            else:
+                message = f"{who} runs as root: {_describe(known)}"
+            yield Violation(message=message, remediation=_fix_root(workload, known), origin=known.value.origin,
+                            value=known.value.value, container=name)
+        elif user.kind == "invalid":
+            yield Violation(
+                message=(f"{who} has an invalid user id ({user.uid}). (Must be 1-({MAX_UID})): "
+                         f"must be between 0 and {MAX_UID}, inclusive"),
+                remediation=f"use a uid between 1 and {MAX_UID}, e.g. 10001",
+                origin=known.value.origin, value=known.value.value, container=name)
+        elif user.kind == "name" and non_root and known.via != "user":
+            yield Violation(
+                message=(f"{who}: container has runAsNonRoot and image has non-numeric user ({user.name}), "
+                         "cannot verify user is non-root; the kubelet will refuse to start it"),
+                remediation=(f"set securityContext.runAsUser to the numeric uid of '{user.name}' (e.g. 10001), "
+                             "or rebuild the image with a numeric `USER 10001`"),
+                origin=_origin_for_name(container, known), value=known.value.value, container=name)
+
+
+def _origin_for_name(container: Container, known: KnownUser) -> Origin:
+    # The decision is made in the manifest (runAsNonRoot), not in the image, so point at the manifest.
+    if container.run_as_non_root is not None:
+        return container.run_as_non_root.origin
+    return known.value.origin
+
+
+@rule("numeric-user", severity="warn", summary="The user should be a numeric uid, not a name.",
+      applies={"kubernetes": "effective user is a name (only when runAsUser is unset)",
+               "compose": "effective user is a name (user:, build Dockerfile or config)",
+               "dockerfile": "final USER that is a name", "image": "config User that is a name"})
+def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
+    """Warn when the user a container runs as is a name rather than a numeric uid.
+
+    Why:
+        A user name means nothing to Kubernetes: with `runAsNonRoot: true` the kubelet refuses to start an
+        image whose user is a name ("image has non-numeric user (appuser), cannot verify user is non-root").
+        Names also resolve through the image's /etc/passwd, so the same name can be a different uid (or root)
+        in another base image. A number is what the kernel enforces.
+        This rule stays quiet where run-as-non-root already denies, for `root`, and for Windows pods.
+
+    Fix:
+        Create the user with a fixed uid and refer to it by number: `RUN useradd -u 10001 app` then
+        `USER 10001`; in compose `user: "10001"`; in Kubernetes `runAsUser: 10001`.
+
+    Example:
+        ```dockerfile
+        # warns
+        USER appuser
+        # passes
+        USER 10001
+        ```
+    """
+    if workload.os == "windows":
+        return
+    for container in workload.containers:
+        if container.run_as_user is not None:
+            continue
+        known = known_user(container)
+        if known is None:
+            continue
+        user = classify_user(known.value.value)
+        if user.kind != "name":
+            continue
+        non_root = container.run_as_non_root is not None and container.run_as_non_root.value
+        if non_root and known.via != "user":
+            continue  # run-as-non-root denies this already
+        if known.via == "user":
+            fix = f'use the numeric uid instead of the name: user: "10001" (the uid of \'{user.name}\' in the image)'
+        elif workload.source == "kubernetes":
+            fix = f"set securityContext.runAsUser to the uid of '{user.name}' (e.g. 10001), or rebuild with `USER 10001`"
+        else:
+            fix = f"create the user with a fixed uid and switch to it by number: `RUN useradd -u 10001 {user.name}` then `USER 10001`"
+        yield Violation(
+            message=(f"{subject(workload, container)} runs as the named user '{user.name}' ({_describe(known)}); "
+                     "Kubernetes cannot verify a name is non-root, so runAsNonRoot: true would refuse to start it"),
+            remediation=fix, origin=known.value.origin, value=known.value.value,
+            container=container_field(workload, container))

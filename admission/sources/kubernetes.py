@@ -1,0 +1,465 @@
+"""Kubernetes manifests -> Workloads: Pod, PodTemplate, the pod-bearing controllers, CronJob and `List`.
+
+Hand-written rather than decoded with the kubernetes client's models: those models import slowly, keep
+no line numbers and accept wrong shapes silently; here only the fields the rules read are type-checked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from admission.errors import InputError
+from admission.findings import Problem
+from admission.model import Container, ContainerKind, ExemptionClaim, Located, Origin, Port, Workload
+from admission.sources.yamlload import Document, YMap, YSeq, load_documents
+
+__all__ = [
+    "POD_SPEC_PATHS",
+    "EXEMPT_ANNOTATION",
+    "EXEMPT_REASON_ANNOTATION",
+    "EXEMPT_EXPIRES_ANNOTATION",
+    "KubeResult",
+    "is_kubernetes",
+    "is_pod_bearing",
+    "load_text",
+    "pod_spec_path",
+    "workloads_from_object",
+]
+
+_TEMPLATE_SPEC = ("spec", "template", "spec")
+
+POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
+    "Pod": ("spec",),
+    "PodTemplate": ("template", "spec"),
+    "Deployment": _TEMPLATE_SPEC,
+    "ReplicaSet": _TEMPLATE_SPEC,
+    "StatefulSet": _TEMPLATE_SPEC,
+    "DaemonSet": _TEMPLATE_SPEC,
+    "Job": _TEMPLATE_SPEC,
+    "ReplicationController": _TEMPLATE_SPEC,
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+
+# API groups that own each pod-bearing kind. A CRD may reuse a kind name (volcano's batch.volcano.sh Job,
+# argo's Workflow-ish "Job"s) with a different shape; those are skipped like any other non-pod kind.
+_GROUPS: Mapping[str, frozenset[str]] = {
+    "Pod": frozenset(("",)),
+    "PodTemplate": frozenset(("",)),
+    "ReplicationController": frozenset(("",)),
+    "Deployment": frozenset(("apps", "extensions")),
+    "ReplicaSet": frozenset(("apps", "extensions")),
+    "DaemonSet": frozenset(("apps", "extensions")),
+    "StatefulSet": frozenset(("apps",)),
+    "Job": frozenset(("batch",)),
+    "CronJob": frozenset(("batch",)),
+}
+
+EXEMPT_ANNOTATION = "admission.policy/exempt"
+EXEMPT_REASON_ANNOTATION = "admission.policy/exempt-reason"
+EXEMPT_EXPIRES_ANNOTATION = "admission.policy/exempt-expires"
+
+_CONTAINER_LISTS: tuple[tuple[str, ContainerKind], ...] = (
+    ("initContainers", "init"),
+    ("containers", "container"),
+    ("ephemeralContainers", "ephemeral"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KubeResult:
+    workloads: list[Workload]
+    problems: list[Problem]  # one per object that could not be interpreted; the other objects are still evaluated
+    documents: int  # non-empty documents seen
+
+
+def is_kubernetes(doc: object) -> bool:
+    """A mapping with string `apiVersion` and `kind`: DESIGN §2 calls any such document Kubernetes."""
+    return isinstance(doc, dict) and isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str)
+
+
+def is_pod_bearing(api_version: str, kind: str) -> bool:
+    """Whether apiVersion/kind is one of the built-in kinds that carry a pod spec."""
+    groups = _GROUPS.get(kind)
+    if groups is None:
+        return False
+    # A group-less apiVersion ("v1") cannot be a CRD, so `v1` + Deployment is a typo the API server would
+    # refuse; it is evaluated as the kind it names rather than silently skipped (as polaris and checkov do).
+    return "/" not in api_version or api_version.partition("/")[0] in groups
+
+
+def pod_spec_path(kind: str, base_path: str = "") -> str:
+    """Dotted path of a kind's pod spec, e.g. `spec.template.spec` (KeyError for a kind without one)."""
+    path = ".".join(POD_SPEC_PATHS[kind])
+    return f"{base_path}.{path}" if base_path else path
+
+
+# --- shape helpers ---------------------------------------------------------------------------------
+
+def _type_name(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
+def _join(base: str, key: str) -> str:
+    return f"{base}.{key}" if base else key
+
+
+class _Walker:
+    """Carries the file name and the line to use when a value has no line of its own (webhook JSON, JSON fallback)."""
+
+    __slots__ = ("file", "default_line")
+
+    def __init__(self, file: str, default_line: int | None) -> None:
+        self.file = file
+        self.default_line = default_line
+
+    def line(self, parent: Any, key: Any) -> int | None:
+        if type(parent) is YMap:
+            return parent.key_lines.get(key, parent.line)
+        if type(parent) is YSeq:
+            return parent.line_of(key)
+        return self.default_line
+
+    def own_line(self, value: Any) -> int | None:
+        if type(value) is YMap or type(value) is YSeq:
+            return value.line
+        return self.default_line
+
+    def fail(self, message: str, parent: Any, key: Any, path: str) -> InputError:
+        return InputError(message, file=self.file, line=self.line(parent, key), path=path)
+
+    def wrong_type(self, parent: Any, key: Any, path: str, want: str) -> InputError:
+        value = parent[key]
+        return self.fail(f"`{path.rpartition('.')[2] or path}` must be {want}, not {_type_name(value)}", parent, key, path)
+
+    def mapping(self, parent: Any, key: str, path: str, *, required: bool = False) -> dict | None:
+        """parent[key] as a mapping; None when absent or null (Go decodes null to the zero value)."""
+        value = parent.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"`{key}` is required (a mapping)", parent, key, path)
+            return None
+        if not isinstance(value, dict):
+            raise self.wrong_type(parent, key, path, "a mapping")
+        return value
+
+    def sequence(self, parent: Any, key: str, path: str) -> list | None:
+        value = parent.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise self.wrong_type(parent, key, path, "a list")
+        return value
+
+    def string(self, parent: Any, key: str, path: str) -> str | None:
+        value = parent.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        raise self.wrong_type(parent, key, path, "a string")
+
+    def integer(self, parent: Any, key: str, path: str) -> int | None:
+        value = parent.get(key)
+        if value is None:
+            return None
+        # bool is an int subclass in Python, but JSON/Go never decode true into an int32/int64 field.
+        if type(value) is not int:
+            raise self.wrong_type(parent, key, path, "an integer")
+        return value
+
+    def boolean(self, parent: Any, key: str, path: str) -> bool | None:
+        value = parent.get(key)
+        if value is None or type(value) is bool:
+            return value
+        raise self.wrong_type(parent, key, path, "a boolean (true or false, unquoted)")
+
+    def origin(self, parent: Any, key: Any, path: str) -> Origin:
+        return Origin(self.file, self.line(parent, key), path)
+
+
+# --- objects ---------------------------------------------------------------------------------------
+
+def _iter_objects(obj: Mapping[str, Any], base_path: str, line: int | None, walker: _Walker,
+                  depth: int = 0) -> Iterator[tuple[Mapping[str, Any], str, int | None]]:
+    """The object itself, or the items of a `List` / `*List` (recursively), with their paths and lines."""
+    kind = obj.get("kind")
+    if not (isinstance(kind, str) and kind.endswith("List") and "items" in obj):
+        yield obj, base_path, line
+        return
+    items = walker.sequence(obj, "items", _join(base_path, "items"))
+    if not items:
+        return
+    # A typed list (PodList, DeploymentList) from the API server leaves kind/apiVersion off its items.
+    item_kind = kind[:-4]
+    api_version = obj.get("apiVersion")
+    for i, item in enumerate(items):
+        path = f"{_join(base_path, 'items')}[{i}]"
+        item_line = walker.line(items, i)
+        if isinstance(item, dict) and item_kind and "kind" not in item and "apiVersion" not in item:
+            item = {**item, "kind": item_kind, "apiVersion": api_version}
+        if depth < 8 and isinstance(item, dict):
+            yield from _iter_objects(item, path, item_line, walker, depth + 1)
+        else:
+            yield item, path, item_line
+
+
+def workloads_from_object(obj: Mapping[str, Any], *, file: str, namespace: str, base_path: str = "",
+                          line: int | None = None) -> list[Workload]:
+    """The workloads of one object (a `List` gives one per pod-bearing item); [] for a kind without pods.
+
+    Objects from the YAML loader carry lines; plain dicts (webhook JSON) get `line` (default None) everywhere.
+    Raises InputError naming file, line and path when a field the rules read has the wrong shape.
+    """
+    walker = _Walker(file, line)
+    result: list[Workload] = []
+    for item, path, item_line in _iter_objects(obj, base_path, walker.own_line(obj) if line is None else line, walker):
+        workload = _object(item, path, item_line, walker, namespace)
+        if workload is not None:
+            result.append(workload)
+    return result
+
+
+def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: str) -> Workload | None:
+    if not isinstance(obj, dict):
+        raise InputError(f"a Kubernetes object must be a mapping, not {_type_name(obj)}", file=walker.file, line=line, path=base or None)
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not (isinstance(api_version, str) and isinstance(kind, str)):
+        missing = [k for k in ("apiVersion", "kind") if not isinstance(obj.get(k), str)]
+        raise InputError(f"not a Kubernetes object: {' and '.join(missing)} missing or not a string",
+                         file=walker.file, line=line, path=base or None)
+    if not is_pod_bearing(api_version, kind):
+        return None
+
+    meta_path = _join(base, "metadata")
+    meta = walker.mapping(obj, "metadata", meta_path) or {}
+    name = walker.string(meta, "name", f"{meta_path}.name") or walker.string(meta, "generateName", f"{meta_path}.generateName") or ""
+    ns = walker.string(meta, "namespace", f"{meta_path}.namespace") or namespace
+    claims = _claims(meta, meta_path, walker)
+
+    # Walk down to the pod spec, collecting the pod template's metadata on the way.
+    steps = POD_SPEC_PATHS[kind]
+    node: Any = obj
+    path = base
+    for step in steps:
+        path = _join(path, step)
+        node = walker.mapping(node, step, path, required=True)
+        if step == "template":  # the pod template's own metadata: its annotations land on every pod
+            tmeta_path = f"{path}.metadata"
+            tmeta = walker.mapping(node, "metadata", tmeta_path)
+            if tmeta:
+                claims += _claims(tmeta, tmeta_path, walker)
+    spec: dict = node
+
+    host_network = None
+    if walker.boolean(spec, "hostNetwork", f"{path}.hostNetwork"):
+        host_network = Located("true", walker.origin(spec, "hostNetwork", f"{path}.hostNetwork"))
+    os_map = walker.mapping(spec, "os", f"{path}.os")
+    os_name = walker.string(os_map, "name", f"{path}.os.name") if os_map else None
+
+    pod_user, pod_non_root = _run_as(spec, path, walker)
+    containers: list[Container] = []
+    for key, ckind in _CONTAINER_LISTS:
+        items = walker.sequence(spec, key, f"{path}.{key}")
+        if items:
+            list_path = f"{path}.{key}"
+            for i, item in enumerate(items):
+                containers.append(_container(items, i, f"{list_path}[{i}]", ckind, walker, pod_user, pod_non_root))
+
+    return Workload(
+        source="kubernetes",
+        kind=kind,
+        name=name,
+        namespace=ns,
+        origin=Origin(walker.file, line, base),
+        containers=tuple(containers),
+        runtime=True,
+        host_network=host_network,
+        os=os_name,
+        exemption_claims=claims,
+    )
+
+
+def _run_as(parent: dict, path: str, walker: _Walker) -> tuple[Located[int] | None, Located[bool] | None]:
+    """runAsUser / runAsNonRoot of one securityContext level, each with its own origin."""
+    sc_path = f"{path}.securityContext"
+    sc = walker.mapping(parent, "securityContext", sc_path)
+    if not sc:
+        return None, None
+    user_path, non_root_path = f"{sc_path}.runAsUser", f"{sc_path}.runAsNonRoot"
+    user = walker.integer(sc, "runAsUser", user_path)
+    non_root = walker.boolean(sc, "runAsNonRoot", non_root_path)
+    return (
+        None if user is None else Located(user, walker.origin(sc, "runAsUser", user_path)),
+        None if non_root is None else Located(non_root, walker.origin(sc, "runAsNonRoot", non_root_path)),
+    )
+
+
+def _container(items: list, i: int, path: str, kind: ContainerKind, walker: _Walker,
+               pod_user: Located[int] | None, pod_non_root: Located[bool] | None) -> Container:
+    c = items[i]
+    if not isinstance(c, dict):
+        raise walker.fail(f"a container must be a mapping, not {_type_name(c)}", items, i, path)
+    name = walker.string(c, "name", f"{path}.name")
+    if not name:
+        raise walker.fail("container has no `name`", items, i, f"{path}.name")
+
+    image_text = walker.string(c, "image", f"{path}.image")
+    image = None if image_text is None else Located(image_text, walker.origin(c, "image", f"{path}.image"))
+
+    if kind == "init" and walker.string(c, "restartPolicy", f"{path}.restartPolicy") == "Always":
+        kind = "sidecar"  # a native sidecar (KEP-753): runs for the pod's whole life, like a regular container
+
+    # DetermineEffectiveSecurityContext: each field set on the container overrides the pod's, field by field.
+    user, non_root = _run_as(c, path, walker)
+    if user is None:
+        user = pod_user
+    if non_root is None:
+        non_root = pod_non_root
+
+    limits: dict[str, Located[str]] = {}
+    res_path = f"{path}.resources"
+    resources = walker.mapping(c, "resources", res_path)
+    if resources and kind != "ephemeral":  # the API forbids resources on ephemeral containers
+        lim_path = f"{res_path}.limits"
+        lim = walker.mapping(resources, "limits", lim_path)
+        if lim:
+            for key, value in lim.items():
+                key_path = f"{lim_path}.{key}"
+                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                    raise walker.fail(f"limit `{key}` must be a quantity such as 500m or 128Mi, not {_type_name(value)}",
+                                      lim, key, key_path)
+                limits[key] = Located(str(value), walker.origin(lim, key, key_path))
+
+    host_ports: list[Port] = []
+    ports_path = f"{path}.ports"
+    ports = walker.sequence(c, "ports", ports_path)
+    if ports:
+        for j, port in enumerate(ports):
+            port_path = f"{ports_path}[{j}]"
+            if not isinstance(port, dict):
+                raise walker.fail(f"a port must be a mapping, not {_type_name(port)}", ports, j, port_path)
+            host_port = walker.integer(port, "hostPort", f"{port_path}.hostPort")
+            if not host_port or host_port <= 0:
+                continue
+            container_port = walker.integer(port, "containerPort", f"{port_path}.containerPort")
+            host_ip = walker.string(port, "hostIP", f"{port_path}.hostIP") or None
+            protocol = walker.string(port, "protocol", f"{port_path}.protocol") or "TCP"
+            target = "" if container_port is None else str(container_port)
+            host_ports.append(Port(
+                target=target,
+                published=str(host_port),
+                host_ip=host_ip,
+                protocol=protocol,
+                text=f"hostPort {host_port} -> containerPort {target or '?'}",
+                origin=Origin(walker.file, walker.line(ports, j), f"{port_path}.hostPort"),
+            ))
+
+    return Container(
+        name=name,
+        origin=Origin(walker.file, walker.line(items, i), path),
+        kind=kind,
+        image=image,
+        run_as_user=user,
+        run_as_non_root=non_root,
+        limits=limits,
+        host_ports=tuple(host_ports),
+    )
+
+
+def _claims(meta: dict, meta_path: str, walker: _Walker) -> tuple[ExemptionClaim, ...]:
+    """An `admission.policy/exempt` annotation as written; the engine validates rules, reason and date."""
+    ann_path = f"{meta_path}.annotations"
+    annotations = walker.mapping(meta, "annotations", ann_path)
+    if not annotations or EXEMPT_ANNOTATION not in annotations:
+        return ()
+    # Keys hold dots and a slash, so they are bracketed to keep the dotted path readable.
+    values: list[str | None] = []
+    for key in (EXEMPT_ANNOTATION, EXEMPT_REASON_ANNOTATION, EXEMPT_EXPIRES_ANNOTATION):
+        value = annotations.get(key)
+        if value is not None and not isinstance(value, str):
+            raise walker.fail(f"annotation {key} must be a string, not {_type_name(value)} (quote it)",
+                              annotations, key, f'{ann_path}["{key}"]')
+        values.append(value)
+    rules_text, reason, expires = values
+    rules = tuple(part.strip() for part in (rules_text or "").split(",") if part.strip())
+    origin = walker.origin(annotations, EXEMPT_ANNOTATION, f'{ann_path}["{EXEMPT_ANNOTATION}"]')
+    return (ExemptionClaim(rules=rules, reason=reason or None, expires=expires or None, via="annotation", origin=origin),)
+
+
+# --- streams ---------------------------------------------------------------------------------------
+
+def _parse(text: str, file: str) -> tuple[list[Document], int | None]:
+    """Documents and the line to use for values without one (None: every value has its own line)."""
+    try:
+        return load_documents(text, file=file, dialect="1.1"), None
+    except InputError as yaml_error:
+        # JSON is YAML, but libyaml refuses some valid JSON: a tab before the first token, surrogate-pair
+        # escapes, keys over 1024 characters. Only then is the text read as JSON.
+        if text.lstrip()[:1] not in ("{", "["):
+            raise
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise yaml_error from None
+    if "\t" in text:
+        # A valid JSON text has tabs only as whitespace (never raw inside strings), so spaces keep meaning and lines.
+        try:
+            return load_documents(text.replace("\t", " "), file=file, dialect="1.1"), None
+        except InputError:
+            pass
+    return [Document(value, 1)], 1
+
+
+def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult:
+    """Every pod-bearing object of a YAML or JSON stream. Non-pod kinds and empty documents are skipped.
+
+    Raises InputError for a syntax error or a stream with no non-empty document; an object that cannot be
+    interpreted becomes a Problem and the other objects are still returned.
+    """
+    documents, default_line = _parse(text, file)
+    walker = _Walker(file, default_line)
+    workloads: list[Workload] = []
+    problems: list[Problem] = []
+    seen = 0
+    for doc in documents:
+        value = doc.value
+        if value is None:
+            continue
+        seen += 1
+        for item, path, line in _iter_objects_safe(value, doc.line, walker, problems):
+            try:
+                workload = _object(item, path, line, walker, namespace)
+            except InputError as exc:
+                problems.append(Problem(exc.message, exc.file, exc.line, exc.path))
+                continue
+            if workload is not None:
+                workloads.append(workload)
+    if not seen:
+        raise InputError("no YAML document with content in the input (it is empty or holds only comments)", file=file)
+    return KubeResult(workloads=workloads, problems=problems, documents=seen)
+
+
+def _iter_objects_safe(value: Any, line: int, walker: _Walker,
+                       problems: list[Problem]) -> Iterator[tuple[Any, str, int | None]]:
+    if not isinstance(value, dict):
+        yield value, "", line  # _object reports it as a problem
+        return
+    try:
+        yield from _iter_objects(value, "", line, walker)
+    except InputError as exc:  # a List whose `items` is not a list
+        problems.append(Problem(exc.message, exc.file, exc.line, exc.path))
