@@ -265,8 +265,8 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
             raise reader.fail(f"unknown rule {rule_id!r} (see `admission-cli rules`)", raw_rules, rule_id)
         if rule.severity_fixed:
             raise reader.fail(f"rule {rule_id!r} takes its severity from images.on_error; it cannot be set under rules", raw_rules, rule_id)
-        if value is False:
-            value = {"severity": "off"}
+        if value is False or isinstance(value, str):
+            value = {"severity": value}  # shorthand: `numeric-user: off` / `numeric-user: deny`
         body = reader.mapping(value, f"rules.{rule_id}", raw_rules, rule_id)
         reader.keys(body, _RULE_KEYS, f"rules.{rule_id}")
         previous = rules.get(rule_id)

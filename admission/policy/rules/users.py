@@ -140,14 +140,20 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         if known is None:
             if non_root:
                 continue
-            why = "sets neither runAsUser nor runAsNonRoot, and its image user is unknown" if workload.source == "kubernetes" \
-                else "sets no user: and its image user is unknown"
+            origin = container.origin
+            if workload.source != "kubernetes":
+                why = "sets no user: and its image user is unknown"
+            elif container.run_as_non_root is not None:
+                why = "sets runAsNonRoot: false and no runAsUser, and its image user is unknown"
+                origin = container.run_as_non_root.origin
+            else:
+                why = "sets neither runAsUser nor runAsNonRoot, and its image user is unknown"
             if container.image_user_unknown:
                 why += f" ({container.image_user_unknown})"
             if workload.source == "kubernetes":
-                why += "; without runAsNonRoot nothing stops it running as root"
+                why += "; nothing stops it running as root"
             yield Violation(message=f"{who} {why}", remediation=_fix_unknown(workload),
-                            origin=container.origin, value=None, container=name)
+                            origin=origin, value=None, container=name)
             continue
         user = classify_user(known.value.value)
         if user.kind == "root":

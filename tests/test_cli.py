@@ -1,0 +1,245 @@
+"""admission-cli check/rules/explain end to end: inputs, walking, exit codes, reports (DESIGN §2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from admission.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "flask-prod-app"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code, out, _ = run(capsys, "check", "--format", "json", *argv)
+    return code, json.loads(out)
+
+
+def by_rule(report: dict, rule: str) -> list[dict]:
+    return [f for f in report["findings"] if f["rule"] == rule]
+
+
+def test_tutorial_example_gives_the_three_findings_the_article_gets_wrong(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(EXAMPLE)
+    code, report = run_json(capsys, "docker-compose.prod.yml", "Dockerfile")
+    assert code == 1
+    schema = by_rule(report, "compose-schema")
+    assert [(f["file"], f["line"], f["path"]) for f in schema] == [("docker-compose.prod.yml", 5, "services.flask-app.user")]
+    assert "must be a string" in schema[0]["message"]
+    numeric = by_rule(report, "numeric-user")
+    assert [(f["file"], f["line"], f["value"]) for f in numeric] == [("Dockerfile", 21, "appuser")]
+    assert numeric[0]["object"] == {"kind": "Dockerfile", "name": "stage 1", "namespace": None}
+    assert report["summary"]["errors"] == 0 and report["summary"]["files"] == 2 and report["summary"]["objects"] == 2
+
+
+def test_json_finding_has_exactly_the_contract_fields_and_values(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(EXAMPLE)
+    _, report = run_json(capsys, "docker-compose.prod.yml")
+    assert report["version"] == 1 and report["tool"]["name"] == "admission"
+    assert set(report["summary"]) == {"files", "objects", "deny", "warn", "suppressed", "errors", "skipped_files"}
+    assert by_rule(report, "no-host-port") == [{
+        "rule": "no-host-port", "severity": "deny", "suppressed": False, "reason": None,
+        "message": "service 'flask-app' publishes port 5000 on all host interfaces",
+        "remediation": "publish through a load balancer or reverse proxy, or bind to 127.0.0.1: \"127.0.0.1:5000:5000\"",
+        "value": "5000:5000", "file": "docker-compose.prod.yml", "line": 7, "path": "services.flask-app.ports[0]",
+        "source": "compose", "object": {"kind": "ComposeService", "name": "flask-app", "namespace": None},
+        "container": "flask-app"}]
+
+
+def test_fixed_example_passes_every_rule(capsys) -> None:
+    code, report = run_json(capsys, str(EXAMPLE / "fixed"))
+    assert report["findings"] == [] and report["errors"] == []
+    assert code == 0
+    # compose service + Deployment; the Dockerfile is reported under the service that builds it
+    assert report["summary"]["objects"] == 2
+
+
+def test_text_output_has_one_line_per_finding_with_the_fix_below_and_no_colour_off_a_tty(capsys, monkeypatch) -> None:
+    monkeypatch.chdir(EXAMPLE)
+    code, out, _ = run(capsys, "check", "docker-compose.prod.yml")
+    assert code == 1 and "\x1b[" not in out
+    lines = out.splitlines()
+    hit = next(i for i, line in enumerate(lines) if "no-host-port" in line)
+    assert lines[hit].startswith("docker-compose.prod.yml:7  deny  no-host-port  ComposeService flask-app  ")
+    assert lines[hit + 1].startswith("    fix: ")
+    assert lines[-1].startswith("2 deny, 0 warn, 0 suppressed, 0 errors")
+
+
+def test_fail_on_warn_makes_warnings_fail(capsys, tmp_path) -> None:
+    (tmp_path / "named.Dockerfile").write_text("FROM python:3.12-slim\nUSER app\n")
+    assert run(capsys, "check", str(tmp_path / "named.Dockerfile"))[0] == 0
+    assert run(capsys, "check", "--fail-on", "warn", str(tmp_path / "named.Dockerfile"))[0] == 1
+
+
+def test_an_unreadable_file_exits_2_and_still_reports_the_other_files(capsys, tmp_path) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: x\n")
+    code, report = run_json(capsys, str(bad), str(EXAMPLE / "docker-compose.prod.yml"))
+    assert code == 2
+    assert [e["file"] for e in report["errors"]] == [str(bad)] and report["errors"][0]["line"]
+    assert by_rule(report, "no-host-port"), "the good file's findings are still reported"
+
+
+@pytest.mark.parametrize(("content", "expect"), [
+    (b"apiVersion: v1\nkind: Pod\nmetadata: {name: x\n", "YAML syntax error"),
+    (b"a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+     b"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+     b"g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nkind: Pod\napiVersion: v1\n", "alias"),
+    (b"apiVersion: v1\nkind: Pod\nspec: " + b"[" * 300 + b"]" * 300 + b"\n", "nesting"),
+    (b"apiVersion: v1\nkind: Pod\nmetadata: {name: caf\xe9}\n", "UTF-8"),
+    (b"apiVersion: v1\nkind: Pod\n\x00\n", "NUL"),
+    (b"", "no YAML document"),
+    (b"---\n---\n", "no YAML document"),
+    (b"just some words\n", "not a recognised input"),
+])
+def test_bad_input_is_an_error_naming_the_file_and_line_never_a_traceback(capsys, tmp_path, content, expect) -> None:
+    path = tmp_path / "input.yaml"
+    path.write_bytes(content)
+    code, out, err = run(capsys, "check", "--format", "json", str(path))
+    assert code == 2 and "Traceback" not in out + err
+    report = json.loads(out)
+    assert len(report["errors"]) == 1
+    error = report["errors"][0]
+    assert error["file"] == str(path) and expect in error["message"]
+    if content.strip(b"-\n ") and expect not in ("not a recognised input",):
+        assert error["line"], "errors from a text source name the line"
+
+
+def test_a_text_input_over_the_64_mib_cap_is_an_input_error(capsys, tmp_path) -> None:
+    path = tmp_path / "huge.yaml"
+    with open(path, "wb") as fh:
+        fh.write(b"apiVersion: v1\nkind: List\nitems: []\n# ")
+        fh.seek(64 * 1024 * 1024 + 10)
+        fh.write(b"\n")
+    code, report = run_json(capsys, str(path))
+    assert code == 2 and "cap" in report["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(("manifest", "path"), [
+    ("spec:\n  containers: {app: {image: x}}\n", "spec.containers"),
+    ("spec:\n  containers:\n    - name: a\n      image: nginx:1\n      resources: [cpu]\n", "spec.containers[0].resources"),
+    ("spec:\n  containers:\n    - name: a\n      image: nginx:1\n      securityContext: {runAsUser: abc}\n",
+     "spec.containers[0].securityContext.runAsUser"),
+    ("metadata: {name: nospec}\n", "spec"),
+])
+def test_objects_of_the_wrong_shape_are_input_errors_with_file_line_and_path(capsys, tmp_path, manifest, path) -> None:
+    file = tmp_path / "pod.yaml"
+    file.write_text("apiVersion: v1\nkind: Pod\n" + manifest)
+    code, report = run_json(capsys, str(file))
+    assert code == 2
+    (error,) = report["errors"]
+    assert error["file"] == str(file) and error["line"] and error["path"] == path
+
+
+def test_stdin_is_read_for_dash_as_helm_template_output_would_be(tmp_path) -> None:
+    manifest = "---\n# Source: chart/templates/svc.yaml\napiVersion: v1\nkind: Service\nmetadata: {name: s}\n---\n" \
+               "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n    - {name: a, image: nginx}\n"
+    proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"], input=manifest.encode(),
+                          capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["summary"]["objects"] == 1
+    assert {f["file"] for f in report["findings"]} == {"-"}
+
+
+def test_empty_stdin_is_an_input_error(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "admission", "check", "-"], input=b"", capture_output=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2 and b"no YAML document" in proc.stdout
+
+
+def test_override_flag_needs_exactly_one_compose_path(capsys) -> None:
+    compose = str(EXAMPLE / "docker-compose.prod.yml")
+    assert run(capsys, "check", compose, compose, "-f", compose)[0] == 2
+    assert run(capsys, "check", str(EXAMPLE / "Dockerfile"), "-f", compose)[0] == 2
+
+
+def test_resolution_flags_are_mutually_exclusive(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["check", "--offline", "--resolve-images", str(EXAMPLE / "Dockerfile")])
+    assert info.value.code == 2
+
+
+def test_a_bad_policy_file_exits_2_naming_the_key(capsys, tmp_path) -> None:
+    policy = tmp_path / "p.yaml"
+    policy.write_text("rules:\n  no-such-rule: {severity: deny}\n")
+    code, _, err = run(capsys, "check", "--policy", str(policy), str(EXAMPLE / "Dockerfile"))
+    assert code == 2 and "no-such-rule" in err and f"{policy}:2" in err
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_directory_walk_recognises_by_content_skips_what_it_must_and_merges_overrides(capsys, tmp_path) -> None:
+    _write(tmp_path / "app" / "compose.yaml", "services:\n  web:\n    build: .\n    ports: ['8080:80']\n")
+    _write(tmp_path / "app" / "compose.override.yaml", "services:\n  web:\n    user: root\n")
+    _write(tmp_path / "app" / "Dockerfile", "FROM nginx\n")
+    _write(tmp_path / "app" / "tools.Dockerfile", "FROM alpine:3.20\nUSER 1000\n")
+    _write(tmp_path / "k8s" / "pod.yml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: nginx}]\n")
+    _write(tmp_path / "k8s" / "empty.yaml", "")
+    _write(tmp_path / "chart" / "Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+    _write(tmp_path / "chart" / "templates" / "deploy.yaml", "{{- if .Values.x }}\nkind: {{ .Values.kind }}\n{{- end }}\n")
+    _write(tmp_path / "node_modules" / "pkg" / "pod.yaml", "not: [valid\n")
+    _write(tmp_path / ".git" / "config.yaml", "not: [valid\n")
+    _write(tmp_path / "README.md", "# hi\n")
+    _write(tmp_path / "other.dockerignore", "*\n")
+    code, report = run_json(capsys, str(tmp_path))
+    assert report["errors"] == [], report["errors"]
+    assert code == 1
+    objects = {(f["object"]["kind"], f["object"]["name"]) for f in report["findings"]}
+    assert ("ComposeService", "web") in objects and ("Pod", "p") in objects
+    assert not any(f["object"]["kind"] == "Dockerfile" and f["object"]["name"] == "stage 0" and f["file"].endswith("app/Dockerfile")
+                   for f in report["findings"]), "the Dockerfile a service builds is reported under that service only"
+    web = [f for f in report["findings"] if f["object"]["name"] == "web"]
+    assert any(f["rule"] == "run-as-non-root" and f["file"].endswith("compose.override.yaml") for f in web), \
+        "the override is merged onto its base and named as the file the value came from"
+    assert any(f["rule"] == "image-tag-pinned" and f["file"].endswith(os.path.join("app", "Dockerfile")) for f in web)
+    # compose.yaml + override + Dockerfile + tools.Dockerfile + pod.yml + Chart.yaml
+    assert report["summary"]["objects"] == 3  # web, tools.Dockerfile, Pod p
+    assert report["summary"]["skipped_files"] >= 4  # templates/deploy.yaml, empty.yaml, README.md, other.dockerignore
+
+
+def test_a_broken_yaml_file_in_a_walk_is_an_input_error(capsys, tmp_path) -> None:
+    _write(tmp_path / "deploy" / "bad.yaml", "apiVersion: v1\nkind: [Pod\n")
+    code, report = run_json(capsys, str(tmp_path))
+    assert code == 2 and report["errors"][0]["file"].endswith("bad.yaml")
+
+
+def test_a_walk_does_not_follow_symlinks(capsys, tmp_path) -> None:
+    outside = tmp_path / "outside"
+    _write(outside / "pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: nginx}]\n")
+    (tmp_path / "repo").mkdir()
+    os.symlink(outside, tmp_path / "repo" / "link")
+    os.symlink(outside / "pod.yaml", tmp_path / "repo" / "pod.yaml")
+    _, report = run_json(capsys, str(tmp_path / "repo"))
+    assert report["summary"]["objects"] == 0
+
+
+def test_namespace_flag_fills_objects_without_one(capsys, tmp_path) -> None:
+    file = tmp_path / "pod.yaml"
+    file.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers: [{name: a, image: nginx}]\n")
+    _, report = run_json(capsys, "--namespace", "team-a", str(file))
+    assert {f["object"]["namespace"] for f in report["findings"]} == {"team-a"}
+    _, report = run_json(capsys, str(file))
+    assert {f["object"]["namespace"] for f in report["findings"]} == {"default"}
+
+
+def test_rules_lists_the_catalogue_and_explain_prints_why_fix_example(capsys) -> None:
+    code, out, _ = run(capsys, "rules")
+    assert code == 0 and "run-as-non-root" in out and "compose-schema" in out
+    code, out, _ = run(capsys, "explain", "no-host-port")
+    assert code == 0 and "Why:" in out and "Fix:" in out and "Example:" in out and "allowed_host_ips" in out
+    assert run(capsys, "explain", "nope")[0] == 2

@@ -1,0 +1,166 @@
+"""The policy file: overlay on the default, strict validation, exemptions and enforcement (DESIGN §5)."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from admission.errors import PolicyError
+from admission.model import Container, ExemptionClaim, Located, Origin, Port, Workload
+from admission.policy import catalog, engine
+from admission.policy.config import default_policy, load_policy, parse_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+O = Origin("f.yaml", 3, "spec")
+
+
+def _overlay(text: str):
+    return parse_policy(text, file="p.yaml", base=default_policy())
+
+
+def _host_port_pod(*, name: str = "edge-7d4b9-x2x", namespace: str | None = "ingress-nginx",
+                   claims: tuple[ExemptionClaim, ...] = ()) -> Workload:
+    port = Port(target="443", published="443", host_ip=None, protocol="TCP", text="443", origin=O)
+    container = Container(name="proxy", origin=O, image=Located("nginx:1.27.1", O), run_as_user=Located(101, O),
+                          limits={"cpu": Located("1", O), "memory": Located("1Gi", O)}, host_ports=(port,))
+    return Workload(source="kubernetes", kind="Pod", name=name, namespace=namespace, origin=O, containers=(container,),
+                    exemption_claims=claims)
+
+
+def test_default_policy_lists_exactly_the_rules_that_exist() -> None:
+    assert set(default_policy().rules) == {r.id for r in catalog.all_rules().values() if not r.severity_fixed}
+
+
+def test_overlay_keeps_rules_you_omit_and_takes_settings_of_rules_you_name() -> None:
+    policy = _overlay("rules:\n  numeric-user: {severity: deny}\n")
+    assert policy.rules["numeric-user"].severity == "deny"
+    assert policy.rules["no-host-port"].params["allowed_host_ips"] == ("127.0.0.1", "::1")
+
+
+def test_overlay_of_params_keeps_the_params_you_omit() -> None:
+    policy = _overlay("rules:\n  image-tag-pinned: {params: {require_digest: true}}\n")
+    params = policy.rules["image-tag-pinned"].params
+    assert params["require_digest"] is True and params["disallowed_tags"] == ("latest",)
+
+
+@pytest.mark.parametrize("text", ["rules:\n  numeric-user: {severity: off}\n", "rules:\n  numeric-user: false\n",
+                                  "rules:\n  numeric-user: {severity: false}\n"])
+def test_severity_off_and_yaml_false_disable_a_rule(text: str) -> None:
+    assert _overlay(text).rules["numeric-user"].severity == "off"
+
+
+@pytest.mark.parametrize(("text", "named"), [
+    ("bogus: 1\n", "'bogus'"),
+    ("rules:\n  no-such-rule: {severity: deny}\n", "'no-such-rule'"),
+    ("rules:\n  resource-limits: {params: {requires: [cpu]}}\n", "'requires'"),
+    ("rules:\n  resource-limits: {severity: block}\n", "'block'"),
+    ("rules:\n  run-as-non-root: {severity: deny, note: x}\n", "'note'"),
+    ("exemptions:\n  - rule: no-host-port\n", "reason is required"),
+    ("exemptions:\n  - {rule: nope, reason: r}\n", "'nope'"),
+    ("exemptions:\n  - {rule: '*', reason: r, expires: 30/06/2027}\n", "expires"),
+    ("exemptions:\n  - {rule: '*', reason: r, team: x}\n", "'team'"),
+    ("images: {resolve: sometimes}\n", "images.resolve"),
+    ("images: {registry: x}\n", "'registry'"),
+    ("enforcement: audit\n", "'audit'"),
+])
+def test_a_bad_policy_is_a_policy_error_that_names_the_key_and_line(text: str, named: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        _overlay(text)
+    assert named in str(info.value)
+    assert "p.yaml:" in str(info.value)
+
+
+def test_policy_files_are_yaml_1_2_so_on_is_a_string_not_true() -> None:
+    with pytest.raises(PolicyError, match="must be true or false"):
+        _overlay("exemptions_from_annotations: on\n")
+
+
+def test_strict_policy_denies_everything_and_requires_digests() -> None:
+    strict = load_policy(str(ROOT / "policies" / "strict.yaml"))
+    assert {s.severity for s in strict.rules.values()} == {"deny"}
+    assert strict.rules["image-tag-pinned"].params["require_digest"] is True
+    assert strict.images.on_error == "deny"
+
+
+def test_a_missing_policy_file_is_a_policy_error(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="cannot read"):
+        load_policy(str(tmp_path / "absent.yaml"))
+
+
+def test_exemptions_are_added_to_the_defaults_and_match_by_globs() -> None:
+    policy = _overlay("exemptions:\n  - {rule: no-host-port, namespace: 'ingress-*', name: 'edge-*', reason: edge proxy}\n")
+    findings = engine.evaluate([_host_port_pod()], policy).findings
+    hits = [f for f in findings if f.rule == "no-host-port"]
+    assert len(hits) == 1 and hits[0].suppressed and hits[0].reason == "edge proxy"
+
+
+def test_an_exemption_with_a_namespace_never_matches_an_object_without_one() -> None:
+    policy = _overlay("exemptions:\n  - {rule: '*', namespace: '*', reason: all namespaces}\n")
+    findings = engine.evaluate([_host_port_pod(namespace=None)], policy).findings
+    assert any(f.rule == "no-host-port" and not f.suppressed for f in findings)
+
+
+def test_an_exemption_with_a_kind_matches_the_objects_own_kind_only() -> None:
+    policy = _overlay("exemptions:\n  - {rule: no-host-port, kind: Deployment, reason: r}\n")
+    findings = engine.evaluate([_host_port_pod()], policy).findings
+    assert [f.suppressed for f in findings if f.rule == "no-host-port"] == [False]
+
+
+def test_an_exemption_for_another_container_does_not_suppress() -> None:
+    policy = _overlay("exemptions:\n  - {rule: no-host-port, container: sidecar, reason: r}\n")
+    findings = engine.evaluate([_host_port_pod()], policy).findings
+    assert [f.suppressed for f in findings if f.rule == "no-host-port"] == [False]
+
+
+def test_an_expired_exemption_is_not_honoured_and_says_so() -> None:
+    policy = _overlay("exemptions:\n  - {rule: no-host-port, reason: migration, expires: 2026-01-31}\n")
+    findings = engine.evaluate([_host_port_pod()], policy, today=date(2026, 2, 1)).findings
+    hit = next(f for f in findings if f.rule == "no-host-port")
+    assert not hit.suppressed and hit.reason == "expired 2026-01-31: migration"
+    still = engine.evaluate([_host_port_pod()], policy, today=date(2026, 1, 31)).findings
+    assert next(f for f in still if f.rule == "no-host-port").suppressed, "expiry is inclusive"
+
+
+def test_enforcement_warn_turns_every_deny_into_a_warning() -> None:
+    report = engine.evaluate([_host_port_pod()], _overlay("enforcement: warn\n"))
+    assert report.findings and {f.severity for f in report.findings} == {"warn"}
+
+
+def test_severity_off_removes_the_rules_findings() -> None:
+    report = engine.evaluate([_host_port_pod()], _overlay("rules:\n  no-host-port: off\n"))
+    assert not [f for f in report.findings if f.rule == "no-host-port"]
+
+
+def _claim(rules: tuple[str, ...], reason: str | None, expires: str | None = None, via: str = "annotation") -> ExemptionClaim:
+    return ExemptionClaim(rules=rules, reason=reason, expires=expires, via=via, origin=Origin("pod.yaml", 5, "metadata.annotations"))  # type: ignore[arg-type]
+
+
+def test_annotation_exemptions_are_ignored_unless_the_policy_allows_them() -> None:
+    pod = _host_port_pod(claims=(_claim(("no-host-port",), "needs the node port"),))
+    off = engine.evaluate([pod], default_policy())
+    assert [f.suppressed for f in off.findings if f.rule == "no-host-port"] == [False]
+    assert off.errors == []
+    on = engine.evaluate([pod], _overlay("exemptions_from_annotations: true\n"))
+    hit = next(f for f in on.findings if f.rule == "no-host-port")
+    assert hit.suppressed and "needs the node port" in (hit.reason or "")
+
+
+@pytest.mark.parametrize(("claim", "error"), [
+    (_claim(("no-host-port",), None), "no reason"),
+    (_claim(("no-such-rule",), "r"), "unknown rule"),
+    (_claim(("no-host-port",), "r", expires="next week"), "not a date"),
+])
+def test_a_bad_inline_exemption_is_dropped_reported_and_hides_nothing(claim: ExemptionClaim, error: str) -> None:
+    pod = _host_port_pod(claims=(claim,))
+    report = engine.evaluate([pod], _overlay("exemptions_from_annotations: true\n"))
+    assert [f.suppressed for f in report.findings if f.rule == "no-host-port"] == [False]
+    assert len(report.errors) == 1 and error in report.errors[0].message
+    assert report.errors[0].file == "pod.yaml" and report.errors[0].line == 5
+
+
+def test_x_admission_exemptions_are_always_honoured() -> None:
+    pod = _host_port_pod(claims=(_claim(("no-host-port",), "edge", via="x-admission"),))
+    report = engine.evaluate([pod], default_policy())
+    assert next(f for f in report.findings if f.rule == "no-host-port").suppressed
