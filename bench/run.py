@@ -1,0 +1,141 @@
+"""Benchmarks for the CLI path, each a ratio against a baseline measured in the same run.
+
+1. one compose file end to end: `admission-cli check F` vs `compose-lint check F` (target <= 1.0x)
+2. ~1,000 compose files in one invocation: ours vs compose-lint on the same files (target <= 0.5x)
+3. 10,000 Kubernetes documents in one stream: our whole check (parse, normalise, evaluate, JSON report)
+   vs a bare `yaml.load_all(..., Loader=yaml.CSafeLoader)` of the same stream (target <= 3x)
+
+Inputs are built in a temp dir from ../shared/corpus (never copied into the repo).
+Usage: python bench/run.py [--quick]  -> prints a table and writes bench/results/latest.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "corpus"
+BIN = Path(sys.executable).parent
+
+
+def _median_wall(cmd: list[str], *, runs: int, cwd: Path) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _median_call(func: Callable[[], object], *, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _compose_files(work: Path, count: int) -> list[Path]:
+    """`count` compose files: the corpus ones Compose accepts without extra files, renamed per copy."""
+    sources = sorted(p for p in (CORPUS / "compose").glob("*.yaml") if "include" not in p.name)
+    out = []
+    for i in range(count):
+        src = sources[i % len(sources)]
+        dest = work / f"p{i:04d}" / "docker-compose.yml"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dest)
+        out.append(dest)
+    return out
+
+
+def _kube_stream(count: int) -> str:
+    docs = []
+    for path in sorted((CORPUS / "k8s").glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        docs.extend(d for d in text.split("\n---") if d.strip())
+    out = []
+    i = 0
+    while len(out) < count:
+        out.append(docs[i % len(docs)].strip("-\n"))
+        i += 1
+    return "\n---\n".join(out) + "\n"
+
+
+def bench_one_compose(work: Path, runs: int) -> dict[str, float]:
+    target = CORPUS.parent / "seed" / "flask-prod-app" / "docker-compose.prod.yml"
+    ours = _median_wall([str(BIN / "admission-cli"), "check", str(target)], runs=runs, cwd=work)
+    peer = _median_wall([str(BIN / "compose-lint"), "check", str(target)], runs=runs, cwd=work)
+    return {"ours_s": ours, "compose_lint_s": peer, "ratio": ours / peer, "target": 1.0}
+
+
+def bench_many_compose(work: Path, count: int, runs: int) -> dict[str, float]:
+    files = _compose_files(work / "many", count)
+    args = [str(p) for p in files]
+    ours = _median_wall([str(BIN / "admission-cli"), "check", "--format", "json", *args], runs=runs, cwd=work)
+    peer = _median_wall([str(BIN / "compose-lint"), "check", *args], runs=runs, cwd=work)
+    return {"files": count, "ours_s": ours, "compose_lint_s": peer, "ratio": ours / peer, "target": 0.5}
+
+
+def bench_kube_stream(count: int, runs: int) -> dict[str, float]:
+    import yaml
+
+    from admission.cli import report
+    from admission.policy import engine
+    from admission.policy.config import default_policy
+    from admission.sources import kubernetes
+
+    stream = _kube_stream(count)
+    policy = default_policy()
+
+    def bare() -> None:
+        for _ in yaml.load_all(io.StringIO(stream), Loader=yaml.CSafeLoader):
+            pass
+
+    def ours() -> None:
+        result = kubernetes.load_text(stream, file="-", namespace="default")
+        out = engine.evaluate(result.workloads, policy)
+        report.render_json(out)
+
+    base = _median_call(bare, runs=runs)
+    mine = _median_call(ours, runs=runs)
+    return {"documents": count, "ours_s": mine, "load_all_s": base, "ratio": mine / base, "target": 3.0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
+    args = parser.parse_args()
+    runs = 3 if args.quick else 9
+    results: dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results["one_compose_file"] = bench_one_compose(work, runs * 2)
+        results["many_compose_files"] = bench_many_compose(work, 1000, max(3, runs // 3))
+    results["kubernetes_stream"] = bench_kube_stream(10_000, max(3, runs // 3))
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"{'benchmark':<22} {'ours':>9} {'baseline':>9} {'ratio':>7} {'target':>7}")
+    for name in ("one_compose_file", "many_compose_files", "kubernetes_stream"):
+        r = results[name]
+        assert isinstance(r, dict)
+        base = r.get("compose_lint_s", r.get("load_all_s"))
+        verdict = "ok" if r["ratio"] <= r["target"] else "OVER"
+        print(f"{name:<22} {r['ours_s']:>8.3f}s {base:>8.3f}s {r['ratio']:>6.2f}x {r['target']:>6.1f}x  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
