@@ -125,6 +125,8 @@ def _trim_continuation(line: str, escape: str) -> tuple[str, bool]:
 
 def _extract_flags(line: str, escape: str) -> tuple[str, list[str]]:
     """Leading `--flag[=value]` words (BuildKit extractBuilderFlags): quotes and escapes removed."""
+    if not line.lstrip().startswith("--"):
+        return line, []
     words: list[str] = []
     n = len(line)
     pos = 0

@@ -241,7 +241,9 @@ class _Builder:
             if tag == "":
                 return resolve_plain(node.value, self.dialect) if node.style is None else node.value
             if tag in self.keep_tags:
-                return Tagged(tag, resolve_plain(node.value, self.dialect) if node.value else None, node.start_mark.line + 1)
+                text = node.value
+                value = (resolve_plain(text, self.dialect) if text else None) if node.style is None else text
+                return Tagged(tag, value, node.start_mark.line + 1)
             return _resolve_tagged(tag, node.value, self.dialect, node.start_mark)
         key = id(node)
         if key in self.memo:

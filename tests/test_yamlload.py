@@ -1,0 +1,81 @@
+"""The two YAML dialects with line numbers: YAML 1.2 as Compose reads it, YAML 1.1 as kubectl reads it."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from admission.errors import InputError
+from admission.sources.yamlload import MAX_DEPTH, Tagged, load_documents
+
+
+def one(text: str, dialect: str = "1.2", **kw):
+    (doc,) = load_documents(text, file="f.yml", dialect=dialect, **kw)  # type: ignore[arg-type]
+    return doc.value
+
+
+def test_pyyaml_default_resolver_really_turns_port_pairs_into_sexagesimal_ints() -> None:
+    # The reason this loader exists: PyYAML's YAML 1.1 resolver changes what Compose reads as strings.
+    assert yaml.safe_load("p: 22:22\nu: 1000:59\n") == {"p": 1342, "u": 60059}
+
+
+@pytest.mark.parametrize(("text", "value"), [("22:22", "22:22"), ("1000:59", "1000:59"), ("on", "on"), ("yes", "yes"),
+                                             ("Off", "Off"), ("y", "y"), ("true", True), ("FALSE", False), ("0o17", 15),
+                                             ("0x1F", 31), ("1_000", 1000), ("0.5", 0.5), ("~", None), ("1e3", 1000.0),
+                                             ("'1001'", "1001"), ("!!str 1001", "1001")])
+def test_compose_dialect_is_yaml_1_2(text: str, value: object) -> None:
+    assert one(f"v: {text}\n")["v"] == value
+
+
+@pytest.mark.parametrize(("text", "value"), [("yes", True), ("on", True), ("No", False), ("OFF", False), ("y", True),
+                                             ("22:22", "22:22"), ("0o17", "0o17"), ("017", 15), ("'yes'", "yes")])
+def test_kubernetes_dialect_has_yaml_1_1_booleans_like_kubectl(text: str, value: object) -> None:
+    assert one(f"v: {text}\n", "1.1")["v"] == value
+
+
+def test_every_key_and_item_knows_its_line() -> None:
+    value = one("a: 1\nb:\n  c: [x, y]\n  d:\n    - p\n    - q\n")
+    assert value.key_lines == {"a": 1, "b": 2}
+    assert value["b"].key_lines == {"c": 3, "d": 4}
+    assert value["b"]["d"].item_lines == [5, 6]
+
+
+def test_anchors_and_merge_keys_work_and_explicit_keys_win() -> None:
+    value = one("base: &b {image: x, user: '1'}\nsvc:\n  <<: *b\n  user: '2'\n")
+    assert value["svc"] == {"image": "x", "user": "2"}
+
+
+def test_compose_tags_are_kept_for_the_merger() -> None:
+    value = one("ports: !reset []\nuser: !override '5'\n", keep_tags=frozenset({"!reset", "!override"}))
+    assert value["ports"] == Tagged("!reset", [], 1) and value["user"].value == "5"
+
+
+def test_duplicate_keys_are_an_error_in_strict_mode_like_compose() -> None:
+    with pytest.raises(InputError) as info:
+        one("a: 1\nb: 2\na: 3\n", strict_keys=True)
+    assert info.value.line == 3 and "already defined at line 1" in info.value.message
+
+
+def test_an_alias_bomb_is_refused_not_expanded() -> None:
+    rows = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        rows.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
+    with pytest.raises(InputError, match="alias bomb"):
+        one("\n".join(rows) + "\n")
+
+
+def test_deep_nesting_is_refused_with_a_line() -> None:
+    with pytest.raises(InputError, match="nesting") as info:
+        one("v: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n")
+    assert info.value.line == 1
+
+
+def test_a_syntax_error_names_the_line() -> None:
+    with pytest.raises(InputError) as info:
+        one("a: 1\nb: [1, 2\nc: 3\n")
+    assert info.value.file == "f.yml" and info.value.line in (3, 4) and "syntax" in info.value.message
+
+
+def test_empty_documents_are_kept_as_none_with_their_line() -> None:
+    docs = load_documents("---\n---\na: 1\n", file="f", dialect="1.1")
+    assert [d.value for d in docs] == [None, {"a": 1}]
