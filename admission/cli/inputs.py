@@ -20,7 +20,8 @@ from admission.sources import text as textio
 SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-_KUBE_HINT = re.compile(r'^(apiVersion|kind)\s*:|"apiVersion"\s*:', re.M)
+_API_HINT = re.compile(r'^apiVersion\s*:|"apiVersion"\s*:', re.M)
+_KIND_HINT = re.compile(r'^kind\s*:|"kind"\s*:', re.M)
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
 _DOCKERFILE_NAME = re.compile(r"^(Dockerfile(\..+)?|.+\.Dockerfile|Containerfile.*)$", re.I)
 
@@ -63,7 +64,7 @@ def _classify_text(text: str, *, name: str) -> str | None:
     """'kubernetes', 'compose', 'dockerfile' or None, from content (and the file name for Dockerfiles)."""
     if is_dockerfile_name(name):
         return "dockerfile"
-    if _KUBE_HINT.search(text):
+    if _API_HINT.search(text) and _KIND_HINT.search(text):
         return "kubernetes"
     if _COMPOSE_HINT.search(text):
         return "compose"

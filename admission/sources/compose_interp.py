@@ -1,7 +1,6 @@
 """Compose variable interpolation and `.env` files, as compose-go v2 (Docker Compose v2) does them.
 
-Hand-written: no Python library implements compose-go's template dialect (`:+`, `?`, nested defaults,
-`$$`) or its dotenv dialect (YAML-style `KEY: value`, `export`, inherited bare keys), and both are small.
+Hand-written: no Python library speaks compose-go's template (`:+`, `?`, nesting) and dotenv dialects.
 """
 
 from __future__ import annotations
@@ -144,8 +143,7 @@ def _key_char(ch: str) -> bool:
 def parse_dotenv(text: str, *, file: str, lookup: Lookup) -> dict[str, str]:
     """Parse an env file. `lookup` answers variables set outside this file (they win during expansion)."""
     out: dict[str, str] = {}
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
 
     def resolve(name: str) -> str | None:
         value = lookup(name)

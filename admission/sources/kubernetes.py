@@ -17,10 +17,10 @@ from admission.model import Container, ContainerKind, ExemptionClaim, Located, O
 from admission.sources.yamlload import Document, YMap, YSeq, load_documents
 
 __all__ = [
-    "POD_SPEC_PATHS",
     "EXEMPT_ANNOTATION",
-    "EXEMPT_REASON_ANNOTATION",
     "EXEMPT_EXPIRES_ANNOTATION",
+    "EXEMPT_REASON_ANNOTATION",
+    "POD_SPEC_PATHS",
     "KubeResult",
     "is_kubernetes",
     "is_pod_bearing",
@@ -43,12 +43,12 @@ POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 
-# API groups that own each pod-bearing kind. A CRD may reuse a kind name (volcano's batch.volcano.sh Job,
-# argo's Workflow-ish "Job"s) with a different shape; those are skipped like any other non-pod kind.
+# API groups that own each pod-bearing kind. A CRD may reuse a kind name with another shape (volcano's
+# batch.volcano.sh/v1alpha1 Job); such objects are skipped like any other non-pod kind.
 _GROUPS: Mapping[str, frozenset[str]] = {
-    "Pod": frozenset(("",)),
-    "PodTemplate": frozenset(("",)),
-    "ReplicationController": frozenset(("",)),
+    "Pod": frozenset(),  # core group: a group-less apiVersion ("v1"), always accepted below
+    "PodTemplate": frozenset(),
+    "ReplicationController": frozenset(),
     "Deployment": frozenset(("apps", "extensions")),
     "ReplicaSet": frozenset(("apps", "extensions")),
     "DaemonSet": frozenset(("apps", "extensions")),
@@ -86,7 +86,7 @@ def is_pod_bearing(api_version: str, kind: str) -> bool:
     if groups is None:
         return False
     # A group-less apiVersion ("v1") cannot be a CRD, so `v1` + Deployment is a typo the API server would
-    # refuse; it is evaluated as the kind it names rather than silently skipped (as polaris and checkov do).
+    # refuse; it is evaluated as the kind it names (as polaris and checkov do) rather than silently skipped.
     return "/" not in api_version or api_version.partition("/")[0] in groups
 
 
@@ -123,7 +123,7 @@ def _join(base: str, key: str) -> str:
 class _Walker:
     """Carries the file name and the line to use when a value has no line of its own (webhook JSON, JSON fallback)."""
 
-    __slots__ = ("file", "default_line")
+    __slots__ = ("default_line", "file")
 
     def __init__(self, file: str, default_line: int | None) -> None:
         self.file = file
@@ -148,18 +148,16 @@ class _Walker:
         value = parent[key]
         return self.fail(f"`{path.rpartition('.')[2] or path}` must be {want}, not {_type_name(value)}", parent, key, path)
 
-    def mapping(self, parent: Any, key: str, path: str, *, required: bool = False) -> dict | None:
+    def mapping(self, parent: Any, key: str, path: str) -> dict[str, Any] | None:
         """parent[key] as a mapping; None when absent or null (Go decodes null to the zero value)."""
         value = parent.get(key)
         if value is None:
-            if required:
-                raise self.fail(f"`{key}` is required (a mapping)", parent, key, path)
             return None
         if not isinstance(value, dict):
             raise self.wrong_type(parent, key, path, "a mapping")
         return value
 
-    def sequence(self, parent: Any, key: str, path: str) -> list | None:
+    def sequence(self, parent: Any, key: str, path: str) -> list[Any] | None:
         value = parent.get(key)
         if value is None:
             return None
@@ -194,28 +192,28 @@ class _Walker:
 
 # --- objects ---------------------------------------------------------------------------------------
 
+_Found = tuple[Any, str, int | None, tuple[Any, str] | None]  # object, path, line, implied (apiVersion, kind)
+
+
 def _iter_objects(obj: Mapping[str, Any], base_path: str, line: int | None, walker: _Walker,
-                  depth: int = 0) -> Iterator[tuple[Mapping[str, Any], str, int | None]]:
-    """The object itself, or the items of a `List` / `*List` (recursively), with their paths and lines."""
+                  implied: tuple[Any, str] | None = None, depth: int = 0) -> Iterator[_Found]:
+    """The object itself, or the items of a `List` / `*List` (recursively), with paths, lines and implied kind."""
     kind = obj.get("kind")
-    if not (isinstance(kind, str) and kind.endswith("List") and "items" in obj):
-        yield obj, base_path, line
+    if not (isinstance(kind, str) and kind.endswith("List") and "items" in obj) or depth > 8:
+        yield obj, base_path, line, implied
         return
-    items = walker.sequence(obj, "items", _join(base_path, "items"))
+    items_path = _join(base_path, "items")
+    items = walker.sequence(obj, "items", items_path)
     if not items:
         return
-    # A typed list (PodList, DeploymentList) from the API server leaves kind/apiVersion off its items.
-    item_kind = kind[:-4]
-    api_version = obj.get("apiVersion")
+    # A typed list (PodList, DeploymentList) from the API server leaves apiVersion/kind off its items.
+    item_implied = (obj.get("apiVersion"), kind[:-4]) if kind != "List" else None
     for i, item in enumerate(items):
-        path = f"{_join(base_path, 'items')}[{i}]"
-        item_line = walker.line(items, i)
-        if isinstance(item, dict) and item_kind and "kind" not in item and "apiVersion" not in item:
-            item = {**item, "kind": item_kind, "apiVersion": api_version}
-        if depth < 8 and isinstance(item, dict):
-            yield from _iter_objects(item, path, item_line, walker, depth + 1)
+        path, item_line = f"{items_path}[{i}]", walker.line(items, i)
+        if isinstance(item, dict):
+            yield from _iter_objects(item, path, item_line, walker, item_implied, depth + 1)
         else:
-            yield item, path, item_line
+            yield item, path, item_line, None
 
 
 def workloads_from_object(obj: Mapping[str, Any], *, file: str, namespace: str, base_path: str = "",
@@ -227,17 +225,20 @@ def workloads_from_object(obj: Mapping[str, Any], *, file: str, namespace: str, 
     """
     walker = _Walker(file, line)
     result: list[Workload] = []
-    for item, path, item_line in _iter_objects(obj, base_path, walker.own_line(obj) if line is None else line, walker):
-        workload = _object(item, path, item_line, walker, namespace)
+    for item, path, item_line, implied in _iter_objects(obj, base_path, walker.own_line(obj) if line is None else line, walker):
+        workload = _object(item, path, item_line, walker, namespace, implied)
         if workload is not None:
             result.append(workload)
     return result
 
 
-def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: str) -> Workload | None:
+def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: str,
+            implied: tuple[Any, str] | None = None) -> Workload | None:
     if not isinstance(obj, dict):
         raise InputError(f"a Kubernetes object must be a mapping, not {_type_name(obj)}", file=walker.file, line=line, path=base or None)
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if implied is not None and api_version is None and kind is None:
+        api_version, kind = implied
     if not (isinstance(api_version, str) and isinstance(kind, str)):
         missing = [k for k in ("apiVersion", "kind") if not isinstance(obj.get(k), str)]
         raise InputError(f"not a Kubernetes object: {' and '.join(missing)} missing or not a string",
@@ -252,18 +253,21 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
     claims = _claims(meta, meta_path, walker)
 
     # Walk down to the pod spec, collecting the pod template's metadata on the way.
-    steps = POD_SPEC_PATHS[kind]
     node: Any = obj
-    path = base
-    for step in steps:
+    node_line, path = line, base
+    for step in POD_SPEC_PATHS[kind]:
         path = _join(path, step)
-        node = walker.mapping(node, step, path, required=True)
+        child = walker.mapping(node, step, path)
+        if child is None:
+            # Point at the parent's key (`spec:`), not at the parent's first child, which YMap.line is.
+            raise InputError(f"`{step}` is required (a mapping)", file=walker.file, line=node_line, path=path)
+        node_line, node = walker.line(node, step), child
         if step == "template":  # the pod template's own metadata: its annotations land on every pod
             tmeta_path = f"{path}.metadata"
             tmeta = walker.mapping(node, "metadata", tmeta_path)
             if tmeta:
                 claims += _claims(tmeta, tmeta_path, walker)
-    spec: dict = node
+    spec: dict[str, Any] = node
 
     host_network = None
     if walker.boolean(spec, "hostNetwork", f"{path}.hostNetwork"):
@@ -294,7 +298,7 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
     )
 
 
-def _run_as(parent: dict, path: str, walker: _Walker) -> tuple[Located[int] | None, Located[bool] | None]:
+def _run_as(parent: dict[str, Any], path: str, walker: _Walker) -> tuple[Located[int] | None, Located[bool] | None]:
     """runAsUser / runAsNonRoot of one securityContext level, each with its own origin."""
     sc_path = f"{path}.securityContext"
     sc = walker.mapping(parent, "securityContext", sc_path)
@@ -309,7 +313,7 @@ def _run_as(parent: dict, path: str, walker: _Walker) -> tuple[Located[int] | No
     )
 
 
-def _container(items: list, i: int, path: str, kind: ContainerKind, walker: _Walker,
+def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker: _Walker,
                pod_user: Located[int] | None, pod_non_root: Located[bool] | None) -> Container:
     c = items[i]
     if not isinstance(c, dict):
@@ -366,7 +370,7 @@ def _container(items: list, i: int, path: str, kind: ContainerKind, walker: _Wal
                 host_ip=host_ip,
                 protocol=protocol,
                 text=f"hostPort {host_port} -> containerPort {target or '?'}",
-                origin=Origin(walker.file, walker.line(ports, j), f"{port_path}.hostPort"),
+                origin=walker.origin(port, "hostPort", f"{port_path}.hostPort"),  # line and path agree
             ))
 
     return Container(
@@ -381,7 +385,7 @@ def _container(items: list, i: int, path: str, kind: ContainerKind, walker: _Wal
     )
 
 
-def _claims(meta: dict, meta_path: str, walker: _Walker) -> tuple[ExemptionClaim, ...]:
+def _claims(meta: dict[str, Any], meta_path: str, walker: _Walker) -> tuple[ExemptionClaim, ...]:
     """An `admission.policy/exempt` annotation as written; the engine validates rules, reason and date."""
     ann_path = f"{meta_path}.annotations"
     annotations = walker.mapping(meta, "annotations", ann_path)
@@ -441,9 +445,9 @@ def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult
         if value is None:
             continue
         seen += 1
-        for item, path, line in _iter_objects_safe(value, doc.line, walker, problems):
+        for item, path, line, implied in _iter_objects_safe(value, doc.line, walker, problems):
             try:
-                workload = _object(item, path, line, walker, namespace)
+                workload = _object(item, path, line, walker, namespace, implied)
             except InputError as exc:
                 problems.append(Problem(exc.message, exc.file, exc.line, exc.path))
                 continue
@@ -455,9 +459,9 @@ def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult
 
 
 def _iter_objects_safe(value: Any, line: int, walker: _Walker,
-                       problems: list[Problem]) -> Iterator[tuple[Any, str, int | None]]:
+                       problems: list[Problem]) -> Iterator[_Found]:
     if not isinstance(value, dict):
-        yield value, "", line  # _object reports it as a problem
+        yield value, "", line, None  # _object reports it as a problem
         return
     try:
         yield from _iter_objects(value, "", line, walker)

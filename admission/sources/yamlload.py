@@ -181,8 +181,8 @@ def _resolve_tagged(tag: str, text: str, dialect: Dialect, mark: Any) -> Any:
 # --- composing and constructing ------------------------------------------------------------------
 
 try:
-    _Parser: Any = yaml.CParser
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml.cyaml import CParser as _Parser
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
     _Parser = None
 
 
@@ -239,10 +239,10 @@ class _Builder:
             self.expanded += 1
             tag = node.tag
             if tag == "":
-                return resolve_plain(node.value, self.dialect) if node.style is None else node.value
+                return node.value if node.style else resolve_plain(node.value, self.dialect)
             if tag in self.keep_tags:
                 text = node.value
-                value = (resolve_plain(text, self.dialect) if text else None) if node.style is None else text
+                value = text if node.style else (resolve_plain(text, self.dialect) if text else None)
                 return Tagged(tag, value, node.start_mark.line + 1)
             return _resolve_tagged(tag, node.value, self.dialect, node.start_mark)
         key = id(node)

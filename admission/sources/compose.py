@@ -1,0 +1,1009 @@
+"""Docker Compose projects -> Workloads, read the way Docker Compose v2 (compose-go v2) reads them.
+
+YAML 1.2, interpolation per file with the project's `.env` (or `--env-file`s) under the shell's
+environment, `-f` overrides merged by compose-go's rules (`!reset`, `!override`, port unicity),
+`extends`, `include`, profiles, and each service's build Dockerfile.
+Hand-written: no Python library implements compose-go v2's loader, and the rules need a file and line per value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from admission.errors import InputError
+from admission.findings import Problem
+from admission.model import Container, ExemptionClaim, Located, Origin, Port, SchemaIssue, Workload
+from admission.sources.compose_interp import read_env_files
+from admission.sources.compose_merge import (
+    CMap,
+    CSeq,
+    PathKey,
+    apply_resets,
+    convert,
+    deep_copy,
+    enforce_port_unicity,
+    merge,
+)
+from admission.sources.text import read_path
+from admission.sources.yamlload import load_documents
+
+__all__ = [
+    "ComposeResult",
+    "cpus_value",
+    "load_project",
+    "looks_like_compose",
+    "memory_bytes",
+    "parse_port",
+]
+
+_KEEP_TAGS = frozenset({"!reset", "!override"})
+_REMOTE_PREFIXES = ("https://", "http://", "git://", "ssh://", "github.com/", "git@")
+
+
+def looks_like_compose(doc: object) -> bool:
+    """A mapping with `services` (or `include`) and neither `apiVersion` nor `kind`."""
+    return (isinstance(doc, dict) and ("services" in doc or "include" in doc)
+            and "apiVersion" not in doc and "kind" not in doc)
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeResult:
+    workloads: list[Workload]
+    problems: list[Problem]  # non-fatal: a malformed x-admission block, a build Dockerfile that does not parse
+    files: list[str]  # display names of every file read
+    dockerfiles: frozenset[str]  # real absolute paths of the Dockerfiles builds use
+
+
+# --- values as Compose normalises them ------------------------------------------------------------
+
+_RAM_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+_FLOAT_TEXT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[+-]?(?:inf|infinity|nan)", re.IGNORECASE)
+
+
+def memory_bytes(text: str) -> int:
+    """docker/go-units RAMInBytes: "512m" -> 536870912 (binary units). ValueError with go-units' words."""
+    sep = max(text.rfind(ch) for ch in "0123456789. ")
+    if sep == -1:
+        raise ValueError(f"invalid size: '{text}'")
+    if text[sep] == " ":
+        number, suffix = text[:sep], text[sep + 1:]
+    else:
+        number, suffix = text[: sep + 1], text[sep + 1:]
+    if not _FLOAT_TEXT.fullmatch(number):
+        raise ValueError(f"invalid size: '{text}'")
+    size = float(number)
+    if size < 0 or math.isnan(size):
+        raise ValueError(f"invalid size: '{text}'")
+    if not suffix:
+        return int(size)
+    lower = suffix.lower()
+    bad = ValueError(f"invalid suffix: '{lower}'")
+    if len(lower) > 3:
+        raise ValueError(f"invalid suffix: '{suffix}'")
+    if lower[0] == "b":
+        if len(lower) > 1:
+            raise bad
+        return int(size)
+    if lower[0] not in _RAM_UNITS:
+        raise bad
+    if (len(lower) == 2 and lower[1] != "b") or (len(lower) == 3 and lower[1:] != "ib"):
+        raise bad
+    return int(size * _RAM_UNITS[lower[0]])
+
+
+def cpus_value(text: str) -> float:
+    """A cpus value as Compose stores it (a float32). ValueError when it is not a number."""
+    if not _FLOAT_TEXT.fullmatch(text):
+        raise ValueError(f'parsing "{text}": invalid syntax')
+    return struct.unpack("f", struct.pack("f", float(text)))[0]
+
+
+def _scalar_text(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+# --- ports ----------------------------------------------------------------------------------------
+
+def _port_number(text: str) -> int | None:
+    return int(text) if text.isascii() and text.isdigit() and int(text) <= 65535 else None
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    """go-connections ParsePortRange: "80" or "8000-8010" (extra `-` parts ignored, as there)."""
+    if not text:
+        return None
+    if "-" not in text:
+        number = _port_number(text)
+        return None if number is None else (number, number)
+    parts = text.split("-")
+    start, end = _port_number(parts[0]), _port_number(parts[1])
+    if start is None or end is None or end < start:
+        return None
+    return start, end
+
+
+def _valid_ip(text: str) -> bool:
+    if "%" in text:
+        return False  # Go's net.ParseIP takes no zone
+    import ipaddress  # here: few files bind a host IP, and the module costs ~5 ms to import
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_port(value: Any, *, origin: Origin) -> Port:
+    """One `ports:` entry (short string, integer, or long mapping) -> Port. InputError when Compose cannot read it."""
+    def fail(message: str) -> InputError:
+        return InputError(message, file=origin.file, line=origin.line, path=origin.path)
+
+    if isinstance(value, bool) or value is None:
+        raise fail(f"{origin.path} must be a number, a string or a mapping")
+    if isinstance(value, float):
+        raise fail(f"invalid type float64 for port: {value}")
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str):
+        return _parse_short_port(value, origin, fail)
+    if isinstance(value, dict):
+        return _parse_long_port(value, origin, fail)
+    raise fail(f"{origin.path} must be a number, a string or a mapping")
+
+
+def _parse_short_port(text: str, origin: Origin, fail: Any) -> Port:
+    # go-connections nat.ParsePortSpec, which compose-go's ParsePortConfig calls
+    parts = text.split(":")
+    container = parts[-1]
+    host_port = parts[-2] if len(parts) >= 2 else ""
+    ip = ":".join(parts[:-2]) if len(parts) >= 3 else ""
+    slash = container.split("/")
+    if not container or not slash[0]:
+        proto, container = "", ""
+    elif len(slash) == 1:
+        proto = "tcp"
+    else:
+        proto, container = (slash[1] or "tcp"), slash[0]
+        if len(slash) > 2:
+            proto = "/".join(slash[1:])
+    if ip.startswith("["):
+        if not ip.endswith("]") or "]" in ip[1:-1]:
+            raise fail(f"invalid IP address {ip}: missing ']' in address")
+        ip = ip[1:-1]
+    if ip and not _valid_ip(ip):
+        raise fail(f"invalid IP address: {ip}")
+    if not container:
+        raise fail(f"no port specified: {text}<empty>")
+    target = _port_range(container)
+    if target is None:
+        raise fail(f"invalid containerPort: {container}")
+    published: tuple[int, int] | None = None
+    if host_port:
+        published = _port_range(host_port)
+        if published is None:
+            raise fail(f"invalid hostPort: {host_port}")
+        if published[1] - published[0] != target[1] - target[0] and target[0] != target[1]:
+            raise fail(f"invalid ranges specified for container and host Ports: {container} and {host_port}")
+    if proto.lower() not in ("tcp", "udp", "sctp"):
+        raise fail(f"invalid proto: {proto}")
+    return Port(
+        target=container,
+        published=host_port or None,
+        host_ip=ip or None,
+        protocol=proto.lower(),
+        text=text,
+        origin=origin,
+    )
+
+
+def _parse_long_port(item: Mapping[str, Any], origin: Origin, fail: Any) -> Port:
+    target = item.get("target")
+    if isinstance(target, str) and target.isascii() and target.isdigit():
+        target = int(target)
+    if target is None:
+        raise fail(f"service ports {origin.path} is missing a target port")
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise fail(f"{origin.path}.target must be an integer, not {_scalar_text(target)!r}")
+    published = item.get("published")
+    if isinstance(published, (bool, float, dict, list)):
+        raise fail(f"{origin.path}.published must be a integer or string")
+    published_text = None if published in (None, "") else str(published)
+    host_ip = item.get("host_ip")
+    if host_ip is not None:
+        if not isinstance(host_ip, str):
+            raise fail(f"{origin.path}.host_ip must be a string")
+        if not _valid_ip(host_ip):
+            raise fail(f"invalid ip address: {host_ip}")
+    protocol = item.get("protocol")
+    if protocol is not None and not isinstance(protocol, str):
+        raise fail(f"{origin.path}.protocol must be a string")
+    protocol = protocol or "tcp"
+    text = f"{host_ip + ':' if host_ip else ''}{published_text + ':' if published_text else ''}{target}"
+    if protocol != "tcp":
+        text += f"/{protocol}"
+    return Port(target=str(target), published=published_text, host_ip=host_ip or None, protocol=protocol,
+                text=text, origin=origin)
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+class _Dir:
+    """A directory as the filesystem knows it and as the user sees it."""
+
+    # Internal helpers are plain slotted classes: each dataclass costs about a millisecond at import.
+    __slots__ = ("display", "real")
+
+    def __init__(self, real: str, display: str) -> None:
+        self.real = real
+        self.display = display
+
+    def join(self, rel: str) -> tuple[str, str]:
+        if os.path.isabs(rel):
+            return os.path.normpath(rel), os.path.normpath(rel)
+        return os.path.normpath(os.path.join(self.real, rel)), os.path.normpath(os.path.join(self.display, rel))
+
+    @staticmethod
+    def of_file(real: str, display: str) -> _Dir:
+        return _Dir(os.path.dirname(os.path.abspath(real)), os.path.dirname(display))
+
+
+class _Context:
+    """A build context after path resolution (compose-go resolves it against the declaring file's project dir)."""
+
+    __slots__ = ("display", "real", "text")
+
+    def __init__(self, text: str, real: str | None, display: str | None) -> None:
+        self.text = text
+        self.real = real  # None when remote
+        self.display = display
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Context) and (self.text, self.real) == (other.text, other.real)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.real))
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class _Scope:
+    """What a file is read with: where its relative paths point, and the variables it interpolates."""
+
+    __slots__ = ("env", "workdir")
+
+    def __init__(self, workdir: _Dir, env: Mapping[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+
+
+def _is_remote(text: str) -> bool:
+    return "://" in text or text.startswith(_REMOTE_PREFIXES)
+
+
+class _Loader:
+    """One project load: what it read, what it could not interpret, and caches."""
+
+    def __init__(self) -> None:
+        self.files: list[str] = []
+        self.problems: list[Problem] = []
+        self.dockerfiles: set[str] = set()
+        self._extends_cache: dict[tuple[str, frozenset[tuple[str, str]]], tuple[CMap, list[PathKey]]] = {}
+
+    def _note(self, display: str) -> None:
+        if display not in self.files:
+            self.files.append(display)
+
+    def read(self, real: str, display: str) -> str:
+        text = read_path(real, display=display)
+        self._note(display)
+        return text
+
+    # A project: a base file and its overrides, or one include entry.
+    def load_model(self, files: Sequence[tuple[str, str]], scope: _Scope, included: tuple[str, ...]) -> CMap:
+        model = CMap((files[0][1], 1))
+        for real, display in files:
+            model = self._load_file(real, display, scope, model, included)
+        self._default_build_contexts(model, scope.workdir)
+        return model
+
+    def _documents(self, real: str, display: str) -> list[tuple[Any, int]]:
+        text = self.read(real, display)
+        docs = load_documents(text, file=display, dialect="1.2", strict_keys=True, keep_tags=_KEEP_TAGS)
+        return [(doc.value, doc.line) for doc in docs]
+
+    def _convert_file(self, real: str, display: str, scope: _Scope) -> list[tuple[CMap, list[PathKey]]]:
+        out: list[tuple[CMap, list[PathKey]]] = []
+        for value, line in self._documents(real, display):
+            if value is None:
+                continue
+            if not isinstance(value, dict):
+                raise InputError("a compose file must be a mapping at the top level", file=display, line=line)
+            resets: list[PathKey] = []
+            cfg = convert(value, file=display, line=line, lookup=scope.env.get, resets=resets)
+            self._check_services_shape(cfg)
+            self._resolve_contexts(cfg, scope.workdir)
+            out.append((cfg, resets))
+        return out
+
+    @staticmethod
+    def _check_services_shape(cfg: CMap) -> None:
+        if "services" not in cfg:
+            return
+        services = cfg["services"]
+        file, line = cfg.pos("services")
+        if not isinstance(services, CMap):
+            raise InputError("services must be a mapping", file=file, line=line, path="services")
+        for name, service in services.items():
+            if not isinstance(service, CMap):
+                file, line = services.pos(name)
+                raise InputError(f"services.{name} must be a mapping", file=file, line=line, path=f"services.{name}")
+
+    @staticmethod
+    def _resolve_contexts(cfg: CMap, workdir: _Dir) -> None:
+        """Turn each build into a mapping whose context is resolved against this file's project dir."""
+        services = cfg.get("services")
+        if not isinstance(services, CMap):
+            return
+        for service in services.values():
+            build = service.get("build")
+            if build is None:
+                continue
+            if not isinstance(build, CMap):
+                if not isinstance(build, str):
+                    continue  # reported as a schema issue later
+                mapping = CMap(service.pos("build"))
+                mapping["context"] = build
+                mapping.kpos["context"] = service.pos("build")
+                service["build"] = build = mapping
+            context = build.get("context")
+            if isinstance(context, str):
+                if _is_remote(context):
+                    build["context"] = _Context(context, None, None)
+                else:
+                    real, display = workdir.join(context)
+                    build["context"] = _Context(context, real, display)
+
+    @staticmethod
+    def _default_build_contexts(model: CMap, workdir: _Dir) -> None:
+        services = model.get("services")
+        if not isinstance(services, CMap):
+            return
+        for service in services.values():
+            build = service.get("build") if isinstance(service, CMap) else None
+            if isinstance(build, CMap) and build.get("context") is None:
+                real, display = workdir.join(".")
+                build["context"] = _Context(".", real, display)
+                build.kpos["context"] = service.pos("build")
+
+    def _load_file(self, real: str, display: str, scope: _Scope, model: CMap, included: tuple[str, ...]) -> CMap:
+        for cfg, resets in self._convert_file(real, display, scope):
+            self._apply_extends(cfg, resets, scope, display)
+            apply_resets(model, resets)
+            cfg = self._apply_include(cfg, scope, included + (os.path.realpath(real),))
+            model = merge(model, cfg, ())
+            enforce_port_unicity(model)
+        return model
+
+    # --- extends -----------------------------------------------------------------------------------
+
+    def _apply_extends(self, cfg: CMap, resets: list[PathKey], scope: _Scope, display: str) -> None:
+        services = cfg.get("services")
+        if not isinstance(services, CMap):
+            return
+        for name in list(services):
+            self._extend(name, services, resets, scope, display, ())
+
+    def _extend(self, name: str, services: CMap, resets: list[PathKey], scope: _Scope, display: str,
+                chain: tuple[tuple[str, str], ...]) -> CMap:
+        service = services[name]
+        if not isinstance(service, CMap) or "extends" not in service:
+            return service
+        file, line = service.pos("extends")
+        path = f"services.{name}.extends"
+        if (display, name) in chain:
+            trail = " -> ".join(f"{n} in {f}" for f, n in chain + ((display, name),))
+            raise InputError(f"circular reference: {trail}", file=file, line=line, path=path)
+        extends = service["extends"]
+        ref_file: Any = None
+        ref: Any
+        if isinstance(extends, str):
+            ref = extends
+        elif isinstance(extends, CMap):
+            ref, ref_file = extends.get("service"), extends.get("file")
+        else:
+            ref = None
+        if not isinstance(ref, str) or not ref:
+            raise InputError(f'cannot extend service "{name}" in {display}: no service named',
+                             file=file, line=line, path=path)
+        if ref_file is not None:
+            if not isinstance(ref_file, str):
+                raise InputError(f"{path}.file must be a string", file=file, line=line, path=path)
+            if _is_remote(ref_file) or ref_file.startswith("oci:"):
+                raise InputError(f"remote extends file {ref_file} cannot be read: only local files are supported",
+                                 file=file, line=line, path=path)
+            base_real, base_display = scope.workdir.join(ref_file)
+            base_services, base_resets = self._extends_file(base_real, base_display, scope)
+            if ref not in base_services:
+                raise InputError(f'cannot extend service "{name}" in {display}: service "{ref}" not found in {base_display}',
+                                 file=file, line=line, path=path)
+            base_scope = _Scope(_Dir.of_file(base_real, base_display), scope.env)
+            base = self._extend(ref, base_services, base_resets, base_scope, base_display,
+                                chain + ((display, name),))
+        else:
+            if ref not in services:
+                raise InputError(f'cannot extend service "{name}" in {display}: service "{ref}" not found',
+                                 file=file, line=line, path=path)
+            base = self._extend(ref, services, resets, scope, display, chain + ((display, name),))
+        source = deep_copy(base)
+        # The extending service's !reset/!override paths clear what it would inherit (compose-go ApplyExtends).
+        holder = CMap(service.at)
+        holder["services"] = wrapper = CMap(service.at)
+        wrapper[name] = source
+        apply_resets(holder, [p for p in resets if len(p) > 2 and p[0] == "services" and p[1] == name])
+        merged = merge(wrapper[name], service, ("services", name))
+        merged.pop("extends", None)
+        merged.kpos.pop("extends", None)
+        services[name] = merged
+        return merged
+
+    def _extends_file(self, real: str, display: str, scope: _Scope) -> tuple[CMap, list[PathKey]]:
+        key = (os.path.realpath(real), frozenset(scope.env.items()))
+        if key not in self._extends_cache:
+            if not os.path.isfile(real):
+                raise InputError(f"cannot read extended file: no such file {display}", file=display)
+            docs = self._convert_file(real, display, _Scope(_Dir.of_file(real, display), scope.env))
+            services = CMap((display, 1))
+            resets: list[PathKey] = []
+            for cfg, doc_resets in docs:
+                found = cfg.get("services")
+                if isinstance(found, CMap):
+                    services = merge(services, found, ("services",))
+                resets.extend(doc_resets)
+            self._extends_cache[key] = (services, resets)
+        return self._extends_cache[key]
+
+    # --- include -----------------------------------------------------------------------------------
+
+    def _apply_include(self, cfg: CMap, scope: _Scope, included: tuple[str, ...]) -> CMap:
+        if "include" not in cfg:
+            return cfg
+        entries = cfg.pop("include")
+        file, line = cfg.kpos.pop("include", cfg.at)
+        if entries is None:
+            return cfg
+        if not isinstance(entries, CSeq):
+            raise InputError("include must be a list", file=file, line=line, path="include")
+        imported = CMap(cfg.at)
+        for index, entry in enumerate(entries):
+            file, line = entries.pos(index)
+            path = f"include[{index}]"
+            project_dir: Any = None
+            env_files: Any = None
+            if isinstance(entry, str):
+                paths: Any = [entry]
+            elif isinstance(entry, CMap):
+                paths = entry.get("path")
+                project_dir = entry.get("project_directory")
+                env_files = entry.get("env_file")
+                if isinstance(paths, str):
+                    paths = [paths]
+                if isinstance(env_files, str):
+                    env_files = [env_files]
+            else:
+                raise InputError("an include entry must be a path or a mapping with `path`", file=file, line=line, path=path)
+            if not paths or not all(isinstance(p, str) for p in paths):
+                raise InputError("an include entry needs `path`: a string or a list of strings", file=file, line=line, path=path)
+            if env_files is not None and not all(isinstance(p, str) for p in env_files):
+                raise InputError("include env_file must be a string or a list of strings", file=file, line=line, path=path)
+            remote = next((p for p in paths if _is_remote(p) or p.startswith("oci:")), None)
+            if remote is not None:
+                raise InputError(f"remote include {remote} cannot be read: only local files are supported",
+                                 file=file, line=line, path=path)
+            targets = [scope.workdir.join(p) for p in paths]
+            for real, display in targets:
+                if not os.path.isfile(real):
+                    raise InputError(f"included file {display} cannot be read: no such file", file=file, line=line, path=path)
+            main_real = os.path.realpath(targets[0][0])
+            if main_real in included:
+                raise InputError(f"include cycle detected: {targets[0][1]} includes itself through {len(included)} file(s)",
+                                 file=file, line=line, path=path)
+            if project_dir is None:
+                workdir = _Dir.of_file(*targets[0])
+            elif isinstance(project_dir, str):
+                workdir = _Dir(*scope.workdir.join(project_dir))
+            else:
+                raise InputError("include project_directory must be a string", file=file, line=line, path=path)
+            env_paths: list[tuple[str, str]] = []
+            if env_files is None:
+                real, display = workdir.join(".env")
+                if os.path.isfile(real):
+                    env_paths.append((real, display))
+            else:
+                for name in env_files:
+                    if name == "/dev/null":
+                        continue
+                    real, display = scope.workdir.join(name)
+                    if not os.path.isfile(real):
+                        raise InputError(f"env file {display} not found", file=file, line=line, path=path)
+                    env_paths.append((real, display))
+            env = dict(scope.env)
+            for key, value in read_env_files(env_paths, environ=scope.env, read=self.read).items():
+                env.setdefault(key, value)  # the including project's variables win
+            model = self.load_model(targets, _Scope(workdir, env), included + (main_real,))
+            imported = merge(imported, model, ())
+        # Definitions in the including file are laid over what it imports.
+        return merge(imported, cfg, ())
+
+
+# --- services -> workloads ------------------------------------------------------------------------
+
+class _Service:
+    """Reads one merged service, collecting schema issues as Compose would report them."""
+
+    def __init__(self, name: str, service: CMap, loader: _Loader, env: Mapping[str, str]) -> None:
+        self.name = name
+        self.svc = service
+        self.loader = loader
+        self.env = env
+        self.issues: list[SchemaIssue] = []
+        self.base = f"services.{name}"
+
+    def origin(self, key: str, parent: CMap | None = None, path: str | None = None) -> Origin:
+        parent = self.svc if parent is None else parent
+        file, line = parent.pos(key)
+        return Origin(file, line, path or f"{self.base}.{key}")
+
+    def issue(self, message: str, origin: Origin, value: Any = None) -> None:
+        text = None if value is None else _scalar_text(value)
+        self.issues.append(SchemaIssue(message=message, origin=origin, value=text, container=self.name))
+
+    def string(self, key: str, parent: CMap | None = None, path: str | None = None) -> Located[str] | None:
+        """A string field; another scalar is a schema issue and evaluation continues with its text."""
+        parent = self.svc if parent is None else parent
+        if key not in parent:
+            return None
+        value = parent[key]
+        origin = self.origin(key, parent, path)
+        if isinstance(value, str):
+            return Located(value, origin)
+        if value is None:
+            return None
+        self.issue(f"{origin.path} must be a string", origin, value if not isinstance(value, (dict, list)) else None)
+        if isinstance(value, (dict, list)):
+            return None
+        return Located(_scalar_text(value), origin)
+
+
+def _limit(reader: _Service, parent: CMap, key: str, path: str, *, kind: str) -> tuple[Located[str], float | int] | None:
+    """A limit's text and normalised value (bytes or cpus), or None with a schema issue when Compose rejects it."""
+    if key not in parent or parent[key] is None:
+        return None
+    value = parent[key]
+    origin = reader.origin(key, parent, path)
+    if kind == "memory-string" and not isinstance(value, str):
+        reader.issue(f"{path} must be a string", origin, value)
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        reader.issue(f"{path} must be a number or string", origin, value if not isinstance(value, (dict, list)) else None)
+        return None
+    text = _scalar_text(value)
+    try:
+        if kind in ("memory", "memory-string"):
+            if isinstance(value, float):
+                return None  # Compose drops a non-integer number here (UnitBytes only decodes int and string)
+            number: float | int = value if isinstance(value, int) else memory_bytes(value)
+        elif kind == "quota":
+            number = int(value) if isinstance(value, (int, float)) else int(text, 10)
+        else:
+            number = cpus_value(text)
+    except ValueError as exc:
+        reader.issue(f"{path}: {exc}", origin, value)
+        return None
+    return Located(text, origin), number
+
+
+def _limits(reader: _Service) -> dict[str, Located[str]]:
+    svc, base = reader.svc, reader.base
+    limits: dict[str, Located[str]] = {}
+    deploy_limits: CMap | None = None
+    deploy = svc.get("deploy")
+    if deploy is not None and not isinstance(deploy, CMap):
+        reader.issue(f"{base}.deploy must be a mapping or null", reader.origin("deploy"))
+    elif isinstance(deploy, CMap):
+        resources = deploy.get("resources")
+        found = resources.get("limits") if isinstance(resources, CMap) else None
+        deploy_limits = found if isinstance(found, CMap) else None
+    lim_path = f"{base}.deploy.resources.limits"
+    d_mem = _limit(reader, deploy_limits, "memory", f"{lim_path}.memory", kind="memory-string") if deploy_limits else None
+    d_cpu = _limit(reader, deploy_limits, "cpus", f"{lim_path}.cpus", kind="cpus") if deploy_limits else None
+    mem = _limit(reader, svc, "mem_limit", f"{base}.mem_limit", kind="memory")
+    cpus = _limit(reader, svc, "cpus", f"{base}.cpus", kind="cpus")
+    quota = _limit(reader, svc, "cpu_quota", f"{base}.cpu_quota", kind="quota")
+    if mem and d_mem and mem[1] != d_mem[1]:
+        reader.issue(f"services.{reader.name}: can't set distinct values on 'mem_limit' and "
+                     "'deploy.resources.limits.memory'", mem[0].origin, mem[0].value)
+    if cpus and d_cpu and cpus[1] != d_cpu[1]:
+        reader.issue(f"services.{reader.name}: can't set distinct values on 'cpus' and "
+                     "'deploy.resources.limits.cpus'", cpus[0].origin, cpus[0].value)
+    memory = d_mem or mem
+    cpu = d_cpu or cpus or quota
+    if memory:
+        limits["memory"] = memory[0]
+    if cpu:
+        limits["cpu"] = cpu[0]
+    return limits
+
+
+def _ports(reader: _Service) -> tuple[Port, ...]:
+    svc = reader.svc
+    value = svc.get("ports")
+    if value is None:
+        return ()
+    if not isinstance(value, CSeq):
+        origin = reader.origin("ports")
+        raise InputError(f"{origin.path} must be a list", file=origin.file, line=origin.line, path=origin.path)
+    ports: list[Port] = []
+    seen: dict[tuple[str, str | None, str, str], int] = {}
+    for index, item in enumerate(value):
+        file, line = value.pos(index)
+        # The path names the entry as written in its file, where `file` and `line` point.
+        port = parse_port(item, origin=Origin(file, line, f"{reader.base}.ports[{value.src(index)}]"))
+        # Compose keeps one binding per (host ip, published, target, protocol); no host ip is 0.0.0.0,
+        # and a later entry replaces an earlier one in place (compose-go EnforceUnicity).
+        key = (port.host_ip or "0.0.0.0", port.published, port.target, port.protocol.lower())
+        if key in seen:
+            ports[seen[key]] = port
+            continue
+        seen[key] = len(ports)
+        ports.append(port)
+    return tuple(ports)
+
+
+def _claims(reader: _Service) -> tuple[ExemptionClaim, ...]:
+    svc = reader.svc
+    if "x-admission" not in svc:
+        return ()
+    block = svc["x-admission"]
+    origin = reader.origin("x-admission")
+    problems = reader.loader.problems
+
+    def drop(message: str, where: Origin) -> None:
+        problems.append(Problem(message=f"x-admission exemption dropped: {message}", file=where.file,
+                                line=where.line, path=where.path))
+
+    if not isinstance(block, CMap):
+        drop("x-admission must be a mapping with an `exempt` list", origin)
+        return ()
+    if "exempt" not in block:
+        drop("x-admission has no `exempt` list", origin)
+        return ()
+    items = block["exempt"]
+    list_origin = reader.origin("exempt", block, f"{origin.path}.exempt")
+    if not isinstance(items, CSeq):
+        drop("x-admission.exempt must be a list of {rule, reason, expires}", list_origin)
+        return ()
+    claims: list[ExemptionClaim] = []
+    for index, item in enumerate(items):
+        file, line = items.pos(index)
+        where = Origin(file, line, f"{list_origin.path}[{items.src(index)}]")
+        if not isinstance(item, CMap):
+            drop("an exemption must be a mapping with `rule` and `reason`", where)
+            continue
+        rule = item.get("rule")
+        if isinstance(rule, str) and rule:
+            rules: tuple[str, ...] = (rule,)
+        elif isinstance(rule, CSeq) and rule and all(isinstance(r, str) and r for r in rule):
+            rules = tuple(rule)
+        else:
+            drop("an exemption needs `rule`: a rule id or a list of rule ids", where)
+            continue
+        reason = item.get("reason")
+        expires = item.get("expires")
+        claims.append(ExemptionClaim(
+            rules=rules,
+            reason=None if reason is None else _scalar_text(reason),
+            expires=None if expires is None else _scalar_text(expires),
+            via="x-admission",
+            origin=where,
+        ))
+    return tuple(claims)
+
+
+def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
+    args = build.get("args")
+    out: dict[str, str] = {}
+    if isinstance(args, CMap):
+        items = list(args.items())
+    elif isinstance(args, CSeq):
+        items = []
+        for entry in args:
+            key, sep, value = _scalar_text(entry).partition("=")
+            items.append((key, value if sep else None))
+    else:
+        if args is not None:
+            reader.issue(f"{reader.base}.build.args must be a mapping", reader.origin("args", build, f"{reader.base}.build.args"))
+        return out
+    for key, value in items:
+        if value is None:
+            # A bare arg takes its value from the environment, as compose-go ResolveEnvironment does.
+            found = reader.env.get(key)
+            if found is not None:
+                out[key] = found
+        else:
+            out[key] = _scalar_text(value)
+    return out
+
+
+class _BuildOutcome:
+    __slots__ = ("base_images", "image_user", "unknown")
+
+    def __init__(self, image_user: Located[str] | None, unknown: str | None,
+                 base_images: tuple[Located[str], ...]) -> None:
+        self.image_user = image_user
+        self.unknown = unknown
+        self.base_images = base_images
+
+
+def _shift(located: Located[str], offset: int, path: str) -> Located[str]:
+    line = None if located.origin.line is None else located.origin.line + offset
+    return Located(located.value, Origin(located.origin.file, line, path))
+
+
+def _build(reader: _Service, cache: dict[tuple[Any, ...], _BuildOutcome]) -> _BuildOutcome | None:
+    svc = reader.svc
+    if "build" not in svc or svc["build"] is None:
+        return None
+    build = svc["build"]
+    if not isinstance(build, CMap):
+        reader.issue(f"{reader.base}.build must be a string", reader.origin("build"), build)
+        return None
+    for key in ("dockerfile", "dockerfile_inline", "target"):
+        if key in build and build[key] is not None and not isinstance(build[key], str):
+            reader.issue(f"{reader.base}.build.{key} must be a string",
+                         reader.origin(key, build, f"{reader.base}.build.{key}"), build[key])
+    context = build.get("context")
+    if not isinstance(context, _Context):
+        reader.issue(f"{reader.base}.build.context must be a string", reader.origin("build"), context)
+        return _BuildOutcome(None, "the build context is not a path; the image user cannot be read", ())
+    if context.real is None:
+        return _BuildOutcome(None, f"build context '{context.text}' is remote; the image user cannot be read", ())
+    args = _build_args(reader, build)
+    target = build.get("target") if isinstance(build.get("target"), str) else None
+    inline = build.get("dockerfile_inline")
+    if isinstance(inline, str):
+        file, line = build.pos("dockerfile_inline")
+        real_key: Any = ("inline", file, line, inline)
+        display = file
+    else:
+        named = build.get("dockerfile")
+        dockerfile = named if isinstance(named, str) else "Dockerfile"
+        if not os.path.isdir(context.real):
+            return _BuildOutcome(None, f"build context '{context.display}' is not a readable directory; "
+                                       "the image user cannot be read", ())
+        real, display = _Dir(context.real, context.display or "").join(dockerfile)
+        if not os.path.isfile(real) or not os.access(real, os.R_OK):
+            return _BuildOutcome(None, f"Dockerfile '{display}' cannot be read; the image user cannot be read", ())
+        real_key = os.path.realpath(real)
+    cache_key = (real_key, tuple(sorted(args.items())), target)
+    if cache_key in cache:
+        return cache[cache_key]
+    outcome = _analyse(reader, real_key, display, inline, args, target, build)
+    cache[cache_key] = outcome
+    return outcome
+
+
+def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: dict[str, str],
+             target: str | None, build: CMap) -> _BuildOutcome:
+    loader = reader.loader
+    try:
+        from admission.sources import dockerfile  # imported here: only builds need it
+    except ImportError:  # pragma: no cover - the module ships with the package
+        return _BuildOutcome(None, "Dockerfile analysis is not available; the image user cannot be read", ())
+    try:
+        if isinstance(inline, str):
+            parsed = dockerfile.parse(inline, file=display)
+        else:
+            text = loader.read(real_key, display)
+            loader.dockerfiles.add(real_key)  # a walk skips it even when it is broken: the build reports it
+            parsed = dockerfile.parse(text, file=display)
+        info = dockerfile.analyse(parsed, build_args=args, target=target)
+    except InputError as exc:
+        loader.problems.append(Problem(message=exc.message, file=exc.file or display, line=exc.line, path=exc.path))
+        return _BuildOutcome(None, f"the build Dockerfile '{display}' could not be read: {exc.message}", ())
+    if isinstance(inline, str):
+        # Lines inside dockerfile_inline count from the compose file's `dockerfile_inline:` line.
+        offset = build.pos("dockerfile_inline")[1]
+        path = f"{reader.base}.build.dockerfile_inline"
+        return _BuildOutcome(_shift(info.user, offset, path), None,
+                             tuple(_shift(b, offset, path) for b in info.base_images))
+    return _BuildOutcome(info.user, None, tuple(info.base_images))
+
+
+def _host_network(name: str, services: CMap) -> tuple[Located[str] | None, SchemaIssue | None]:
+    """`network_mode: host`, or `service:X` where X is (transitively) host-networked; plus what Compose rejects."""
+    service = services[name]
+    mode = service.get("network_mode")
+    if not isinstance(mode, str):
+        return None, None
+    file, line = service.pos("network_mode")
+    origin = Origin(file, line, f"services.{name}.network_mode")
+    if mode == "host":
+        return Located("host", origin), None
+    if not mode.startswith("service:"):
+        return None, None
+    seen = [name]
+    current = mode[len("service:"):]
+    while True:
+        if current in seen:
+            if seen.index(current) != 0:
+                return None, None  # a cycle further down the chain is reported on its own services
+            cycle = " -> ".join(seen + [current])
+            return None, SchemaIssue(f"dependency cycle detected: {cycle}", origin, mode, name)
+        other = services.get(current)
+        if not isinstance(other, CMap):
+            if len(seen) == 1:
+                return None, SchemaIssue(f'service "{name}" depends on undefined service "{current}"', origin, mode, name)
+            return None, None
+        next_mode = other.get("network_mode")
+        if next_mode == "host":
+            return Located(mode, origin), None
+        if not (isinstance(next_mode, str) and next_mode.startswith("service:")):
+            return None, None
+        seen.append(current)
+        current = next_mode[len("service:"):]
+
+
+def _networks(reader: _Service, defined: set[str]) -> None:
+    svc = reader.svc
+    if "networks" not in svc or svc["networks"] is None:
+        return
+    networks = svc["networks"]
+    origin = reader.origin("networks")
+    if isinstance(networks, CMap):
+        names = [(k, networks.pos(k)) for k in networks]
+    elif isinstance(networks, CSeq):
+        names = [(n, networks.pos(i)) for i, n in enumerate(networks) if isinstance(n, str)]
+    else:
+        reader.issue(f"{origin.path} must be a array", origin, networks)
+        return
+    if names and svc.get("network_mode") is not None:
+        mode = reader.origin("network_mode")
+        reader.issue(f"service {reader.name} declares mutually exclusive `network_mode` and `networks`",
+                     mode, svc.get("network_mode"))
+    for name, (file, line) in names:
+        if name != "default" and name not in defined:
+            reader.issue(f'service "{reader.name}" refers to undefined network {name}',
+                         Origin(file, line, f"{origin.path}.{name}"), name)
+
+
+def _profiles(reader: _Service) -> list[str]:
+    value = reader.svc.get("profiles")
+    if value is None:
+        return []
+    origin = reader.origin("profiles")
+    if not isinstance(value, CSeq):
+        reader.issue(f"{origin.path} must be a array", origin, value)
+        return [_scalar_text(value)] if not isinstance(value, CMap) else []
+    out: list[str] = []
+    for index, item in enumerate(value):
+        if not isinstance(item, str):
+            file, line = value.pos(index)
+            reader.issue(f"{origin.path}[{index}]: unexpected type {type(item).__name__}", Origin(file, line, f"{origin.path}[{index}]"), item)
+        out.append(_scalar_text(item))
+    return out
+
+
+def _selected(service_profiles: list[str], wanted: Sequence[str]) -> bool:
+    if not wanted or "*" in wanted or not service_profiles:
+        return True
+    return any(p in wanted for p in service_profiles)
+
+
+def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: Sequence[str]) -> list[Workload]:
+    services = model.get("services")
+    if services is None:
+        return []
+    if not isinstance(services, CMap):  # pragma: no cover - rejected per file already
+        file, line = model.pos("services")
+        raise InputError("services must be a mapping", file=file, line=line, path="services")
+    top_networks = model.get("networks")
+    defined = set(top_networks) if isinstance(top_networks, CMap) else set()
+    cache: dict[tuple[Any, ...], _BuildOutcome] = {}
+    workloads: list[Workload] = []
+    for name, service in services.items():
+        reader = _Service(name, service, loader, env)
+        if not _selected(_profiles(reader), profiles):
+            continue
+        file, line = services.pos(name)
+        origin = Origin(file, line, f"services.{name}")
+        image = reader.string("image")
+        if image is not None and image.value == "":
+            image = None
+        user = reader.string("user")
+        if "user" in service and service["user"] is None:
+            reader.issue(f"services.{name}.user must be a string", reader.origin("user"))
+        if user is not None and user.value == "":
+            user = None  # Compose drops an empty user: the image's user applies
+        if "network_mode" in service and not isinstance(service["network_mode"], str):
+            reader.issue(f"services.{name}.network_mode must be a string", reader.origin("network_mode"),
+                         service["network_mode"])
+        host_ports = _ports(reader)
+        limits = _limits(reader)
+        _networks(reader, defined)
+        built = _build(reader, cache)
+        if image is None and built is None:
+            reader.issue(f'service "{name}" has neither an image nor a build context specified', origin)
+        host, network_issue = _host_network(name, services)
+        if network_issue is not None:
+            reader.issues.append(network_issue)
+        container = Container(
+            name=name,
+            origin=origin,
+            image=image,
+            base_images=built.base_images if built else (),
+            user=user,
+            image_user=built.image_user if built else None,
+            image_user_unknown=built.unknown if built else None,
+            limits=limits,
+            host_ports=host_ports,
+        )
+        workloads.append(Workload(
+            source="compose",
+            kind="ComposeService",
+            name=name,
+            namespace=None,
+            origin=origin,
+            containers=(container,),
+            runtime=True,
+            host_network=host,
+            exemption_claims=_claims(reader),
+            schema_issues=tuple(reader.issues),
+        ))
+    return workloads
+
+
+def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapping[str, str],
+                 env_files: Sequence[str] | None = None, profiles: Sequence[str] = ()) -> ComposeResult:
+    """Read a compose project: paths[0] is the base file, paths[1:] the `-f` overrides in order.
+
+    Variables come from `environ`, then the project directory's `.env` (replaced by `env_files` when
+    given). `profiles` empty means every service; otherwise services without profiles or with a
+    matching one (`*` matches all). Raises InputError for anything Compose itself could not read.
+    """
+    if not paths or len(paths) != len(displays):
+        raise ValueError("load_project needs one display name per path")
+    loader = _Loader()
+    workdir = _Dir.of_file(paths[0], displays[0])
+    if env_files is None:
+        real, display = workdir.join(".env")
+        files = [(real, display)] if os.path.isfile(real) else []
+    else:
+        files = []
+        for name in env_files:
+            if not os.path.isfile(name):
+                raise InputError("env file not found", file=name)
+            files.append((os.path.abspath(name), name))
+    env = dict(environ)
+    for key, value in read_env_files(files, environ=environ, read=loader.read).items():
+        env.setdefault(key, value)  # the shell's environment wins over env files
+    scope = _Scope(workdir, env)
+    model = loader.load_model(list(zip(paths, displays)), scope, ())
+    if not model:
+        raise InputError("empty compose file", file=displays[0])
+    workloads = _workloads(model, loader, env, profiles)
+    return ComposeResult(workloads=workloads, problems=loader.problems, files=list(loader.files),
+                         dockerfiles=frozenset(loader.dockerfiles))
