@@ -118,7 +118,7 @@ CASES = [
     Case("profiles-second-of-two", "profiles", profiles=("ops",)),
     Case("network-modes", "network"),
     Case("ports-short-and-long", "ports"),
-    Case("builds-local-remote-missing-inline", "build"),
+    Case("builds-local-remote-missing-inline", "builds"),
     Case("multi-document-file", "multidoc"),
 ]
 

@@ -84,14 +84,14 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
             if port_allowed(port, allowed_ips=ips, allowed_ports=ports):
                 continue
             where = f"on {port.host_ip}" if port.host_ip else "on all host interfaces"
-            number = port.published if port.published is not None else "a random port"
+            number = f"port {port.published}" if port.published is not None else "a random host port"
             if workload.source == "compose":
-                message = f"service '{workload.name}' publishes port {number} {where}"
+                message = f"service '{workload.name}' publishes {number} {where}"
                 target = port.target
                 bound = f"127.0.0.1:{port.published}:{target}" if port.published else f"127.0.0.1::{target}"
                 fix = f"publish through a load balancer or reverse proxy, or bind to 127.0.0.1: \"{bound}\""
             else:
-                message = f"{subject(workload, container)} binds hostPort {number} {where} of the node"
+                message = f"{subject(workload, container)} binds hostPort {port.published} {where} of the node"
                 fix = "remove hostPort and expose the containerPort through a Service (and an Ingress or LoadBalancer)"
             yield Violation(message=message, remediation=fix, origin=port.origin, value=port.text,
                             container=container_field(workload, container))
