@@ -243,3 +243,13 @@ def test_rules_lists_the_catalogue_and_explain_prints_why_fix_example(capsys) ->
     code, out, _ = run(capsys, "explain", "no-host-port")
     assert code == 0 and "Why:" in out and "Fix:" in out and "Example:" in out and "allowed_host_ips" in out
     assert run(capsys, "explain", "nope")[0] == 2
+
+
+def test_a_compose_file_on_stdin_uses_the_working_directory_as_project_directory(tmp_path) -> None:
+    (tmp_path / ".env").write_text("TAG=1.27.1\n")
+    compose = "services:\n  web:\n    image: nginx:${TAG}\n    user: '101'\n    mem_limit: 64m\n    cpus: 0.5\n"
+    proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"], input=compose.encode(),
+                          capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report = json.loads(proc.stdout)
+    assert report["errors"] == [] and report["findings"] == [] and proc.returncode == 0
+    assert report["summary"]["objects"] == 1

@@ -270,8 +270,9 @@ def _check_stdin(data: bytes, *, options: Options, out: Collected) -> None:
         else:
             from admission.sources import compose
 
-            result = compose.load_text(text, display=display, environ=options.environ, env_files=options.env_files,
-                                       profiles=options.profiles, project_dir=os.getcwd())
+            pseudo = os.path.join(os.getcwd(), "<stdin>")
+            result = compose.load_project([pseudo], displays=[display], environ=options.environ,
+                                          env_files=options.env_files, profiles=options.profiles, texts={pseudo: text})
             out.workloads.extend(result.workloads)
             out.errors.extend(result.problems)
             out.files.update(result.files)

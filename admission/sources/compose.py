@@ -297,7 +297,8 @@ def _is_remote(text: str) -> bool:
 class _Loader:
     """One project load: what it read, what it could not interpret, and caches."""
 
-    def __init__(self) -> None:
+    def __init__(self, preset: Mapping[str, str] | None = None) -> None:
+        self.preset = dict(preset or {})  # real path -> text already read (a compose file on stdin)
         self.files: list[str] = []
         self.problems: list[Problem] = []
         self.dockerfiles: set[str] = set()
@@ -308,7 +309,7 @@ class _Loader:
             self.files.append(display)
 
     def read(self, real: str, display: str) -> str:
-        text = read_path(real, display=display)
+        text = self.preset[real] if real in self.preset else read_path(real, display=display)
         self._note(display)
         return text
 
@@ -977,16 +978,19 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
 
 
 def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapping[str, str],
-                 env_files: Sequence[str] | None = None, profiles: Sequence[str] = ()) -> ComposeResult:
+                 env_files: Sequence[str] | None = None, profiles: Sequence[str] = (),
+                 texts: Mapping[str, str] | None = None) -> ComposeResult:
     """Read a compose project: paths[0] is the base file, paths[1:] the `-f` overrides in order.
 
     Variables come from `environ`, then the project directory's `.env` (replaced by `env_files` when
     given). `profiles` empty means every service; otherwise services without profiles or with a
-    matching one (`*` matches all). Raises InputError for anything Compose itself could not read.
+    matching one (`*` matches all). `texts` gives contents already read, by path (stdin: a path in
+    the working directory, which is then the project directory, as with `docker compose -f -`).
+    Raises InputError for anything Compose itself could not read.
     """
     if not paths or len(paths) != len(displays):
         raise ValueError("load_project needs one display name per path")
-    loader = _Loader()
+    loader = _Loader(texts)
     workdir = _Dir.of_file(paths[0], displays[0])
     if env_files is None:
         real, display = workdir.join(".env")
