@@ -50,16 +50,37 @@ class Port:
 
 
 @dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One entry of an image config's `history` (what the builder recorded for each step)."""
+
+    created_by: str = ""
+    comment: str = ""
+    author: str = ""
+    created: str = ""
+    empty_layer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ImageConfig:
-    """The parts of an OCI/Docker image config the rules read (filled by images/, issue 3)."""
+    """The parts of an OCI/Docker image config the rules read, from a registry or an archive.
+
+    `digest` is the manifest digest the config was reached through (None when unknown, e.g. a
+    `docker save` tarball without one); `config_digest` the config blob's own digest.
+    `user_uid` is the uid of a named `user` as the image's /etc/passwd gives it, when
+    `images.resolve_user_names` asked for it and it was found.
+    """
 
     reference: str
     digest: str | None
     user: str  # "" when the image sets no user
+    config_digest: str | None = None
+    os: str = "linux"
+    architecture: str = ""
     exposed_ports: tuple[str, ...] = ()
     env: tuple[str, ...] = ()
     labels: Mapping[str, str] = field(default_factory=dict)
-    history: tuple[Mapping[str, object], ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    user_uid: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +92,10 @@ class Container:
       Dockerfile's USER; "" means the Dockerfile sets none, i.e. root).
     - `image_user_unknown`: why the image user could not be known statically (remote/unreadable build context).
     - `run_as_user` / `run_as_non_root`: Kubernetes effective securityContext (pod merged with container).
+    - `image_config` / `image_config_error`: the resolved config of `image`, or why it could not be had
+      (set only when images are resolved; see images/enrich.py).
+    - `inherits_user_from`: when a build Dockerfile sets no USER and its chain starts FROM an external
+      image, that image: its config (`base_config`, or `base_config_error`) then gives the user.
     """
 
     name: str
@@ -87,6 +112,9 @@ class Container:
     host_ports: tuple[Port, ...] = ()
     image_config: ImageConfig | None = None
     image_config_error: str | None = None
+    inherits_user_from: Located[str] | None = None
+    base_config: ImageConfig | None = None
+    base_config_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,9 @@ def test_exec_form_run_with_heredoc_marker_is_not_a_heredoc() -> None:
 def test_exec_form_followed_by_text_is_still_exec_form_so_no_heredoc() -> None:
     # BuildKit decodes only the first JSON value of the line.
     parsed = parse('FROM a:1\nRUN ["sh"] <<B\nUSER x\n', file="d")
-    assert [(i.cmd, i.line, i.json) for i in parsed.instructions] == [("from", 1, False), ("run", 2, True), ("user", 3, False)]
+    assert [(i.cmd, i.line, i.json) for i in parsed.instructions] == [
+        ("from", 1, False), ("run", 2, True), ("user", 3, False),
+    ]
 
 
 def test_unterminated_heredoc_is_an_input_error_at_its_instruction() -> None:
@@ -165,15 +167,18 @@ def _mutants(seed: int, count: int) -> list[str]:
 
 def test_instruction_lines_agree_with_buildkits_parser_on_mutated_files() -> None:
     gofront = pytest.importorskip("dockerfile")
+    def go_lines(text: str) -> list[tuple[str, int, int, bool]] | None:
+        try:
+            return [(c.cmd.lower(), c.start_line, c.end_line, c.json) for c in gofront.parse_string(text)]
+        except (gofront.GoParseError, AttributeError):  # refused (or crashed on) by the Go side: nothing to compare
+            return None
+
     compared = 0
     for text in _mutants(seed=20, count=400):
-        try:
-            expected = [(c.cmd.lower(), c.start_line, c.end_line, c.json) for c in gofront.parse_string(text)]
-        except Exception:  # noqa: BLE001  (the Go parser refused it; nothing to compare)
-            continue
-        got = [(i.cmd, i.line, i.end_line, i.json) for i in parse_instructions(text)]
-        assert got == expected, text
-        compared += 1
+        expected = go_lines(text)
+        if expected is not None:
+            assert [(i.cmd, i.line, i.end_line, i.json) for i in parse_instructions(text)] == expected, text
+            compared += 1
     assert compared > 300
 
 

@@ -1,0 +1,79 @@
+"""Real OCI images for tests, without a Docker engine: umoci builds them, skopeo copies them
+(to a registry, or to docker-archive / oci-archive tarballs). DESIGN §6."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+TOOLS = ("umoci", "skopeo")
+
+
+def have_tools() -> bool:
+    return all(shutil.which(t) for t in TOOLS)
+
+
+def _run(*cmd: str) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def build(layout: Path, tag: str, *, user: str | None = None, labels: Mapping[str, str] | None = None,
+          env: Sequence[str] = (), exposed_ports: Sequence[str] = (), history: Sequence[str] = ("umoci config",),
+          files: Mapping[str, str] | None = None, architecture: str | None = None) -> str:
+    """Create `layout:tag` (an OCI layout directory) and return `oci:<layout>:<tag>` for skopeo.
+
+    `files` maps an absolute path in the image (e.g. /etc/passwd) to its content; each becomes a layer.
+    `history` gives created_by of the config change's history entry (what builders write).
+    """
+    layout.parent.mkdir(parents=True, exist_ok=True)
+    if not (layout / "oci-layout").exists():
+        _run("umoci", "init", "--layout", str(layout))
+    _run("umoci", "new", "--image", f"{layout}:{tag}")
+    for path, content in (files or {}).items():
+        staging = layout.parent / f".stage-{tag}"
+        target = staging / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+        _run("umoci", "insert", "--image", f"{layout}:{tag}", str(target), path)
+        shutil.rmtree(staging)
+    args = ["umoci", "config", "--image", f"{layout}:{tag}"]
+    if user is not None:
+        args += ["--config.user", user]
+    for key, value in (labels or {}).items():
+        args += ["--config.label", f"{key}={value}"]
+    for item in env:
+        args += ["--config.env", item]
+    for port in exposed_ports:
+        args += ["--config.exposedports", port]
+    if architecture:
+        args += ["--architecture", architecture]
+    for created_by in history[:1]:
+        args += ["--history.created_by", created_by]
+    _run(*args)
+    for created_by in history[1:]:
+        _run("umoci", "config", "--image", f"{layout}:{tag}", "--history.created_by", created_by)
+    return f"oci:{layout}:{tag}"
+
+
+def copy(source: str, dest: str, *, v2s2: bool = False, all_images: bool = False) -> None:
+    """skopeo copy, e.g. to docker://127.0.0.1:PORT/app:1 or docker-archive:/tmp/x.tar:app:1."""
+    args = ["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false"]
+    if v2s2:
+        args += ["--format", "v2s2"]
+    if all_images:
+        args += ["--all"]
+    _run(*args, source, dest)
+
+
+def push(source: str, registry: str, ref: str, *, v2s2: bool = False, creds: str | None = None) -> None:
+    args = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    if v2s2:
+        args += ["--format", "v2s2"]
+    if creds:
+        args += ["--dest-creds", creds]
+    _run(*args, source, f"docker://{registry}/{ref}")
