@@ -750,13 +750,14 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "image_user", "unknown")
+    __slots__ = ("base_images", "image_user", "inherits_user_from", "unknown")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
-                 base_images: tuple[Located[str], ...]) -> None:
+                 base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None) -> None:
         self.image_user = image_user
         self.unknown = unknown
         self.base_images = base_images
+        self.inherits_user_from = inherits_user_from
 
 
 def _shift(located: Located[str], offset: int, path: str) -> Located[str]:
@@ -829,9 +830,10 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
         # Lines inside dockerfile_inline count from the compose file's `dockerfile_inline:` line.
         offset = build.pos("dockerfile_inline")[1]
         path = f"{reader.base}.build.dockerfile_inline"
+        inherits = _shift(info.inherits_user_from, offset, path) if info.inherits_user_from else None
         return _BuildOutcome(_shift(info.user, offset, path), None,
-                             tuple(_shift(b, offset, path) for b in info.base_images))
-    return _BuildOutcome(info.user, None, tuple(info.base_images))
+                             tuple(_shift(b, offset, path) for b in info.base_images), inherits)
+    return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from)
 
 
 def _host_network(name: str, services: CMap) -> tuple[Located[str] | None, SchemaIssue | None]:
@@ -959,6 +961,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             user=user,
             image_user=built.image_user if built else None,
             image_user_unknown=built.unknown if built else None,
+            inherits_user_from=built.inherits_user_from if built else None,
             limits=limits,
             host_ports=host_ports,
         )

@@ -983,12 +983,23 @@ def load(text: str, *, file: str) -> list[Workload]:
     """A Dockerfile as its own object: one Workload for the final stage."""
     info = analyse(parse(text, file=file))
     stage = info.stage
+    # Every stage can be a build target, so every FROM that names an image is checked (DESIGN §4),
+    # not only those the final stage needs; COPY --from images come from the final stage's analysis.
+    seen: set[tuple[str, int | None]] = set()
+    bases: list[Located[str]] = []
+    for located in [s.base for s in info.stages if s.parent is None] + list(info.base_images):
+        key = (located.value, located.origin.line)
+        if located.value.lower() != "scratch" and key not in seen:
+            seen.add(key)
+            bases.append(located)
+    bases.sort(key=lambda b: b.origin.line or 0)
     container = Container(
         name=info.stage_label,
         origin=Origin(file, stage.base.origin.line, f"stages[{stage.index}]"),
         image=None,
-        base_images=info.base_images,
+        base_images=tuple(bases),
         image_user=info.user,
+        inherits_user_from=info.inherits_user_from,
     )
     return [
         Workload(
