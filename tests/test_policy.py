@@ -164,3 +164,28 @@ def test_x_admission_exemptions_are_always_honoured() -> None:
     pod = _host_port_pod(claims=(_claim(("no-host-port",), "edge", via="x-admission"),))
     report = engine.evaluate([pod], default_policy())
     assert next(f for f in report.findings if f.rule == "no-host-port").suppressed
+
+
+def _unresolved_pod(error: str = "timeout: no answer within the deadline") -> Workload:
+    container = Container(name="app", origin=O, image=Located("registry.example.com/app:1.2", O),
+                          run_as_user=Located(1001, O), limits={"cpu": Located("1", O), "memory": Located("1Gi", O)},
+                          image_config_error=error)
+    return Workload(source="kubernetes", kind="Pod", name="p", namespace="default", origin=O, containers=(container,))
+
+
+def test_image_config_unavailable_takes_its_severity_from_images_on_error() -> None:
+    default = engine.evaluate([_unresolved_pod()], default_policy())
+    (hit,) = [f for f in default.findings if f.rule == "image-config-unavailable"]
+    assert hit.severity == "warn" and "timeout" in hit.message and "registry.example.com/app:1.2" in hit.message
+    strict = engine.evaluate([_unresolved_pod()], load_policy(str(ROOT / "policies" / "strict.yaml")))
+    assert [f.severity for f in strict.findings if f.rule == "image-config-unavailable"] == ["deny"]
+
+
+def test_image_config_unavailable_cannot_be_set_under_rules() -> None:
+    with pytest.raises(PolicyError, match="images.on_error"):
+        _overlay("rules:\n  image-config-unavailable: {severity: deny}\n")
+
+
+def test_without_resolution_there_is_no_image_config_unavailable_finding() -> None:
+    report = engine.evaluate([_host_port_pod()], default_policy())
+    assert not [f for f in report.findings if f.rule == "image-config-unavailable"]

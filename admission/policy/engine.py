@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 from admission.findings import Finding, Problem, Report, Severity, Violation
 from admission.model import ExemptionClaim, Workload
 from admission.policy import catalog
-from admission.policy.config import Exemption, Policy, parse_date
+from admission.policy.config import Exemption, Policy, RuleSetting, parse_date
 
 SCHEMA_RULE = "compose-schema"
 _GENERIC_SCHEMA_FIX = "change the file so that Docker Compose accepts it (see the Compose Specification)"
@@ -93,6 +93,8 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
     known = catalog.all_rules()
     active = [(r, policy.rules[r.id]) for r in known.values()
               if r.func is not None and r.id in policy.rules and policy.rules[r.id].severity != "off"]
+    # image-config-unavailable takes its severity from images.on_error, never from `rules:`.
+    active += [(r, RuleSetting(policy.images.on_error, {})) for r in known.values() if r.func is not None and r.severity_fixed]
     schema = policy.rules.get(SCHEMA_RULE)
     report = Report()
 

@@ -45,20 +45,34 @@ def classify_user(text: str) -> UserKind:
 @dataclass(frozen=True, slots=True)
 class KnownUser:
     value: Located[str]
-    via: Literal["user", "dockerfile", "config"]
+    via: Literal["user", "dockerfile", "base", "config"]
+    uid: int | None = None  # the uid of a named user, from the image's /etc/passwd (images.resolve_user_names)
 
 
 def known_user(container: Container) -> KnownUser | None:
     """The user the container will run as when it is known without the cluster: compose `user:`,
-    then the build Dockerfile's USER, then the image config's User."""
+    then the build Dockerfile's USER (or, when it sets none, its base image's config), then the image config."""
     if container.user is not None and container.user.value != "":
         return KnownUser(container.user, "user")
     if container.image_user is not None:
+        base = container.base_config
+        if container.image_user.value == "" and base is not None and container.inherits_user_from is not None:
+            return KnownUser(Located(base.user, container.inherits_user_from.origin), "base", base.user_uid)
         return KnownUser(container.image_user, "dockerfile")
     if container.image_config is not None:
         origin = container.image.origin if container.image else container.origin
-        return KnownUser(Located(container.image_config.user, origin), "config")
+        return KnownUser(Located(container.image_config.user, origin), "config", container.image_config.user_uid)
     return None
+
+
+def _uid_hint(known: KnownUser, name: str | None) -> str:
+    return str(known.uid) if known.uid is not None else "10001"
+
+
+def _named(known: KnownUser, name: str | None) -> str:
+    if known.uid is not None:
+        return f"{known.uid} (the uid of '{name}' in the image's /etc/passwd)"
+    return f"the numeric uid of '{name}' (e.g. 10001)"
 
 
 def _describe(known: KnownUser) -> str:
@@ -67,13 +81,16 @@ def _describe(known: KnownUser) -> str:
         return f"user: \"{value}\""
     if known.via == "dockerfile":
         return f"USER {value}" if value else "no USER instruction"
+    if known.via == "base":
+        return (f"no USER instruction, and the base image's config User \"{value}\"" if value
+                else "no USER instruction, and a base image config with no User")
     return f"image config User \"{value}\"" if value else "an image config with no User"
 
 
 def _fix_root(workload: Workload, known: KnownUser) -> str:
     if known.via == "user":
         return 'set user: to a non-root uid that exists in the image, e.g. user: "10001:10001"'
-    if known.via == "dockerfile":
+    if known.via in ("dockerfile", "base"):
         if workload.source == "compose":
             return 'add `USER 10001` to the Dockerfile\'s final stage (create that uid first), or set user: "10001" on the service'
         return "add `USER 10001` to the final stage, after creating that user (e.g. `useradd -u 10001 app`)"
@@ -150,6 +167,8 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
                 why = "sets neither runAsUser nor runAsNonRoot, and its image user is unknown"
             if container.image_user_unknown:
                 why += f" ({container.image_user_unknown})"
+            elif container.image_config_error:
+                why += f" (its image config is unavailable: {container.image_config_error})"
             if workload.source == "kubernetes":
                 why += "; nothing stops it running as root"
             yield Violation(message=f"{who} {why}", remediation=_fix_unknown(workload),
@@ -173,8 +192,8 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
             yield Violation(
                 message=(f"{who}: container has runAsNonRoot and image has non-numeric user ({user.name}), "
                          "cannot verify user is non-root; the kubelet will refuse to start it"),
-                remediation=(f"set securityContext.runAsUser to the numeric uid of '{user.name}' (e.g. 10001), "
-                             "or rebuild the image with a numeric `USER 10001`"),
+                remediation=(f"set securityContext.runAsUser to {_named(known, user.name)}, "
+                             f"or rebuild the image with a numeric `USER {_uid_hint(known, user.name)}`"),
                 origin=_origin_for_name(container, known), value=known.value.value, container=name)
 
 
@@ -225,12 +244,13 @@ def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         non_root = container.run_as_non_root is not None and container.run_as_non_root.value
         if non_root and known.via != "user":
             continue  # run-as-non-root denies this already
+        uid = _uid_hint(known, user.name)
         if known.via == "user":
-            fix = f'use the numeric uid instead of the name: user: "10001" (the uid of \'{user.name}\' in the image)'
+            fix = f'use the numeric uid instead of the name: user: "{uid}" (the uid of \'{user.name}\' in the image)'
         elif workload.source == "kubernetes":
-            fix = f"set securityContext.runAsUser to the uid of '{user.name}' (e.g. 10001), or rebuild with `USER 10001`"
+            fix = f"set securityContext.runAsUser to {_named(known, user.name)}, or rebuild with `USER {uid}`"
         else:
-            fix = f"create the user with a fixed uid and switch to it by number: `RUN useradd -u 10001 {user.name}` then `USER 10001`"
+            fix = f"create the user with a fixed uid and switch to it by number: `RUN useradd -u {uid} {user.name}` then `USER {uid}`"
         yield Violation(
             message=(f"{subject(workload, container)} runs as the named user '{user.name}' ({_describe(known)}); "
                      "Kubernetes cannot verify a name is non-root, so runAsNonRoot: true would refuse to start it"),
