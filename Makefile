@@ -8,6 +8,16 @@ EXAMPLE := examples/flask-prod-app
 
 .PHONY: setup demo test bench docs clean
 
+# Real components the tests run against (DESIGN §6): a registry, image tools, htpasswd, openssl.
+APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl
+APT_STAMP := $(VENV)/.apt
+
+$(APT_STAMP):
+	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
+	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@mkdir -p $(VENV) && touch $(APT_STAMP)
+
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
@@ -25,11 +35,11 @@ demo: setup
 	  echo; echo "exit code $$rc (1 = findings at or above --fail-on); now the fixed example:"; \
 	  $(BIN)/admission-cli check $(EXAMPLE)/fixed
 
-test: setup
+test: $(APT_STAMP) setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
-bench: setup
+bench: $(APT_STAMP) setup
 	$(BIN)/python bench/run.py
 
 docs: setup
