@@ -91,6 +91,7 @@ class Container:
     - `image_user`: the user the image itself sets, when known without a registry (the build
       Dockerfile's USER; "" means the Dockerfile sets none, i.e. root).
     - `image_user_unknown`: why the image user could not be known statically (remote/unreadable build context).
+    - `image_user_uid`: the uid the build Dockerfile gives a named `image_user` (`RUN useradd -u 1001 app`), for fixes.
     - `run_as_user` / `run_as_non_root`: Kubernetes effective securityContext (pod merged with container).
     - `image_config` / `image_config_error`: the resolved config of `image`, or why it could not be had
       (set only when images are resolved; see images/enrich.py).
@@ -106,6 +107,7 @@ class Container:
     user: Located[str] | None = None
     image_user: Located[str] | None = None
     image_user_unknown: str | None = None
+    image_user_uid: int | None = None
     run_as_user: Located[int] | None = None
     run_as_non_root: Located[bool] | None = None
     limits: Mapping[str, Located[str]] = field(default_factory=dict)
@@ -136,6 +138,7 @@ class SchemaIssue:
     origin: Origin
     value: str | None = None
     container: str | None = None
+    remediation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -568,9 +568,10 @@ class _Service:
         file, line = parent.pos(key)
         return Origin(file, line, path or f"{self.base}.{key}")
 
-    def issue(self, message: str, origin: Origin, value: Any = None) -> None:
+    def issue(self, message: str, origin: Origin, value: Any = None, remediation: str | None = None) -> None:
         text = None if value is None else _scalar_text(value)
-        self.issues.append(SchemaIssue(message=message, origin=origin, value=text, container=self.name))
+        self.issues.append(SchemaIssue(message=message, origin=origin, value=text, container=self.name,
+                                       remediation=remediation))
 
     def string(self, key: str, parent: CMap | None = None, path: str | None = None) -> Located[str] | None:
         """A string field; another scalar is a schema issue and evaluation continues with its text."""
@@ -583,7 +584,9 @@ class _Service:
             return Located(value, origin)
         if value is None:
             return None
-        self.issue(f"{origin.path} must be a string", origin, value if not isinstance(value, (dict, list)) else None)
+        scalar = not isinstance(value, (dict, list))
+        fix = f'quote the value so YAML reads it as a string: {key}: "{_scalar_text(value)}"' if scalar else None
+        self.issue(f"{origin.path} must be a string", origin, value if scalar else None, fix)
         if isinstance(value, (dict, list)):
             return None
         return Located(_scalar_text(value), origin)
@@ -750,10 +753,12 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "image_user", "inherits_user_from", "unknown")
+    __slots__ = ("base_images", "image_user", "inherits_user_from", "unknown", "user_uid")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
-                 base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None) -> None:
+                 base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
+                 user_uid: int | None = None) -> None:
+        self.user_uid = user_uid
         self.image_user = image_user
         self.unknown = unknown
         self.base_images = base_images
@@ -832,8 +837,8 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
         path = f"{reader.base}.build.dockerfile_inline"
         inherits = _shift(info.inherits_user_from, offset, path) if info.inherits_user_from else None
         return _BuildOutcome(_shift(info.user, offset, path), None,
-                             tuple(_shift(b, offset, path) for b in info.base_images), inherits)
-    return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from)
+                             tuple(_shift(b, offset, path) for b in info.base_images), inherits, info.user_uid)
+    return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid)
 
 
 def _host_network(name: str, services: CMap) -> tuple[Located[str] | None, SchemaIssue | None]:
@@ -962,6 +967,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             image_user=built.image_user if built else None,
             image_user_unknown=built.unknown if built else None,
             inherits_user_from=built.inherits_user_from if built else None,
+            image_user_uid=built.user_uid if built else None,
             limits=limits,
             host_ports=host_ports,
         )

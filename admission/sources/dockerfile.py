@@ -105,6 +105,7 @@ class BuildInfo:
     base_images: tuple[Located[str], ...]  # every image the target needs, in file order (not scratch, not stages)
     stages: tuple[Stage, ...] = ()  # every stage, substituted
     reachable: tuple[int, ...] = ()  # indices of the stages the target needs, itself included
+    user_uid: int | None = None  # the uid a RUN useradd/adduser -u gives the named USER in the chain, if any
 
 
 # --------------------------------------------------------------------------------------------------
@@ -962,6 +963,7 @@ def analyse(
     inherits = None
     if user is None and chain.base.value != SCRATCH:
         inherits = chain.base
+    user_uid = _created_uid(parsed, stages, ti, user.value.split(":", 1)[0]) if user is not None else None
     return BuildInfo(
         stage=target_stage,
         stage_label=target_stage.label,
@@ -971,7 +973,38 @@ def analyse(
         base_images=tuple(base_images),
         stages=stages,
         reachable=tuple(reachable),
+        user_uid=user_uid,
     )
+
+
+_USERADD = re.compile(r"\b(?:useradd|adduser)\b([^;&|\n]*)")
+_UID_FLAG = re.compile(r"(?:^|\s)(?:-u|--uid)(?:=|\s+)(\d+)")
+
+
+def _created_uid(parsed: ParsedDockerfile, stages: tuple[Stage, ...], target: int, name: str) -> int | None:
+    """The uid `RUN useradd -u N name` (or adduser -u/--uid) gives `name` in the target's FROM chain.
+
+    Only used to name the uid in a fix ("use USER 1001"), so a miss costs nothing but a generic hint.
+    """
+    if not name or name.isdigit():
+        return None
+    chain = [target]
+    while stages[chain[-1]].parent is not None:
+        chain.append(stages[chain[-1]].parent)  # type: ignore[arg-type]
+    starts = [st.base.origin.line or 0 for st in parsed.stages]
+    for ins in reversed(parsed.instructions):
+        if ins.cmd != "run":
+            continue
+        owner = max((k for k, line in enumerate(starts) if line <= ins.line), default=None)
+        if owner not in chain:
+            continue
+        for match in _USERADD.finditer(ins.rest):
+            args = match.group(1)
+            words = [w for w in args.split() if not w.startswith("-")]
+            uid = _UID_FLAG.search(args)
+            if uid and words and words[-1] == name:
+                return int(uid.group(1))
+    return None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -999,6 +1032,7 @@ def load(text: str, *, file: str) -> list[Workload]:
         image=None,
         base_images=tuple(bases),
         image_user=info.user,
+        image_user_uid=info.user_uid,
         inherits_user_from=info.inherits_user_from,
     )
     return [

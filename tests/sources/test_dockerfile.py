@@ -460,3 +460,20 @@ def test_tutorial_looks_like_a_dockerfile() -> None:
 )
 def test_does_not_look_like_dockerfile(text: str) -> None:
     assert looks_like_dockerfile(text) is False
+
+
+@pytest.mark.parametrize(("run", "uid"), [
+    ("RUN useradd -m -u 1001 appuser", 1001),
+    ("RUN apt-get update && useradd --uid 2000 --create-home appuser && true", 2000),
+    ("RUN addgroup -S app && adduser -S -D -u 10001 -G app appuser", 10001),
+    ("RUN useradd -m appuser", None),
+    ("RUN useradd -u 1001 someoneelse", None),
+])
+def test_the_uid_a_run_useradd_gives_the_named_user_is_found_for_the_fix(run: str, uid: int | None) -> None:
+    info = analyse(parse(f"FROM debian:12\n{run}\nUSER appuser\n", file="Dockerfile"))
+    assert info.user.value == "appuser" and info.user_uid == uid
+
+
+def test_a_useradd_in_another_stage_does_not_name_the_uid() -> None:
+    text = "FROM debian:12 AS build\nRUN useradd -u 1001 appuser\nFROM debian:12\nUSER appuser\n"
+    assert analyse(parse(text, file="Dockerfile")).user_uid is None

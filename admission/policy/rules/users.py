@@ -58,7 +58,7 @@ def known_user(container: Container) -> KnownUser | None:
         base = container.base_config
         if container.image_user.value == "" and base is not None and container.inherits_user_from is not None:
             return KnownUser(Located(base.user, container.inherits_user_from.origin), "base", base.user_uid)
-        return KnownUser(container.image_user, "dockerfile")
+        return KnownUser(container.image_user, "dockerfile", container.image_user_uid)
     if container.image_config is not None:
         origin = container.image.origin if container.image else container.origin
         return KnownUser(Located(container.image_config.user, origin), "config", container.image_config.user_uid)
@@ -245,7 +245,13 @@ def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         if non_root and known.via != "user":
             continue  # run-as-non-root denies this already
         uid = _uid_hint(known, user.name)
-        if known.via == "user":
+        if known.uid is not None and known.via != "user":
+            where = (f"the Dockerfile creates '{user.name}' with uid {known.uid}" if known.via == "dockerfile"
+                     else f"the image's /etc/passwd gives '{user.name}' the uid {known.uid}")
+            use = (f"securityContext.runAsUser: {known.uid}" if workload.source == "kubernetes"
+                   else f"`USER {known.uid}`")
+            fix = f"{where}: use {use} instead of the name"
+        elif known.via == "user":
             fix = f'use the numeric uid instead of the name: user: "{uid}" (the uid of \'{user.name}\' in the image)'
         elif workload.source == "kubernetes":
             fix = f"set securityContext.runAsUser to {_named(known, user.name)}, or rebuild with `USER {uid}`"
