@@ -1,0 +1,548 @@
+"""Image-config cache in front of the registry client (DESIGN §1, §5): what makes resolution cheap enough for a webhook.
+
+- Configs are kept by manifest digest: immutable, so never revalidated; an in-memory LRU bounded by entries
+  and by (estimated) bytes, and for the CLI an on-disk copy kept forever.
+- A tag's digest is trusted for `images.tag_ttl` seconds. An unseen tag costs no HEAD: the manifest is
+  fetched by tag and its digest recorded. A known but stale tag is revalidated with a HEAD (Docker Hub does
+  not count HEADs toward its pull limit), and when the digest is unchanged the cached config answers.
+- Failures are cached for a short time (refusals by policy, `blocked`, longer); timeouts are never cached:
+  they say how long we waited, not what the registry holds.
+- Concurrent lookups of one reference share one resolution; each registry gets a semaphore so a burst of
+  admissions cannot open hundreds of connections to it.
+- Every key starts with `cred_key`: answers fetched with a pull secret are never served to another caller.
+  Pass a hash of the credential, never the credential itself (it ends up in file names' inputs and memory).
+Hand-written rather than cachetools/diskcache: two small LRUs and a JSON-file-per-entry directory are all this needs,
+and those libraries would add import time and a SQLite file that CI cannot just keep as a folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Generic, Protocol, TypeVar
+
+from admission.errors import RegistryError
+from admission.images import reference
+from admission.images.reference import Reference
+from admission.model import HistoryEntry, ImageConfig
+from admission.policy.config import ImagesSettings
+
+__all__ = ["DiskCache", "ImageResolver", "MemoryCache", "default_cache_dir", "passwd_uid"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
+
+PASSWD_MAX_BYTES = 1 << 20  # /etc/passwd larger than 1 MiB is not a real one; refuse rather than buffer it
+_FORMAT = "v1"  # on-disk layout version: a new layout gets a new folder instead of misreading the old one
+
+
+# --- the seam to registry.py (a Protocol, so this module never imports httpx) ---------------------------
+
+
+class FetchedLike(Protocol):
+    config: ImageConfig
+    manifest_digest: str
+    index_digest: str | None
+    layers: tuple[str, ...]
+
+
+class ClientLike(Protocol):
+    async def resolve_digest(self, ref: Reference, *, deadline: float) -> str: ...
+
+    async def fetch(self, ref: Reference, *, deadline: float, digest: str | None = None) -> FetchedLike: ...
+
+    async def read_file_from_layers(self, ref: Reference, fetched: Any, path: str, *, deadline: float,
+                                    max_bytes: int) -> bytes | None: ...
+
+
+# --- in memory --------------------------------------------------------------------------------------------
+
+
+class _LRU(Generic[K, V]):
+    """Least recently used first out, bounded by entry count and by the summed `size` of the values."""
+
+    __slots__ = ("_items", "_size", "bytes", "max_bytes", "max_entries")
+
+    def __init__(self, *, max_entries: int, max_bytes: int, size: Callable[[V], int]) -> None:
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._size = size
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+
+    def get(self, key: K) -> V | None:
+        item = self._items.get(key)
+        if item is None:
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, key: K, value: V) -> None:
+        size = self._size(value)
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+        if size > self.max_bytes:
+            return  # one value larger than the whole budget would evict everything and then itself
+        self._items[key] = (value, size)
+        self.bytes += size
+        while len(self._items) > self.max_entries or self.bytes > self.max_bytes:
+            _, (_, evicted) = self._items.popitem(last=False)
+            self.bytes -= evicted
+
+    def pop(self, key: K) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items
+
+
+@dataclass(frozen=True, slots=True)
+class CachedConfig:
+    """A config as cached. `passwd_checked`: /etc/passwd was read for a named user (found or not)."""
+
+    config: ImageConfig
+    passwd_checked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TagEntry:
+    digest: str
+    at: float  # MemoryCache: the resolver's clock; DiskCache: wall-clock seconds
+
+
+@dataclass(frozen=True, slots=True)
+class NegativeEntry:
+    reason: str
+    message: str
+    until: float  # the resolver's clock
+
+
+def config_size(config: ImageConfig) -> int:
+    """A rough byte count of a cached config (its strings plus a fixed overhead), for the byte budget."""
+    n = 256 + len(config.reference) + len(config.digest or "") + len(config.config_digest or "") + len(config.user)
+    n += sum(len(e) + 16 for e in config.env) + sum(len(p) + 16 for p in config.exposed_ports)
+    n += sum(len(k) + len(v) + 32 for k, v in config.labels.items())
+    n += sum(len(h.created_by) + len(h.comment) + len(h.author) + len(h.created) + 64 for h in config.history)
+    return n
+
+
+class MemoryCache:
+    """Configs by digest (LRU by entries and bytes), tag -> digest, and recent failures (each LRU by entries)."""
+
+    def __init__(self, *, max_entries: int = 4096, max_bytes: int = 64 << 20, max_tags: int = 16384,
+                 max_negative: int = 4096) -> None:
+        self.configs: _LRU[str, CachedConfig] = _LRU(max_entries=max_entries, max_bytes=max_bytes,
+                                                      size=lambda c: config_size(c.config))
+        self.tags: _LRU[str, TagEntry] = _LRU(max_entries=max_tags, max_bytes=1 << 62, size=lambda _: 1)
+        self.negative: _LRU[str, NegativeEntry] = _LRU(max_entries=max_negative, max_bytes=1 << 62, size=lambda _: 1)
+
+
+# --- on disk (CLI) ----------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """`$XDG_CACHE_HOME/admission`, else `~/.cache/admission` (the XDG base-directory default)."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):  # the spec says to ignore a relative XDG_CACHE_HOME
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "admission"
+
+
+def _config_to_json(config: ImageConfig) -> dict[str, Any]:
+    return {
+        "reference": config.reference, "digest": config.digest, "user": config.user,
+        "config_digest": config.config_digest, "os": config.os, "architecture": config.architecture,
+        "exposed_ports": list(config.exposed_ports), "env": list(config.env), "labels": dict(config.labels),
+        "history": [{"created_by": h.created_by, "comment": h.comment, "author": h.author, "created": h.created,
+                     "empty_layer": h.empty_layer} for h in config.history],
+        "user_uid": config.user_uid,
+    }
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError("not a list of strings")
+    return tuple(value)
+
+
+def _opt(value: Any, kind: type) -> Any:
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
+        raise ValueError(f"not {kind.__name__}")
+    return value
+
+
+def _config_from_json(obj: Any) -> ImageConfig:
+    """Strict: any shape other than what _config_to_json writes raises ValueError (the file is then ignored)."""
+    if not isinstance(obj, dict):
+        raise ValueError("not an object")
+    labels = obj["labels"]
+    if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        raise ValueError("labels")
+    history = obj["history"]
+    if not isinstance(history, list):
+        raise ValueError("history")
+    entries = []
+    for h in history:
+        if not isinstance(h, dict):
+            raise ValueError("history entry")
+        fields = {k: _opt(h[k], str) for k in ("created_by", "comment", "author", "created")}
+        if None in fields.values() or not isinstance(h["empty_layer"], bool):
+            raise ValueError("history entry")
+        entries.append(HistoryEntry(empty_layer=h["empty_layer"], **fields))
+    user = obj["user"]
+    if not isinstance(user, str) or not isinstance(obj["os"], str) or not isinstance(obj["architecture"], str):
+        raise ValueError("user/os/architecture")
+    return ImageConfig(
+        reference=str(_opt(obj["reference"], str) or ""), digest=_opt(obj["digest"], str), user=user,
+        config_digest=_opt(obj["config_digest"], str), os=obj["os"], architecture=obj["architecture"],
+        exposed_ports=_strs(obj["exposed_ports"]), env=_strs(obj["env"]), labels=labels,
+        history=tuple(entries), user_uid=_opt(obj["user_uid"], int),
+    )
+
+
+class DiskCache:
+    """One JSON file per entry under `root/v1/{configs,tags}/`, named by the SHA-256 of its key.
+
+    Configs are kept forever (a digest never changes meaning); a tag file stores its fetch time (wall clock)
+    so the TTL holds across runs and CI can keep the folder between jobs. Writes go to a temp file in the
+    same folder and are renamed over the target, so a reader sees the old file or the new one, never half.
+    No fsync: a file torn by a crash is just a corrupt entry, and a corrupt or foreign file is ignored (and
+    replaced on the next write), never an error. An unwritable folder turns the disk cache into a no-op.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root) / _FORMAT
+        self.writable = True
+
+    def _path(self, kind: str, key: str) -> Path:
+        return self.root / kind / (hashlib.sha256(key.encode()).hexdigest() + ".json")
+
+    def _read(self, kind: str, key: str) -> dict[str, Any] | None:
+        try:
+            with open(self._path(kind, key), "rb") as f:
+                obj = json.loads(f.read(PASSWD_MAX_BYTES * 4))
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(obj, dict) or obj.get("key") != key:
+            return None  # corrupt, truncated, or a hash collision / copied file: not ours
+        return obj
+
+    def _write(self, kind: str, key: str, body: dict[str, Any]) -> None:
+        if not self.writable:
+            return
+        target = self._path(kind, key)
+        try:
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump({"key": key, **body}, f, separators=(",", ":"))
+                os.replace(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError:
+            self.writable = False  # read-only or full: keep answering, just stop trying to write
+
+    def get_config(self, key: str) -> CachedConfig | None:
+        obj = self._read("configs", key)
+        if obj is None:
+            return None
+        try:
+            checked = obj["passwd_checked"]
+            if not isinstance(checked, bool):
+                return None
+            return CachedConfig(_config_from_json(obj["config"]), checked)
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    def put_config(self, key: str, cached: CachedConfig) -> None:
+        self._write("configs", key, {"passwd_checked": cached.passwd_checked, "config": _config_to_json(cached.config)})
+
+    def get_tag(self, key: str) -> TagEntry | None:
+        obj = self._read("tags", key)
+        if obj is None:
+            return None
+        digest, fetched = obj.get("digest"), obj.get("fetched")
+        if not isinstance(digest, str) or not isinstance(fetched, (int, float)) or isinstance(fetched, bool):
+            return None
+        try:
+            reference.validate_digest(digest)
+        except reference.ReferenceError:
+            return None
+        return TagEntry(digest, float(fetched))
+
+    def put_tag(self, key: str, entry: TagEntry) -> None:
+        self._write("tags", key, {"digest": entry.digest, "fetched": entry.at})
+
+
+# --- /etc/passwd ------------------------------------------------------------------------------------------
+
+
+def passwd_uid(data: bytes | None, name: str) -> int | None:
+    """The uid of `name` in an /etc/passwd (`name:x:uid:gid:...`), or None. The first matching line wins, as in glibc."""
+    if not data:
+        return None
+    for raw in data.decode("utf-8", "replace").splitlines():
+        fields = raw.split(":")
+        if len(fields) >= 3 and fields[0] == name:
+            uid = fields[2].strip()
+            return int(uid) if uid.isascii() and uid.isdigit() and len(uid) <= 10 else None
+    return None
+
+
+def _named_user(user: str) -> str | None:
+    """The user name a config names, or None for empty, root, or numeric users (their uid is already known)."""
+    part = user.split(":", 1)[0]
+    if part in ("", "root") or part.lstrip("+-").isdigit():
+        return None
+    return part
+
+
+# --- the resolver -----------------------------------------------------------------------------------------
+
+
+class ImageResolver:
+    """Image reference -> ImageConfig through the caches; RegistryError (with its reason) on failure.
+
+    Costs (registry requests per reference, with the real client; a request may be preceded by a token
+    request on registries that use Bearer auth):
+    - unseen tag: GET manifest by tag (+ GET the platform's manifest when the tag is an index) + GET config blob;
+    - tag known, TTL holds, config cached: nothing;
+    - tag known, TTL expired: HEAD manifest; plus the above only when the digest moved;
+    - digest reference with the config cached: nothing, forever (also across CLI runs with the disk cache);
+    - a failure cached in the last `negative_ttl` seconds (`blocked_ttl` for policy refusals): nothing.
+    With `images.resolve_user_names` and a config user that is a name (not root, not numeric): one more blob
+    GET per layer, top down, until a layer holds /etc/passwd. Layers are whole compressed tarballs, and the
+    passwd file is usually in the base image's bottom layer, so this can download every layer of the image
+    (tens of MB for a distro base); only /etc/passwd up to 1 MiB is kept. The answer (uid or "not found") is
+    cached with the config, so it is paid once per digest.
+    """
+
+    def __init__(self, client: ClientLike, *, settings: ImagesSettings, disk: DiskCache | None = None,
+                 memory: MemoryCache | None = None, negative_ttl: float = 30.0, blocked_ttl: float = 300.0,
+                 per_registry: int = 8, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.client = client
+        self.settings = settings
+        self.disk = disk
+        self.memory = memory if memory is not None else MemoryCache()
+        self.negative_ttl = negative_ttl
+        self.blocked_ttl = blocked_ttl
+        self.per_registry = per_registry
+        self.clock = clock  # TTLs only; deadlines are always time.monotonic() values
+        self.wall = wall  # tag fetch times on disk
+        self.stats: Counter[str] = Counter()
+        self._inflight: dict[str, asyncio.Task[CachedConfig]] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    # -- keys: every one starts with cred_key --
+
+    def _tag_key(self, cred_key: str, ref: Reference) -> str:
+        return f"{cred_key}\n{ref.name}:{ref.tag}"
+
+    def _config_key(self, cred_key: str, ref: Reference, digest: str) -> str:
+        # The repository is part of the key: a digest served by one repository says nothing about whether
+        # another repository (which the pod actually pulls) holds it, or whether this caller may read it.
+        return f"{cred_key}\n{ref.name}@{digest}\n{self.settings.platform}"
+
+    def _ref_key(self, cred_key: str, ref: Reference) -> str:
+        return f"{cred_key}\n{ref}\n{self.settings.platform}"
+
+    # -- cache access --
+
+    def _tag(self, key: str) -> tuple[str, bool] | None:
+        """(digest, fresh) for a tag, from memory or disk."""
+        now = self.clock()
+        entry = self.memory.tags.get(key)
+        if entry is None and self.disk is not None:
+            stored = self.disk.get_tag(key)
+            if stored is not None:
+                age = self.wall() - stored.at
+                entry = TagEntry(stored.digest, now - age if age >= 0 else now - float("inf"))
+                self.memory.tags.put(key, entry)
+        if entry is None:
+            return None
+        return entry.digest, 0 <= now - entry.at < self.settings.tag_ttl
+
+    def _store_tag(self, key: str, digest: str) -> None:
+        self.memory.tags.put(key, TagEntry(digest, self.clock()))
+        if self.disk is not None:
+            self.disk.put_tag(key, TagEntry(digest, self.wall()))
+
+    def _config(self, key: str) -> CachedConfig | None:
+        """A cached config good enough for the current settings (with the passwd answer when it is wanted)."""
+        cached = self.memory.configs.get(key)
+        if cached is None and self.disk is not None:
+            cached = self.disk.get_config(key)
+            if cached is not None:
+                self.stats["disk_hit"] += 1
+                self.memory.configs.put(key, cached)
+        if cached is None:
+            return None
+        if self.settings.resolve_user_names and not cached.passwd_checked and _named_user(cached.config.user):
+            return None
+        return cached
+
+    def _store_config(self, key: str, cached: CachedConfig) -> None:
+        self.memory.configs.put(key, cached)
+        if self.disk is not None:
+            self.disk.put_config(key, cached)
+
+    def _negative(self, key: str) -> NegativeEntry | None:
+        entry = self.memory.negative.get(key)
+        if entry is not None and self.clock() >= entry.until:
+            self.memory.negative.pop(key)
+            return None
+        return entry
+
+    # -- public --
+
+    async def config_for(self, image: str, *, deadline: float, cred_key: str = "") -> ImageConfig:
+        """The config of `image` for `images.platform`. `deadline` is a time.monotonic() value.
+
+        Raises RegistryError: reason `error` for an invalid reference, else the client's reason
+        (blocked, timeout, not-found, auth, too-large, digest-mismatch, error).
+        """
+        try:
+            ref = reference.tag_name_only(reference.parse_normalized_named(image))  # no tag means :latest, as the kubelet pulls
+        except reference.ReferenceError as exc:
+            raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
+        ref_key = self._ref_key(cred_key, ref)
+        failed = self._negative(ref_key)
+        if failed is not None:
+            self.stats["negative_hit"] += 1
+            raise RegistryError(failed.message, reason=failed.reason)
+        cached = self._fast(cred_key, ref)
+        if cached is not None:
+            self.stats["hit"] += 1
+            return replace(cached.config, reference=image)
+        task = self._inflight.get(ref_key)
+        if task is None:
+            self.stats["miss"] += 1
+            task = asyncio.get_running_loop().create_task(self._resolve(cred_key, ref, ref_key, deadline=deadline))
+            self._inflight[ref_key] = task
+            task.add_done_callback(lambda t: self._done(ref_key, t))
+        else:
+            self.stats["dedup"] += 1
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                # shield: one caller's deadline or cancellation must not cancel the lookup the others wait on
+                cached = await asyncio.shield(task)
+        except TimeoutError:
+            raise RegistryError(f"{image}: not resolved within the deadline", reason="timeout") from None
+        return replace(cached.config, reference=image)
+
+    async def cancel_pending(self) -> None:
+        """Cancel lookups still running (e.g. after the caller's deadline) and wait for them to end."""
+        tasks = list(self._inflight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- internals --
+
+    def _done(self, ref_key: str, task: asyncio.Task[CachedConfig]) -> None:
+        if self._inflight.get(ref_key) is task:
+            del self._inflight[ref_key]
+        if not task.cancelled():
+            task.exception()  # retrieved here: when every waiter timed out nobody else would, and asyncio would warn
+
+    def _fast(self, cred_key: str, ref: Reference) -> CachedConfig | None:
+        digest = ref.digest
+        if digest is None:
+            tag = self._tag(self._tag_key(cred_key, ref))
+            if tag is None or not tag[1]:
+                return None
+            digest = tag[0]
+        return self._config(self._config_key(cred_key, ref, digest))
+
+    async def _resolve(self, cred_key: str, ref: Reference, ref_key: str, *, deadline: float) -> CachedConfig:
+        try:
+            return await self._lookup(cred_key, ref, deadline=deadline)
+        except RegistryError as exc:
+            if exc.reason != "timeout":
+                ttl = self.blocked_ttl if exc.reason == "blocked" else self.negative_ttl
+                self.memory.negative.put(ref_key, NegativeEntry(exc.reason, str(exc), self.clock() + ttl))
+            raise
+
+    async def _lookup(self, cred_key: str, ref: Reference, *, deadline: float) -> CachedConfig:
+        client = self.client
+        digest = ref.digest  # with both a tag and a digest the digest wins, as for docker and the kubelet
+        tag_key = self._tag_key(cred_key, ref)
+        if digest is None:
+            known = self._tag(tag_key)
+            if known is not None:
+                digest, fresh = known
+                if not fresh:
+                    self.stats["revalidate"] += 1
+                    digest = await self._call(ref, lambda: client.resolve_digest(ref, deadline=deadline),
+                                              deadline=deadline)
+                    self._store_tag(tag_key, digest)
+        if digest is not None:
+            cached = self._config(self._config_key(cred_key, ref, digest))
+            if cached is not None:
+                return cached
+            pinned = digest
+            fetched = await self._call(ref, lambda: client.fetch(ref, deadline=deadline, digest=pinned),
+                                       deadline=deadline)
+        else:
+            # An unseen tag: GET the manifest by tag (its digest comes with it) instead of HEAD + GET.
+            fetched = await self._call(ref, lambda: client.fetch(ref, deadline=deadline), deadline=deadline)
+            digest = fetched.index_digest or fetched.manifest_digest
+            self._store_tag(tag_key, digest)
+        cached = await self._with_uid(ref, fetched, deadline=deadline)
+        self._store_config(self._config_key(cred_key, ref, digest), cached)
+        if fetched.manifest_digest != digest:  # an index: a later pin by the platform manifest's digest also hits
+            self._store_config(self._config_key(cred_key, ref, fetched.manifest_digest), cached)
+        return cached
+
+    async def _with_uid(self, ref: Reference, fetched: FetchedLike, *, deadline: float) -> CachedConfig:
+        config = fetched.config
+        name = _named_user(config.user) if self.settings.resolve_user_names else None
+        if name is None:
+            return CachedConfig(config, passwd_checked=False)
+        client = self.client
+        try:
+            data = await self._call(ref, lambda: client.read_file_from_layers(
+                ref, fetched, "/etc/passwd", deadline=deadline, max_bytes=PASSWD_MAX_BYTES), deadline=deadline)
+        except RegistryError:
+            # The uid only improves a fix message; the config itself was had. Not marked as checked,
+            # so a later lookup tries again.
+            self.stats["passwd_error"] += 1
+            return CachedConfig(config, passwd_checked=False)
+        uid = passwd_uid(data, name)
+        return CachedConfig(replace(config, user_uid=uid) if uid is not None else config, passwd_checked=True)
+
+    async def _call(self, ref: Reference, call: Callable[[], Awaitable[R]], *, deadline: float) -> R:
+        """One registry call under the registry's semaphore, bounded by the deadline."""
+        host = reference.registry_host(ref)
+        sem = self._semaphores.get(host)
+        if sem is None:
+            sem = self._semaphores[host] = asyncio.Semaphore(self.per_registry)
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                async with sem:
+                    self.stats["registry_call"] += 1
+                    return await call()
+        except TimeoutError:
+            raise RegistryError(f"{ref}: registry {host} did not answer within the deadline", reason="timeout") from None
