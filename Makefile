@@ -30,9 +30,11 @@ setup: $(STAMP)
 
 # Exit 1 (findings) is the point of the demo; exit 2 (an input could not be read) fails it.
 demo: setup
+	@echo '$$ admission-cli check $(EXAMPLE)/docker-compose.prod.yml $(EXAMPLE)/Dockerfile'
 	@$(BIN)/admission-cli check $(EXAMPLE)/docker-compose.prod.yml $(EXAMPLE)/Dockerfile; rc=$$?; \
 	  if [ $$rc -ge 2 ]; then echo "demo failed: exit $$rc"; exit $$rc; fi; \
 	  echo; echo "exit code $$rc (1 = findings at or above --fail-on); now the fixed example:"; \
+	  echo '$$ admission-cli check $(EXAMPLE)/fixed'; \
 	  $(BIN)/admission-cli check $(EXAMPLE)/fixed
 
 test: $(APT_STAMP) setup
