@@ -43,6 +43,7 @@ class Options:
     profiles: Sequence[str] = ()
     overrides: Sequence[str] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    platform: str = "linux/amd64"
 
 
 @dataclass(slots=True)
@@ -181,6 +182,10 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
                 out.skipped += len(inner)
             dirs.remove("templates")
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(folder, d)))
+        if "oci-layout" in files and folder != root:
+            _load_archive(folder, display=_display(root, folder, ""), options=options, out=out)
+            dirs[:] = []  # an OCI layout is one input; its blobs are not files to check
+            continue
         names = sorted(files)
         handled: set[str] = set()
         for base in COMPOSE_BASES:
@@ -202,6 +207,9 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
                 continue
             if is_dockerfile_name(name):
                 standalone_dockerfiles.append((full, _display(root, folder, name)))
+                continue
+            if name.endswith(".tar") and _is_tar(full):
+                _load_archive(full, display=_display(root, folder, name), options=options, out=out)
                 continue
             dockerfiles_used |= _check_file(full, display=_display(root, folder, name), options=options, out=out,
                                             explicit=False)
@@ -226,8 +234,7 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = Non
             _check_stdin(stdin if stdin is not None else sys.stdin.buffer.read(), options=options, out=out)
         elif os.path.isdir(path):
             if os.path.exists(os.path.join(path, "oci-layout")):
-                out.fail(InputError("OCI image layouts are not read yet (image archives come with image configs)",
-                                    file=path), file=path)
+                _load_archive(path, display=path, options=options, out=out)
                 continue
             _walk(path, options=options, out=out)
         elif not os.path.exists(path):
@@ -235,9 +242,33 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = Non
         else:
             if options.overrides:
                 _require_compose(path)
+            if _is_tar(path):
+                _load_archive(path, display=path, options=options, out=out)
+                continue
             _check_file(path, display=path, options=options, out=out, explicit=True,
                         compose_overrides=[(o, o) for o in options.overrides])
     return out
+
+
+def _is_tar(path: str) -> bool:
+    """A tar file, by its header (`ustar` at offset 257), not by its name."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return False
+    return len(head) == 512 and head[257:262] == b"ustar"
+
+
+def _load_archive(path: str, *, display: str, options: Options, out: Collected) -> None:
+    """A `docker save` / oci-archive tarball or an OCI layout directory: one input, read without its layers."""
+    from admission.sources import archive
+
+    out.files.add(display)
+    try:
+        out.workloads.extend(archive.load(path, display=display, platform=options.platform))
+    except InputError as exc:
+        out.fail(exc, file=display)
 
 
 def _require_compose(path: str) -> None:

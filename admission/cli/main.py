@@ -59,13 +59,19 @@ def _check(args: argparse.Namespace) -> int:
         print(f"admission-cli: policy error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
-                             overrides=tuple(args.overrides))
+                             overrides=tuple(args.overrides), platform=policy.images.platform)
     try:
         collected = inputs.collect(args.paths, options=options)
     except inputs.UsageError as exc:
         print(f"admission-cli: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    result = engine.evaluate(collected.workloads, policy)
+    workloads = collected.workloads
+    if _resolves(args, policy.images.resolve):
+        from admission.images import enrich  # only now: resolution needs the HTTP client
+
+        workloads = enrich.resolve_sync(workloads, settings=policy.images, cache_dir=args.cache_dir,
+                                        no_cache=args.no_cache, registry_config=args.registry_config)
+    result = engine.evaluate(workloads, policy)
     result.errors[:0] = collected.errors
     result.files = len(collected.files)
     result.skipped_files = collected.skipped
@@ -82,6 +88,15 @@ def _check(args: argparse.Namespace) -> int:
     if any(not f.suppressed and f.severity in threshold for f in result.findings):
         return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _resolves(args: argparse.Namespace, setting: object) -> bool:
+    """Flags beat the policy: --offline never resolves, --resolve-images always; `auto` means no in the CLI."""
+    if args.offline:
+        return False
+    if args.resolve_images:
+        return True
+    return setting is True
 
 
 def _rules() -> int:

@@ -89,7 +89,7 @@ def not_public_because(address: str | IPAddress) -> str | None:
         mechanism, v4 = inner
         why = _why(v4)
         if why is not None:
-            return f"{mechanism} of {v4}, which is {why}"
+            return f"the {mechanism} form of {v4}, which is {why}"
     return _why(ip)
 
 
@@ -106,12 +106,13 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(seen)
 
 
-async def check_host(host: str, port: int, *, what: str, listed: bool, resolver: Resolver, timeout: float) -> list[str]:
+async def check_host(host: str, port: int, *, what: str, key: str, listed: bool, resolver: Resolver,
+                     timeout: float) -> list[str]:
     """Resolve `host` and return its addresses (connect to these, never resolve again), or raise blocked.
 
-    `what` names the thing for the message ("registry 127.0.0.1:5000", "token realm http://..."). When any
-    address is not public the host may be contacted only if `listed` (it is in images.allowed_registries):
-    one private answer among public ones is how DNS rebinding and split-horizon tricks get in.
+    `what` names the thing for the message ("registry 127.0.0.1:5000", "token realm http://..."), `key` is how
+    images.allowed_registries would list it. When any address is not public the host may be contacted only if
+    `listed`: one private answer among public ones is how DNS rebinding and split-horizon tricks get in.
     """
     literal = parse_ip(host)
     if literal is not None:
@@ -130,13 +131,7 @@ async def check_host(host: str, port: int, *, what: str, listed: bool, resolver:
     for address in addresses:
         why = not_public_because(address)
         if why is not None:
-            named = address if literal is not None or address == host else f"{host} resolves to {address}, which"
-            verb = "" if named.endswith("which") else ""
-            subject = f"{named}{verb}"
-            tail = "is not in images.allowed_registries"
-            raise RegistryError(f"{what} refused: {subject} is {why} and {_hostport(host, port)} {tail}", reason="blocked")
+            subject = address if literal is not None else f"{host} resolves to {address}, which"
+            raise RegistryError(f"{what} refused: {subject} is {why} and {key} is not in images.allowed_registries",
+                                reason="blocked")
     return addresses
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

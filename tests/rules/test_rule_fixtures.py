@@ -1,7 +1,7 @@
 """One discovery test for every per-rule fixture under tests/rules/<rule-id>/.
 
 A fixture is a file or a folder named `pass__*` or `fail__*`. Expectations are per object, written as
-comments in the fixture (in a folder: in its compose/manifest file):
+comments in the fixture (in a folder: in its compose/manifest file, or in `expect.txt` for an OCI layout):
     # expect: <object> [<container>] [line=N] [file=NAME]
 In a `fail__` fixture every listed object must have findings of the rule at exactly the listed lines,
 and every object not listed must have none. A `pass__` fixture must produce no finding of the rule
@@ -38,7 +38,10 @@ def _fixtures() -> list[tuple[str, Path]]:
 
 def _comments(entry: Path) -> str:
     files = [entry] if entry.is_file() else sorted(p for p in entry.rglob("*") if p.is_file())
-    return "\n".join(p.read_text(encoding="utf-8") for p in files if p.suffix in (".yaml", ".yml", "") or "Dockerfile" in p.name)
+    # JSON cannot hold comments: image fixtures (OCI layouts) keep their expectations in expect.txt
+    return "\n".join(p.read_text(encoding="utf-8") for p in files
+                     if p.suffix in (".yaml", ".yml", "") and "blobs" not in p.parts or "Dockerfile" in p.name
+                     or p.name == "expect.txt")
 
 
 def _parse_expect(text: str) -> dict[tuple[str, str | None], dict[str, object]]:

@@ -1,0 +1,144 @@
+"""Attach image configs to containers (DESIGN §1, §4 image-config-unavailable). Never raises: a config that
+could not be had becomes `image_config_error` / `base_config_error` = "<reason>: <message>", and the rules
+report it under `images.on_error`.
+
+What is resolved:
+- a container's `image`, for Kubernetes workloads and for compose services whose image user is not known
+  from a readable build Dockerfile (`image_user is None`);
+- `inherits_user_from`, for containers whose build Dockerfile (or a Dockerfile object) sets no USER, because
+  then the base image's config gives the user; not when compose `user:` already decides it. A Dockerfile's
+  other base images are not resolved: only the user is read from them.
+Image-source workloads (archives) already carry their config and are left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from admission.errors import RegistryError
+from admission.model import Container, ImageConfig, Workload
+from admission.policy.config import ImagesSettings
+
+if TYPE_CHECKING:
+    from admission.images.cache import ImageResolver
+
+__all__ = ["enrich", "offline", "resolve_sync"]
+
+DEADLINE_MESSAGE = "timeout: not resolved within the deadline"
+
+
+def _wants_image(workload: Workload, container: Container) -> bool:
+    if container.image is None or not container.image.value:
+        return False
+    return workload.source == "kubernetes" or (workload.source == "compose" and container.image_user is None)
+
+
+def _wants_base(container: Container) -> bool:
+    return (container.inherits_user_from is not None and bool(container.inherits_user_from.value)
+            and container.image_user is not None and container.image_user.value == ""
+            and (container.user is None or container.user.value == ""))
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, RegistryError):
+        return f"{exc.reason}: {exc}"
+    return f"error: {type(exc).__name__}: {exc}" if str(exc) else f"error: {type(exc).__name__}"
+
+
+async def _one(resolver: ImageResolver, image: str, *, deadline: float, cred_key: str) -> ImageConfig | str:
+    try:
+        return await resolver.config_for(image, deadline=deadline, cred_key=cred_key)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the contract: every failure becomes a recorded reason
+        return _error_text(exc)
+
+
+async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, deadline: float,
+                 cred_key: str = "") -> list[Workload]:
+    """The workloads with image configs (or the reasons they are missing) attached. `deadline`: time.monotonic().
+
+    Identical references are looked up once, all of them concurrently; what is not done by the deadline
+    gets "timeout: not resolved within the deadline".
+    """
+    images: set[str] = set()
+    for workload in workloads:
+        for container in workload.containers:
+            if _wants_image(workload, container):
+                images.add(container.image.value)  # type: ignore[union-attr]
+            if _wants_base(container):
+                images.add(container.inherits_user_from.value)  # type: ignore[union-attr]
+    if not images:
+        return list(workloads)
+    results: dict[str, ImageConfig | str] = {}
+    try:
+        tasks = {image: asyncio.ensure_future(_one(resolver, image, deadline=deadline, cred_key=cred_key))
+                 for image in sorted(images)}
+        done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - time.monotonic()))
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        for image, task in tasks.items():
+            if task in done and not task.cancelled():
+                exc = task.exception()
+                results[image] = _error_text(exc) if exc is not None else task.result()
+            else:
+                results[image] = DEADLINE_MESSAGE
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - never raise: whatever went wrong is recorded on every container
+        text = _error_text(exc)
+        results = {image: results.get(image, text) for image in images}
+    return [_attach(workload, results) for workload in workloads]
+
+
+def _attach(workload: Workload, results: dict[str, ImageConfig | str]) -> Workload:
+    changed = False
+    containers = []
+    for container in workload.containers:
+        updates: dict[str, object] = {}
+        if _wants_image(workload, container):
+            found = results[container.image.value]  # type: ignore[union-attr]
+            updates["image_config" if isinstance(found, ImageConfig) else "image_config_error"] = found
+        if _wants_base(container):
+            found = results[container.inherits_user_from.value]  # type: ignore[union-attr]
+            updates["base_config" if isinstance(found, ImageConfig) else "base_config_error"] = found
+        if updates:
+            changed = True
+            container = replace(container, **updates)
+        containers.append(container)
+    return replace(workload, containers=tuple(containers)) if changed else workload
+
+
+def offline(workloads: Sequence[Workload]) -> list[Workload]:
+    """--offline, or resolution off: the workloads unchanged, so image-config-unavailable reports nothing."""
+    return list(workloads)
+
+
+def resolve_sync(workloads: Sequence[Workload], *, settings: ImagesSettings, cache_dir: str | None, no_cache: bool,
+                 registry_config: str | None, deadline_s: float = 30.0) -> list[Workload]:
+    """The CLI's entry: build a registry client and a resolver (with the on-disk cache unless `no_cache`),
+    enrich within `deadline_s` seconds, and close the client. Registry failures never raise; an unreadable
+    `registry_config` is the caller's input error and does (InputError)."""
+    # Imported here: the CLI loads httpx (via registry.py) only when it resolves images.
+    from admission.images import registry
+    from admission.images.cache import DiskCache, ImageResolver, default_cache_dir
+
+    credentials = registry.load_credentials(registry_config) if registry_config else None
+    disk = None if no_cache else DiskCache(cache_dir if cache_dir else default_cache_dir())
+
+    async def run() -> list[Workload]:
+        client = registry.RegistryClient(settings, credentials=credentials)
+        resolver = ImageResolver(client, settings=settings, disk=disk)
+        try:
+            return await enrich(workloads, resolver, deadline=time.monotonic() + deadline_s)
+        finally:
+            await resolver.cancel_pending()
+            await client.aclose()
+
+    return asyncio.run(run())
