@@ -11,7 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from admission import __version__
-from admission.errors import PolicyError
+from admission.errors import InputError, PolicyError
+from admission.findings import Problem
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -69,8 +70,11 @@ def _check(args: argparse.Namespace) -> int:
     if _resolves(args, policy.images.resolve):
         from admission.images import enrich  # only now: resolution needs the HTTP client
 
-        workloads = enrich.resolve_sync(workloads, settings=policy.images, cache_dir=args.cache_dir,
-                                        no_cache=args.no_cache, registry_config=args.registry_config)
+        try:
+            workloads = enrich.resolve_sync(workloads, settings=policy.images, cache_dir=args.cache_dir,
+                                            no_cache=args.no_cache, registry_config=args.registry_config)
+        except InputError as exc:
+            collected.errors.append(Problem(message=exc.message, file=exc.file, line=exc.line, path=exc.path))
     result = engine.evaluate(workloads, policy)
     result.errors[:0] = collected.errors
     result.files = len(collected.files)

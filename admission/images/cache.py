@@ -2,9 +2,8 @@
 
 - Configs are kept by manifest digest: immutable, so never revalidated; an in-memory LRU bounded by entries
   and by (estimated) bytes, and for the CLI an on-disk copy kept forever.
-- A tag's digest is trusted for `images.tag_ttl` seconds. An unseen tag costs no HEAD: the manifest is
-  fetched by tag and its digest recorded. A known but stale tag is revalidated with a HEAD (Docker Hub does
-  not count HEADs toward its pull limit), and when the digest is unchanged the cached config answers.
+- A tag's digest is trusted for `images.tag_ttl` seconds. After that it is revalidated with a HEAD (Docker
+  Hub does not count HEADs toward its pull limit), and when the digest is unchanged the cached config answers.
 - Failures are cached for a short time (refusals by policy, `blocked`, longer); timeouts are never cached:
   they say how long we waited, not what the registry holds.
 - Concurrent lookups of one reference share one resolution; each registry gets a semaphore so a burst of
@@ -41,7 +40,11 @@ K = TypeVar("K")
 V = TypeVar("V")
 R = TypeVar("R")
 
-PASSWD_MAX_BYTES = 1 << 20  # /etc/passwd larger than 1 MiB is not a real one; refuse rather than buffer it
+#: Layer bytes downloaded at most to find /etc/passwd (the client's budget for all layers read, compressed).
+#: Enough for the distro bases named users usually come from (debian ~30 MB, ubuntu ~30 MB, alpine ~4 MB).
+PASSWD_LAYER_BUDGET = 96 << 20
+_FINAL_PASSWD_ERRORS = frozenset({"too-large", "not-found", "digest-mismatch"})
+_DISK_FILE_CAP = 16 << 20  # a cache entry larger than this was not written by us
 _FORMAT = "v1"  # on-disk layout version: a new layout gets a new folder instead of misreading the old one
 
 
@@ -49,10 +52,17 @@ _FORMAT = "v1"  # on-disk layout version: a new layout gets a new folder instead
 
 
 class FetchedLike(Protocol):
-    config: ImageConfig
-    manifest_digest: str
-    index_digest: str | None
-    layers: tuple[str, ...]
+    @property
+    def config(self) -> ImageConfig: ...
+
+    @property
+    def manifest_digest(self) -> str: ...
+
+    @property
+    def index_digest(self) -> str | None: ...
+
+    @property
+    def layers(self) -> tuple[str, ...]: ...
 
 
 class ClientLike(Protocol):
@@ -176,37 +186,37 @@ def _config_to_json(config: ImageConfig) -> dict[str, Any]:
 
 def _strs(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError("not a list of strings")
+        raise TypeError("not a list of strings")
     return tuple(value)
 
 
 def _opt(value: Any, kind: type) -> Any:
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool) and kind is not bool):
-        raise ValueError(f"not {kind.__name__}")
+        raise TypeError(f"not {kind.__name__}")
     return value
 
 
 def _config_from_json(obj: Any) -> ImageConfig:
-    """Strict: any shape other than what _config_to_json writes raises ValueError (the file is then ignored)."""
+    """Strict: any shape other than what _config_to_json writes raises TypeError or KeyError (the file is then ignored)."""
     if not isinstance(obj, dict):
-        raise ValueError("not an object")
+        raise TypeError("not an object")
     labels = obj["labels"]
     if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-        raise ValueError("labels")
+        raise TypeError("labels")
     history = obj["history"]
     if not isinstance(history, list):
-        raise ValueError("history")
+        raise TypeError("history")
     entries = []
     for h in history:
         if not isinstance(h, dict):
-            raise ValueError("history entry")
+            raise TypeError("history entry")
         fields = {k: _opt(h[k], str) for k in ("created_by", "comment", "author", "created")}
         if None in fields.values() or not isinstance(h["empty_layer"], bool):
-            raise ValueError("history entry")
+            raise TypeError("history entry")
         entries.append(HistoryEntry(empty_layer=h["empty_layer"], **fields))
     user = obj["user"]
     if not isinstance(user, str) or not isinstance(obj["os"], str) or not isinstance(obj["architecture"], str):
-        raise ValueError("user/os/architecture")
+        raise TypeError("user/os/architecture")
     return ImageConfig(
         reference=str(_opt(obj["reference"], str) or ""), digest=_opt(obj["digest"], str), user=user,
         config_digest=_opt(obj["config_digest"], str), os=obj["os"], architecture=obj["architecture"],
@@ -235,7 +245,7 @@ class DiskCache:
     def _read(self, kind: str, key: str) -> dict[str, Any] | None:
         try:
             with open(self._path(kind, key), "rb") as f:
-                obj = json.loads(f.read(PASSWD_MAX_BYTES * 4))
+                obj = json.loads(f.read(_DISK_FILE_CAP))
         except (OSError, ValueError, RecursionError):
             return None
         if not isinstance(obj, dict) or obj.get("key") != key:
@@ -323,9 +333,10 @@ def _named_user(user: str) -> str | None:
 class ImageResolver:
     """Image reference -> ImageConfig through the caches; RegistryError (with its reason) on failure.
 
-    Costs (registry requests per reference, with the real client; a request may be preceded by a token
-    request on registries that use Bearer auth):
-    - unseen tag: GET manifest by tag (+ GET the platform's manifest when the tag is an index) + GET config blob;
+    Costs (registry requests per reference, with the real client; it adds GET /v2/ once per registry per
+    client, and a token request per repository while the token lasts on registries that use Bearer auth):
+    - unseen tag: HEAD manifest + GET manifest by digest (+ GET the platform's manifest when the tag is an
+      index) + GET config blob; the config is a few KB;
     - tag known, TTL holds, config cached: nothing;
     - tag known, TTL expired: HEAD manifest; plus the above only when the digest moved;
     - digest reference with the config cached: nothing, forever (also across CLI runs with the disk cache);
@@ -333,8 +344,8 @@ class ImageResolver:
     With `images.resolve_user_names` and a config user that is a name (not root, not numeric): one more blob
     GET per layer, top down, until a layer holds /etc/passwd. Layers are whole compressed tarballs, and the
     passwd file is usually in the base image's bottom layer, so this can download every layer of the image
-    (tens of MB for a distro base); only /etc/passwd up to 1 MiB is kept. The answer (uid or "not found") is
-    cached with the config, so it is paid once per digest.
+    (tens of MB for a distro base), capped at PASSWD_LAYER_BUDGET in all (more: no uid, the config still
+    counts). The answer (uid or "not found") is cached with the config, so it is paid once per digest.
     """
 
     def __init__(self, client: ClientLike, *, settings: ImagesSettings, disk: DiskCache | None = None,
@@ -435,21 +446,30 @@ class ImageResolver:
         if cached is not None:
             self.stats["hit"] += 1
             return replace(cached.config, reference=image)
-        task = self._inflight.get(ref_key)
-        if task is None:
-            self.stats["miss"] += 1
-            task = asyncio.get_running_loop().create_task(self._resolve(cred_key, ref, ref_key, deadline=deadline))
-            self._inflight[ref_key] = task
-            task.add_done_callback(lambda t: self._done(ref_key, t))
-        else:
-            self.stats["dedup"] += 1
-        try:
-            async with asyncio.timeout(deadline - time.monotonic()):
-                # shield: one caller's deadline or cancellation must not cancel the lookup the others wait on
-                cached = await asyncio.shield(task)
-        except TimeoutError:
-            raise RegistryError(f"{image}: not resolved within the deadline", reason="timeout") from None
-        return replace(cached.config, reference=image)
+        for attempt in (1, 2):
+            task = self._inflight.get(ref_key)
+            joined = task is not None
+            if task is None:
+                self.stats["miss"] += 1
+                task = asyncio.get_running_loop().create_task(self._resolve(cred_key, ref, ref_key, deadline=deadline))
+                self._inflight[ref_key] = task
+                task.add_done_callback(lambda t: self._done(ref_key, t))
+            else:
+                self.stats["dedup"] += 1
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    # shield: one caller's deadline or cancellation must not cancel the lookup the others wait on
+                    cached = await asyncio.shield(task)
+            except TimeoutError:
+                raise RegistryError(f"{image}: not resolved within the deadline", reason="timeout") from None
+            except RegistryError as exc:
+                # A joined lookup runs under the deadline of whoever started it; when that ran out first,
+                # a caller with time left tries once more under its own.
+                if joined and attempt == 1 and exc.reason == "timeout" and deadline - time.monotonic() > 0.05:
+                    continue
+                raise
+            return replace(cached.config, reference=image)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def cancel_pending(self) -> None:
         """Cancel lookups still running (e.g. after the caller's deadline) and wait for them to end."""
@@ -488,30 +508,27 @@ class ImageResolver:
     async def _lookup(self, cred_key: str, ref: Reference, *, deadline: float) -> CachedConfig:
         client = self.client
         digest = ref.digest  # with both a tag and a digest the digest wins, as for docker and the kubelet
-        tag_key = self._tag_key(cred_key, ref)
         if digest is None:
+            tag_key = self._tag_key(cred_key, ref)
             known = self._tag(tag_key)
-            if known is not None:
-                digest, fresh = known
-                if not fresh:
+            if known is not None and known[1]:
+                digest = known[0]
+            else:
+                # HEAD first even for an unseen tag: the digest may already be cached (another tag, the disk
+                # cache), and the client's fetch by tag would send the same HEAD anyway.
+                if known is not None:
                     self.stats["revalidate"] += 1
-                    digest = await self._call(ref, lambda: client.resolve_digest(ref, deadline=deadline),
-                                              deadline=deadline)
-                    self._store_tag(tag_key, digest)
-        if digest is not None:
-            cached = self._config(self._config_key(cred_key, ref, digest))
-            if cached is not None:
-                return cached
-            pinned = digest
-            fetched = await self._call(ref, lambda: client.fetch(ref, deadline=deadline, digest=pinned),
-                                       deadline=deadline)
-        else:
-            # An unseen tag: GET the manifest by tag (its digest comes with it) instead of HEAD + GET.
-            fetched = await self._call(ref, lambda: client.fetch(ref, deadline=deadline), deadline=deadline)
-            digest = fetched.index_digest or fetched.manifest_digest
-            self._store_tag(tag_key, digest)
+                digest = await self._call(ref, lambda: client.resolve_digest(ref, deadline=deadline),
+                                          deadline=deadline)
+                self._store_tag(tag_key, digest)
+        key = self._config_key(cred_key, ref, digest)
+        cached = self._config(key)
+        if cached is not None:
+            return cached
+        pinned = digest
+        fetched = await self._call(ref, lambda: client.fetch(ref, deadline=deadline, digest=pinned), deadline=deadline)
         cached = await self._with_uid(ref, fetched, deadline=deadline)
-        self._store_config(self._config_key(cred_key, ref, digest), cached)
+        self._store_config(key, cached)
         if fetched.manifest_digest != digest:  # an index: a later pin by the platform manifest's digest also hits
             self._store_config(self._config_key(cred_key, ref, fetched.manifest_digest), cached)
         return cached
@@ -524,12 +541,13 @@ class ImageResolver:
         client = self.client
         try:
             data = await self._call(ref, lambda: client.read_file_from_layers(
-                ref, fetched, "/etc/passwd", deadline=deadline, max_bytes=PASSWD_MAX_BYTES), deadline=deadline)
-        except RegistryError:
-            # The uid only improves a fix message; the config itself was had. Not marked as checked,
-            # so a later lookup tries again.
+                ref, fetched, "/etc/passwd", deadline=deadline, max_bytes=PASSWD_LAYER_BUDGET), deadline=deadline)
+        except RegistryError as exc:
+            # The uid only improves a fix message; the config itself was had. An answer that will not change
+            # (layers over the budget, a missing or corrupt blob) counts as checked; a transient one is tried
+            # again by a later lookup.
             self.stats["passwd_error"] += 1
-            return CachedConfig(config, passwd_checked=False)
+            return CachedConfig(config, passwd_checked=exc.reason in _FINAL_PASSWD_ERRORS)
         uid = passwd_uid(data, name)
         return CachedConfig(replace(config, user_uid=uid) if uid is not None else config, passwd_checked=True)
 

@@ -17,7 +17,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from admission.errors import RegistryError
 from admission.model import Container, ImageConfig, Workload
@@ -101,7 +101,7 @@ def _attach(workload: Workload, results: dict[str, ImageConfig | str]) -> Worklo
     changed = False
     containers = []
     for container in workload.containers:
-        updates: dict[str, object] = {}
+        updates: dict[str, Any] = {}
         if _wants_image(workload, container):
             found = results[container.image.value]  # type: ignore[union-attr]
             updates["image_config" if isinstance(found, ImageConfig) else "image_config_error"] = found
@@ -123,17 +123,22 @@ def offline(workloads: Sequence[Workload]) -> list[Workload]:
 def resolve_sync(workloads: Sequence[Workload], *, settings: ImagesSettings, cache_dir: str | None, no_cache: bool,
                  registry_config: str | None, deadline_s: float = 30.0) -> list[Workload]:
     """The CLI's entry: build a registry client and a resolver (with the on-disk cache unless `no_cache`),
-    enrich within `deadline_s` seconds, and close the client. Registry failures never raise; an unreadable
-    `registry_config` is the caller's input error and does (InputError)."""
-    # Imported here: the CLI loads httpx (via registry.py) only when it resolves images.
-    from admission.images import registry
-    from admission.images.cache import DiskCache, ImageResolver, default_cache_dir
+    enrich within `deadline_s` seconds, and close the client.
 
-    credentials = registry.load_credentials(registry_config) if registry_config else None
+    Credentials come from `registry_config`, else from $DOCKER_CONFIG/config.json or ~/.docker/config.json
+    when present, as the docker CLI reads them. Registry failures never raise; an unreadable registry config
+    is the caller's input error and does (InputError).
+    """
+    # Imported here: the CLI loads httpx (via registry.py) only when it resolves images.
+    from admission.images.cache import DiskCache, ImageResolver, default_cache_dir
+    from admission.images.credentials import Credentials
+    from admission.images.registry import RegistryClient
+
+    credentials = Credentials.load(registry_config)
     disk = None if no_cache else DiskCache(cache_dir if cache_dir else default_cache_dir())
 
     async def run() -> list[Workload]:
-        client = registry.RegistryClient(settings, credentials=credentials)
+        client = RegistryClient(settings, credentials=credentials)
         resolver = ImageResolver(client, settings=settings, disk=disk)
         try:
             return await enrich(workloads, resolver, deadline=time.monotonic() + deadline_s)

@@ -48,13 +48,15 @@ class TokenServer:
 
     `users` maps user -> password (HTTP Basic, or the `password` grant); `refresh_tokens` maps an identity
     token -> user (the `refresh_token` grant Docker uses for `identitytoken`). Anonymous callers get `pull`
-    only when `anonymous_pull` is true; users get every action they ask for.
+    only when `anonymous_pull` is true and the repository is not under `private_prefix`; users get every
+    action they ask for.
     """
 
     root: Path
     users: Mapping[str, str] = field(default_factory=dict)
     refresh_tokens: Mapping[str, str] = field(default_factory=dict)
     anonymous_pull: bool = True
+    private_prefix: str = "private/"  # repositories anonymous callers never get
     expires_in: int = 300
     requests: list[TokenRequest] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
@@ -142,7 +144,8 @@ class TokenServer:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
             wanted = [a for a in actions.split(",") if a]
-            granted = wanted if subject else [a for a in wanted if a == "pull" and self.anonymous_pull]
+            anonymous_ok = self.anonymous_pull and not name.startswith(self.private_prefix)
+            granted = wanted if subject else [a for a in wanted if a == "pull" and anonymous_ok]
             if kind == "repository" and granted:
                 access.append({"type": kind, "name": name, "actions": granted})
         return access

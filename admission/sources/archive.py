@@ -1,0 +1,535 @@
+"""`docker save` / oci-archive tarballs and OCI layout directories -> one Image workload per reference (DESIGN §2, §4).
+
+Only the tar index and the index, manifest and config members are read, each under its own cap; layers never are.
+The stdlib tarfile indexes the archive by seeking past member data ("r:" mode), so a 2 GB archive costs a few reads.
+The OCI / Docker JSON is walked by hand: no light library reads both layouts without also pulling the layers.
+
+Decisions (DESIGN §2 leaves them open):
+- One Workload per reference: every RepoTag of a `docker save` entry and every ref-name annotation of an OCI index is
+  its own object, even when several share a config, because each is a name that can be deployed and exempted on its
+  own. Untagged images are named after the archive (plus `@<manifest digest>` when the archive holds several).
+- A `docker save` archive (manifest.json) is read as `docker load` reads it; newer Docker also writes index.json,
+  which then only supplies the manifest digests. An archive with index.json alone is read as an OCI layout.
+- Indexes may nest; `platform` picks the manifest inside an index, attestation manifests are ignored, and top-level
+  entries are taken as they are (the archive names them).
+- Origins point at the config member, which holds every value the rules read (User, history, labels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+from admission.errors import InputError
+from admission.model import Container, HistoryEntry, ImageConfig, Origin, Workload
+
+MANIFEST_CAP = 4 * 1024 * 1024  # manifest.json, index.json, OCI manifests and indexes
+CONFIG_CAP = 8 * 1024 * 1024
+EXT_HEADER_CAP = 1024 * 1024  # a PAX or GNU long-name header, which tarfile would otherwise read whole
+MAX_MEMBERS = 500_000  # tarfile keeps a TarInfo per member; a real docker save has ~4 per layer
+MAX_DEPTH = 8  # index -> index -> ... -> manifest
+
+_INDEX_TYPES = frozenset({"application/vnd.oci.image.index.v1+json",
+                          "application/vnd.docker.distribution.manifest.list.v2+json"})
+_MANIFEST_TYPES = frozenset({"application/vnd.oci.image.manifest.v1+json",
+                             "application/vnd.docker.distribution.manifest.v2+json"})
+_CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
+                           "application/vnd.docker.container.image.v1+json"})
+_DIGEST = re.compile(r"(sha256):([a-f0-9]{64})\Z|(sha512):([a-f0-9]{128})\Z")
+_NAMED_BY_DIGEST = re.compile(r"(?:^|/)([a-f0-9]{64})(?:\.json)?\Z")  # "<hex>.json" or "blobs/sha256/<hex>"
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
+_DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+_EXT_HEADER_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                               tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+def is_archive(path: str) -> bool:
+    """A tar file (by its first header block, not its name) or a directory holding an `oci-layout` file."""
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, "oci-layout"))
+    try:
+        with open(path, "rb") as fh:
+            block = fh.read(tarfile.BLOCKSIZE)
+    except OSError:
+        return False
+    return _is_tar_header(block)
+
+
+def _is_tar_header(block: bytes) -> bool:
+    # The header checksum is what tar itself trusts; the "ustar" magic is absent from v7 archives.
+    if len(block) < tarfile.BLOCKSIZE or block.count(0) == tarfile.BLOCKSIZE:
+        return False
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    if not field or any(c not in b"01234567" for c in field):
+        return False
+    stored = int(field, 8)
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    signed = sum(b - 256 if b > 127 else b for b in block[:148]) + 8 * 32 + sum(b - 256 if b > 127 else b for b in block[156:])
+    return stored in (unsigned, signed)
+
+
+def load(path: str, *, display: str, platform: str = "linux/amd64") -> list[Workload]:
+    """Every image the archive or layout names, as Image workloads carrying their ImageConfig."""
+    want = _Platform.parse(platform, display=display)
+    fallback = os.path.basename(os.path.normpath(path)) or display
+    if os.path.isdir(path):
+        store: _Store = _DirStore(path, display)
+        return _load_oci(store, display=display, fallback=fallback, want=want)
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=display) from None
+    with fh:
+        tar_store = _TarStore(fh, display)
+        if tar_store.has("manifest.json"):
+            return _load_docker(tar_store, display=display, fallback=fallback, want=want)
+        if tar_store.has("index.json"):
+            return _load_oci(tar_store, display=display, fallback=fallback, want=want)
+        raise InputError("not an image archive: the tar has neither manifest.json (docker save) nor index.json (OCI)",
+                         file=display)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Where members come from: a tar index or a layout directory.
+
+
+class _Store(Protocol):
+    display: str
+
+    def has(self, name: str) -> bool: ...
+
+    def read(self, name: str, *, cap: int) -> bytes: ...
+
+
+class _HeaderTooBig(Exception):
+    def __init__(self, offset: int, size: int) -> None:
+        super().__init__(f"an extended tar header at offset {offset} is {size} bytes, over the {EXT_HEADER_CAP} byte cap")
+
+
+class _CappedTarInfo(tarfile.TarInfo):
+    """tarfile reads PAX / GNU long-name headers whole into memory; refuse oversized ones before it does."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # noqa: D401  (tarfile's own hook)
+        if self.type in _EXT_HEADER_TYPES and self.size > EXT_HEADER_CAP:
+            raise _HeaderTooBig(self.offset, self.size)
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+
+def _member_name(name: str) -> str | None:
+    """A tar member name as a path inside the archive, or None for names that escape it (never looked up)."""
+    if name.startswith("/") or "\\" in name:
+        return None
+    norm = posixpath.normpath(name)
+    if norm in (".", "") or norm == ".." or norm.startswith("../"):
+        return None
+    return norm
+
+
+class _TarStore:
+    def __init__(self, fh: IO[bytes], display: str) -> None:
+        self.display = display
+        self._members: dict[str, tarfile.TarInfo] = {}
+        last: str | None = None
+        try:
+            self._tar = tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo)
+            for count, info in enumerate(self._tar, 1):
+                if count > MAX_MEMBERS:
+                    raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive", file=display)
+                last = info.name
+                name = _member_name(info.name)
+                if name is not None:
+                    self._members[name] = info  # a later member of the same name wins, as on extraction
+        except _HeaderTooBig as exc:
+            raise InputError(str(exc), file=display) from None
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            # tarfile notices a cut archive when it seeks past the data of the member read last.
+            where = f" (after member {last})" if last else ""
+            raise InputError(f"not a readable tar archive{where}: {exc}", file=display, path=last) from None
+
+    def has(self, name: str) -> bool:
+        return self._resolve(name) is not None
+
+    def _resolve(self, name: str) -> tarfile.TarInfo | None:
+        info = self._members.get(name)
+        for _ in range(8):  # links within the archive, bounded
+            if info is None or not (info.issym() or info.islnk()):
+                return info
+            target = posixpath.join(posixpath.dirname(info.name), info.linkname) if info.issym() else info.linkname
+            resolved = _member_name(target)
+            info = self._members.get(resolved) if resolved else None
+        return None
+
+    def read(self, name: str, *, cap: int) -> bytes:
+        info = self._resolve(name)
+        if info is None:
+            raise InputError(f"{name} is not in the archive", file=self.display, path=name)
+        if not info.isreg():
+            raise InputError(f"{name} is not a regular file in the archive", file=self.display, path=name)
+        if info.size > cap:
+            raise InputError(f"{name} is {info.size} bytes, over the {cap // (1024 * 1024)} MiB cap for this member",
+                             file=self.display, path=name)
+        try:
+            member = self._tar.extractfile(info)
+            data = member.read(cap + 1) if member is not None else b""
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{name} cannot be read: {exc}", file=self.display, path=name) from None
+        if len(data) != info.size:
+            raise InputError(f"{name} is truncated ({len(data)} of {info.size} bytes)", file=self.display, path=name)
+        return data
+
+
+class _DirStore:
+    def __init__(self, root: str, display: str) -> None:
+        self.root = root
+        self.display = display
+
+    def _path(self, name: str) -> str:
+        return os.path.join(self.root, *name.split("/"))
+
+    def has(self, name: str) -> bool:
+        return os.path.lexists(self._path(name))  # read() then says what is wrong with it
+
+    def read(self, name: str, *, cap: int) -> bytes:
+        # Non-blocking open and a regular-file check: a FIFO planted as a blob must not hang the CLI.
+        try:
+            fd = os.open(self._path(name), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            raise InputError(f"{name} is not in the layout", file=self.display, path=name) from None
+        except OSError as exc:
+            raise InputError(f"{name} cannot be read: {exc.strerror or exc}", file=self.display, path=name) from None
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise InputError(f"{name} is not a regular file", file=self.display, path=name)
+            if st.st_size > cap:
+                raise InputError(f"{name} is {st.st_size} bytes, over the {cap // (1024 * 1024)} MiB cap for this member",
+                                 file=self.display, path=name)
+            return fh.read(cap + 1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# JSON helpers: every shape error names the member and the field.
+
+
+def _parse_json(store: _Store, name: str, data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"{name} is not valid JSON: {exc}", file=store.display, path=name) from None
+
+
+def _bad(store: _Store, member: str, field: str, message: str) -> InputError:
+    return InputError(f"{member}: {field} {message}", file=store.display, path=member)
+
+
+def _digest(store: _Store, member: str, field: str, value: object) -> tuple[str, str]:
+    """'sha256:<hex>' -> (algorithm, hex); only well-formed digests ever become blob paths."""
+    match = _DIGEST.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise _bad(store, member, field, f"is not a sha256 or sha512 digest: {value!r}")
+    algo = match.group(1) or match.group(3)
+    return algo, match.group(2) or match.group(4)
+
+
+def _verified_blob(store: _Store, *, algo: str, hexdigest: str, cap: int, referrer: str) -> tuple[str, bytes]:
+    member = f"blobs/{algo}/{hexdigest}"
+    if not store.has(member):
+        raise InputError(f"{referrer} points at {algo}:{hexdigest}, but {member} is missing",
+                         file=store.display, path=member)
+    data = store.read(member, cap=cap)
+    actual = hashlib.new(algo, data).hexdigest()
+    if actual != hexdigest:
+        raise InputError(f"{member} does not match its digest (content is {algo}:{actual})", file=store.display, path=member)
+    return member, data
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Platforms.
+
+
+@dataclass(frozen=True, slots=True)
+class _Platform:
+    os: str
+    architecture: str
+    variant: str
+
+    @classmethod
+    def parse(cls, text: str, *, display: str) -> _Platform:
+        parts = text.strip().lower().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise InputError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/amd64", file=display)
+        return cls.of(parts[0], parts[1], parts[2] if len(parts) == 3 else "")
+
+    @classmethod
+    def of(cls, os_: str, arch: str, variant: str) -> _Platform:
+        arch = _ARCH_ALIASES.get(arch.lower(), arch.lower())
+        return cls(os_.lower(), arch, (variant or _DEFAULT_VARIANT.get(arch, "")).lower())
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def _descriptor_platform(desc: Mapping[str, Any]) -> _Platform | None:
+    plat = desc.get("platform")
+    if not isinstance(plat, dict) or not isinstance(plat.get("os"), str) or not isinstance(plat.get("architecture"), str):
+        return None
+    variant = plat.get("variant")
+    return _Platform.of(plat["os"], plat["architecture"], variant if isinstance(variant, str) else "")
+
+
+def _is_attestation(desc: Mapping[str, Any]) -> bool:
+    plat = desc.get("platform")
+    if isinstance(plat, dict) and plat.get("os") == "unknown" and plat.get("architecture") == "unknown":
+        return True
+    annotations = desc.get("annotations")
+    return isinstance(annotations, dict) and annotations.get("vnd.docker.reference.type") == "attestation-manifest"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resolving a descriptor: index -> ... -> manifest -> config.
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    manifest_digest: str
+    config_digest: str
+    config_member: str
+    config: dict[str, Any]
+
+
+def _resolve(store: _Store, desc: object, *, referrer: str, want: _Platform, depth: int,
+             seen: frozenset[str]) -> _Resolved | None:
+    """Follow a descriptor to an image config; None for something that is not a container image (an artifact)."""
+    if not isinstance(desc, dict):
+        raise InputError(f"{referrer} is not a descriptor object", file=store.display)
+    algo, hexdigest = _digest(store, referrer, "digest", desc.get("digest"))
+    digest = f"{algo}:{hexdigest}"
+    if depth > MAX_DEPTH or digest in seen:
+        raise InputError(f"{referrer}: indexes nest too deep or loop back to {digest}", file=store.display)
+    member, data = _verified_blob(store, algo=algo, hexdigest=hexdigest, cap=MANIFEST_CAP, referrer=referrer)
+    doc = _parse_json(store, member, data)
+    if not isinstance(doc, dict):
+        raise _bad(store, member, "the document", "is not a JSON object")
+    media = doc.get("mediaType") or desc.get("mediaType")
+    if media in _INDEX_TYPES or (media not in _MANIFEST_TYPES and "manifests" in doc):
+        return _resolve_index(store, doc, member=member, want=want, depth=depth + 1, seen=seen | {digest})
+    if media not in _MANIFEST_TYPES and "config" not in doc:
+        return None  # neither index nor image manifest: some other artifact
+    config_desc = doc.get("config")
+    if not isinstance(config_desc, dict):
+        raise _bad(store, member, "config", "is missing or not a descriptor")
+    config_media = config_desc.get("mediaType")
+    if config_media is not None and config_media not in _CONFIG_TYPES:
+        return None  # an artifact manifest (signature, SBOM, Helm chart ...), not a container image
+    calgo, chex = _digest(store, member, "config.digest", config_desc.get("digest"))
+    config_member, config_data = _verified_blob(store, algo=calgo, hexdigest=chex, cap=CONFIG_CAP, referrer=f"{member} config")
+    config = _parse_json(store, config_member, config_data)
+    if not isinstance(config, dict):
+        raise _bad(store, config_member, "the config", "is not a JSON object")
+    return _Resolved(digest, f"{calgo}:{chex}", config_member, config)
+
+
+def _resolve_index(store: _Store, doc: Mapping[str, Any], *, member: str, want: _Platform, depth: int,
+                   seen: frozenset[str]) -> _Resolved | None:
+    children = doc.get("manifests")
+    if not isinstance(children, list):
+        raise _bad(store, member, "manifests", "is missing or not a list")
+    offered: list[str] = []
+    unplaced: list[tuple[int, object]] = []
+    for i, child in enumerate(children):
+        if not isinstance(child, dict):
+            raise _bad(store, member, f"manifests[{i}]", "is not a descriptor object")
+        if _is_attestation(child):
+            continue
+        plat = _descriptor_platform(child)
+        if plat is None:
+            unplaced.append((i, child))
+            continue
+        offered.append(str(plat))
+        if plat == want:
+            return _resolve(store, child, referrer=f"{member} manifests[{i}]", want=want, depth=depth, seen=seen)
+    # Entries without a platform (nested indexes, single-image indexes): the config says what they are.
+    artifacts_only = True
+    for i, child in unplaced:
+        found = _resolve(store, child, referrer=f"{member} manifests[{i}]", want=want, depth=depth, seen=seen)
+        if found is None:
+            continue
+        artifacts_only = False
+        got = _Platform.of(_text(found.config.get("os")) or "linux", _text(found.config.get("architecture")),
+                           _text(found.config.get("variant")))
+        if got == want or (not found.config.get("architecture") and len(unplaced) == 1 and not offered):
+            return found
+        offered.append(str(got))
+    if not offered and artifacts_only:
+        return None
+    raise InputError(f"{member}: no manifest for platform {want} (the index offers {', '.join(offered) or 'none'})",
+                     file=store.display, path=member)
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The two archive shapes.
+
+
+def _load_docker(store: _TarStore, *, display: str, fallback: str, want: _Platform) -> list[Workload]:
+    entries = _parse_json(store, "manifest.json", store.read("manifest.json", cap=MANIFEST_CAP))
+    if not isinstance(entries, list):
+        raise _bad(store, "manifest.json", "the document", "is not a list of images")
+    by_config = _manifest_digests(store, want) if store.has("index.json") else {}
+    workloads: list[Workload] = []
+    untagged = sum(1 for e in entries if isinstance(e, dict) and not e.get("RepoTags"))
+    for i, entry in enumerate(entries):
+        where = f"[{i}]"
+        if not isinstance(entry, dict):
+            raise _bad(store, "manifest.json", where, "is not an object")
+        config_ref = entry.get("Config")
+        if not isinstance(config_ref, str) or not config_ref:
+            raise _bad(store, "manifest.json", f"{where}.Config", "is missing or not a string")
+        tags = entry.get("RepoTags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise _bad(store, "manifest.json", f"{where}.RepoTags", "is not a list of strings")
+        member = _member_name(config_ref)
+        if member is None:
+            raise _bad(store, "manifest.json", f"{where}.Config", f"points outside the archive: {config_ref!r}")
+        if not store.has(member):
+            raise InputError(f"manifest.json: {where}.Config points at {config_ref}, which is not in the archive",
+                             file=display, path="manifest.json")
+        data = store.read(member, cap=CONFIG_CAP)
+        actual = hashlib.sha256(data).hexdigest()
+        named = _NAMED_BY_DIGEST.search(member)
+        if named is not None and named.group(1) != actual:
+            raise InputError(f"{member} does not match its digest (content is sha256:{actual})", file=display, path=member)
+        config = _parse_json(store, member, data)
+        if not isinstance(config, dict):
+            raise _bad(store, member, "the config", "is not a JSON object")
+        config_digest = f"sha256:{actual}"
+        manifest_digest = by_config.get(config_digest)
+        names = tags or [_untagged_name(fallback, manifest_digest or config_digest, many=untagged > 1)]
+        for name in names:
+            workloads.append(_workload(store, name=name, config=config, member=member, manifest_digest=manifest_digest,
+                                       config_digest=config_digest))
+    return workloads
+
+
+def _manifest_digests(store: _TarStore, want: _Platform) -> dict[str, str]:
+    """config digest -> manifest digest from the index.json newer `docker save` writes next to manifest.json.
+
+    It only adds digests, so a problem in it never hides the images manifest.json describes, as for `docker load`.
+    """
+    found: dict[str, str] = {}
+    try:
+        index = _parse_json(store, "index.json", store.read("index.json", cap=MANIFEST_CAP))
+        for i, desc in enumerate(index.get("manifests", []) if isinstance(index, dict) else []):
+            resolved = _resolve(store, desc, referrer=f"index.json manifests[{i}]", want=want, depth=0, seen=frozenset())
+            if resolved is not None:
+                found.setdefault(resolved.config_digest, resolved.manifest_digest)
+    except InputError:
+        pass
+    return found
+
+
+def _load_oci(store: _Store, *, display: str, fallback: str, want: _Platform) -> list[Workload]:
+    index = _parse_json(store, "index.json", store.read("index.json", cap=MANIFEST_CAP))
+    if not isinstance(index, dict):
+        raise _bad(store, "index.json", "the document", "is not a JSON object")
+    descriptors = index.get("manifests")
+    if not isinstance(descriptors, list):
+        raise _bad(store, "index.json", "manifests", "is missing or not a list")
+    resolved: list[tuple[str | None, _Resolved]] = []
+    for i, desc in enumerate(descriptors):
+        referrer = f"index.json manifests[{i}]"
+        if isinstance(desc, dict) and _is_attestation(desc):
+            continue
+        found = _resolve(store, desc, referrer=referrer, want=want, depth=0, seen=frozenset())
+        if found is not None:
+            resolved.append((_ref_name(desc), found))
+    if not resolved:
+        raise InputError("index.json names no container image", file=display, path="index.json")
+    untagged = sum(1 for name, _ in resolved if name is None)
+    return [_workload(store, name=name or _untagged_name(fallback, found.manifest_digest, many=untagged > 1),
+                      config=found.config, member=found.config_member, manifest_digest=found.manifest_digest,
+                      config_digest=found.config_digest)
+            for name, found in resolved]
+
+
+def _ref_name(desc: Mapping[str, Any]) -> str | None:
+    annotations = desc.get("annotations")
+    if not isinstance(annotations, dict):
+        return None
+    # containerd's full name beats the OCI ref name, which is often just a tag ("1.2").
+    for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+        value = annotations.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _untagged_name(fallback: str, digest: str, *, many: bool) -> str:
+    return f"{fallback}@{digest}" if many else fallback
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config -> model.
+
+
+def _workload(store: _Store, *, name: str, config: Mapping[str, Any], member: str, manifest_digest: str | None,
+              config_digest: str) -> Workload:
+    image_config = _image_config(store, config, member=member, reference=name, manifest_digest=manifest_digest,
+                                 config_digest=config_digest)
+    origin = Origin(store.display, None, member)
+    container = Container(name=name, origin=origin, image=None, image_config=image_config)
+    return Workload(source="image", kind="Image", name=name, namespace=None, origin=origin, containers=(container,),
+                    runtime=False, os=image_config.os or None)
+
+
+def _image_config(store: _Store, config: Mapping[str, Any], *, member: str, reference: str,
+                  manifest_digest: str | None, config_digest: str) -> ImageConfig:
+    def field(obj: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+        value = obj.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise _bad(store, member, where, f"is a {type(value).__name__}, expected a {kind.__name__}")
+        return value
+
+    inner = field(config, "config", dict, "config") or {}
+    exposed = field(inner, "ExposedPorts", dict, "config.ExposedPorts") or {}
+    env = field(inner, "Env", list, "config.Env") or []
+    if not all(isinstance(e, str) for e in env):
+        raise _bad(store, member, "config.Env", "is not a list of strings")
+    labels = field(inner, "Labels", dict, "config.Labels") or {}
+    if not all(isinstance(v, str) for v in labels.values()):
+        raise _bad(store, member, "config.Labels", "has a value that is not a string")
+    history: list[HistoryEntry] = []
+    for i, entry in enumerate(field(config, "history", list, "history") or []):
+        if not isinstance(entry, dict):
+            raise _bad(store, member, f"history[{i}]", "is not an object")
+        history.append(HistoryEntry(
+            created_by=field(entry, "created_by", str, f"history[{i}].created_by") or "",
+            comment=field(entry, "comment", str, f"history[{i}].comment") or "",
+            author=field(entry, "author", str, f"history[{i}].author") or "",
+            created=field(entry, "created", str, f"history[{i}].created") or "",
+            empty_layer=bool(field(entry, "empty_layer", bool, f"history[{i}].empty_layer"))))
+    return ImageConfig(
+        reference=reference,
+        digest=manifest_digest,
+        user=field(inner, "User", str, "config.User") or "",
+        config_digest=config_digest,
+        os=field(config, "os", str, "os") or "linux",
+        architecture=field(config, "architecture", str, "architecture") or "",
+        exposed_ports=tuple(sorted(exposed)),
+        env=tuple(env),
+        labels=dict(labels),
+        history=tuple(history),
+    )
