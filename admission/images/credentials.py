@@ -21,7 +21,7 @@ from typing import Any
 
 from admission.errors import InputError, RegistryError
 
-__all__ = ["Credential", "Credentials", "DOCKER_HUB_SERVER", "server_key"]
+__all__ = ["DOCKER_HUB_SERVER", "Credential", "Credentials", "server_key"]
 
 #: The key docker writes for Docker Hub, and the server URL it gives credential helpers for it.
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
@@ -78,7 +78,7 @@ class Credentials:
     # --- construction -----------------------------------------------------------------------------------
 
     @classmethod
-    def from_config(cls, data: Any, *, source: str = "") -> "Credentials":
+    def from_config(cls, data: Any, *, source: str = "") -> Credentials:
         """From a parsed config.json (or a Kubernetes .dockerconfigjson); InputError names what is wrong."""
         if not isinstance(data, dict):
             raise InputError("a Docker config must be a JSON object", file=source or None)
@@ -99,7 +99,7 @@ class Credentials:
         return cls(auths, helpers=helpers, store=store, source=source)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> "Credentials":
+    def load(cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Credentials:
         """An explicit file (--registry-config) must exist; otherwise $DOCKER_CONFIG/config.json or
         ~/.docker/config.json is read when present, and no file means no credentials."""
         env = os.environ if environ is None else environ
@@ -183,7 +183,7 @@ async def _run_helper(helper: str, server: str, *, timeout: float) -> Credential
         raise RegistryError(f"credential helper {program} could not start: {exc}", reason="auth") from None
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(server.encode()), timeout=timeout)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         process.kill()
         await process.wait()
         raise RegistryError(f"credential helper {program} did not answer within {timeout:.0f} s", reason="auth") from None

@@ -120,7 +120,7 @@ async def check_host(host: str, port: int, *, what: str, key: str, listed: bool,
     else:
         try:
             addresses = await asyncio.wait_for(resolver(host, port), timeout=max(timeout, 0.0))
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:
             raise RegistryError(f"{what}: resolving {host} took longer than {timeout:.1f} s", reason="timeout") from None
         except (OSError, UnicodeError, ValueError) as exc:
             raise RegistryError(f"{what}: cannot resolve {host}: {exc}", reason="error") from None

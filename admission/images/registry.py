@@ -518,7 +518,7 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     async def _pause_for_retry(self, deadline: float) -> bool:
-        pause = random.uniform(*_RETRY_JITTER)  # noqa: S311 - jitter, not a secret
+        pause = random.uniform(*_RETRY_JITTER)
         if deadline - time.monotonic() - pause < _RETRY_MIN_BUDGET:
             return False
         await asyncio.sleep(pause)

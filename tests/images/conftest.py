@@ -29,11 +29,11 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # --- registries with auth and TLS (tests/images/test_registry.py) -------------------------------------------
 
-import subprocess  # noqa: E402 - appended section
-from dataclasses import dataclass  # noqa: E402
+import subprocess
+from dataclasses import dataclass
 
-from tests.images.faults import Faults  # noqa: E402
-from tests.images.tokenserver import TokenServer  # noqa: E402
+from tests.images.faults import Faults
+from tests.images.tokenserver import TokenServer
 
 REGISTRY_USER, REGISTRY_PASSWORD = "alice", "s3cret-pass"
 IDENTITY_TOKEN = "refresh-token-for-alice"

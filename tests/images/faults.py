@@ -37,7 +37,7 @@ class Faults:
     stopping: threading.Event = field(default_factory=threading.Event)
     _server: ThreadingHTTPServer | None = None
 
-    def start(self) -> "Faults":
+    def start(self) -> Faults:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
         self._server = server
@@ -217,7 +217,7 @@ def _handler(faults: Faults) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _dispatch(self) -> None:
@@ -233,6 +233,6 @@ def _handler(faults: Faults) -> type[BaseHTTPRequestHandler]:
                 return
             behaviour(self, faults)
 
-        do_GET = do_HEAD = do_POST = _dispatch  # noqa: N815 - stdlib naming
+        do_GET = do_HEAD = do_POST = _dispatch
 
     return Handler

@@ -66,7 +66,7 @@ class TokenServer:
         self.root.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test token signer")])
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -104,7 +104,7 @@ class TokenServer:
                   "iat": now, "jti": secrets.token_hex(8), "access": access}
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"x5c": self._x5c})
 
-    def start(self) -> "TokenServer":
+    def start(self) -> TokenServer:
         server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         server.daemon_threads = True
         self._server = server
@@ -153,7 +153,7 @@ class TokenServer:
 
 def _handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
         def _answer(self, form: Mapping[str, str], scopes: list[str]) -> None:
@@ -166,7 +166,7 @@ def _handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
                 return
             token = server.issue(subject=subject or "", access=server._access(subject, scopes))
             self._send(200, {"token": token, "access_token": token, "expires_in": server.expires_in,
-                             "issued_at": dt.datetime.now(dt.timezone.utc).isoformat()})
+                             "issued_at": dt.datetime.now(dt.UTC).isoformat()})
 
         def _send(self, status: int, body: Mapping[str, Any]) -> None:
             data = json.dumps(body).encode()
@@ -176,12 +176,12 @@ def _handler(server: TokenServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        def do_GET(self) -> None:
             query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
             form = {k: v[0] for k, v in query.items()}
             self._answer(form, [s for value in query.get("scope", []) for s in value.split(" ") if s])
 
-        def do_POST(self) -> None:  # noqa: N802 - stdlib naming
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             parsed = urllib.parse.parse_qs(self.rfile.read(length).decode())
             form = {k: v[0] for k, v in parsed.items()}
