@@ -54,7 +54,7 @@ class Credential:
 
     def fingerprint(self) -> str:
         """A short, non-reversible identity for cache keys (answers fetched with different credentials differ)."""
-        material = "\0".join((self.username, self.password, self.identity_token)).encode()
+        material = f"{self.username}\0{self.password}\0{self.identity_token}".encode()
         return hashlib.sha256(material).hexdigest()[:16]
 
 

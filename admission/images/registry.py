@@ -31,7 +31,7 @@ import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -77,7 +77,7 @@ _SCHEMA1_TYPES = frozenset({"application/vnd.docker.distribution.manifest.v1+jso
                             "application/vnd.docker.distribution.manifest.v1+prettyjws"})
 _IMAGE_CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
                                  "application/vnd.docker.container.image.v1+json"})
-ACCEPT_MANIFESTS = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
+ACCEPT_MANIFESTS = f"{OCI_INDEX}, {DOCKER_LIST}, {OCI_MANIFEST}, {DOCKER_MANIFEST}"
 _HASHES = {"sha256": hashlib.sha256, "sha384": hashlib.sha384, "sha512": hashlib.sha512}
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _HUB_API_HOST = "registry-1.docker.io"
@@ -85,6 +85,7 @@ _USER_AGENT = "admission (image config check)"
 
 Kind = Literal["ping", "token", "head", "manifest", "config", "blob"]
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+T = TypeVar("T")
 
 
 def registry_key(ref: Reference) -> str:
@@ -165,7 +166,7 @@ class RegistryClient:
         self._challenges: dict[str, _Challenge] = {}
         self._tokens: dict[tuple[str, str, str, str], tuple[float, str]] = {}
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
-        self._locks: dict[object, asyncio.Lock] = {}
+        self._locks: dict[object, list[Any]] = {}  # key -> [lock, holders and waiters]
 
     # --- public API -----------------------------------------------------------------------------------------
 
@@ -232,7 +233,7 @@ class RegistryClient:
         return endpoints
 
     async def _each_endpoint(self, ref: Reference, deadline: float,
-                             attempt: Callable[[_Endpoint, float], Awaitable[Any]]) -> Any:
+                             attempt: Callable[[_Endpoint, float], Awaitable[T]]) -> T:
         """Mirrors in order, then the origin. A failing mirror falls through; it gets at most half the time left
         so that the origin can still answer inside the deadline."""
         endpoints = self._endpoints(ref)
@@ -376,22 +377,23 @@ class RegistryClient:
         cached = self._challenges.get(ident)
         if cached is not None:
             return cached
-        async with self._lock(("ping", ident)):  # concurrent first fetches share one ping
+        async with self._exclusive(("ping", ident)):  # concurrent first fetches share one ping
             cached = self._challenges.get(ident)
             if cached is not None:
                 return cached
             answer = await self._follow("GET", endpoint.url("/v2/"), kind="ping", headers={}, authorization=None,
                                         cap=_ERROR_BODY_CAP, deadline=deadline, what=endpoint.what,
                                         listed=endpoint.key in self._allowed, origin=endpoint, truncate=True)
+            challenge: _Challenge | None
             if 200 <= answer.status < 300:
                 challenge = _Challenge("none")
             elif answer.status == 401:
                 challenge = _challenge_from(answer, endpoint)
-                if challenge is None:
-                    raise RegistryError(f"{endpoint.what} answered 401 without a WWW-Authenticate challenge",
-                                        reason="auth")
             else:
                 raise _status_error(answer, endpoint.what, "the registry API check (GET /v2/)")
+            if challenge is None:
+                raise RegistryError(f"{endpoint.what} answered 401 without a WWW-Authenticate challenge",
+                                    reason="auth")
             self._challenges[ident] = challenge
             return challenge
 
@@ -401,7 +403,7 @@ class RegistryClient:
         cached = self._tokens.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        async with self._lock(("token", key)):
+        async with self._exclusive(("token", key)):
             cached = self._tokens.get(key)
             if cached is not None and cached[0] > time.monotonic():
                 return cached[1]
@@ -446,6 +448,7 @@ class RegistryClient:
             expires_in = document.get("expires_in")
             seconds = expires_in if isinstance(expires_in, int) and expires_in > 0 else _DEFAULT_TOKEN_SECONDS
             # Renew a little early so that a token does not expire between our check and the registry's.
+            _prune(self._tokens)
             self._tokens[key] = (time.monotonic() + seconds * 0.9, token)
             return token
 
@@ -518,7 +521,7 @@ class RegistryClient:
         raise AssertionError("unreachable")
 
     async def _pause_for_retry(self, deadline: float) -> bool:
-        pause = random.uniform(*_RETRY_JITTER)
+        pause = random.uniform(*_RETRY_JITTER)  # jitter, not a secret
         if deadline - time.monotonic() - pause < _RETRY_MIN_BUDGET:
             return False
         await asyncio.sleep(pause)
@@ -561,11 +564,20 @@ class RegistryClient:
     def _wait(self, deadline: float, limit: float) -> float:
         return max(0.0, min(limit, deadline - time.monotonic()))
 
-    def _lock(self, key: object) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: object) -> AsyncIterator[None]:
+        """One holder per key; the entry goes when nobody waits, so keys from user input do not pile up."""
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._locks.pop(key, None)
 
     async def _cached_resolver(self, host: str, port: int) -> list[str]:
         key = (host.lower(), port)
@@ -573,6 +585,7 @@ class RegistryClient:
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
         addresses = await self._resolver(host, port)
+        _prune(self._addresses)
         self._addresses[key] = (time.monotonic() + _ADDRESS_TTL, list(addresses))
         return addresses
 
@@ -617,6 +630,16 @@ class RegistryClient:
             client = httpx.AsyncClient(verify=self._ssl_context(), **options)
         pool = self._pools[key] = _Pool(client)
         return pool
+
+
+def _prune(cache: dict[Any, tuple[float, Any]], limit: int = 1024) -> None:
+    """Drop expired entries once a cache is large (a webhook runs for weeks on references users write)."""
+    if len(cache) >= limit:
+        now = time.monotonic()
+        for key in [k for k, (expires, _v) in cache.items() if expires <= now]:
+            del cache[key]
+        if len(cache) >= limit:
+            cache.clear()
 
 
 def _no_cookies() -> http.cookiejar.CookieJar:
@@ -732,7 +755,7 @@ def pick_platform(index: Mapping[str, Any], platform: str, *, subject: str = "th
     for position, entry in enumerate(manifests):
         if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
             continue
-        spec = entry.get("platform") if isinstance(entry.get("platform"), dict) else {}
+        spec: dict[str, Any] = entry["platform"] if isinstance(entry.get("platform"), dict) else {}
         os_name = str(spec.get("os", "")).lower()
         arch, variant = _normal_arch(str(spec.get("architecture", "")).lower(), str(spec.get("variant", "")).lower())
         if os_name and os_name != "unknown":
@@ -764,7 +787,7 @@ def parse_config(blob: bytes, *, reference: str, digest: str | None, config_dige
                  what: str = "image config") -> ImageConfig:
     """An OCI / Docker image config as the model's ImageConfig. Wrongly typed fields read as absent."""
     document = _json_object(blob, what)
-    config = document.get("config") if isinstance(document.get("config"), dict) else {}
+    config: dict[str, Any] = document["config"] if isinstance(document.get("config"), dict) else {}
     user = config.get("User")
     ports = config.get("ExposedPorts")
     env = config.get("Env")

@@ -266,8 +266,9 @@ async def test_fetch_by_digest_needs_no_head(registry: Registry, images: Images)
 async def test_docker_schema2_image_reads_like_oci(registry: Registry, images: Images) -> None:
     async with client(trusted(registry.host)) as c:
         fetched = await c.fetch(parse_normalized_named(f"{registry.host}/docker/app:1"), deadline=soon())
-        head = httpx.head(f"http://{registry.host}/v2/docker/app/manifests/1",
-                          headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    async with httpx.AsyncClient() as plain:
+        head = await plain.head(f"http://{registry.host}/v2/docker/app/manifests/1",
+                                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     assert head.headers["content-type"] == "application/vnd.docker.distribution.manifest.v2+json"
     assert fetched.config.user == "1000" and fetched.config.exposed_ports == ("8080/tcp",)
 
