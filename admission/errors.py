@@ -38,4 +38,4 @@ class RegistryError(AdmissionError):
 
     def __init__(self, message: str, *, reason: str = "error") -> None:
         super().__init__(message)
-        self.reason = reason  # offline | blocked | timeout | not-found | auth | error
+        self.reason = reason  # offline | blocked | timeout | not-found | auth | too-large | digest-mismatch | error

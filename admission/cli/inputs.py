@@ -251,13 +251,10 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = Non
 
 
 def _is_tar(path: str) -> bool:
-    """A tar file, by its header (`ustar` at offset 257), not by its name."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(512)
-    except OSError:
-        return False
-    return len(head) == 512 and head[257:262] == b"ustar"
+    """A tar file, by its header (magic and checksum), not by its name."""
+    from admission.sources import archive
+
+    return archive.is_archive(path)
 
 
 def _load_archive(path: str, *, display: str, options: Options, out: Collected) -> None:

@@ -84,17 +84,20 @@ def load(path: str, *, display: str, platform: str = "linux/amd64") -> list[Work
         store: _Store = _DirStore(path, display)
         return _load_oci(store, display=display, fallback=fallback, want=want)
     try:
-        fh = open(path, "rb")
-    except OSError as exc:
+        with open(path, "rb") as fh:
+            return _load_tarball(fh, display=display, fallback=fallback, want=want)
+    except OSError as exc:  # opening it; read errors inside become InputErrors naming the member
         raise InputError(f"cannot read: {exc.strerror or exc}", file=display) from None
-    with fh:
-        tar_store = _TarStore(fh, display)
-        if tar_store.has("manifest.json"):
-            return _load_docker(tar_store, display=display, fallback=fallback, want=want)
-        if tar_store.has("index.json"):
-            return _load_oci(tar_store, display=display, fallback=fallback, want=want)
-        raise InputError("not an image archive: the tar has neither manifest.json (docker save) nor index.json (OCI)",
-                         file=display)
+
+
+def _load_tarball(fh: IO[bytes], *, display: str, fallback: str, want: _Platform) -> list[Workload]:
+    tar_store = _TarStore(fh, display)
+    if tar_store.has("manifest.json"):
+        return _load_docker(tar_store, display=display, fallback=fallback, want=want)
+    if tar_store.has("index.json"):
+        return _load_oci(tar_store, display=display, fallback=fallback, want=want)
+    raise InputError("not an image archive: the tar has neither manifest.json (docker save) nor index.json (OCI)",
+                     file=display)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -117,7 +120,7 @@ class _HeaderTooBig(Exception):
 class _CappedTarInfo(tarfile.TarInfo):
     """tarfile reads PAX / GNU long-name headers whole into memory; refuse oversized ones before it does."""
 
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # noqa: D401  (tarfile's own hook)
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:  # tarfile's own (private) hook
         if self.type in _EXT_HEADER_TYPES and self.size > EXT_HEADER_CAP:
             raise _HeaderTooBig(self.offset, self.size)
         return super()._proc_member(tarfile_)  # type: ignore[misc]
@@ -136,17 +139,20 @@ def _member_name(name: str) -> str | None:
 class _TarStore:
     def __init__(self, fh: IO[bytes], display: str) -> None:
         self.display = display
+        self._fh = fh
         self._members: dict[str, tarfile.TarInfo] = {}
         last: str | None = None
         try:
-            self._tar = tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo)
-            for count, info in enumerate(self._tar, 1):
-                if count > MAX_MEMBERS:
-                    raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive", file=display)
-                last = info.name
-                name = _member_name(info.name)
-                if name is not None:
-                    self._members[name] = info  # a later member of the same name wins, as on extraction
+            # Closing the TarFile leaves `fh` open (tarfile did not open it); members are read from `fh` later.
+            with tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo) as tar:
+                for count, info in enumerate(tar, 1):
+                    if count > MAX_MEMBERS:
+                        raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive",
+                                         file=display)
+                    last = info.name
+                    name = _member_name(info.name)
+                    if name is not None:
+                        self._members[name] = info  # a later member of the same name wins, as on extraction
         except _HeaderTooBig as exc:
             raise InputError(str(exc), file=display) from None
         except (tarfile.TarError, OSError, EOFError) as exc:
@@ -176,9 +182,11 @@ class _TarStore:
         if info.size > cap:
             raise InputError(f"{name} is {info.size} bytes, over the {cap // (1024 * 1024)} MiB cap for this member",
                              file=self.display, path=name)
+        if info.issparse():
+            raise InputError(f"{name} is a sparse tar member; image metadata never is", file=self.display, path=name)
         try:
-            member = self._tar.extractfile(info)
-            data = member.read(cap + 1) if member is not None else b""
+            self._fh.seek(info.offset_data)
+            data = self._fh.read(info.size)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise InputError(f"{name} cannot be read: {exc}", file=self.display, path=name) from None
         if len(data) != info.size:

@@ -14,8 +14,13 @@ import pytest
 from admission.findings import Violation
 from admission.model import Container, HistoryEntry, ImageConfig, Located, Origin, Workload
 from admission.policy.rules import users
-from admission.policy.rules.provenance import (MAX_HISTORY_FINDINGS, REVISION_LABEL, SOURCE_LABEL, image_provenance,
-                                               recognise)
+from admission.policy.rules.provenance import (
+    MAX_HISTORY_FINDINGS,
+    REVISION_LABEL,
+    SOURCE_LABEL,
+    image_provenance,
+    recognise,
+)
 from admission.sources import archive
 from tests.images import oci
 from tests.images.history import make_fixtures
@@ -45,7 +50,7 @@ def _image(history: list[HistoryEntry] | tuple[HistoryEntry, ...], *, labels: di
 
 
 def _history_findings(workload: Workload) -> list[Violation]:
-    return [v for v in image_provenance(workload, {}) if "history entry" in v.message]
+    return [v for v in image_provenance(workload, {}) if "history[" in v.message]
 
 
 # ---------------------------------------------------------------- transcribed builder formats
@@ -73,7 +78,7 @@ def test_docker_commit_finding_says_what_was_seen_and_keeps_the_commit_message()
     data = json.loads((HISTORY / "docker-commit.json").read_text(encoding="utf-8"))
     [finding] = _history_findings(_image([_entry(h) for h in data["history"]]))
     assert finding.value == "bash"
-    assert "history entry 2 of 3" in finding.message
+    assert "history[2] (step 3 of 3)" in finding.message
     assert "bare container command" in finding.message and "I did all these things" in finding.message
     assert "docker commit" in finding.message and "Dockerfile" in finding.remediation
 
@@ -83,7 +88,7 @@ def test_empty_created_by_with_a_wall_clock_time_is_flagged_but_a_reproducible_e
     crane = _entry({"created": "0001-01-01T00:00:00Z"})
     [finding] = _history_findings(_image([crane, committed]))
     assert finding.value is None and "no created_by and a wall-clock timestamp" in finding.message
-    assert "history entry 1 of 2" in finding.message
+    assert "history[1] (step 2 of 2)" in finding.message
 
 
 def test_docker_import_is_named_as_such() -> None:
@@ -187,7 +192,7 @@ def test_umoci_built_image_passes_and_a_committed_step_on_it_is_flagged(tools: N
 
 def _buildah(store: Path, *args: str) -> str:
     cmd = ["buildah", "--root", str(store / "root"), "--runroot", str(store / "run"), "--storage-driver", "vfs", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"{' '.join(cmd)}: {proc.stderr}"
     return proc.stdout.strip()
 

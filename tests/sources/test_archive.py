@@ -45,7 +45,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _skopeo(*args: str) -> str:
-    proc = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(["skopeo", *args], check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

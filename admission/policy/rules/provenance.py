@@ -24,9 +24,9 @@ VALUE_CHARS = 120
 
 # The shell of a Dockerfile RUN as the classic builder and buildah record it: SHELL's argv joined, "-c" last,
 # optionally after "|N ARG=value ..." (build args in scope). "#(nop) INSTR ..." steps use the same prefix.
-_POSIX_SHELL = re.compile(r"(?:\|\d+ .*? )?(?:/\S*/)?(?:sh|bash|ash|dash|zsh|ksh|mksh)(?: \S+){0,6}? -[a-zA-Z]*c(?: |\Z)", re.S)
+_POSIX_SHELL = re.compile(r"(?:\|\d+ .*? )?(?:/\S*/)?(?:sh|bash|ash|dash|zsh|ksh|mksh)(?: \S+){0,6}? -[a-zA-Z]*c(?: |\Z)", re.DOTALL)
 _WINDOWS_SHELL = re.compile(r"(?:\|\d+ .*? )?(?:cmd(?:\.exe)? /S /C|(?:powershell|pwsh)(?:\.exe)?(?: -\S+)*? -Command) ",
-                            re.S | re.I)
+                            re.DOTALL | re.IGNORECASE)
 _BARE_SHELL = re.compile(r"(?:/\S*/)?(?:sh|bash|ash|dash|zsh|ksh|mksh)\Z")
 # BuildKit, kaniko and charliecloud record the Dockerfile instruction itself.
 _INSTRUCTION = re.compile(r"(?:ADD|ARG|CMD|COPY|ENTRYPOINT|ENV|EXPOSE|FROM|HEALTHCHECK|LABEL|MAINTAINER|ONBUILD|RUN|"
@@ -122,8 +122,8 @@ def _check(workload: Workload, container: Container, config: ImageConfig) -> Ite
         more = len(unrecognised) - MAX_HISTORY_FINDINGS
         tail = f" ({more} more unrecognised history entries not listed)" if n == MAX_HISTORY_FINDINGS - 1 and more > 0 else ""
         yield Violation(
-            message=(f"{who}: history entry {i} of {len(config.history)} was not written by a recognised image "
-                     f"builder: {explain(entry, config.labels)}; what it changed cannot be audited{tail}"),
+            message=(f"{who}: history[{i}] (step {i + 1} of {len(config.history)}) was not written by a recognised "
+                     f"image builder: {explain(entry, config.labels)}; what it changed cannot be audited{tail}"),
             remediation=("rebuild the image from a Dockerfile (docker buildx build, buildah bud, kaniko) or another "
                          "declarative builder in CI, so that every layer comes from a reviewed step; never ship "
                          "`docker commit` output"),
