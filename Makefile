@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]'
+	$(BIN)/pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -43,6 +43,7 @@ test: $(APT_STAMP) setup
 
 bench: $(APT_STAMP) setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/images.py
 
 docs: setup
 	$(BIN)/python -m admission.cli.docs

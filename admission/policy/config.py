@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from functools import lru_cache
-from pathlib import Path
+import os
 from typing import Any, Literal
 
 from admission.errors import InputError, PolicyError
@@ -21,7 +21,7 @@ from admission.sources.text import read_path
 from admission.sources.yamlload import YMap, YSeq, load_documents
 
 SeverityOrOff = Literal["deny", "warn", "off"]
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policies", "default.yaml")
 
 _TOP_KEYS = frozenset(("enforcement", "rules", "exemptions", "exemptions_from_annotations", "images"))
 _RULE_KEYS = frozenset(("severity", "params"))
@@ -304,7 +304,7 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
 
 @lru_cache(maxsize=1)
 def default_policy() -> Policy:
-    return parse_policy(read_path(str(DEFAULT_POLICY), display=str(DEFAULT_POLICY)), file="default.yaml", base=None)
+    return parse_policy(read_path(DEFAULT_POLICY, display=DEFAULT_POLICY), file="default.yaml", base=None)
 
 
 def load_policy(path: str | None) -> Policy:
