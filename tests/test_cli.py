@@ -253,3 +253,56 @@ def test_a_compose_file_on_stdin_uses_the_working_directory_as_project_directory
     report = json.loads(proc.stdout)
     assert report["errors"] == [] and report["findings"] == [] and proc.returncode == 0
     assert report["summary"]["objects"] == 1
+
+
+def test_a_dockerfile_on_stdin_is_recognised_by_content() -> None:
+    proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"],
+                          input=b"FROM alpine:3.20\nUSER root\n", capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report = json.loads(proc.stdout)
+    assert report["errors"] == [] and {f["rule"] for f in report["findings"]} == {"run-as-non-root"}
+    assert report["findings"][0]["object"]["kind"] == "Dockerfile"
+
+
+def test_stdin_over_the_cap_is_an_input_error_not_a_memory_blow_up() -> None:
+    big = b"# " + b"a" * (64 * 1024 * 1024) + b"\n"
+    proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"], input=big,
+                          capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 2 and "64 MiB cap" in report["errors"][0]["message"]
+
+
+def test_a_walk_skips_source_files_named_like_dockerfiles_and_ci_files_shaped_unlike_compose(capsys, tmp_path) -> None:
+    _write(tmp_path / "pkg" / "dockerfile.py", "import os\n")
+    _write(tmp_path / ".gitlab-ci.yml", "include:\n  - template: Security/SAST.gitlab-ci.yml\nservices: [docker:dind]\n")
+    _write(tmp_path / "ci" / "other.yml", "services:\n  - postgres:16\nscript: [make]\n")
+    code, report = run_json(capsys, str(tmp_path))
+    assert code == 0 and report["errors"] == [] and report["summary"]["skipped_files"] == 3
+    assert report["summary"]["files"] == 0
+
+
+def test_files_a_compose_project_includes_or_extends_are_not_checked_again_alone(capsys, tmp_path) -> None:
+    _write(tmp_path / "compose.yaml", "include: [sub/inc.yaml]\nservices:\n  a:\n    extends: {file: base.yaml, service: b}\n"
+                                      "    image: nginx:1.27.1\n")
+    _write(tmp_path / "base.yaml", "services:\n  b:\n    user: '1000'\n    mem_limit: 64m\n    cpus: 1\n")
+    _write(tmp_path / "sub" / "inc.yaml", "services:\n  i:\n    image: nginx:1.27.1\n    network_mode: host\n")
+    _, report = run_json(capsys, str(tmp_path))
+    assert report["summary"]["objects"] == 2
+    assert [f["object"]["name"] for f in report["findings"] if f["rule"] == "no-host-port"] == ["i"]
+    assert not [f for f in report["findings"] if f["rule"] == "compose-schema"], "base.yaml alone has no image; it is a fragment"
+
+
+def test_a_compose_host_network_finding_names_the_service_so_container_exemptions_match(capsys, tmp_path) -> None:
+    _write(tmp_path / "compose.yaml", "services:\n  h2:\n    image: busybox:1.36\n    user: '1000'\n    network_mode: host\n"
+                                      "    mem_limit: 1g\n    cpus: 1\n")
+    _write(tmp_path / "p.yaml", "exemptions:\n  - {rule: no-host-port, container: 'h*', reason: node agent}\n")
+    code, report = run_json(capsys, "--policy", str(tmp_path / "p.yaml"), str(tmp_path / "compose.yaml"))
+    (hit,) = report["findings"]
+    assert hit["container"] == "h2" and hit["suppressed"] and hit["reason"] == "node agent" and code == 0
+
+
+def test_an_infinite_compose_size_is_a_schema_finding_not_an_internal_error(capsys, tmp_path) -> None:
+    _write(tmp_path / "compose.yaml", "services:\n  a:\n    image: nginx:1\n    user: '1'\n    cpus: 1\n    mem_limit: 1e400g\n")
+    _, report = run_json(capsys, str(tmp_path / "compose.yaml"))
+    assert report["errors"] == []
+    (schema,) = [f for f in report["findings"] if f["rule"] == "compose-schema"]
+    assert schema["line"] == 6 and "invalid size" in schema["message"]

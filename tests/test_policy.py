@@ -189,3 +189,19 @@ def test_image_config_unavailable_cannot_be_set_under_rules() -> None:
 def test_without_resolution_there_is_no_image_config_unavailable_finding() -> None:
     report = engine.evaluate([_host_port_pod()], default_policy())
     assert not [f for f in report.findings if f.rule == "image-config-unavailable"]
+
+
+@pytest.mark.parametrize(("param", "value", "complaint"), [
+    ("allowed_host_ips", "localhost", "not an IP address"), ("allowed_host_ports", 99999, "not a port"),
+    ("allowed_host_ports", "80-x", "not a port")])
+def test_host_allow_lists_that_could_never_match_are_policy_errors(param: str, value: object, complaint: str) -> None:
+    with pytest.raises(PolicyError, match=complaint):
+        _overlay(f"rules:\n  no-host-port: {{params: {{{param}: [{value!r}]}}}}\n")
+
+
+def test_allowed_host_ports_take_ranges_and_every_published_port_must_be_allowed() -> None:
+    from admission.policy.rules.hostports import port_allowed
+
+    port = Port(target="8000-8002", published="8000-8002", host_ip=None, protocol="tcp", text="8000-8002:8000-8002", origin=O)
+    assert port_allowed(port, allowed_ips=(), allowed_ports=("8000-8010",))
+    assert not port_allowed(port, allowed_ips=(), allowed_ports=(8000, 8001))

@@ -23,7 +23,8 @@ COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-c
 _API_HINT = re.compile(r'^apiVersion\s*:|"apiVersion"\s*:', re.M)
 _KIND_HINT = re.compile(r'^kind\s*:|"kind"\s*:', re.M)
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
-_DOCKERFILE_NAME = re.compile(r"^(Dockerfile(\..+)?|.+\.Dockerfile|Containerfile.*)$", re.I)
+# Case-sensitive, as DESIGN §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
+_DOCKERFILE_NAME = re.compile(r"^(Dockerfile(\..+)?|.+\.Dockerfile|Containerfile.*)$")
 
 
 def is_dockerfile_name(name: str) -> bool:
@@ -69,7 +70,7 @@ def _classify_text(text: str, *, name: str) -> str | None:
         return "kubernetes"
     if _COMPOSE_HINT.search(text):
         return "compose"
-    if name.endswith(YAML_SUFFIXES) or name == "-":
+    if name.endswith(YAML_SUFFIXES):
         return "yaml?"
     from admission.sources import dockerfile
 
@@ -121,6 +122,7 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
     elif explicit:
         raise InputError("not a recognised input: neither a compose file, a Kubernetes manifest nor a Dockerfile", file=display)
     else:
+        out.files.discard(display)  # read only to recognise it: skipped, not checked
         out.skipped += 1
 
 
@@ -128,9 +130,25 @@ class _ComposeFromContent(Exception):
     pass
 
 
+def _compose_shaped(text: str, display: str) -> bool:
+    """Parse a walked file the compose hint picked, and keep it only if it has a compose file's shape."""
+    from admission.sources import compose
+    from admission.sources.yamlload import load_documents
+
+    try:
+        documents = [d.value for d in load_documents(text, file=display, dialect="1.2") if d.value is not None]
+    except InputError:
+        return True  # broken YAML in a walk is an input error; the compose reader reports it with its line
+    return bool(documents) and compose.looks_like_compose(documents[0])
+
+
 def _check_file(path: str, *, display: str, options: Options, out: Collected, explicit: bool,
-                compose_overrides: Sequence[tuple[str, str]] = ()) -> frozenset[str]:
-    """Read one file (explicit or walked). Returns Dockerfiles its compose builds use."""
+                compose_overrides: Sequence[tuple[str, str]] = (),
+                defer: list[tuple[str, str, Sequence[tuple[str, str]]]] | None = None) -> frozenset[str]:
+    """Read one file (explicit or walked). Returns Dockerfiles its compose builds use.
+
+    With `defer`, a compose file is only queued: a walk loads compose projects last, so that files
+    one project includes or extends are not also checked as projects of their own."""
     name = os.path.basename(path)
     if not explicit and not (is_dockerfile_name(name) or name.endswith(YAML_SUFFIXES)):
         out.skipped += 1
@@ -147,6 +165,9 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
             out.skipped += 1
             return frozenset()
         kind = _classify_text(text, name=name)
+        if kind == "compose" and not explicit and not _compose_shaped(text, display):
+            out.skipped += 1  # e.g. a .gitlab-ci.yml with `services:` or `include:` lists
+            return frozenset()
         out.files.add(display)
         if kind == "yaml?":
             try:
@@ -159,6 +180,10 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
         elif kind == "kubernetes":
             _load_kubernetes(text, display=display, options=options, out=out)
         elif kind == "compose":
+            if defer is not None:
+                out.files.discard(display)
+                defer.append((path, display, compose_overrides))
+                return frozenset()
             paths = [path, *(p for p, _ in compose_overrides)]
             displays = [display, *(d for _, d in compose_overrides)]
             return _load_compose(paths, displays, options=options, out=out)
@@ -172,8 +197,30 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
     return frozenset()
 
 
+def _compose_projects(pending: list[tuple[str, str, Sequence[tuple[str, str]]]], *, options: Options,
+                      out: Collected) -> set[str]:
+    """Load the compose projects a walk found; a file another project includes or extends is part of that
+    project only (as an override is), not a project of its own. Returns the Dockerfiles their builds use."""
+    loaded = []
+    for path, display, overrides in pending:
+        part = Collected()
+        used = _check_file(path, display=display, options=options, out=part, explicit=False, compose_overrides=overrides)
+        loaded.append((display, part, used))
+    fragments = {f for display, part, _ in loaded for f in part.files if f != display}
+    dockerfiles: set[str] = set()
+    for display, part, used in loaded:
+        if display in fragments:
+            continue
+        out.workloads.extend(part.workloads)
+        out.errors.extend(part.errors)
+        out.files.update(part.files)
+        out.skipped += part.skipped
+        dockerfiles |= used
+    return dockerfiles
+
+
 def _walk(root: str, *, options: Options, out: Collected) -> None:
-    dockerfiles_used: set[str] = set()
+    pending: list[tuple[str, str, Sequence[tuple[str, str]]]] = []
     standalone_dockerfiles: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(root, followlinks=False):
         if "Chart.yaml" in files and "templates" in dirs:
@@ -193,8 +240,8 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
             if base in names and override is not None:
                 handled.update((base, override))
                 pair = [(os.path.join(folder, override), _display(root, folder, override))]
-                dockerfiles_used |= _check_file(os.path.join(folder, base), display=_display(root, folder, base),
-                                                options=options, out=out, explicit=False, compose_overrides=pair)
+                _check_file(os.path.join(folder, base), display=_display(root, folder, base), options=options,
+                            out=out, explicit=False, compose_overrides=pair, defer=pending)
         for name in names:
             full = os.path.join(folder, name)
             if name in handled:
@@ -211,8 +258,9 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
             if name.endswith(".tar") and _is_tar(full):
                 _load_archive(full, display=_display(root, folder, name), options=options, out=out)
                 continue
-            dockerfiles_used |= _check_file(full, display=_display(root, folder, name), options=options, out=out,
-                                            explicit=False)
+            _check_file(full, display=_display(root, folder, name), options=options, out=out, explicit=False,
+                        defer=pending)
+    dockerfiles_used = _compose_projects(pending, options=options, out=out)
     for full, display in standalone_dockerfiles:
         if os.path.realpath(full) in dockerfiles_used:
             continue  # reported under the compose service that builds it
@@ -231,7 +279,9 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = Non
             raise UsageError("-f OVERRIDE needs exactly one compose file PATH")
     for path in paths:
         if path == "-":
-            _check_stdin(stdin if stdin is not None else sys.stdin.buffer.read(), options=options, out=out)
+            # read one byte past the cap, never the whole pipe: an endless stream must not exhaust memory
+            data = stdin if stdin is not None else sys.stdin.buffer.read(textio.MAX_TEXT_BYTES + 1)
+            _check_stdin(data, options=options, out=out)
         elif os.path.isdir(path):
             if os.path.exists(os.path.join(path, "oci-layout")):
                 _load_archive(path, display=path, options=options, out=out)

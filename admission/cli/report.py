@@ -78,8 +78,21 @@ def _sarif_level(severity: str) -> str:
     return "error" if severity == "deny" else "warning"
 
 
+def _uri(file: str | None) -> str:
+    """A SARIF artifact URI: relative paths stay relative (code scanning resolves them against the checkout),
+    absolute ones become file: URIs; both percent-encoded."""
+    from urllib.parse import quote
+
+    if file in (None, "-"):
+        return "stdin"
+    assert file is not None
+    if file.startswith("/"):
+        return "file://" + quote(file)
+    return quote(file.replace("\\", "/"))
+
+
 def _location(file: str | None, line: int | None, path: str | None) -> dict[str, Any]:
-    physical: dict[str, Any] = {"artifactLocation": {"uri": "stdin" if file in (None, "-") else file}}
+    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(file)}}
     if line:
         physical["region"] = {"startLine": line}
     location: dict[str, Any] = {"physicalLocation": physical}

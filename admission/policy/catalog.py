@@ -20,6 +20,7 @@ class Param:
     kind: type  # bool, list (of str), int, str
     default: Any
     help: str
+    check: Callable[[Any], str | None] | None = None  # returns a complaint about one list item, or None
 
 
 @dataclass(frozen=True, slots=True)

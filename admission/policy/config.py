@@ -163,6 +163,11 @@ def _params(reader: _Reader, rule: catalog.Rule, value: Any, container: Any, key
         elif param.kind is list:
             if not isinstance(item, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in item):
                 raise reader.fail(f"{what} must be a list", raw, name)
+            if param.check is not None:
+                for index, element in enumerate(item):
+                    complaint = param.check(element)
+                    if complaint:
+                        raise reader.fail(f"{what}[{index}]: {complaint}", raw, name)
             out[name] = tuple(item)
         else:
             if not isinstance(item, param.kind) or isinstance(item, bool):

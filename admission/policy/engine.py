@@ -50,8 +50,8 @@ def _claim_error(claim: ExemptionClaim, known: dict[str, catalog.Rule]) -> str |
     unknown = [r for r in claim.rules if r != "*" and r not in known]
     if unknown:
         return f"unknown rule {', '.join(repr(r) for r in unknown)}"
-    if not claim.reason or not claim.reason.strip():
-        return "it has no reason"
+    if not isinstance(claim.reason, str) or not claim.reason.strip():
+        return "it has no reason (a non-empty string)"
     if parse_date(claim.expires) is False:
         return f"expires {claim.expires!r} is not a date (YYYY-MM-DD)"
     return None
@@ -66,7 +66,7 @@ def _suppression(rule: str, workload: Workload, container: str | None, claims: l
             if claim.expires is not None and today > claim.expires:
                 expired = expired or f"expired {claim.expires.isoformat()}: {claim.reason}"
                 continue
-            return True, f"{claim.via}: {claim.reason}"
+            return True, claim.reason
     for exemption in exemptions:
         if exemption.matches(rule=rule, kind=workload.kind, name=workload.name, namespace=workload.namespace,
                              container=container):

@@ -46,10 +46,22 @@ _KEEP_TAGS = frozenset({"!reset", "!override"})
 _REMOTE_PREFIXES = ("https://", "http://", "git://", "ssh://", "github.com/", "git@")
 
 
+_TOP_LEVEL = frozenset(("version", "name", "services", "networks", "volumes", "secrets", "configs", "include", "models"))
+
+
 def looks_like_compose(doc: object) -> bool:
-    """A mapping with `services` (or `include`) and neither `apiVersion` nor `kind`."""
-    return (isinstance(doc, dict) and ("services" in doc or "include" in doc)
-            and "apiVersion" not in doc and "kind" not in doc)
+    """A compose file's shape: only compose top-level keys (or x-*), `services` a mapping or a local `include`.
+
+    Strict enough that CI files with `services:` or `include:` lists (.gitlab-ci.yml) are not taken for compose.
+    """
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and (k in _TOP_LEVEL or k.startswith("x-")) for k in doc):
+        return False
+    services, include = doc.get("services"), doc.get("include")
+    if isinstance(services, dict):
+        return True
+    if "services" not in doc and isinstance(include, list) and include:
+        return all(isinstance(i, str) or (isinstance(i, dict) and "path" in i) for i in include)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +90,7 @@ def memory_bytes(text: str) -> int:
     if not _FLOAT_TEXT.fullmatch(number):
         raise ValueError(f"invalid size: '{text}'")
     size = float(number)
-    if size < 0 or math.isnan(size):
+    if size < 0 or math.isnan(size) or math.isinf(size):
         raise ValueError(f"invalid size: '{text}'")
     if not suffix:
         return int(size)
@@ -94,7 +106,10 @@ def memory_bytes(text: str) -> int:
         raise bad
     if (len(lower) == 2 and lower[1] != "b") or (len(lower) == 3 and lower[1:] != "ib"):
         raise bad
-    return int(size * _RAM_UNITS[lower[0]])
+    scaled = size * _RAM_UNITS[lower[0]]
+    if math.isinf(scaled):
+        raise ValueError(f"invalid size: '{text}'")
+    return int(scaled)
 
 
 def cpus_value(text: str) -> float:

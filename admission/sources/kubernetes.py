@@ -418,7 +418,7 @@ def _parse(text: str, file: str) -> tuple[list[Document], int | None]:
             raise
         try:
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise yaml_error from None
     if "\t" in text:
         # A valid JSON text has tabs only as whitespace (never raw inside strings), so spaces keep meaning and lines.

@@ -10,7 +10,7 @@ MAX_TEXT_BYTES = 64 * 1024 * 1024
 def decode(data: bytes, *, file: str) -> str:
     """Bytes of a text input -> str, or an InputError naming the first bad line."""
     if len(data) > MAX_TEXT_BYTES:
-        raise InputError(f"input is {len(data)} bytes, over the {MAX_TEXT_BYTES // (1024 * 1024)} MiB cap for text inputs", file=file)
+        raise InputError(f"input is larger than the {MAX_TEXT_BYTES // (1024 * 1024)} MiB cap for text inputs", file=file)
     nul = data.find(b"\x00")
     if nul >= 0:
         raise InputError("input contains a NUL byte; this is not a text file", file=file, line=data.count(b"\n", 0, nul) + 1)

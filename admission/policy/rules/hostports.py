@@ -28,6 +28,28 @@ def _port_numbers(published: str) -> list[int] | None:
     return list(range(first, last + 1))
 
 
+def _check_ip(value: Any) -> str | None:
+    try:
+        ipaddress.ip_address(str(value).strip("[]"))
+    except ValueError:
+        return f"{value!r} is not an IP address (names such as localhost never match a published host IP)"
+    return None
+
+
+def _check_port(value: Any) -> str | None:
+    numbers = _port_numbers(str(value))
+    if not numbers or not all(1 <= n <= 65535 for n in numbers):
+        return f"{value!r} is not a port (1-65535) or a range such as 8000-8010"
+    return None
+
+
+def _allowed_numbers(allowed_ports: tuple[Any, ...]) -> set[int]:
+    allowed: set[int] = set()
+    for item in allowed_ports:
+        allowed.update(_port_numbers(str(item)) or ())
+    return allowed
+
+
 def port_allowed(port: Port, *, allowed_ips: tuple[str, ...], allowed_ports: tuple[Any, ...]) -> bool:
     if port.host_ip is not None:
         ip = _ip(port.host_ip)
@@ -36,14 +58,15 @@ def port_allowed(port: Port, *, allowed_ips: tuple[str, ...], allowed_ports: tup
     if port.published is None:
         return False  # a random host port cannot be on an allow-list
     numbers = _port_numbers(port.published)
-    allowed = {int(p) for p in allowed_ports if str(p).isdigit()}
+    allowed = _allowed_numbers(allowed_ports)
     return bool(numbers) and all(n in allowed for n in numbers)
 
 
 @rule("no-host-port", severity="deny", summary="No ports published straight on a host.",
       applies={"kubernetes": "hostPort, hostNetwork", "compose": "ports, network_mode"},
-      params=(Param("allowed_host_ips", list, ("127.0.0.1", "::1"), "host addresses a port may be bound to"),
-              Param("allowed_host_ports", list, (), "host ports that may be published (every port of a range must be)")))
+      params=(Param("allowed_host_ips", list, ("127.0.0.1", "::1"), "host addresses a port may be bound to", _check_ip),
+              Param("allowed_host_ports", list, (), "host ports (or ranges, 8000-8010) that may be published; "
+                    "every port of a published range must be allowed", _check_port)))
 def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
     """Traffic comes in through a load balancer, a Service or an ingress, never through a port on the host.
 
@@ -76,7 +99,10 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         else:
             message = f"{workload.kind} '{workload.name}' sets hostNetwork: true, so every container port is open on the node"
             fix = "remove hostNetwork and expose the port through a Service and an Ingress or LoadBalancer"
-        yield Violation(message=message, remediation=fix, origin=workload.host_network.origin, value=str(value))
+        # compose: `container` is the service name (DESIGN §2), so container-glob exemptions match it
+        container = workload.name if workload.source == "compose" else None
+        yield Violation(message=message, remediation=fix, origin=workload.host_network.origin, value=str(value),
+                        container=container)
     ips = tuple(str(i) for i in params.get("allowed_host_ips", ()))
     ports = tuple(params.get("allowed_host_ports", ()))
     for container in workload.containers:

@@ -12,6 +12,11 @@ from admission.policy.catalog import Param, rule
 from admission.policy.rules.common import container_field, subject
 
 
+def _repo(text: str, tag: str) -> str:
+    """The reference as the user wrote it, without its tag (fixes keep their spelling, not docker.io/library/...)."""
+    return text[: -len(tag) - 1] if text.endswith(":" + tag) else text
+
+
 def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container: str | None) -> Iterator[Violation]:
     text = ref.value
     try:
@@ -34,7 +39,8 @@ def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container:
     elif parsed.tag.casefold() in disallowed:
         yield Violation(
             message=f"{who} uses image '{text}' with the tag '{parsed.tag}', which the policy does not allow (disallowed_tags)",
-            remediation=f"pin a release tag or a digest instead, e.g. '{parsed.name}:1.2.3' or '{parsed.name}@sha256:<digest>'",
+            remediation=f"pin a release tag or a digest instead, e.g. '{_repo(text, parsed.tag)}:1.2.3' or "
+                        f"'{_repo(text, parsed.tag)}@sha256:<digest>'",
             origin=ref.origin, value=text, container=container)
     elif params.get("require_digest"):
         yield Violation(

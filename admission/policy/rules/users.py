@@ -184,8 +184,8 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
                             value=known.value.value, container=name)
         elif user.kind == "invalid":
             yield Violation(
-                message=(f"{who} has an invalid user id ({user.uid}). (Must be 1-({MAX_UID})): "
-                         f"must be between 0 and {MAX_UID}, inclusive"),
+                message=(f"{who} has an invalid user id ({user.uid}): a uid must be between 1 and {MAX_UID}, "
+                         "so the kubelet refuses to start it"),
                 remediation=f"use a uid between 1 and {MAX_UID}, e.g. 10001",
                 origin=known.value.origin, value=known.value.value, container=name)
         elif user.kind == "name" and non_root and known.via != "user":
@@ -252,7 +252,7 @@ def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
                    else f"`USER {known.uid}`")
             fix = f"{where}: use {use} instead of the name"
         elif known.via == "user":
-            fix = f'use the numeric uid instead of the name: user: "{uid}" (the uid of \'{user.name}\' in the image)'
+            fix = f'use the numeric uid of \'{user.name}\' in the image instead of the name, e.g. user: "{uid}"'
         elif workload.source == "kubernetes":
             fix = f"set securityContext.runAsUser to {_named(known, user.name)}, or rebuild with `USER {uid}`"
         else:
