@@ -465,7 +465,8 @@ def _load_oci(store: _Store, *, display: str, fallback: str, want: _Platform) ->
     if not resolved:
         raise InputError("index.json names no container image", file=display, path="index.json")
     untagged = sum(1 for name, _ in resolved if name is None)
-    return [_workload(store, name=name or _untagged_name(fallback, found.manifest_digest, many=untagged > 1),
+    return [_workload(store, name=_full_name(name, fallback) or _untagged_name(fallback, found.manifest_digest,
+                                                                               many=untagged > 1),
                       config=found.config, member=found.config_member, manifest_digest=found.manifest_digest,
                       config_digest=found.config_digest)
             for name, found in resolved]
@@ -481,6 +482,15 @@ def _ref_name(desc: Mapping[str, Any]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def _full_name(name: str | None, fallback: str) -> str | None:
+    """An OCI ref name is often a bare tag ("1.2", as `skopeo copy oci:dir:1.2` writes it): show it as
+    `<layout or archive name>:<tag>`, so the object says which image it is."""
+    if name is None or "/" in name or ":" in name or "@" in name:
+        return name
+    stem = fallback[:-4] if fallback.endswith(".tar") else fallback
+    return f"{stem}:{name}"
 
 
 def _untagged_name(fallback: str, digest: str, *, many: bool) -> str:

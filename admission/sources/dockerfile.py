@@ -729,6 +729,8 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
                         f"invalid name for build stage: {args[2]!r}, name can't start with a number or contain symbols",
                         file=file, line=ins.line, path=f"stages[{i}]",
                     )
+                if any(earlier[2] == name for earlier in froms):
+                    raise InputError(f"duplicate stage name {args[2]!r}", file=file, line=ins.line, path=f"stages[{i}]")
             elif len(args) == 1:
                 name = None
             else:
@@ -756,7 +758,7 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
         elif cmd == "env":
             ops[i].append(("env", ins.line, _env_pairs(ins, escape, file)))
         elif cmd == "user":
-            if not ins.rest:
+            if not ins.rest or len(_WS.split(ins.rest.strip())) != 1:
                 raise InputError("USER requires exactly one argument", file=file, line=ins.line)
             ops[i].append(("user", ins.line, ins.rest))
             users[i] = Located(ins.rest, Origin(file, ins.line, f"stages[{i}].user"))

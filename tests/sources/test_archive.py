@@ -147,9 +147,10 @@ def test_oci_archive_carries_the_manifest_digest_skopeo_reports(built: dict[str,
 
 def test_oci_layout_directory_yields_every_tagged_image(built: dict[str, Path]) -> None:
     images = _by_name(archive.load(str(built["layout"]), display="layout"))
-    assert set(images) == {"app", "other"}
-    assert images["other"].containers[0].image_config.user == "nobody"
-    assert images["app"].origin.file == "layout"
+    # a bare-tag ref name is shown with the layout's name, so the object says which image it is
+    assert set(images) == {"layout:app", "layout:other"}
+    assert images["layout:other"].containers[0].image_config.user == "nobody"
+    assert images["layout:app"].origin.file == "layout"
 
 
 @pytest.fixture(scope="module")
@@ -321,7 +322,7 @@ def test_a_config_that_does_not_match_its_digest_is_refused(built: dict[str, Pat
 def test_an_oci_blob_that_does_not_match_its_digest_is_refused(built: dict[str, Path], tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     shutil.copytree(built["layout"], layout)
-    image = _by_name(archive.load(str(layout), display="l"))["app"]
+    image = _by_name(archive.load(str(layout), display="l"))[f"{layout.name}:app"]
     blob = layout / image.origin.path
     blob.write_bytes(blob.read_bytes().replace(b'"1001"', b'"0000"'))
     with pytest.raises(InputError) as err:
@@ -415,7 +416,7 @@ def test_a_symlinked_config_is_followed_inside_the_archive(tmp_path: Path) -> No
 def test_a_fifo_in_a_layout_is_an_error_not_a_hang(built: dict[str, Path], tmp_path: Path) -> None:
     layout = tmp_path / "layout"
     shutil.copytree(built["layout"], layout)
-    image = _by_name(archive.load(str(layout), display="l"))["app"]
+    image = _by_name(archive.load(str(layout), display="l"))[f"{layout.name}:app"]
     blob = layout / image.origin.path
     blob.unlink()
     os.mkfifo(blob)

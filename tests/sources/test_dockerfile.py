@@ -477,3 +477,13 @@ def test_the_uid_a_run_useradd_gives_the_named_user_is_found_for_the_fix(run: st
 def test_a_useradd_in_another_stage_does_not_name_the_uid() -> None:
     text = "FROM debian:12 AS build\nRUN useradd -u 1001 appuser\nFROM debian:12\nUSER appuser\n"
     assert analyse(parse(text, file="Dockerfile")).user_uid is None
+
+
+@pytest.mark.parametrize(("text", "message", "line"), [
+    ("FROM alpine:3.20\nUSER 1 2\n", "USER requires exactly one argument", 2),
+    ("FROM alpine:3.20 AS a\nFROM alpine:3.20 AS A\n", "duplicate stage name", 2),
+])
+def test_what_buildkit_refuses_is_an_input_error_with_its_line(text: str, message: str, line: int) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        parse(text, file="Dockerfile")
+    assert info.value.line == line
