@@ -185,7 +185,7 @@ def test_umoci_built_image_passes_and_a_committed_step_on_it_is_flagged(tools: N
     [clean] = archive.load(str(tmp_path / "clean.tar"), display="clean.tar")
     assert [h.created_by for h in clean.containers[0].image_config.history] == ["umoci insert", "umoci config"]
     assert list(image_provenance(clean, {})) == []
-    dirty = {w.name: w for w in archive.load(str(layout), display="layout")}["dirty"]
+    dirty = {w.name: w for w in archive.load(str(layout), display="layout")}["layout:dirty"]
     [finding] = list(image_provenance(dirty, {}))
     assert finding.value == "/bin/bash" and finding.origin == dirty.origin
 
