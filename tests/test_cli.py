@@ -306,3 +306,18 @@ def test_an_infinite_compose_size_is_a_schema_finding_not_an_internal_error(caps
     assert report["errors"] == []
     (schema,) = [f for f in report["findings"] if f["rule"] == "compose-schema"]
     assert schema["line"] == 6 and "invalid size" in schema["message"]
+
+
+def test_a_crafted_archive_is_an_input_error_and_hides_no_other_file(capsys, tmp_path) -> None:
+    import io
+    import tarfile
+
+    archive_path = tmp_path / "evil.tar"
+    with tarfile.open(archive_path, "w") as tar:
+        data = b"[" * 200_000
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    code, report = run_json(capsys, str(archive_path), str(EXAMPLE / "docker-compose.prod.yml"))
+    assert code == 2 and report["errors"][0]["file"] == str(archive_path)
+    assert by_rule(report, "no-host-port"), "the other file's findings are still reported"

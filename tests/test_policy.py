@@ -205,3 +205,21 @@ def test_allowed_host_ports_take_ranges_and_every_published_port_must_be_allowed
     port = Port(target="8000-8002", published="8000-8002", host_ip=None, protocol="tcp", text="8000-8002:8000-8002", origin=O)
     assert port_allowed(port, allowed_ips=(), allowed_ports=("8000-8010",))
     assert not port_allowed(port, allowed_ips=(), allowed_ports=(8000, 8001))
+
+
+def test_registry_names_in_the_images_settings_fold_docker_hub_aliases() -> None:
+    policy = _overlay("images:\n  allowed_registries: [Registry-1.Docker.IO, 'Reg.Example.com:5000']\n"
+                      "  mirrors: {index.docker.io: [mirror.example.com]}\n")
+    assert policy.images.allowed_registries == ("docker.io", "reg.example.com:5000")
+    assert policy.images.mirrors == {"docker.io": ("mirror.example.com",)}
+
+
+def test_a_root_uid_from_passwd_is_never_offered_as_the_fix() -> None:
+    from admission.model import ImageConfig
+
+    config = ImageConfig(reference="x:1", digest=None, user="toor", user_uid=0)
+    container = Container(name="app", origin=O, image=Located("x:1", O), image_config=config,
+                          limits={"cpu": Located("1", O), "memory": Located("1Gi", O)})
+    pod = Workload(source="kubernetes", kind="Pod", name="p", namespace="d", origin=O, containers=(container,))
+    (warning,) = [f for f in engine.evaluate([pod], default_policy()).findings if f.rule == "numeric-user"]
+    assert "runAsUser: 0" not in warning.remediation and "10001" in warning.remediation

@@ -331,6 +331,9 @@ def _load_archive(path: str, *, display: str, options: Options, out: Collected) 
         out.workloads.extend(archive.load(path, display=display, platform=options.platform))
     except InputError as exc:
         out.fail(exc, file=display)
+    except Exception as exc:  # noqa: BLE001 - a bug on one archive must not hide the other files' results
+        out.errors.append(Problem(message=f"internal error while reading this archive: {type(exc).__name__}: {exc}",
+                                  file=display))
 
 
 def _require_compose(path: str) -> None:

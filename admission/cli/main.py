@@ -75,6 +75,9 @@ def _check(args: argparse.Namespace) -> int:
                                             no_cache=args.no_cache, registry_config=args.registry_config)
         except InputError as exc:
             collected.errors.append(Problem(message=exc.message, file=exc.file, line=exc.line, path=exc.path))
+        except RecursionError:
+            collected.errors.append(Problem(message="the registry config nests too deeply to be a Docker config",
+                                            file=args.registry_config))
     result = engine.evaluate(workloads, policy)
     result.errors[:0] = collected.errors
     result.files = len(collected.files)

@@ -232,6 +232,8 @@ def _parse_json(store: _Store, name: str, data: bytes) -> Any:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{name} is not valid JSON: {exc}", file=store.display, path=name) from None
+    except RecursionError:
+        raise InputError(f"{name} nests too deeply to be a manifest", file=store.display, path=name) from None
 
 
 def _bad(store: _Store, member: str, field: str, message: str) -> InputError:

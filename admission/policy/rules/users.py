@@ -49,6 +49,11 @@ class KnownUser:
     uid: int | None = None  # the uid of a named user, from the image's /etc/passwd (images.resolve_user_names)
 
 
+def _safe_uid(uid: int | None) -> int | None:
+    """Only a uid the kubelet accepts as non-root may be suggested in a fix (never 0, never out of range)."""
+    return uid if uid is not None and 1 <= uid <= MAX_UID else None
+
+
 def known_user(container: Container) -> KnownUser | None:
     """The user the container will run as when it is known without the cluster: compose `user:`,
     then the build Dockerfile's USER (or, when it sets none, its base image's config), then the image config."""
@@ -57,11 +62,11 @@ def known_user(container: Container) -> KnownUser | None:
     if container.image_user is not None:
         base = container.base_config
         if container.image_user.value == "" and base is not None and container.inherits_user_from is not None:
-            return KnownUser(Located(base.user, container.inherits_user_from.origin), "base", base.user_uid)
-        return KnownUser(container.image_user, "dockerfile", container.image_user_uid)
+            return KnownUser(Located(base.user, container.inherits_user_from.origin), "base", _safe_uid(base.user_uid))
+        return KnownUser(container.image_user, "dockerfile", _safe_uid(container.image_user_uid))
     if container.image_config is not None:
         origin = container.image.origin if container.image else container.origin
-        return KnownUser(Located(container.image_config.user, origin), "config", container.image_config.user_uid)
+        return KnownUser(Located(container.image_config.user, origin), "config", _safe_uid(container.image_config.user_uid))
     return None
 
 
