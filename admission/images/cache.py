@@ -34,7 +34,7 @@ from admission.images.reference import Reference
 from admission.model import HistoryEntry, ImageConfig
 from admission.policy.config import ImagesSettings
 
-__all__ = ["DiskCache", "ImageResolver", "MemoryCache", "default_cache_dir", "passwd_uid"]
+__all__ = ["DiskCache", "ImageResolver", "LayerUnreadable", "MemoryCache", "default_cache_dir", "passwd_uid"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -49,6 +49,11 @@ _FORMAT = "v1"  # on-disk layout version: a new layout gets a new folder instead
 
 
 # --- the seam to registry.py (a Protocol, so this module never imports httpx) ---------------------------
+
+
+class LayerUnreadable(RegistryError):
+    """A layer that can never be read (zstd-compressed, not a tar): reason "error", but final like a missing blob,
+    so the passwd answer counts as checked instead of costing the layers again on every lookup."""
 
 
 class FetchedLike(Protocol):
@@ -500,10 +505,17 @@ class ImageResolver:
         try:
             return await self._lookup(cred_key, ref, deadline=deadline)
         except RegistryError as exc:
-            if exc.reason != "timeout":
-                ttl = self.blocked_ttl if exc.reason == "blocked" else self.negative_ttl
-                self.memory.negative.put(ref_key, NegativeEntry(exc.reason, str(exc), self.clock() + ttl))
+            self._remember_failure(ref_key, exc)
             raise
+        except Exception as exc:  # noqa: BLE001 - a client bug is a failure like any other: cached, not a crash
+            error = RegistryError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, reason="error")
+            self._remember_failure(ref_key, error)
+            raise error from None
+
+    def _remember_failure(self, ref_key: str, exc: RegistryError) -> None:
+        if exc.reason != "timeout":
+            ttl = self.blocked_ttl if exc.reason == "blocked" else self.negative_ttl
+            self.memory.negative.put(ref_key, NegativeEntry(exc.reason, str(exc), self.clock() + ttl))
 
     async def _lookup(self, cred_key: str, ref: Reference, *, deadline: float) -> CachedConfig:
         client = self.client
@@ -547,7 +559,8 @@ class ImageResolver:
             # (layers over the budget, a missing or corrupt blob) counts as checked; a transient one is tried
             # again by a later lookup.
             self.stats["passwd_error"] += 1
-            return CachedConfig(config, passwd_checked=exc.reason in _FINAL_PASSWD_ERRORS)
+            final = exc.reason in _FINAL_PASSWD_ERRORS or isinstance(exc, LayerUnreadable)
+            return CachedConfig(config, passwd_checked=final)
         uid = passwd_uid(data, name)
         return CachedConfig(replace(config, user_uid=uid) if uid is not None else config, passwd_checked=True)
 

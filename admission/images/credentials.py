@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -147,6 +148,13 @@ class Credentials:
             return credential
 
 
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # already gone
+
+
 def _entry(entry: Any, *, file: str, path: str) -> Credential | None:
     if not isinstance(entry, dict):
         raise InputError("an `auths` entry must be an object", file=file or None, path=path)
@@ -176,17 +184,21 @@ async def _run_helper(helper: str, server: str, *, timeout: float) -> Credential
     if executable is None:
         raise RegistryError(f"credential helper {program} (configured for {server}) is not on PATH", reason="auth")
     try:
+        # Its own process group, so that ending it also ends what it started (helpers are often shell scripts).
         process = await asyncio.create_subprocess_exec(
             executable, "get", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE)
+            stderr=asyncio.subprocess.PIPE, process_group=0)
     except OSError as exc:
         raise RegistryError(f"credential helper {program} could not start: {exc}", reason="auth") from None
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(server.encode()), timeout=timeout)
     except TimeoutError:
-        process.kill()
-        await process.wait()
         raise RegistryError(f"credential helper {program} did not answer within {timeout:.0f} s", reason="auth") from None
+    finally:
+        # Also on cancellation (the caller's deadline): a helper nobody waits for must not outlive the request.
+        if process.returncode is None:
+            _kill_group(process.pid)
+            await process.wait()  # prompt after SIGKILL; reaps it so no zombie is left
     out = stdout[:_HELPER_OUTPUT_CAP].decode("utf-8", "replace")
     if process.returncode != 0:
         said = (out.strip() or stderr.decode("utf-8", "replace").strip()).splitlines()

@@ -9,13 +9,16 @@ What is resolved:
   then the base image's config gives the user; not when compose `user:` already decides it. A Dockerfile's
   other base images are not resolved: only the user is read from them.
 Image-source workloads (archives) already carry their config and are left alone.
+_DaemonExecutor is hand-written because concurrent.futures joins its workers at exit, which a stuck getaddrinfo outlasts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -146,4 +149,36 @@ def resolve_sync(workloads: Sequence[Workload], *, settings: ImagesSettings, cac
             await resolver.cancel_pending()
             await client.aclose()
 
-    return asyncio.run(run())
+    # asyncio.run would wait for the default executor's threads at the end; a getaddrinfo that the deadline
+    # gave up on can block for the resolver's whole timeout, so those threads are left behind instead.
+    with asyncio.Runner() as runner:
+        runner.get_loop().set_default_executor(_DaemonExecutor())
+        return runner.run(run())
+
+
+class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The event loop's executor for the CLI: one daemon thread per call, and shutdown never waits for them.
+
+    What runs here is getaddrinfo (cannot be interrupted) and layer scans (they stop at the deadline themselves);
+    the CLI's deadline is the promise, so nothing left over may hold up the loop's close or the process's exit.
+    A ThreadPoolExecutor only because loop.set_default_executor accepts nothing else; its pool is never used.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def work() -> None:
+            if not future.set_running_or_notify_cancel():
+                return
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - handed to whoever awaits the future, as executors do
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+        threading.Thread(target=work, name="admission-resolve", daemon=True).start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        pass  # never waits: see the class docstring

@@ -26,6 +26,7 @@ import random
 import re
 import ssl
 import tarfile
+import threading
 import time
 import urllib.parse
 import zlib
@@ -36,6 +37,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 
 from admission.errors import RegistryError
+from admission.images.cache import LayerUnreadable
 from admission.images.credentials import Credential, Credentials, server_key
 from admission.images.netguard import check_host, parse_ip, system_resolver
 from admission.images.reference import Reference, registry_host, validate_digest
@@ -66,6 +68,9 @@ _MAX_CLIENTS = 64  # one connection pool per host name (see _clients); bounded b
 _RETRY_JITTER = (0.05, 0.25)
 _RETRY_MIN_BUDGET = 0.2  # a retry is only worth sending with at least this much time left after the pause
 _LAYER_EXPANSION = 8  # decompressed bytes a layer may expand to, as a multiple of max_bytes (gzip bombs)
+_FILE_CAP = 1 << 20  # a file read from a layer (/etc/passwd) larger than this is refused unread: a bomb, not a passwd
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: what can follow "Bearer " in a header (RFC 6750 is stricter)
+_ARM_OLDER = {"v8": ("v7", "v6", "v5"), "v7": ("v6", "v5"), "v6": ("v5",)}  # what an arm CPU also runs, best first
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -204,8 +209,15 @@ class RegistryClient:
                 blob = await self._blob(endpoint, ref.path, layer, kind="blob", cap=budget, deadline=until,
                                         cap_words=f"the {max_bytes}-byte budget for reading {path}")
                 budget -= len(blob)
-                found, content = await asyncio.to_thread(_scan_layer, blob, target, layer,
-                                                         max(max_bytes, 1 << 20) * _LAYER_EXPANSION)
+                # A thread cannot be cancelled: it checks `stop` and the deadline itself, so a caller that gives up
+                # (or a deadline that passes) does not leave it inflating a layer nobody waits for.
+                stop = threading.Event()
+                try:
+                    found, content = await asyncio.to_thread(_scan_layer, blob, target, layer,
+                                                             max(max_bytes, 1 << 20) * _LAYER_EXPANSION,
+                                                             stop=stop, deadline=until)
+                finally:
+                    stop.set()
                 if found:
                     return content
             return None
@@ -235,7 +247,14 @@ class RegistryClient:
     async def _each_endpoint(self, ref: Reference, deadline: float,
                              attempt: Callable[[_Endpoint, float], Awaitable[T]]) -> T:
         """Mirrors in order, then the origin. A failing mirror falls through; it gets at most half the time left
-        so that the origin can still answer inside the deadline."""
+        so that the origin can still answer inside the deadline. Whatever an endpoint's answers make go wrong
+        is a RegistryError, so that the next endpoint is tried and the failure can be cached like any other."""
+        key = registry_key(ref)
+        if self.settings.restrict_to_allowed and key not in self._allowed:
+            # Checked for the image's own registry, not per endpoint: a listed mirror must not make an unlisted
+            # registry's images admissible.
+            raise RegistryError(f"registry {key} refused: images.restrict_to_allowed is on and {key} is not in "
+                                "images.allowed_registries", reason="blocked")
         endpoints = self._endpoints(ref)
         for endpoint in endpoints:
             last = endpoint is endpoints[-1]
@@ -246,6 +265,10 @@ class RegistryClient:
             except RegistryError:
                 if last:
                     raise
+            except Exception as exc:  # noqa: BLE001 - a parser or protocol failure on one endpoint, never a crash
+                if last:
+                    raise RegistryError(f"{endpoint.what}: unexpected failure ({_describe(exc)})",
+                                        reason="error") from None
         raise AssertionError("unreachable: the origin is always the last endpoint")
 
     # --- manifests and blobs -------------------------------------------------------------------------------
@@ -346,6 +369,8 @@ class RegistryClient:
                                         authorization=authorization, cap=cap, deadline=deadline,
                                         what=endpoint.what, listed=endpoint.key in self._allowed,
                                         origin=endpoint, cap_words=cap_words)
+            if answer.status == 401 and not _same_origin(answer.url, endpoint.url("/")):
+                raise _foreign_challenge(answer, endpoint, subject)
             if answer.status != 401 or attempt == 1:
                 break
             # A cached token may have been revoked, or /v2/ was open while this repository is not: start over
@@ -387,6 +412,8 @@ class RegistryClient:
             challenge: _Challenge | None
             if 200 <= answer.status < 300:
                 challenge = _Challenge("none")
+            elif answer.status == 401 and not _same_origin(answer.url, endpoint.url("/")):
+                raise _foreign_challenge(answer, endpoint, "the registry API check (GET /v2/)")
             elif answer.status == 401:
                 challenge = _challenge_from(answer, endpoint)
             else:
@@ -410,11 +437,14 @@ class RegistryClient:
             realm = httpx.URL(challenge.realm)
             realm_key = _url_key(realm)
             what = f"token realm {challenge.realm} (named by {endpoint.what})"
-            if credential is not None and realm.scheme == "http" and endpoint.scheme != "http" \
-                    and realm_key not in self._insecure:
-                raise RegistryError(f"{what} refused: it is plain HTTP and would receive the credentials for "
-                                    f"{endpoint.key}; list {realm_key} in images.insecure_registries to allow it",
-                                    reason="blocked")
+            if realm.scheme == "http" and endpoint.scheme != "http" and realm_key not in self._insecure:
+                # An HTTPS registry's realm is plain HTTP only when images.insecure_registries lists it, with or
+                # without credentials: an anonymous token from a realm anyone on the path can answer decides
+                # what we are served. (A plain-HTTP registry was already accepted as plain HTTP.)
+                carries = f"would receive the credentials for {endpoint.key}" if credential is not None \
+                    else f"would hand out the tokens for {endpoint.key}"
+                raise RegistryError(f"{what} refused: it is plain HTTP and {carries}; list {realm_key} in "
+                                    "images.insecure_registries to allow it", reason="blocked")
             params = {"scope": scope, **({"service": challenge.service} if challenge.service else {})}
             content: bytes | None = None
             authorization = None
@@ -445,6 +475,9 @@ class RegistryClient:
             token = document.get("token") or document.get("access_token")
             if not isinstance(token, str) or not token:
                 raise RegistryError(f"{what} answered without a token", reason="auth")
+            if not _TOKEN.fullmatch(token):
+                # It goes into a header: CR/LF would inject headers, and httpx refuses non-ASCII with a crash.
+                raise RegistryError(f"{what} answered an unusable token (not visible ASCII)", reason="auth")
             expires_in = document.get("expires_in")
             seconds = expires_in if isinstance(expires_in, int) and expires_in > 0 else _DEFAULT_TOKEN_SECONDS
             # Renew a little early so that a token does not expire between our check and the registry's.
@@ -489,6 +522,10 @@ class RegistryClient:
             origin = None
             if answer.status == 303:
                 method, content = "GET", None
+            if content is not None and not _same_origin(target, first):
+                # The only body we send is the refresh-token grant: it goes to the realm it was meant for or nowhere.
+                raise RegistryError(f"{what}: a request carrying credentials in its body is not followed to "
+                                    "another host; refused", reason="blocked")
             url = target
         raise RegistryError(f"{what}: more than {_MAX_REDIRECTS} redirects", reason="error")
 
@@ -710,6 +747,8 @@ def _json_object(body: bytes, what: str) -> dict[str, Any]:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RegistryError(f"{what} is not valid JSON", reason="error") from None
+    except RecursionError:
+        raise RegistryError(f"{what} nests too deeply to be a manifest or config", reason="error") from None
     if not isinstance(document, dict):
         raise RegistryError(f"{what} is not a JSON object", reason="error")
     return document
@@ -729,11 +768,18 @@ def _media_type(document: Mapping[str, Any], content_type: str) -> str:
 
 
 def _normal_arch(arch: str, variant: str) -> tuple[str, str]:
-    """containerd's normalisation: x86_64 is amd64, aarch64 is arm64, and arm64's default variant is v8."""
-    arch = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}.get(arch, arch)
-    if arch == "arm64" and variant in ("", "8"):
+    """containerd's normalisation (platforms.Normalize): x86_64 is amd64, aarch64 is arm64 (variant v8), armhf is
+    arm/v7, armel is arm/v6, and arm without a variant is arm/v7."""
+    arch = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "i386": "386"}.get(arch, arch)
+    if arch == "armhf":
+        return "arm", "v7"
+    if arch == "armel":
+        return "arm", "v6"
+    if arch == "arm64" and variant in ("", "8", "v8.0"):
         variant = "v8"
-    if arch == "arm" and variant in ("7", "8", "6", "5"):
+    if arch == "arm" and variant in ("", "7"):
+        variant = "v7"
+    elif arch == "arm" and variant in ("8", "6", "5"):
         variant = "v" + variant
     return arch, variant
 
@@ -741,8 +787,9 @@ def _normal_arch(arch: str, variant: str) -> tuple[str, str]:
 def pick_platform(index: Mapping[str, Any], platform: str, *, subject: str = "the image") -> dict[str, Any]:
     """The manifest descriptor of `index` for `platform` ("os/arch[/variant]").
 
-    Without a variant, a descriptor with the architecture's default variant (or none) is preferred, as
-    containerd does: linux/arm64 takes arm64/v8; linux/arm takes arm/v7 before arm/v6.
+    Variants are read as containerd reads them (linux/arm is arm/v7, an arm entry without a variant is v7);
+    an arm platform also takes an older variant when its own is missing (arm/v7 runs arm/v6), the exact one
+    first. Without a variant on other architectures, an entry without a variant is preferred.
     """
     parts = platform.lower().split("/")
     want_os = parts[0]
@@ -762,14 +809,16 @@ def pick_platform(index: Mapping[str, Any], platform: str, *, subject: str = "th
             offered.append("/".join(p for p in (os_name, arch, variant) if p))
         if os_name != want_os or arch != want_arch:
             continue
-        if want_variant:
-            if variant != want_variant:
-                continue
+        older = _ARM_OLDER.get(want_variant, ()) if arch == "arm" else ()
+        if variant == want_variant:
             rank = 0
+        elif variant in older:
+            rank = 1 + older.index(variant)
+        elif not want_variant:
+            rank = 1
         else:
-            default = {"arm64": "v8", "arm": "v7"}.get(arch, "")
-            rank = 0 if variant in ("", default) else 1
-        matches.append((rank * 1000 + position, entry))
+            continue
+        matches.append((rank * 1_000_000 + position, entry))
     if not matches:
         has = ", ".join(dict.fromkeys(offered)) or "no platforms"
         raise RegistryError(f"{subject} has no image for {platform} (it has {has})", reason="not-found")
@@ -880,13 +929,27 @@ def _status_error(answer: _Answer, what: str, subject: str) -> RegistryError:
 def _error_detail(body: bytes) -> str:
     try:
         document = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: "[[[[..." nests past the C stack
         return ""
     errors = document.get("errors") if isinstance(document, dict) else None
     if isinstance(errors, list) and errors and isinstance(errors[0], dict):
         code, message = errors[0].get("code"), errors[0].get("message")
         return ": ".join(str(p) for p in (code, message) if p)[:200]
     return ""
+
+
+def _same_origin(a: httpx.URL, b: httpx.URL) -> bool:
+    """Same scheme, host and port: whom a credential or a challenge belongs to."""
+    def origin(url: httpx.URL) -> tuple[str, str, int]:
+        return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+    return origin(a) == origin(b)
+
+
+def _foreign_challenge(answer: _Answer, endpoint: _Endpoint, subject: str) -> RegistryError:
+    """A 401 from a host the registry redirected us to: its challenge is not the registry's, and following it
+    would send the registry's credentials to that host's realm."""
+    return RegistryError(f"{endpoint.what} redirected {subject} to {_display(answer.url)}, which answered 401; "
+                         "the registry's credentials are not sent to another host", reason="auth")
 
 
 def _endpoint_id(endpoint: _Endpoint) -> str:
@@ -913,12 +976,20 @@ class _LayerTooLarge(Exception):
     pass
 
 
-class _Inflater(io.RawIOBase):
-    """A gzip (or plain) layer as a readable stream that stops after `limit` bytes: a bomb costs no more."""
+class _Stopped(Exception):
+    pass
 
-    def __init__(self, data: bytes, limit: int) -> None:
+
+class _Inflater(io.RawIOBase):
+    """A gzip (or plain) layer as a readable stream that stops after `limit` bytes: a bomb costs no more.
+    It also stops when `stop` is set or `deadline` (time.monotonic()) passes: it runs in a thread nobody can cancel."""
+
+    def __init__(self, data: bytes, limit: int, *, stop: threading.Event | None = None,
+                 deadline: float | None = None) -> None:
         self._data = data
         self._limit = limit
+        self._stop = stop
+        self._deadline = deadline
         self._produced = 0
         self._gzip = data[:2] == b"\x1f\x8b"
         self._position = 0
@@ -929,6 +1000,9 @@ class _Inflater(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if (self._stop is not None and self._stop.is_set()) or \
+                (self._deadline is not None and time.monotonic() > self._deadline):
+            raise _Stopped
         wanted = len(buffer)
         while not self._pending:
             chunk = self._next(max(wanted, 1 << 16))
@@ -971,10 +1045,14 @@ def _member_path(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
 
-def _scan_layer(blob: bytes, target: str, layer: str, limit: int) -> tuple[bool, bytes | None]:
-    """(decided, content): whether this layer decides `target` (has it, deletes it, or hides it), and the bytes."""
+def _scan_layer(blob: bytes, target: str, layer: str, limit: int, *, stop: threading.Event | None = None,
+                deadline: float | None = None) -> tuple[bool, bytes | None]:
+    """(decided, content): whether this layer decides `target` (has it, deletes it, or hides it), and the bytes.
+
+    A layer that can never be read (zstd, not a tar) is LayerUnreadable: the answer will not change.
+    """
     if blob[:4] == b"\x28\xb5\x2f\xfd":
-        raise RegistryError(f"layer {layer} is zstd-compressed, which this client does not read", reason="error")
+        raise LayerUnreadable(f"layer {layer} is zstd-compressed, which this client does not read", reason="error")
     parents = []
     parent = posixpath.dirname(target)
     while parent:
@@ -985,7 +1063,8 @@ def _scan_layer(blob: bytes, target: str, layer: str, limit: int) -> tuple[bool,
     hidden = False
     seen = 0
     try:
-        with tarfile.open(fileobj=io.BufferedReader(_Inflater(blob, limit)), mode="r|") as archive:
+        inflater = _Inflater(blob, limit, stop=stop, deadline=deadline)
+        with tarfile.open(fileobj=io.BufferedReader(inflater), mode="r|") as archive:
             while True:
                 try:
                     member = archive.next()
@@ -1002,12 +1081,18 @@ def _scan_layer(blob: bytes, target: str, layer: str, limit: int) -> tuple[bool,
                 if name == target:
                     if not member.isfile():
                         return True, None  # a symlink or directory: not a file we can read as text
+                    if member.size > _FILE_CAP:
+                        raise RegistryError(f"/{target} in layer {layer} is {member.size} bytes, more than the "
+                                            f"{_size_words(_FILE_CAP)} a file read from a layer may have",
+                                            reason="too-large")
                     handle = archive.extractfile(member)
-                    return True, handle.read() if handle is not None else None
+                    return True, handle.read(_FILE_CAP) if handle is not None else None
                 if name in whiteouts or name in opaque:
                     hidden = True  # keep reading: the same layer may add the file back after the marker
     except _LayerTooLarge:
         raise RegistryError(f"layer {layer} expands to more than {_size_words(limit)}", reason="too-large") from None
+    except _Stopped:
+        raise RegistryError(f"reading layer {layer} stopped at the deadline", reason="timeout") from None
     except (tarfile.TarError, zlib.error, EOFError, OSError, gzip.BadGzipFile) as exc:
-        raise RegistryError(f"layer {layer} is not a readable tar archive ({exc})", reason="error") from None
+        raise LayerUnreadable(f"layer {layer} is not a readable tar archive ({exc})", reason="error") from None
     return hidden, None

@@ -47,6 +47,7 @@ _DIGEST = re.compile(r"(sha256):([a-f0-9]{64})\Z|(sha512):([a-f0-9]{128})\Z")
 _NAMED_BY_DIGEST = re.compile(r"(?:^|/)([a-f0-9]{64})(?:\.json)?\Z")  # "<hex>.json" or "blobs/sha256/<hex>"
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
+_IMPLIED_VARIANT = {"armel": "v6", "armhf": "v7"}
 _EXT_HEADER_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
                                tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
 
@@ -280,8 +281,10 @@ class _Platform:
 
     @classmethod
     def of(cls, os_: str, arch: str, variant: str) -> _Platform:
+        # containerd's rules, as registry.py applies them: armel is arm/v6, armhf is arm/v7
+        implied = _IMPLIED_VARIANT.get(arch.lower(), "")
         arch = _ARCH_ALIASES.get(arch.lower(), arch.lower())
-        return cls(os_.lower(), arch, (variant or _DEFAULT_VARIANT.get(arch, "")).lower())
+        return cls(os_.lower(), arch, (variant or implied or _DEFAULT_VARIANT.get(arch, "")).lower())
 
     def __str__(self) -> str:
         return "/".join(p for p in (self.os, self.architecture, self.variant) if p)

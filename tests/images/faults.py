@@ -10,7 +10,7 @@ import hashlib
 import json
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -171,6 +171,11 @@ class ServedImage:
     manifest_digest: str
     config: bytes
     config_digest: str
+    layers: tuple[str, ...] = ()  # layer digests, bottom first
+
+    @property
+    def layer_paths(self) -> tuple[str, ...]:
+        return tuple(f"/v2/{self.repo}/blobs/{digest}" for digest in self.layers)
 
     @property
     def manifest_path(self) -> str:
@@ -187,10 +192,11 @@ class ServedImage:
 
 def serve_image(faults: Faults, repo: str = "app", tag: str = "1", *, user: str = "1000",
                 config_size: int | None = None, digest_on_head: bool = True,
-                wrap: Callable[[Behaviour], Behaviour] | None = None) -> ServedImage:
-    """Routes for /v2/, the tag, the manifest by digest and the config blob of a one-layer-less OCI image.
+                wrap: Callable[[Behaviour], Behaviour] | None = None, layers: Sequence[bytes] = ()) -> ServedImage:
+    """Routes for /v2/, the tag, the manifest by digest and the config blob of an OCI image.
 
-    `config_size` overrides the descriptor's size (to lie about it); `wrap` wraps every route (e.g. auth).
+    `config_size` overrides the descriptor's size (to lie about it); `wrap` wraps every route (e.g. auth);
+    `layers` are served as they are (bottom first), whatever they hold: a crafted tar, a bomb, not a tar at all.
     """
     config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": user},
                          "rootfs": {"type": "layers", "diff_ids": []},
@@ -199,9 +205,11 @@ def serve_image(faults: Faults, repo: str = "app", tag: str = "1", *, user: str 
     manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                       "digest": config_digest, "size": config_size or len(config)},
-                           "layers": []}).encode()
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                       "digest": digest_of(layer), "size": len(layer)} for layer in layers]}).encode()
     manifest_digest = digest_of(manifest)
-    image = ServedImage(repo, tag, manifest, manifest_digest, config, config_digest)
+    image = ServedImage(repo, tag, manifest, manifest_digest, config, config_digest,
+                        tuple(digest_of(layer) for layer in layers))
     oci = "application/vnd.oci.image.manifest.v1+json"
     tag_headers = {"Content-Type": oci, **({"Docker-Content-Digest": manifest_digest} if digest_on_head else {})}
     wrap = wrap or (lambda b: b)
@@ -210,6 +218,8 @@ def serve_image(faults: Faults, repo: str = "app", tag: str = "1", *, user: str 
     faults.route(image.manifest_path, wrap(respond(200, manifest, {"Content-Type": oci,
                                                                     "Docker-Content-Digest": manifest_digest})))
     faults.route(image.config_path, wrap(respond(200, config, {"Content-Type": "application/octet-stream"})))
+    for layer, path in zip(layers, image.layer_paths):
+        faults.route(path, wrap(respond(200, layer, {"Content-Type": "application/octet-stream"})))
     return image
 
 

@@ -346,6 +346,48 @@ def test_layers_over_the_passwd_budget_are_not_downloaded_again() -> None:
     assert client.calls == Counter({"fetch": 1, "layers": 1})
 
 
+def test_an_unexpected_client_failure_is_cached_like_a_registry_error() -> None:
+    # The real client turns its own failures into RegistryError; this is the resolver's guard for any other.
+    class Broken(FakeClient):
+        async def fetch(self, ref, *, deadline, digest=None):  # type: ignore[no-untyped-def]
+            self.calls["fetch"] += 1
+            raise RecursionError("maximum recursion depth exceeded")
+
+    client = Broken(tags={"reg.example/app:1": D1})
+    resolver = ImageResolver(client, settings=SETTINGS)
+
+    async def go() -> list[str]:
+        reasons = []
+        for _ in range(2):
+            with pytest.raises(RegistryError) as caught:
+                await resolver.config_for("reg.example/app:1", deadline=soon())
+            reasons.append(f"{caught.value.reason}: {caught.value}")
+        return reasons
+
+    assert run(go()) == ["error: RecursionError: maximum recursion depth exceeded"] * 2
+    assert client.calls == Counter({"head": 1, "fetch": 1})
+
+
+@pytest.mark.parametrize("layer", [b"\x28\xb5\x2f\xfd" + bytes(64), b"this is not a tar archive" * 40],
+                         ids=["zstd", "not-a-tar"])
+def test_a_layer_that_can_never_be_read_is_not_downloaded_again(layer: bytes) -> None:
+    from admission.images.registry import RegistryClient
+    from tests.images import faults as F
+
+    server = F.Faults().start()
+    try:
+        image = F.serve_image(server, user="appuser", layers=[layer])
+        settings = ImagesSettings(allowed_registries=(server.host,), insecure_registries=(server.host,),
+                                  resolve_user_names=True)
+        resolver = ImageResolver(RegistryClient(settings), settings=settings)
+        name = f"{server.host}/{image.repo}@{image.manifest_digest}"
+        configs = run(resolve_with(resolver, [name, name]))
+    finally:
+        server.stop()
+    assert [(c.user, c.user_uid) for c in configs] == [("appuser", None)] * 2
+    assert len(server.requests(image.layer_paths[0])) == 1 and resolver.stats["passwd_error"] == 1
+
+
 def test_passwd_lookup_takes_the_first_matching_line_and_refuses_non_numeric_uids() -> None:
     data = b"root:x:0:0::/:/bin/sh\napp:x:1001:1001::/:/bin/sh\napp:x:2002:2002::/:/bin/sh\nodd:x:abc:1::/:\n"
     assert passwd_uid(data, "app") == 1001

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -241,3 +242,28 @@ def test_blocked_missing_and_silent_registries_each_become_their_reason(registry
     for before, after in zip(workloads[0].containers, out[0].containers):
         assert replace(after, image_config=None, image_config_error=None) == before
     assert not any("unlisted" in path for _, path, _ in registry.since(mark))
+
+
+def test_a_name_lookup_still_running_at_the_deadline_does_not_hold_up_resolve_sync(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # getaddrinfo cannot be interrupted, and no loopback server makes it hang: the seam is socket.getaddrinfo,
+    # which the event loop runs in its executor. It blocks far past the deadline.
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def stuck(host: object, *args: object, **kwargs: object) -> object:
+        if host == "stuck-dns.test":
+            release.wait(20)
+            raise socket.gaierror(socket.EAI_AGAIN, "temporary failure in name resolution")
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", stuck)
+    started = time.monotonic()
+    try:
+        out = resolve_sync(k8s(pod("stuck-dns.test/app:1")), settings=SETTINGS, cache_dir=None, no_cache=True,
+                           registry_config=None, deadline_s=0.5)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert only(out).image_config_error is not None and only(out).image_config_error.startswith("timeout: ")
+    assert elapsed < 10  # the deadline plus start-up, not the 20 s the lookup is stuck for

@@ -780,3 +780,227 @@ class _RewriteFirstPing(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+# --- review 2: credentials and challenges stay with their host, policy holds through mirrors, bounded reads -------
+
+
+TOKEN_JSON = {"Content-Type": "application/json"}
+
+
+@pytest.mark.parametrize("status", [302, 307])
+async def test_a_refresh_token_request_is_not_redirected_to_another_host(faults: F.Faults, status: int) -> None:
+    image = F.serve_image(faults)
+    elsewhere = F.Faults().start()
+    try:
+        faults.route("/v2/", F.challenge(f'Bearer realm="http://{faults.host}/token",service="s"'))
+        faults.route("/token", F.redirect(f"http://{elsewhere.host}/steal", status))
+        elsewhere.route("/steal", F.respond(200, b'{"token": "t"}', TOKEN_JSON))
+        creds = Credentials({faults.host: Credential(identity_token="SECRET-REFRESH")})
+        async with client(trusted(faults.host, elsewhere.host), credentials=creds) as c:
+            error = await fails_in_time(lambda d: c.fetch(ref_at(faults, image), deadline=d))
+    finally:
+        elsewhere.stop()
+    assert error.reason == "blocked" and elsewhere.host in str(error)
+    assert elsewhere.log == []
+
+
+async def test_a_refresh_token_request_may_be_redirected_on_its_own_host(faults: F.Faults) -> None:
+    image = F.serve_image(faults)
+    faults.route("/v2/", F.challenge(f'Bearer realm="http://{faults.host}/token",service="s"'))
+    faults.route("/token", F.redirect("/oauth2/token", 307))
+    faults.route("/oauth2/token", F.respond(200, b'{"token": "t"}', TOKEN_JSON))
+    creds = Credentials({faults.host: Credential(identity_token="SECRET-REFRESH")})
+    async with client(trusted(faults.host), credentials=creds) as c:
+        fetched = await c.fetch(ref_at(faults, image), deadline=soon())
+    assert fetched.config.user == "1000"
+    assert [r.method for r in faults.requests("/oauth2/token")] == ["POST"]
+
+
+async def test_a_challenge_from_a_blob_redirect_target_never_gets_the_registry_credentials(faults: F.Faults) -> None:
+    cdn = F.Faults().start()
+    try:
+        image = F.serve_image(faults, wrap=lambda b: F.require_basic(REGISTRY_USER, REGISTRY_PASSWORD, b))
+        faults.route(image.config_path, F.require_basic(REGISTRY_USER, REGISTRY_PASSWORD,
+                                                        F.redirect(f"http://{cdn.host}/blob")))
+        cdn.route("/blob", F.challenge(f'Bearer realm="http://{cdn.host}/token",service="cdn"'))
+        cdn.route("/token", F.respond(200, b'{"token": "t"}', TOKEN_JSON))
+        async with client(trusted(faults.host, cdn.host), credentials=user_creds(faults.host)) as c:
+            error = await fails_in_time(lambda d: c.fetch(ref_at(faults, image), deadline=d))
+            # The registry's own challenge is still the one in use: once storage answers, Basic auth works.
+            cdn.route("/blob", F.respond(200, image.config))
+            fetched = await c.fetch(ref_at(faults, image), deadline=soon())
+    finally:
+        cdn.stop()
+    assert error.reason == "auth" and cdn.host in str(error)
+    assert cdn.requests("/token") == [] and all("Authorization" not in r.headers for r in cdn.log)
+    assert fetched.config.user == "1000"
+    assert all(r.headers.get("Authorization", "").startswith("Basic ") for r in faults.log if r.path != "/v2/")
+
+
+async def test_restrict_to_allowed_refuses_an_unlisted_registry_even_through_a_listed_mirror(
+        registry: Registry, mirror_registry: Registry, images: Images) -> None:
+    oci.push(f"oci:{images.layout}:app", mirror_registry.host, "mirrored/app:1")
+    mark = mirror_registry.mark()
+    settings = ImagesSettings(allowed_registries=(mirror_registry.host,),
+                              insecure_registries=(registry.host, mirror_registry.host), restrict_to_allowed=True,
+                              mirrors={registry.host: (mirror_registry.host,)})
+    async with client(settings) as c:
+        error = await fails_in_time(lambda d: c.fetch(parse_normalized_named(f"{registry.host}/mirrored/app:1"),
+                                                      deadline=d))
+        assert sum(c.counters.values()) == 0
+    assert error.reason == "blocked" and f"{registry.host} is not in images.allowed_registries" in str(error)
+    assert mirror_registry.since(mark) == []
+
+
+def gzip_tar(name: str, size: int) -> bytes:
+    """A gzip layer with one member `name` of `size` zero bytes, built in a stream (a few KB per 100 MB)."""
+    import tarfile
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 31)
+    info = tarfile.TarInfo(name)
+    info.size = size
+    out = [z.compress(info.tobuf(format=tarfile.GNU_FORMAT))]
+    chunk = bytes(1 << 20)
+    for _ in range(size >> 20):
+        out.append(z.compress(chunk))
+    out.append(z.compress(bytes(size % (1 << 20))))
+    out.append(z.compress(bytes(-size % 512 + 1024)) + z.flush())
+    return b"".join(out)
+
+
+async def test_a_layer_file_that_inflates_past_the_file_cap_is_refused_without_reading_it(faults: F.Faults) -> None:
+    from admission.images.cache import PASSWD_LAYER_BUDGET
+
+    image = F.serve_image(faults, user="app", layers=[gzip_tar("etc/passwd", 48 << 20)])
+    ref = ref_at(faults, image)
+    async with client(trusted(faults.host)) as c:
+        fetched = await c.fetch(ref, deadline=soon())
+        error = await fails_in_time(lambda d: c.read_file_from_layers(ref, fetched, "/etc/passwd", deadline=d,
+                                                                      max_bytes=PASSWD_LAYER_BUDGET))
+    assert error.reason == "too-large" and "etc/passwd" in str(error) and "1 MiB" in str(error)
+
+
+async def test_a_large_file_below_the_one_looked_for_is_skipped(faults: F.Faults) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in (("usr/lib/big", bytes(3 << 20)), ("etc/passwd", b"app:x:1234:1234::/:/bin/sh\n")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    image = F.serve_image(faults, user="app", layers=[gzip.compress(buffer.getvalue())])
+    ref = ref_at(faults, image)
+    async with client(trusted(faults.host)) as c:
+        fetched = await c.fetch(ref, deadline=soon())
+        passwd = await c.read_file_from_layers(ref, fetched, "/etc/passwd", deadline=soon(), max_bytes=1 << 20)
+    assert passwd == b"app:x:1234:1234::/:/bin/sh\n"
+
+
+def _gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for init counts: it runs no more)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+async def test_a_credential_helper_still_running_at_the_deadline_is_killed_with_its_children(
+        faults: F.Faults, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import os
+    import stat
+
+    pids = tmp_path / "pids"
+    program = tmp_path / "docker-credential-slow"
+    program.write_text("#!/usr/bin/env python3\nimport os, subprocess, sys, time\n"
+                       'child = subprocess.Popen(["sleep", "30"])\n'
+                       f"open({str(pids)!r} + '.tmp', 'w').write(f'{{os.getpid()}} {{child.pid}}')\n"
+                       f"os.rename({str(pids)!r} + '.tmp', {str(pids)!r})\ntime.sleep(30)\n")
+    program.chmod(program.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    image = F.serve_image(faults, wrap=lambda b: F.require_basic(REGISTRY_USER, REGISTRY_PASSWORD, b))
+    async with client(trusted(faults.host), credentials=Credentials(helpers={faults.host: "slow"})) as c:
+        fetch = asyncio.ensure_future(c.fetch(ref_at(faults, image), deadline=soon(60)))
+        for _ in range(500):  # the helper is a Python program: wait until it has started its child
+            if pids.exists() or fetch.done():
+                break
+            await asyncio.sleep(0.02)
+        fetch.cancel()  # what a caller's deadline does
+        with pytest.raises(asyncio.CancelledError):
+            await fetch
+    started = [int(pid) for pid in pids.read_text().split()]
+    for _ in range(250):
+        if all(_gone(pid) for pid in started):
+            break
+        await asyncio.sleep(0.02)
+    assert len(started) == 2 and all(_gone(pid) for pid in started)
+
+
+async def test_an_endpoint_that_breaks_the_parser_falls_through_to_the_origin(faults: F.Faults) -> None:
+    image = F.serve_image(faults, repo="library/nginx", tag="1")
+    mirror = F.Faults().start()
+    try:
+        deep = b"[" * 100_000
+        digest = F.digest_of(deep)
+        mirror.route("/v2/", F.respond(200, b"{}"))
+        for path in ("/v2/library/nginx/manifests/1", f"/v2/library/nginx/manifests/{digest}"):
+            mirror.route(path, F.respond(200, deep, {"Docker-Content-Digest": digest}))
+        settings = trusted(faults.host, mirror.host, mirrors={faults.host: (mirror.host, "http://127.0.0.1:port")})
+        async with client(settings) as c:
+            fetched = await c.fetch(ref_at(faults, image), deadline=soon())
+    finally:
+        mirror.stop()
+    assert fetched.config.user == "1000" and mirror.requests("/v2/library/nginx/manifests/1") != []
+
+
+@pytest.mark.parametrize("token", ["a\r\nX-Injected: 1", "t\u00e9st", "two words"])
+async def test_a_token_that_cannot_be_a_header_is_an_auth_error(faults: F.Faults, token: str) -> None:
+    image = F.serve_image(faults)
+    faults.route("/v2/", F.challenge(f'Bearer realm="http://{faults.host}/token",service="s"'))
+    faults.route("/token", F.respond(200, json.dumps({"token": token}).encode(), TOKEN_JSON))
+    async with client(trusted(faults.host)) as c:
+        error = await fails_in_time(lambda d: c.fetch(ref_at(faults, image), deadline=d))
+    assert error.reason == "auth" and "unusable token" in str(error)
+    assert faults.requests(image.tag_path) == []
+
+
+@pytest.mark.parametrize(("entries", "platform", "wanted"), [
+    ((("linux", "arm", ""), ("linux", "arm64", "")), "linux/arm/v7", 1),  # arm without a variant is v7
+    ((("linux", "arm", "v6"), ("linux", "arm", "")), "linux/arm", 2),
+    ((("linux", "armel", ""), ("linux", "arm", "v7")), "linux/arm", 2),  # armel is v6: not the default
+    ((("linux", "armel", ""), ("linux", "arm", "v7")), "linux/arm/v6", 1),
+    ((("linux", "armhf", ""), ("linux", "arm", "v6")), "linux/arm/v7", 1),
+    ((("linux", "arm", "v6"),), "linux/arm", 1),  # a v7 machine runs v6 images, as containerd's matcher allows
+])
+def test_arm_variants_are_read_as_containerd_reads_them(entries: tuple[tuple[str, str, str], ...], platform: str,
+                                                        wanted: int) -> None:
+    assert pick_platform(_index(*entries), platform)["digest"] == "sha256:" + f"{wanted:064x}"
+
+
+def test_an_arm_v6_machine_does_not_take_a_v7_image() -> None:
+    with pytest.raises(RegistryError) as caught:
+        pick_platform(_index(("linux", "arm", ""), ("linux", "armhf", "")), "linux/arm/v6", subject="app:1")
+    assert caught.value.reason == "not-found" and "linux/arm/v7" in str(caught.value)
+
+
+async def test_an_anonymous_plain_http_realm_of_an_https_registry_is_refused(tls_registry: TLSRegistry,
+                                                                              pushed_tls: None) -> None:
+    faults = F.Faults().start()
+    try:
+        host = tls_registry.registry.host
+        import ssl as _ssl
+
+        transport = _RewriteFirstPing(faults, LoopbackOnly(verify=_ssl.create_default_context(
+            cafile=str(tls_registry.ca_file))))
+        async with client(ImagesSettings(allowed_registries=(host, faults.host)), transport=transport) as c:
+            error = await fails_in_time(lambda d: c.fetch(parse_normalized_named(f"{host}/tls/app:1"), deadline=d))
+    finally:
+        faults.stop()
+    assert error.reason == "blocked" and "plain HTTP" in str(error) and "insecure_registries" in str(error)
+    assert faults.requests("/token") == []
