@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from admission.errors import InputError
@@ -142,6 +142,20 @@ def _compose_shaped(text: str, display: str) -> bool:
     return bool(documents) and compose.looks_like_compose(documents[0])
 
 
+def _guarded(display: str, out: Collected, action: Callable[[], frozenset[str] | None]) -> frozenset[str]:
+    """Run what reads one input; its failure becomes an `errors` entry for that input and hides nothing else."""
+    try:
+        return action() or frozenset()
+    except InputError as exc:
+        out.files.add(display)
+        out.fail(exc, file=display)
+    except Exception as exc:  # noqa: BLE001 - a bug on one input must not hide the other inputs' results
+        out.files.add(display)
+        out.errors.append(Problem(message=f"internal error while reading this input: {type(exc).__name__}: {exc}",
+                                  file=display))
+    return frozenset()
+
+
 def _check_file(path: str, *, display: str, options: Options, out: Collected, explicit: bool,
                 compose_overrides: Sequence[tuple[str, str]] = (),
                 defer: list[tuple[str, str, Sequence[tuple[str, str]]]] | None = None) -> frozenset[str]:
@@ -153,26 +167,30 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
     if not explicit and not (is_dockerfile_name(name) or name.endswith(YAML_SUFFIXES)):
         out.skipped += 1
         return frozenset()
-    try:
+
+    def read() -> frozenset[str] | None:
         if not explicit and os.path.getsize(path) == 0:
             out.skipped += 1
-            return frozenset()
+            return None
         text = textio.read_path(path, display=display)
         if not text.strip():
             if explicit:
                 raise InputError("no YAML document in the input (the file is empty)" if not is_dockerfile_name(name)
                                  else "the Dockerfile is empty", file=display)
             out.skipped += 1
-            return frozenset()
+            return None
         kind = _classify_text(text, name=name)
         if kind == "compose" and not explicit and not _compose_shaped(text, display):
             out.skipped += 1  # e.g. a .gitlab-ci.yml with `services:` or `include:` lists
-            return frozenset()
+            return None
+        if kind == "compose" and defer is not None:
+            defer.append((path, display, compose_overrides))
+            return None
         out.files.add(display)
         if kind == "yaml?":
             try:
                 _unknown_yaml(text, display=display, options=options, out=out, explicit=explicit)
-                return frozenset()
+                return None
             except _ComposeFromContent:
                 kind = "compose"
         if kind == "dockerfile":
@@ -180,21 +198,16 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
         elif kind == "kubernetes":
             _load_kubernetes(text, display=display, options=options, out=out)
         elif kind == "compose":
-            if defer is not None:
-                out.files.discard(display)
-                defer.append((path, display, compose_overrides))
-                return frozenset()
-            paths = [path, *(p for p, _ in compose_overrides)]
-            displays = [display, *(d for _, d in compose_overrides)]
-            return _load_compose(paths, displays, options=options, out=out)
-    except InputError as exc:
-        out.files.add(display)
-        out.fail(exc, file=display)
-    except Exception as exc:  # noqa: BLE001 - a bug on one file must not hide the other files' results
-        out.files.add(display)
-        out.errors.append(Problem(message=f"internal error while reading this file: {type(exc).__name__}: {exc}",
-                                  file=display))
-    return frozenset()
+            return _load_project(path, display, compose_overrides, options=options, out=out)
+        return None
+
+    return _guarded(display, out, read)
+
+
+def _load_project(path: str, display: str, overrides: Sequence[tuple[str, str]], *, options: Options,
+                  out: Collected) -> frozenset[str]:
+    return _load_compose([path, *(p for p, _ in overrides)], [display, *(d for _, d in overrides)],
+                         options=options, out=out)
 
 
 def _compose_projects(pending: list[tuple[str, str, Sequence[tuple[str, str]]]], *, options: Options,
@@ -204,7 +217,8 @@ def _compose_projects(pending: list[tuple[str, str, Sequence[tuple[str, str]]]],
     loaded = []
     for path, display, overrides in pending:
         part = Collected()
-        used = _check_file(path, display=display, options=options, out=part, explicit=False, compose_overrides=overrides)
+        part.files.add(display)
+        used = _guarded(display, part, lambda: _load_project(path, display, overrides, options=options, out=part))
         loaded.append((display, part, used))
     fragments = {f for display, part, _ in loaded for f in part.files if f != display}
     dockerfiles: set[str] = set()
@@ -327,13 +341,7 @@ def _load_archive(path: str, *, display: str, options: Options, out: Collected) 
     from admission.sources import archive
 
     out.files.add(display)
-    try:
-        out.workloads.extend(archive.load(path, display=display, platform=options.platform))
-    except InputError as exc:
-        out.fail(exc, file=display)
-    except Exception as exc:  # noqa: BLE001 - a bug on one archive must not hide the other files' results
-        out.errors.append(Problem(message=f"internal error while reading this archive: {type(exc).__name__}: {exc}",
-                                  file=display))
+    _guarded(display, out, lambda: out.workloads.extend(archive.load(path, display=display, platform=options.platform)))
 
 
 def _require_compose(path: str) -> None:
@@ -348,7 +356,8 @@ def _require_compose(path: str) -> None:
 def _check_stdin(data: bytes, *, options: Options, out: Collected) -> None:
     display = "-"
     out.files.add(display)
-    try:
+
+    def read() -> None:
         text = textio.decode(data, file=display)
         if not text.strip():
             raise InputError("no YAML document in the input (stdin is empty)", file=display)
@@ -372,5 +381,5 @@ def _check_stdin(data: bytes, *, options: Options, out: Collected) -> None:
             out.workloads.extend(result.workloads)
             out.errors.extend(result.problems)
             out.files.update(result.files)
-    except InputError as exc:
-        out.fail(exc, file=display)
+
+    _guarded(display, out, read)
