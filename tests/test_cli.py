@@ -321,3 +321,14 @@ def test_a_crafted_archive_is_an_input_error_and_hides_no_other_file(capsys, tmp
     code, report = run_json(capsys, str(archive_path), str(EXAMPLE / "docker-compose.prod.yml"))
     assert code == 2 and report["errors"][0]["file"] == str(archive_path)
     assert by_rule(report, "no-host-port"), "the other file's findings are still reported"
+
+
+def test_text_output_is_coloured_only_when_asked_for_a_tty(monkeypatch) -> None:
+    from admission.cli import inputs, report
+    from admission.policy import engine
+    from admission.policy.config import default_policy
+
+    collected = inputs.collect([str(EXAMPLE / "docker-compose.prod.yml")], options=inputs.Options(environ={}))
+    result = engine.evaluate(collected.workloads, default_policy())
+    assert "\x1b[31mdeny\x1b[0m" in report.render_text(result, colour=True)
+    assert "\x1b[" not in report.render_text(result, colour=False)
