@@ -10,6 +10,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,14 @@ class Faults:
         self._server = server
         threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
+
+    def sent(self, path: str, *, timeout: float = 5.0) -> int:
+        """Bytes an endless body sent on `path`, once its handler thread has recorded them (it may still be
+        winding down after the client hung up)."""
+        deadline = time.monotonic() + timeout
+        while path not in self.sent_bytes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.sent_bytes[path]
 
     def stop(self) -> None:
         self.stopping.set()  # releases hanging handlers

@@ -89,5 +89,12 @@ class Registry:
         return len(self.requests())
 
     def since(self, mark: int) -> list[tuple[str, str, int]]:
-        time.sleep(0.05)  # the access log is written after the response
+        """Requests after `mark`, once the access log has settled (it is written after each response)."""
+        seen = -1
+        for _ in range(40):
+            time.sleep(0.05)
+            now = self.requests()
+            if len(now) == seen:
+                break
+            seen = len(now)
         return self.requests()[mark:]
