@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.images.loopback import LoopbackServer
+
 Behaviour = Callable[[BaseHTTPRequestHandler, "Faults"], None]
 _ENDLESS_LIMIT = 64 << 20  # an "endless" body stops here anyway, so a client bug cannot make the test run forever
 _HANG_LIMIT = 30.0
@@ -29,7 +31,7 @@ class Logged:
 
 
 @dataclass
-class Faults:
+class Faults(LoopbackServer):
     """`route(path, behaviour)`; unknown paths answer 404 with a registry-style error body."""
 
     routes: dict[str, Behaviour] = field(default_factory=dict)
@@ -39,10 +41,7 @@ class Faults:
     _server: ThreadingHTTPServer | None = None
 
     def start(self) -> Faults:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        self._server = server
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._serve(_handler(self))
         return self
 
     def sent(self, path: str, *, timeout: float = 5.0) -> int:
@@ -55,18 +54,7 @@ class Faults:
 
     def stop(self) -> None:
         self.stopping.set()  # releases hanging handlers
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return self._server.server_address[1]
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        self._shutdown()
 
     def route(self, path: str, behaviour: Behaviour) -> None:
         self.routes[path] = behaviour

@@ -12,7 +12,6 @@ import base64
 import datetime as dt
 import json
 import secrets
-import threading
 import time
 import urllib.parse
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.images.loopback import LoopbackServer
 
 SERVICE = "test-registry"
 ISSUER = "test-token-issuer"
@@ -43,7 +44,7 @@ class TokenRequest:
 
 
 @dataclass
-class TokenServer:
+class TokenServer(LoopbackServer):
     """Start with `start()`; `realm` is the URL to configure; `registry_auth()` is the registry's `auth:` block.
 
     `users` maps user -> password (HTTP Basic, or the `password` grant); `refresh_tokens` maps an identity
@@ -60,7 +61,6 @@ class TokenServer:
     expires_in: int = 300
     requests: list[TokenRequest] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -83,15 +83,6 @@ class TokenServer:
         self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     @property
-    def port(self) -> int:
-        assert self._server is not None
-        return self._server.server_address[1]
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
     def realm(self) -> str:
         return f"http://{self.host}/token"
 
@@ -105,17 +96,11 @@ class TokenServer:
         return jwt.encode(claims, self._key, algorithm="ES256", headers={"x5c": self._x5c})
 
     def start(self) -> TokenServer:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._serve(_handler(self))
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._shutdown()
 
     # --- the grant decision -------------------------------------------------------------------------------
 
