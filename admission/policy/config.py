@@ -18,7 +18,7 @@ from admission.errors import InputError, PolicyError
 from admission.findings import Severity
 from admission.policy import catalog
 from admission.sources.text import read_path
-from admission.sources.yamlload import YMap, YSeq, load_documents
+from admission.sources.yamlload import YMap, YSeq, load_documents, type_name
 
 SeverityOrOff = Literal["deny", "warn", "off"]
 DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policies", "default.yaml")
@@ -107,7 +107,7 @@ class _Reader:
         if value is None:
             return YMap()
         if not isinstance(value, dict):
-            raise self.fail(f"{what} must be a mapping, not {_type(value)}", container, key)
+            raise self.fail(f"{what} must be a mapping, not {type_name(value)}", container, key)
         return value if isinstance(value, YMap) else _ymap(value)
 
     def keys(self, value: YMap, allowed: frozenset[str], what: str) -> None:
@@ -126,11 +126,6 @@ class _Reader:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise self.fail(f"{what} must be a list of strings", container, key)
         return tuple(value)
-
-
-def _type(value: Any) -> str:
-    return {dict: "a mapping", YMap: "a mapping", list: "a list", YSeq: "a list", str: "a string",
-            bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
 
 
 def _ymap(value: Mapping[str, Any]) -> YMap:

@@ -14,7 +14,7 @@ from typing import Any
 from admission.errors import InputError
 from admission.findings import Problem
 from admission.model import Container, ContainerKind, ExemptionClaim, Located, Origin, Port, Workload
-from admission.sources.yamlload import Document, YMap, YSeq, load_documents
+from admission.sources.yamlload import Document, YMap, YSeq, load_documents, type_name
 
 __all__ = [
     "EXEMPT_ANNOTATION",
@@ -98,24 +98,6 @@ def pod_spec_path(kind: str, base_path: str = "") -> str:
 
 # --- shape helpers ---------------------------------------------------------------------------------
 
-def _type_name(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
-
-
 def _join(base: str, key: str) -> str:
     return f"{base}.{key}" if base else key
 
@@ -146,7 +128,7 @@ class _Walker:
 
     def wrong_type(self, parent: Any, key: Any, path: str, want: str) -> InputError:
         value = parent[key]
-        return self.fail(f"`{path.rpartition('.')[2] or path}` must be {want}, not {_type_name(value)}", parent, key, path)
+        return self.fail(f"`{path.rpartition('.')[2] or path}` must be {want}, not {type_name(value)}", parent, key, path)
 
     def mapping(self, parent: Any, key: str, path: str) -> dict[str, Any] | None:
         """parent[key] as a mapping; None when absent or null (Go decodes null to the zero value)."""
@@ -235,7 +217,7 @@ def workloads_from_object(obj: Mapping[str, Any], *, file: str, namespace: str, 
 def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: str,
             implied: tuple[Any, str] | None = None) -> Workload | None:
     if not isinstance(obj, dict):
-        raise InputError(f"a Kubernetes object must be a mapping, not {_type_name(obj)}", file=walker.file, line=line, path=base or None)
+        raise InputError(f"a Kubernetes object must be a mapping, not {type_name(obj)}", file=walker.file, line=line, path=base or None)
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if implied is not None and api_version is None and kind is None:
         api_version, kind = implied
@@ -317,7 +299,7 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
                pod_user: Located[int] | None, pod_non_root: Located[bool] | None) -> Container:
     c = items[i]
     if not isinstance(c, dict):
-        raise walker.fail(f"a container must be a mapping, not {_type_name(c)}", items, i, path)
+        raise walker.fail(f"a container must be a mapping, not {type_name(c)}", items, i, path)
     name = walker.string(c, "name", f"{path}.name")
     if not name:
         raise walker.fail("container has no `name`", items, i, f"{path}.name")
@@ -345,7 +327,7 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
             for key, value in lim.items():
                 key_path = f"{lim_path}.{key}"
                 if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                    raise walker.fail(f"limit `{key}` must be a quantity such as 500m or 128Mi, not {_type_name(value)}",
+                    raise walker.fail(f"limit `{key}` must be a quantity such as 500m or 128Mi, not {type_name(value)}",
                                       lim, key, key_path)
                 limits[key] = Located(str(value), walker.origin(lim, key, key_path))
 
@@ -356,7 +338,7 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         for j, port in enumerate(ports):
             port_path = f"{ports_path}[{j}]"
             if not isinstance(port, dict):
-                raise walker.fail(f"a port must be a mapping, not {_type_name(port)}", ports, j, port_path)
+                raise walker.fail(f"a port must be a mapping, not {type_name(port)}", ports, j, port_path)
             host_port = walker.integer(port, "hostPort", f"{port_path}.hostPort")
             if not host_port or host_port <= 0:
                 continue
@@ -396,7 +378,7 @@ def _claims(meta: dict[str, Any], meta_path: str, walker: _Walker) -> tuple[Exem
     for key in (EXEMPT_ANNOTATION, EXEMPT_REASON_ANNOTATION, EXEMPT_EXPIRES_ANNOTATION):
         value = annotations.get(key)
         if value is not None and not isinstance(value, str):
-            raise walker.fail(f"annotation {key} must be a string, not {_type_name(value)} (quote it)",
+            raise walker.fail(f"annotation {key} must be a string, not {type_name(value)} (quote it)",
                               annotations, key, f'{ann_path}["{key}"]')
         values.append(value)
     rules_text, reason, expires = values

@@ -73,6 +73,25 @@ class Document:
     line: int
 
 
+def type_name(value: object) -> str:
+    """How an error message names a YAML value's type ("a mapping", "an integer", "null")."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
+
+
 def line_of(container: Any, key: Any, default: int | None = None) -> int | None:
     """Line of `container[key]` when the container came from this loader, else `default`."""
     if isinstance(container, YMap):
