@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from admission.model import Origin
+
 Severity = Literal["deny", "warn"]
 
 
@@ -14,7 +16,7 @@ class Violation:
 
     message: str
     remediation: str
-    origin: "Origin"
+    origin: Origin
     value: str | None = None
     container: str | None = None
 
@@ -63,5 +65,3 @@ class Report:
     def suppressed(self) -> int:
         return sum(1 for f in self.findings if f.suppressed)
 
-
-from admission.model import Origin  # noqa: E402  (type used in annotations only)
