@@ -21,28 +21,20 @@ from pathlib import Path
 from typing import Any
 
 from admission.errors import InputError, RegistryError
+from admission.images.reference import registry_identity
 
 __all__ = ["DOCKER_HUB_SERVER", "Credential", "Credentials", "server_key"]
 
 #: The key docker writes for Docker Hub, and the server URL it gives credential helpers for it.
 DOCKER_HUB_SERVER = "https://index.docker.io/v1/"
-_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _HELPER_TIMEOUT = 10.0
 _HELPER_CACHE_SECONDS = 300.0  # helpers such as ecr-login are slow and their answers last hours
 _HELPER_OUTPUT_CAP = 1 << 20
 _TOKEN_USERNAME = "<token>"  # what helpers return as Username when Secret is an identity token
 
 
-def server_key(server: str) -> str:
-    """A config key or server URL as a registry identity: "https://Index.Docker.io/v1/" -> "docker.io".
-
-    Lower-case host[:port] without scheme or path; Docker Hub's aliases are one registry.
-    """
-    text = server.strip()
-    if "://" in text:
-        text = text.split("://", 1)[1]
-    host = text.split("/", 1)[0].lower()
-    return "docker.io" if host in _HUB_ALIASES else host
+# A config key or server URL as a registry identity ("https://index.docker.io/v1/" -> "docker.io").
+server_key = registry_identity
 
 
 @dataclass(frozen=True, slots=True)

@@ -403,6 +403,19 @@ def tag_name_only(ref: Reference) -> Reference:
 # --- registry identity (DESIGN §5) ----------------------------------------------------------------------
 
 
+def registry_identity(server: str) -> str:
+    """A registry named by a user (policy setting, Docker config key, server URL) as DESIGN §5 spells it.
+
+    Lower-case host[:port] without scheme or path; Docker Hub's aliases are one registry, `docker.io`:
+    "https://Index.Docker.io/v1/" -> "docker.io".
+    """
+    text = server.strip()
+    if "://" in text:
+        text = text.split("://", 1)[1]
+    host = text.split("/", 1)[0].lower()
+    return DEFAULT_DOMAIN if host in _DOCKER_HUB_HOSTS else host
+
+
 def registry_host(ref: Reference) -> str:
     """The registry a reference is pulled from, as `images.allowed_registries` spells it.
 
@@ -411,7 +424,4 @@ def registry_host(ref: Reference) -> str:
     domain, which is taken as Docker Hub here, but reads "org/app" as domain "org".
     """
     _require_name(ref)
-    host = ref.domain.lower()
-    if not host or host in _DOCKER_HUB_HOSTS:
-        return DEFAULT_DOMAIN
-    return host
+    return registry_identity(ref.domain) if ref.domain else DEFAULT_DOMAIN

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from admission.errors import InputError, PolicyError
 from admission.findings import Severity
+from admission.images.reference import registry_identity
 from admission.policy import catalog
 from admission.sources.text import read_path
 from admission.sources.yamlload import YMap, YSeq, load_documents, type_name
@@ -227,7 +228,7 @@ def _images(reader: _Reader, value: Any, base: ImagesSettings, container: Any) -
                 raise reader.fail(f"{what} must look like os/arch, e.g. linux/amd64", raw, key)
             changes[key] = item
         elif key in ("allowed_registries", "insecure_registries"):
-            changes[key] = tuple(_registry_identity(s) for s in reader.strings(item, what, raw, key))
+            changes[key] = tuple(registry_identity(s) for s in reader.strings(item, what, raw, key))
         elif key in ("restrict_to_allowed", "resolve_user_names"):
             changes[key] = reader.boolean(item, what, raw, key)
         elif key == "tag_ttl":
@@ -236,18 +237,9 @@ def _images(reader: _Reader, value: Any, base: ImagesSettings, container: Any) -
             changes[key] = item
         elif key == "mirrors":
             mirrors = reader.mapping(item, what, raw, key)
-            changes[key] = {_registry_identity(host): reader.strings(m, f"{what}.{host}", mirrors, host)
+            changes[key] = {registry_identity(host): reader.strings(m, f"{what}.{host}", mirrors, host)
                             for host, m in mirrors.items()}
     return replace(base, **changes)
-
-
-_DOCKER_HUB_ALIASES = frozenset(("docker.io", "index.docker.io", "registry-1.docker.io"))
-
-
-def _registry_identity(host: str) -> str:
-    """DESIGN §5: lower-case host[:port], with Docker Hub's names folded to docker.io."""
-    host = host.lower().strip().removeprefix("https://").removeprefix("http://").rstrip("/")
-    return "docker.io" if host in _DOCKER_HUB_ALIASES else host
 
 
 def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
