@@ -87,11 +87,12 @@ def _load_kubernetes(text: str, *, display: str, options: Options, out: Collecte
     out.errors.extend(result.problems)
 
 
-def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Options, out: Collected) -> frozenset[str]:
+def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Options, out: Collected,
+                  texts: Mapping[str, str] | None = None, require_shape: bool = False) -> frozenset[str]:
     from admission.sources import compose
 
     result = compose.load_project(paths, displays=displays, environ=options.environ, env_files=options.env_files,
-                                  profiles=options.profiles)
+                                  profiles=options.profiles, texts=texts, require_shape=require_shape)
     out.workloads.extend(result.workloads)
     out.errors.extend(result.problems)
     out.files.update(result.files)
@@ -130,18 +131,6 @@ class _ComposeFromContent(Exception):
     pass
 
 
-def _compose_shaped(text: str, display: str) -> bool:
-    """Parse a walked file the compose hint picked, and keep it only if it has a compose file's shape."""
-    from admission.sources import compose
-    from admission.sources.yamlload import load_documents
-
-    try:
-        documents = [d.value for d in load_documents(text, file=display, dialect="1.2") if d.value is not None]
-    except InputError:
-        return True  # broken YAML in a walk is an input error; the compose reader reports it with its line
-    return bool(documents) and compose.looks_like_compose(documents[0])
-
-
 def _guarded(display: str, out: Collected, action: Callable[[], frozenset[str] | None]) -> frozenset[str]:
     """Run what reads one input; its failure becomes an `errors` entry for that input and hides nothing else."""
     try:
@@ -158,7 +147,7 @@ def _guarded(display: str, out: Collected, action: Callable[[], frozenset[str] |
 
 def _check_file(path: str, *, display: str, options: Options, out: Collected, explicit: bool,
                 compose_overrides: Sequence[tuple[str, str]] = (),
-                defer: list[tuple[str, str, Sequence[tuple[str, str]]]] | None = None) -> frozenset[str]:
+                defer: list[_Pending] | None = None) -> frozenset[str]:
     """Read one file (explicit or walked). Returns Dockerfiles its compose builds use.
 
     With `defer`, a compose file is only queued: a walk loads compose projects last, so that files
@@ -180,11 +169,8 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
             out.skipped += 1
             return None
         kind = _classify_text(text, name=name)
-        if kind == "compose" and not explicit and not _compose_shaped(text, display):
-            out.skipped += 1  # e.g. a .gitlab-ci.yml with `services:` or `include:` lists
-            return None
         if kind == "compose" and defer is not None:
-            defer.append((path, display, compose_overrides))
+            defer.append(_Pending(path, display, compose_overrides, text))
             return None
         out.files.add(display)
         if kind == "yaml?":
@@ -205,21 +191,42 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
 
 
 def _load_project(path: str, display: str, overrides: Sequence[tuple[str, str]], *, options: Options,
-                  out: Collected) -> frozenset[str]:
+                  out: Collected, text: str | None = None, require_shape: bool = False) -> frozenset[str]:
     return _load_compose([path, *(p for p, _ in overrides)], [display, *(d for _, d in overrides)],
-                         options=options, out=out)
+                         options=options, out=out, texts={path: text} if text is not None else None,
+                         require_shape=require_shape)
 
 
-def _compose_projects(pending: list[tuple[str, str, Sequence[tuple[str, str]]]], *, options: Options,
-                      out: Collected) -> set[str]:
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A file a walk took for compose by content, with the text already read."""
+
+    path: str
+    display: str
+    overrides: Sequence[tuple[str, str]]
+    text: str
+
+
+def _compose_projects(pending: list[_Pending], *, options: Options, out: Collected) -> set[str]:
     """Load the compose projects a walk found; a file another project includes or extends is part of that
     project only (as an override is), not a project of its own. Returns the Dockerfiles their builds use."""
+    from admission.sources.compose import NotCompose
+
     loaded = []
-    for path, display, overrides in pending:
+    for item in pending:
         part = Collected()
-        part.files.add(display)
-        used = _guarded(display, part, lambda: _load_project(path, display, overrides, options=options, out=part))
-        loaded.append((display, part, used))
+        part.files.add(item.display)
+
+        def load(item: _Pending = item, part: Collected = part) -> frozenset[str] | None:
+            try:
+                return _load_project(item.path, item.display, item.overrides, options=options, out=part,
+                                     text=item.text, require_shape=True)
+            except NotCompose:  # e.g. a .gitlab-ci.yml with `services:` or `include:` lists
+                part.files.discard(item.display)
+                part.skipped += 1
+                return None
+
+        loaded.append((item.display, part, _guarded(item.display, part, load)))
     fragments = {f for display, part, _ in loaded for f in part.files if f != display}
     dockerfiles: set[str] = set()
     for display, part, used in loaded:
@@ -234,7 +241,7 @@ def _compose_projects(pending: list[tuple[str, str, Sequence[tuple[str, str]]]],
 
 
 def _walk(root: str, *, options: Options, out: Collected) -> None:
-    pending: list[tuple[str, str, Sequence[tuple[str, str]]]] = []
+    pending: list[_Pending] = []
     standalone_dockerfiles: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(root, followlinks=False):
         if "Chart.yaml" in files and "templates" in dirs:

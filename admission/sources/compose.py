@@ -64,6 +64,10 @@ def looks_like_compose(doc: object) -> bool:
     return False
 
 
+class NotCompose(Exception):
+    """`load_project(require_shape=True)`: the base file parses, but is not shaped like a compose file."""
+
+
 @dataclass(frozen=True, slots=True)
 class ComposeResult:
     workloads: list[Workload]
@@ -317,6 +321,7 @@ class _Loader:
         self.files: list[str] = []
         self.problems: list[Problem] = []
         self.dockerfiles: set[str] = set()
+        self._parsed: dict[str, list[tuple[Any, int]]] = {}
         self._extends_cache: dict[tuple[str, frozenset[tuple[str, str]]], tuple[CMap, list[PathKey]]] = {}
 
     def _note(self, display: str) -> None:
@@ -337,9 +342,11 @@ class _Loader:
         return model
 
     def _documents(self, real: str, display: str) -> list[tuple[Any, int]]:
-        text = self.read(real, display)
-        docs = load_documents(text, file=display, dialect="1.2", strict_keys=True, keep_tags=_KEEP_TAGS)
-        return [(doc.value, doc.line) for doc in docs]
+        if real not in self._parsed:
+            text = self.read(real, display)
+            docs = load_documents(text, file=display, dialect="1.2", strict_keys=True, keep_tags=_KEEP_TAGS)
+            self._parsed[real] = [(doc.value, doc.line) for doc in docs]
+        return self._parsed[real]
 
     def _convert_file(self, real: str, display: str, scope: _Scope) -> list[tuple[CMap, list[PathKey]]]:
         out: list[tuple[CMap, list[PathKey]]] = []
@@ -1003,18 +1010,23 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
 
 def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapping[str, str],
                  env_files: Sequence[str] | None = None, profiles: Sequence[str] = (),
-                 texts: Mapping[str, str] | None = None) -> ComposeResult:
+                 texts: Mapping[str, str] | None = None, require_shape: bool = False) -> ComposeResult:
     """Read a compose project: paths[0] is the base file, paths[1:] the `-f` overrides in order.
 
     Variables come from `environ`, then the project directory's `.env` (replaced by `env_files` when
     given). `profiles` empty means every service; otherwise services without profiles or with a
     matching one (`*` matches all). `texts` gives contents already read, by path (stdin: a path in
     the working directory, which is then the project directory, as with `docker compose -f -`).
-    Raises InputError for anything Compose itself could not read.
+    Raises InputError for anything Compose itself could not read; with `require_shape` (a directory walk
+    guessing from content), NotCompose when the base file is not shaped like a compose file at all.
     """
     if not paths or len(paths) != len(displays):
         raise ValueError("load_project needs one display name per path")
     loader = _Loader(texts)
+    if require_shape:
+        first = next((value for value, _ in loader._documents(paths[0], displays[0]) if value is not None), None)
+        if not looks_like_compose(first):
+            raise NotCompose(displays[0])
     workdir = _Dir.of_file(paths[0], displays[0])
     if env_files is None:
         real, display = workdir.join(".env")
