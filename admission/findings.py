@@ -19,6 +19,9 @@ class Violation:
     origin: Origin
     value: str | None = None
     container: str | None = None
+    # What is wrong inside the object, short and stable (`limits.cpu`, `hostPort 8080/TCP`, `user`): part of the
+    # finding's fingerprint (DESIGN §2), so never a line, a list index, a digest or a message. "" = the field path.
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,21 @@ class Finding:
     container: str | None
     suppressed: bool = False
     reason: str | None = None
+    key: str = ""
+    fingerprint: str | None = None
+    object_file: str = ""  # the file of the object the finding belongs to (finding.file may be its Dockerfile)  # set by the CLI, which knows the repository root (cli/identity.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """An object the engine evaluated, with the rules that ran on it: JUnit reports a test case per pair."""
+
+    kind: str
+    name: str
+    namespace: str | None
+    file: str
+    source: str
+    rules: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +75,9 @@ class Report:
     files: int = 0
     objects: int = 0
     skipped_files: int = 0
+    evaluated: list[Evaluated] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of files a walk left out
+    stale_baseline_entries: int = 0
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity and not f.suppressed)

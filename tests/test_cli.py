@@ -48,8 +48,11 @@ def test_json_finding_has_exactly_the_contract_fields_and_values(capsys, monkeyp
     monkeypatch.chdir(EXAMPLE)
     _, report = run_json(capsys, "docker-compose.prod.yml")
     assert report["version"] == 1 and report["tool"]["name"] == "admission"
-    assert set(report["summary"]) == {"files", "objects", "deny", "warn", "suppressed", "errors", "skipped_files"}
-    assert by_rule(report, "no-host-port") == [{
+    assert set(report["summary"]) == {"files", "objects", "deny", "warn", "suppressed", "errors", "skipped_files",
+                                      "stale_baseline_entries"}
+    found = by_rule(report, "no-host-port")
+    assert len(found) == 1 and len(found[0].pop("fingerprint")) == 32
+    assert found == [{
         "rule": "no-host-port", "severity": "deny", "suppressed": False, "reason": None,
         "message": "service 'flask-app' publishes port 5000 on all host interfaces",
         "remediation": "publish through a load balancer or reverse proxy, or bind to 127.0.0.1: \"127.0.0.1:5000:5000\"",

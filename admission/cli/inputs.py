@@ -6,10 +6,12 @@ so the other files are still evaluated.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from typing import IO
 from dataclasses import dataclass, field
 
 from admission.errors import InputError
@@ -19,12 +21,22 @@ from admission.sources import text as textio
 
 SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (DESIGN §2)
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 _API_HINT = re.compile(r'^apiVersion\s*:|"apiVersion"\s*:', re.M)
 _KIND_HINT = re.compile(r'^kind\s*:|"kind"\s*:', re.M)
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
 # Case-sensitive, as DESIGN §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
+HELM_TEMPLATE = "a Helm template (render it: helm template CHART | admission-cli check -)"
+UNRECOGNISED = "not a compose file, Kubernetes manifest, Dockerfile or image archive"
+_COMPOSE_NAME = re.compile(r"^(docker-)?compose[^/]*\.ya?ml$")
 _DOCKERFILE_NAME = re.compile(r"^(Dockerfile(\..+)?|.+\.Dockerfile|Containerfile.*)$")
+
+
+def is_compose_name(name: str) -> bool:
+    """`compose*.y*ml`, `docker-compose*.y*ml` and their overrides: a file that fails to parse under such a name
+    is an input error even in a walk."""
+    return bool(_COMPOSE_NAME.match(name))
 
 
 def is_dockerfile_name(name: str) -> bool:
@@ -45,6 +57,7 @@ class Options:
     overrides: Sequence[str] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     platform: str = "linux/amd64"
+    as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
 
 
 @dataclass(slots=True)
@@ -53,9 +66,15 @@ class Collected:
     errors: list[Problem] = field(default_factory=list)
     files: set[str] = field(default_factory=set)
     skipped: int = 0
+    skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
 
     def fail(self, exc: InputError, *, file: str) -> None:
         self.errors.append(Problem(message=exc.message, file=exc.file or file, line=exc.line, path=exc.path))
+
+    def skip(self, display: str, reason: str) -> None:
+        """A file a walk leaves out, with the reason (the JSON report's `skipped`)."""
+        self.skipped_reasons.append((display, reason))
+        self.skipped += 1
 
 
 class UsageError(Exception):
@@ -110,11 +129,22 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
     from admission.sources import compose, kubernetes
     from admission.sources.yamlload import load_documents
 
-    documents = [d.value for d in load_documents(text, file=display, dialect="1.1") if d.value is not None]
+    try:
+        documents = [d.value for d in load_documents(text, file=display, dialect="1.1") if d.value is not None]
+    except InputError as exc:
+        # DESIGN §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
+        # another tool's template is not ours to judge.
+        if explicit or is_compose_name(os.path.basename(display)):
+            raise
+        out.files.discard(display)
+        where = f" (line {exc.line})" if exc.line else ""
+        out.skip(display, f"not compose or Kubernetes, and not valid YAML/JSON: {exc.message}{where}")
+        return
     if not documents:
         if explicit:
             raise InputError("no YAML document in the input (the file is empty)", file=display)
-        out.skipped += 1
+        out.files.discard(display)
+        out.skip(display, "no YAML document (only comments or blank lines)")
         return
     if any(kubernetes.is_kubernetes(d) for d in documents):
         _load_kubernetes(text, display=display, options=options, out=out)
@@ -124,7 +154,7 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
         raise InputError("not a recognised input: neither a compose file, a Kubernetes manifest nor a Dockerfile", file=display)
     else:
         out.files.discard(display)  # read only to recognise it: skipped, not checked
-        out.skipped += 1
+        out.skip(display, "not compose or Kubernetes: no apiVersion and kind, no services")
 
 
 class _ComposeFromContent(Exception):
@@ -154,19 +184,25 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
     one project includes or extends are not also checked as projects of their own."""
     name = os.path.basename(path)
     if not explicit and not (is_dockerfile_name(name) or name.endswith(YAML_SUFFIXES)):
-        out.skipped += 1
+        out.skip(display, UNRECOGNISED)
         return frozenset()
 
     def read() -> frozenset[str] | None:
         if not explicit and os.path.getsize(path) == 0:
-            out.skipped += 1
+            out.skip(display, "empty file")
             return None
-        text = textio.read_path(path, display=display)
+        try:
+            text = textio.read_path(path, display=display)
+        except InputError as exc:
+            if explicit or is_dockerfile_name(name) or is_compose_name(name):
+                raise
+            out.skip(display, f"not compose or Kubernetes, and not readable as text: {exc.message}")
+            return None
         if not text.strip():
             if explicit:
                 raise InputError("no YAML document in the input (the file is empty)" if not is_dockerfile_name(name)
                                  else "the Dockerfile is empty", file=display)
-            out.skipped += 1
+            out.skip(display, "empty file")
             return None
         kind = _classify_text(text, name=name)
         if kind == "compose" and defer is not None:
@@ -223,7 +259,7 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
                                      text=item.text, require_shape=True)
             except NotCompose:  # e.g. a .gitlab-ci.yml with `services:` or `include:` lists
                 part.files.discard(item.display)
-                part.skipped += 1
+                part.skip(item.display, "has `services:` or `include:` but is not shaped like a compose file")
                 return None
 
         loaded.append((item.display, part, _guarded(item.display, part, load)))
@@ -236,73 +272,137 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
         out.errors.extend(part.errors)
         out.files.update(part.files)
         out.skipped += part.skipped
+        out.skipped_reasons.extend(part.skipped_reasons)
         dockerfiles |= used
     return dockerfiles
 
 
+@dataclass(slots=True)
+class _Walk:
+    """What a walk (or `--as-walk`) gathers before compose projects and standalone Dockerfiles are loaded."""
+
+    root: str | None  # None: named files (--as-walk), shown as given
+    pending: list[_Pending] = field(default_factory=list)
+    dockerfiles: list[tuple[str, str]] = field(default_factory=list)
+
+    def display(self, folder: str, name: str) -> str:
+        if self.root is None:
+            return os.path.normpath(os.path.join(folder, name))
+        return _display(self.root, folder, name)
+
+
 def _walk(root: str, *, options: Options, out: Collected) -> None:
-    pending: list[_Pending] = []
-    standalone_dockerfiles: list[tuple[str, str]] = []
+    walk = _Walk(root)
     for folder, dirs, files in os.walk(root, followlinks=False):
         if "Chart.yaml" in files and "templates" in dirs:
             # Helm templates are Go templates, not YAML; `helm template | admission-cli check -` reads them rendered.
-            for _, _, inner in os.walk(os.path.join(folder, "templates")):
-                out.skipped += len(inner)
+            for inner_folder, _, inner in os.walk(os.path.join(folder, "templates")):
+                for name in sorted(inner):
+                    out.skip(walk.display(inner_folder, name), HELM_TEMPLATE)
             dirs.remove("templates")
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(folder, d)))
         if "oci-layout" in files and folder != root:
             _load_archive(folder, display=_display(root, folder, ""), options=options, out=out)
             dirs[:] = []  # an OCI layout is one input; its blobs are not files to check
             continue
-        names = sorted(files)
-        handled: set[str] = set()
-        for base in COMPOSE_BASES:
-            override = next((o for o in override_for(base) if o in names), None)
-            if base in names and override is not None:
-                handled.update((base, override))
-                pair = [(os.path.join(folder, override), _display(root, folder, override))]
-                _check_file(os.path.join(folder, base), display=_display(root, folder, base), options=options,
-                            out=out, explicit=False, compose_overrides=pair, defer=pending)
-        for name in names:
-            full = os.path.join(folder, name)
-            if name in handled:
-                continue
-            if os.path.islink(full):
-                out.skipped += 1
-                continue
-            if ".override." in name and name.startswith(("compose", "docker-compose")):
-                out.skipped += 1  # an override without its base is never checked alone
-                continue
-            if is_dockerfile_name(name):
-                standalone_dockerfiles.append((full, _display(root, folder, name)))
-                continue
-            if name.endswith(".tar") and _is_tar(full):
-                _load_archive(full, display=_display(root, folder, name), options=options, out=out)
-                continue
-            _check_file(full, display=_display(root, folder, name), options=options, out=out, explicit=False,
-                        defer=pending)
-    dockerfiles_used = _compose_projects(pending, options=options, out=out)
-    for full, display in standalone_dockerfiles:
+        _scan_folder(walk, folder, sorted(files), options=options, out=out)
+    _finish_walk(walk, options=options, out=out)
+
+
+def _scan_folder(walk: _Walk, folder: str, names: Sequence[str], *, options: Options, out: Collected) -> None:
+    """Read the named files of one folder as a walk does: overrides merged onto their base, compose projects and
+    Dockerfiles queued for `_finish_walk`, everything else checked or skipped with a reason."""
+    handled: set[str] = set()
+    for base in COMPOSE_BASES:
+        override = next((o for o in override_for(base) if o in names), None)
+        if base in names and override is not None:
+            handled.update((base, override))
+            pair = [(os.path.join(folder, override), walk.display(folder, override))]
+            _check_file(os.path.join(folder, base), display=walk.display(folder, base), options=options,
+                        out=out, explicit=False, compose_overrides=pair, defer=walk.pending)
+    for name in names:
+        full = os.path.join(folder, name)
+        display = walk.display(folder, name)
+        if name in handled:
+            continue
+        if os.path.islink(full):
+            out.skip(display, "a symbolic link (walks do not follow links)")
+            continue
+        if ".override." in name and name.startswith(("compose", "docker-compose")):
+            out.skip(display, "a compose override without its base file in the same folder")
+            continue
+        if is_dockerfile_name(name):
+            walk.dockerfiles.append((full, display))
+            continue
+        if name.endswith(TAR_SUFFIXES):
+            _walk_tarball(full, display=display, options=options, out=out)
+            continue
+        _check_file(full, display=display, options=options, out=out, explicit=False, defer=walk.pending)
+
+
+def _finish_walk(walk: _Walk, *, options: Options, out: Collected) -> None:
+    dockerfiles_used = _compose_projects(walk.pending, options=options, out=out)
+    for full, display in walk.dockerfiles:
         if os.path.realpath(full) in dockerfiles_used:
             continue  # reported under the compose service that builds it
         _check_file(full, display=display, options=options, out=out, explicit=False)
+
+
+def _helm_template(path: str) -> bool:
+    """Inside a `templates/` folder whose parent has a Chart.yaml, at any depth."""
+    folder = os.path.dirname(os.path.abspath(path))
+    while True:
+        parent = os.path.dirname(folder)
+        if os.path.basename(folder) == "templates" and os.path.isfile(os.path.join(parent, "Chart.yaml")):
+            return True
+        if parent == folder:
+            return False
+        folder = parent
+
+
+def _as_walk(paths: Sequence[str], *, options: Options, out: Collected) -> None:
+    """`--as-walk` (pre-commit's per-file hook): the named files are handled as a walk would handle them. An
+    override brings its base file (and a base its override), and neither is checked alone."""
+    walk = _Walk(None)
+    folders: dict[str, set[str]] = {}
+    for path in paths:
+        folder, name = os.path.split(path)
+        folder = folder or "."
+        if _helm_template(path):
+            out.skip(walk.display(folder, name), HELM_TEMPLATE)
+            continue
+        chosen = folders.setdefault(folder, set())
+        chosen.add(name)
+        for base in COMPOSE_BASES:
+            if name in override_for(base) and os.path.isfile(os.path.join(folder, base)):
+                chosen.add(base)
+            if name == base:
+                chosen.update(o for o in override_for(base) if os.path.isfile(os.path.join(folder, o)))
+    for folder, names in folders.items():
+        _scan_folder(walk, folder, sorted(names), options=options, out=out)
+    _finish_walk(walk, options=options, out=out)
 
 
 def _display(root: str, folder: str, name: str) -> str:
     return os.path.normpath(os.path.join(folder, name)) if root not in (".", "./") else os.path.relpath(os.path.join(folder, name))
 
 
-def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = None) -> Collected:
+def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] | None = None) -> Collected:
     """Every input named on the command line -> workloads and per-file problems."""
     out = Collected()
     if options.overrides:
+        if options.as_walk:
+            raise UsageError("-f OVERRIDE cannot be combined with --as-walk (a walk merges overrides by name)")
         if len(paths) != 1 or paths[0] == "-" or os.path.isdir(paths[0]):
             raise UsageError("-f OVERRIDE needs exactly one compose file PATH")
+    if options.as_walk:
+        named = [p for p in paths if p != "-" and os.path.isfile(p)]
+        paths = [p for p in paths if p == "-" or not os.path.isfile(p)]
+        _as_walk(named, options=options, out=out)
     for path in paths:
         if path == "-":
-            # read one byte past the cap, never the whole pipe: an endless stream must not exhaust memory
-            data = stdin if stdin is not None else sys.stdin.buffer.read(textio.MAX_TEXT_BYTES + 1)
-            _check_stdin(data, options=options, out=out)
+            stream = sys.stdin.buffer if stdin is None else io.BytesIO(stdin) if isinstance(stdin, bytes) else stdin
+            _check_stdin(stream, options=options, out=out)
         elif os.path.isdir(path):
             if os.path.exists(os.path.join(path, "oci-layout")):
                 _load_archive(path, display=path, options=options, out=out)
@@ -322,13 +422,21 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | None = Non
 
 
 def _is_tar(path: str) -> bool:
-    """A tar file (or OCI layout), by content, not by name. A cheap header checksum first, so the archive
-    reader is imported only for real tarballs: `check` runs on every commit and its start-up is visible."""
+    """A tarball, plain, gzip or zstd, by content, not by name."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(512)
     except OSError:
         return False
+    return _tar_head(head)
+
+
+def _tar_head(head: bytes) -> bool:
+    """Whether the first bytes of a file or stream (512, or all there are) start a tarball: gzip or zstd magic, or
+    a tar header with the right checksum. Cheap, and the archive reader is imported only when it holds: `check`
+    runs on every commit and its start-up is visible."""
+    if head.startswith((b"\x1f\x8b", b"\x28\xb5\x2f\xfd")):
+        return True
     if len(head) < 512:
         return False
     stored = head[148:156].split(b"\0", 1)[0].strip()
@@ -340,7 +448,7 @@ def _is_tar(path: str) -> bool:
         return False
     from admission.sources import archive
 
-    return archive.is_archive(path)
+    return archive.is_tar_stream(head)
 
 
 def _load_archive(path: str, *, display: str, options: Options, out: Collected) -> None:
@@ -349,6 +457,20 @@ def _load_archive(path: str, *, display: str, options: Options, out: Collected) 
 
     out.files.add(display)
     _guarded(display, out, lambda: out.workloads.extend(archive.load(path, display=display, platform=options.platform)))
+
+
+def _walk_tarball(path: str, *, display: str, options: Options, out: Collected) -> None:
+    """A tarball met in a walk: checked only when its first members look like an image archive (DESIGN §2)."""
+    from admission.sources import archive
+
+    def sniff() -> None:
+        reason = archive.sniff(path, display=display)
+        if reason is None:
+            _load_archive(path, display=display, options=options, out=out)
+        else:
+            out.skip(display, reason)
+
+    _guarded(display, out, sniff)
 
 
 def _require_compose(path: str) -> None:
@@ -360,12 +482,22 @@ def _require_compose(path: str) -> None:
         raise UsageError(f"-f OVERRIDE needs exactly one compose file PATH; {path} is not a compose file")
 
 
-def _check_stdin(data: bytes, *, options: Options, out: Collected) -> None:
+def _check_stdin(stream: IO[bytes], *, options: Options, out: Collected) -> None:
+    """stdin: a tarball (plain, gzip or zstd; `docker save app | admission-cli check -`) is streamed through the
+    archive reader in constant memory; anything else is text, read up to one byte past the cap."""
     display = "-"
     out.files.add(display)
 
     def read() -> None:
-        text = textio.decode(data, file=display)
+        head = _read_head(stream, 512)
+        if _tar_head(head):
+            from admission.sources import archive
+
+            out.workloads.extend(archive.load_stream(stream, display=display, platform=options.platform, head=head))
+            return
+        # one byte past the cap, never the whole pipe: an endless stream must not exhaust memory
+        rest = stream.read(textio.MAX_TEXT_BYTES + 1 - len(head)) if len(head) == 512 else b""
+        text = textio.decode(head + rest, file=display)
         if not text.strip():
             raise InputError("no YAML document in the input (stdin is empty)", file=display)
         kind = _classify_text(text, name="-")
@@ -390,3 +522,14 @@ def _check_stdin(data: bytes, *, options: Options, out: Collected) -> None:
             out.files.update(result.files)
 
     _guarded(display, out, read)
+
+
+def _read_head(stream: IO[bytes], size: int) -> bytes:
+    """The first `size` bytes of a stream, fewer only at its end (a pipe may return less per read)."""
+    head = b""
+    while len(head) < size:
+        chunk = stream.read(size - len(head))
+        if not chunk:
+            break
+        head += chunk
+    return head

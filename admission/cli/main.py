@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from admission import __version__
 from admission.errors import InputError, PolicyError
-from admission.findings import Problem
+from admission.findings import Problem, Report
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,7 +26,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="check inputs against the policy")
     check.add_argument("paths", nargs="+", metavar="PATH", help="file, directory, or - for stdin")
-    check.add_argument("--format", choices=("text", "json", "sarif"), default="text")
+    check.add_argument("--format", choices=FORMATS, default="text",
+                       help="report format: text, json, sarif, junit (JUnit XML), github (workflow commands), "
+                            "gitlab (Code Quality)")
+    check.add_argument("--output", metavar="FILE",
+                       help="write the --format report to FILE; stdout then carries the text report")
     check.add_argument("--policy", metavar="FILE", help="policy file overlaid on the built-in default")
     check.add_argument("--fail-on", choices=("deny", "warn"), default="deny")
     resolve = check.add_mutually_exclusive_group()
@@ -42,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-f", dest="overrides", action="append", default=[], metavar="OVERRIDE",
                        help="compose override file merged onto the one compose PATH (repeatable)")
     check.add_argument("--namespace", default="default", help="namespace of objects that have none")
+    check.add_argument("--baseline", metavar="FILE",
+                       help="suppress the findings whose fingerprints FILE holds (reason: baseline); new ones still fail")
+    check.add_argument("--write-baseline", metavar="FILE",
+                       help="write the fingerprints of every finding no exemption suppresses to FILE")
+    check.add_argument("--as-walk", action="store_true",
+                       help="handle named files as a directory walk would (for pre-commit): files that are not "
+                            "inputs are skipped, overrides are merged onto their base file")
 
     sub.add_parser("rules", help="list the rule catalogue")
     explain = sub.add_parser("explain", help="why a rule exists, how to fix it, examples")
@@ -50,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from admission.cli import inputs, report
+    from admission.cli import identity, inputs
     from admission.policy import engine
     from admission.policy.config import load_policy
 
@@ -60,7 +72,16 @@ def _check(args: argparse.Namespace) -> int:
         print(f"admission-cli: policy error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
-                             overrides=tuple(args.overrides), platform=policy.images.platform)
+                             overrides=tuple(args.overrides), platform=policy.images.platform, as_walk=args.as_walk)
+    baselined: frozenset[str] | None = None
+    if args.baseline:
+        from admission.cli import baseline
+
+        try:
+            baselined = baseline.load(args.baseline)
+        except InputError as exc:
+            print(f"admission-cli: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     try:
         collected = inputs.collect(args.paths, options=options)
     except inputs.UsageError as exc:
@@ -82,19 +103,52 @@ def _check(args: argparse.Namespace) -> int:
     result.errors[:0] = collected.errors
     result.files = len(collected.files)
     result.skipped_files = collected.skipped
-    if args.format == "json":
-        sys.stdout.write(report.render_json(result))
-    elif args.format == "sarif":
-        sys.stdout.write(report.render_sarif(result))
-    else:
-        colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
-        sys.stdout.write(report.render_text(result, colour=colour))
+    result.skipped = sorted(collected.skipped_reasons)
+    paths = identity.RepoPaths()
+    identity.assign(result, paths)
+    if baselined is not None:
+        from admission.cli import baseline
+
+        baseline.apply(result, baselined)
+    if args.write_baseline:
+        from admission.cli import baseline
+
+        try:
+            baseline.write(args.write_baseline, result, relative=paths.relative)
+        except InputError as exc:
+            result.errors.append(Problem(message=exc.message, file=exc.file))
+    rendered = _render(args.format, result, fail_on=args.fail_on, relative=paths.relative)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(rendered)
+        except OSError as exc:
+            print(f"admission-cli: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_ERROR
+        rendered = _render("text", result, fail_on=args.fail_on, relative=paths.relative)
+    sys.stdout.write(rendered)
     if result.errors:
         return EXIT_ERROR
     threshold = ("deny",) if args.fail_on == "deny" else ("deny", "warn")
     if any(not f.suppressed and f.severity in threshold for f in result.findings):
         return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _render(fmt: str, result: Report, *, fail_on: str, relative: Callable[[str], str]) -> str:
+    from admission.cli import report
+
+    if fmt == "json":
+        return report.render_json(result)
+    if fmt == "sarif":
+        return report.render_sarif(result)
+    if fmt == "junit":
+        return report.render_junit(result, fail_on=fail_on)
+    if fmt == "github":
+        return report.render_github(result, relative=relative)
+    if fmt == "gitlab":
+        return report.render_gitlab(result, relative=relative)
+    return report.render_text(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
 
 
 def _resolves(args: argparse.Namespace, setting: object) -> bool:

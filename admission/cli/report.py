@@ -1,9 +1,14 @@
-"""Reporters: text (one line per finding, fix below, summary), JSON report v1, SARIF 2.1.0 (DESIGN §2)."""
+"""Reporters (DESIGN §2): text (one line per finding, fix below, summary), JSON report v1, SARIF 2.1.0, and the
+CI formats: JUnit XML, GitHub Actions workflow commands and GitLab Code Quality.
+
+JUnit is written with the standard library's ElementTree: junitparser (used by the tests to read it back) would
+add an import to every run for nothing ElementTree cannot write.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from admission import __version__
@@ -21,7 +26,15 @@ def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 def summary(report: Report) -> dict[str, int]:
     return {"files": report.files, "objects": report.objects, "deny": report.count("deny"), "warn": report.count("warn"),
-            "suppressed": report.suppressed, "errors": len(report.errors), "skipped_files": report.skipped_files}
+            "suppressed": report.suppressed, "errors": len(report.errors), "skipped_files": report.skipped_files,
+            "stale_baseline_entries": report.stale_baseline_entries}
+
+
+def summary_line(report: Report) -> str:
+    s = summary(report)
+    stale = f", {s['stale_baseline_entries']} stale baseline entries" if s["stale_baseline_entries"] else ""
+    return (f"{s['deny']} deny, {s['warn']} warn, {s['suppressed']} suppressed, {s['errors']} errors "
+            f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files{stale})")
 
 
 def _object_label(f: Finding) -> str:
@@ -49,9 +62,7 @@ def render_text(report: Report, *, colour: bool) -> str:
         lines.append(f"    fix: {f.remediation}")
         if f.reason:
             lines.append(f"    {'exempt' if f.suppressed else 'exemption not honoured'}: {f.reason}")
-    s = summary(report)
-    lines.append(f"{s['deny']} deny, {s['warn']} warn, {s['suppressed']} suppressed, {s['errors']} errors "
-                 f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files)")
+    lines.append(summary_line(report))
     return "\n".join(lines) + "\n"
 
 
@@ -60,7 +71,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
             "message": f.message, "remediation": f.remediation, "value": f.value, "file": f.file, "line": f.line,
             "path": f.path, "source": f.source,
             "object": {"kind": f.object_kind, "name": f.object_name, "namespace": f.object_namespace},
-            "container": f.container}
+            "container": f.container, "fingerprint": f.fingerprint}
 
 
 def problem_json(p: Problem) -> dict[str, Any]:
@@ -70,7 +81,8 @@ def problem_json(p: Problem) -> dict[str, Any]:
 def render_json(report: Report) -> str:
     document = {"version": 1, "tool": {"name": "admission", "version": __version__}, "summary": summary(report),
                 "findings": [finding_json(f) for f in sorted_findings(report.findings)],
-                "errors": [problem_json(p) for p in report.errors]}
+                "errors": [problem_json(p) for p in report.errors],
+                "skipped": [{"file": file, "reason": reason} for file, reason in report.skipped]}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -121,6 +133,7 @@ def render_sarif(report: Report) -> str:
             "ruleId": f.rule, "ruleIndex": index.get(f.rule, -1), "level": _sarif_level(f.severity),
             "message": {"text": f"{f.message}. Fix: {f.remediation}"},
             "locations": [_location(f.file, f.line, f.path)],
+            "partialFingerprints": {"admission/v1": f.fingerprint} if f.fingerprint else {},
             "properties": {"object": {"kind": f.object_kind, "name": f.object_name, "namespace": f.object_namespace},
                            "container": f.container, "value": f.value, "source": f.source},
         }
@@ -137,3 +150,145 @@ def render_sarif(report: Report) -> str:
            "invocations": [{"executionSuccessful": not report.errors, "toolExecutionNotifications": notifications}]}
     document = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+# --- CI formats ---------------------------------------------------------------------------------------
+
+
+def _threshold(fail_on: str) -> tuple[str, ...]:
+    return ("deny",) if fail_on == "deny" else ("deny", "warn")
+
+
+def _finding_lines(f: Finding) -> str:
+    state = f" (suppressed: {f.reason})" if f.suppressed else ""
+    return (f"{_where(f.file, f.line)}  {f.severity}{state}  {f.rule}  {_object_label(f)}  {f.message}\n"
+            f"    fix: {f.remediation}")
+
+
+def _case_name(kind: str, namespace: str | None, name: str, rule: str) -> str:
+    return f"{kind} {namespace}/{name} {rule}" if namespace else f"{kind} {name} {rule}"
+
+
+def render_junit(report: Report, *, fail_on: str) -> str:
+    """One testsuite per input file, one testcase per evaluated object and rule (DESIGN §2). GitLab keys cases
+    by classname + name and drops duplicates, so names are unique within a file."""
+    from xml.etree import ElementTree as ET
+
+    threshold = _threshold(fail_on)
+    by_case: dict[tuple[str, str, str | None, str, str], list[Finding]] = {}
+    for f in sorted_findings(report.findings):
+        by_case.setdefault((f.object_file or f.file, f.object_kind, f.object_namespace, f.object_name, f.rule), []).append(f)
+    suites: dict[str, list[tuple[str, list[Finding]]]] = {}
+    seen: set[tuple[str, str]] = set()
+    for obj in report.evaluated:
+        for rule_id in obj.rules:
+            name = _case_name(obj.kind, obj.namespace, obj.name, rule_id)
+            if (obj.file, name) in seen:
+                continue  # the same object twice in one stream: one case (its findings are already merged)
+            seen.add((obj.file, name))
+            suites.setdefault(obj.file, []).append((name, by_case.pop((obj.file, obj.kind, obj.namespace, obj.name, rule_id), [])))
+    for (file, kind, namespace, name, rule_id), findings in by_case.items():  # a rule outside `applies` reported anyway
+        case = _case_name(kind, namespace, name, rule_id)
+        if (file, case) not in seen:
+            seen.add((file, case))
+            suites.setdefault(file, []).append((case, findings))
+    problems: dict[str, list[Problem]] = {}
+    for problem in report.errors:
+        problems.setdefault(problem.file or "-", []).append(problem)
+    root = ET.Element("testsuites", name="admission")
+    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for file in sorted(set(suites) | set(problems)):
+        suite = ET.SubElement(root, "testsuite", name=file)
+        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+        for case_name, findings in suites.get(file, []):
+            case = ET.SubElement(suite, "testcase", classname=file, name=case_name, time="0")
+            counts["tests"] += 1
+            failing = [f for f in findings if not f.suppressed and f.severity in threshold]
+            if failing:
+                counts["failures"] += 1
+                failure = ET.SubElement(case, "failure", type=failing[0].rule,
+                                        message=f"{_where(failing[0].file, failing[0].line)}: {failing[0].message}")
+                failure.text = "\n".join(_finding_lines(f) for f in findings)
+            elif findings and all(f.suppressed for f in findings):
+                counts["skipped"] += 1
+                ET.SubElement(case, "skipped", message="; ".join(sorted({f.reason or "" for f in findings})))
+            elif findings:  # below --fail-on: passes, but stays readable in the report
+                ET.SubElement(case, "system-out").text = "\n".join(_finding_lines(f) for f in findings)
+        for n, problem in enumerate(problems.get(file, []), start=1):
+            counts["tests"] += 1
+            counts["errors"] += 1
+            case = ET.SubElement(suite, "testcase", classname=file, name=f"input error {n}", time="0")
+            path = f" ({problem.path})" if problem.path else ""
+            ET.SubElement(case, "error", type="input-error",
+                          message=f"{_where(problem.file, problem.line)}: {problem.message}{path}").text = (
+                f"{_where(problem.file, problem.line)}  {problem.message}{path}")
+        for key, value in counts.items():
+            suite.set(key, str(value))
+            totals[key] += value
+        suite.set("time", "0")
+    for key, value in totals.items():
+        root.set(key, str(value))
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _gh_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _gh_command(level: str, *, file: str, line: int | None, title: str, message: str) -> str:
+    props = [f"file={_gh_property(file)}"]
+    if line:
+        props.append(f"line={line}")
+    props.append(f"title={_gh_property(title)}")
+    return f"::{level} {','.join(props)}::{_gh_data(message)}"
+
+
+def render_github(report: Report, *, relative: Callable[[str], str]) -> str:
+    """GitHub Actions workflow commands: one annotation per unsuppressed finding and per input error, file names
+    relative to the repository root (as the runner resolves them), then the summary line. Never coloured."""
+    lines: list[str] = []
+    for problem in report.errors:
+        path = f" ({problem.path})" if problem.path else ""
+        lines.append(_gh_command("error", file=relative(problem.file or "-"), line=problem.line,
+                                 title="admission: input error", message=f"{problem.message}{path}"))
+    shown = 0
+    for f in sorted_findings(report.findings):
+        if f.suppressed:
+            continue
+        shown += 1
+        lines.append(_gh_command("error" if f.severity == "deny" else "warning", file=relative(f.file), line=f.line,
+                                 title=f.rule, message=f"{_object_label(f)}: {f.message}\nfix: {f.remediation}"))
+    total = shown + len(report.errors)
+    note = (f"; {total} annotations in all, and GitHub shows only about 10 of each type per step: "
+            "every one is listed in this log" if total > 10 else "")
+    lines.append(summary_line(report) + note)
+    return "\n".join(lines) + "\n"
+
+
+def render_gitlab(report: Report, *, relative: Callable[[str], str]) -> str:
+    """GitLab Code Quality: a JSON array; deny -> major, warn -> minor, input errors -> blocker. Suppressed
+    findings are left out (GitLab has no suppressed state); the fingerprint is the finding's own."""
+    import hashlib
+
+    issues: list[dict[str, Any]] = []
+    for f in sorted_findings(report.findings):
+        if f.suppressed:
+            continue
+        issues.append({"description": f"{_object_label(f)}: {f.message}. Fix: {f.remediation}", "check_name": f.rule,
+                       "fingerprint": f.fingerprint, "severity": "major" if f.severity == "deny" else "minor",
+                       "location": {"path": relative(f.file), "lines": {"begin": f.line or 1}}})
+    seen: dict[str, int] = {}
+    for problem in report.errors:
+        file = relative(problem.file or "-")
+        base = f"input-error\0{file}\0{problem.path or ''}\0{problem.message}"
+        n = seen[base] = seen.get(base, 0) + 1
+        issues.append({"description": problem.message + (f" ({problem.path})" if problem.path else ""),
+                       "check_name": "input-error", "severity": "blocker",
+                       "fingerprint": hashlib.sha256(f"{base}\0{n}".encode()).hexdigest()[:32],
+                       "location": {"path": file, "lines": {"begin": problem.line or 1}}})
+    return json.dumps(issues, indent=2, ensure_ascii=False) + "\n"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from admission.findings import Finding, Problem, Report, Severity, Violation
+from admission.findings import Evaluated, Finding, Problem, Report, Severity, Violation
 from admission.model import ExemptionClaim, Workload
 from admission.policy import catalog
 from admission.policy.config import Exemption, Policy, RuleSetting, parse_date
 
 SCHEMA_RULE = "compose-schema"
+_INDEX = re.compile(r"\[\d+\]")  # list indices move when entries are added: never part of a finding's key
 _GENERIC_SCHEMA_FIX = "change the file so that Docker Compose accepts it (see the Compose Specification)"
 
 
@@ -84,7 +86,8 @@ def _finding(rule: str, severity: Severity, workload: Workload, violation: Viola
                    value=violation.value, file=origin.file, line=origin.line, path=origin.path,
                    source=workload.source, object_kind=workload.kind, object_name=workload.name,
                    object_namespace=workload.namespace, container=violation.container,
-                   suppressed=suppressed, reason=reason)
+                   suppressed=suppressed, reason=reason, key=violation.key or _INDEX.sub("[]", origin.path),
+                   object_file=workload.origin.file)
 
 
 def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | None = None) -> Report:
@@ -101,8 +104,17 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
     def severity_of(configured: str) -> Severity:
         return "warn" if policy.enforcement == "warn" or configured == "warn" else "deny"
 
+    ran: dict[str, tuple[str, ...]] = {}  # source -> ids of the active rules that apply to it
+
     for workload in workloads:
         report.objects += 1
+        rule_ids = ran.get(workload.source)
+        if rule_ids is None:
+            rule_ids = ran[workload.source] = tuple(
+                r.id for r, _ in active if workload.source in r.applies) + (
+                (SCHEMA_RULE,) if workload.source == "compose" and schema is not None and schema.severity != "off" else ())
+        report.evaluated.append(Evaluated(kind=workload.kind, name=workload.name, namespace=workload.namespace,
+                                          file=workload.origin.file, source=workload.source, rules=rule_ids))
         claims = _validate_claims(workload, policy, known, report.errors)
         produced: list[tuple[str, Severity, Violation]] = []
         for rule, setting in active:
@@ -113,7 +125,8 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
                 fix = getattr(issue, "remediation", None) or _GENERIC_SCHEMA_FIX
                 produced.append((SCHEMA_RULE, severity_of(schema.severity),
                                  Violation(message=issue.message, remediation=fix, origin=issue.origin,
-                                           value=issue.value, container=issue.container)))
+                                           value=issue.value, container=issue.container,
+                                           key=_INDEX.sub("[]", issue.origin.path))))
         for rule_id, severity, violation in produced:
             suppressed, reason = _suppression(rule_id, workload, violation.container, claims, policy.exemptions, today)
             report.findings.append(_finding(rule_id, severity, workload, violation, suppressed=suppressed, reason=reason))

@@ -1,7 +1,8 @@
-"""Small helpers the rules share: how to name a container in a message."""
+"""Small helpers the rules share: how to name a container in a message, and a finding key for an image."""
 
 from __future__ import annotations
 
+from admission.images import reference
 from admission.model import Container, Workload
 
 _KIND_WORDS = {"init": "init container", "sidecar": "sidecar container", "ephemeral": "ephemeral container",
@@ -24,3 +25,12 @@ def container_field(workload: Workload, container: Container) -> str | None:
     if workload.source in ("dockerfile", "image"):
         return None
     return container.name
+
+
+def repository(image: str) -> str:
+    """An image reference without tag or digest, as `docker` names it: part of finding keys, which must not move
+    when a tag is bumped or an image rebuilt. An unparseable reference is its own key."""
+    try:
+        return reference.parse_normalized_named(image).familiar_name
+    except reference.ReferenceError:
+        return image

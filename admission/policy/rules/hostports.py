@@ -62,6 +62,12 @@ def port_allowed(port: Port, *, allowed_ips: tuple[str, ...], allowed_ports: tup
     return bool(numbers) and all(n in allowed for n in numbers)
 
 
+def _port_key(port: Port) -> str:
+    """`hostPort 8080->80/TCP`, `hostPort 0.0.0.0:random->5000/tcp`: the binding itself, never its index in the list."""
+    host = f"{port.host_ip}:" if port.host_ip else ""
+    return f"hostPort {host}{port.published or 'random'}->{port.target}/{port.protocol}"
+
+
 @rule("no-host-port", severity="deny", summary="No ports published straight on a host.",
       applies={"kubernetes": "hostPort, hostNetwork", "compose": "ports, network_mode"},
       params=(Param("allowed_host_ips", list, ("127.0.0.1", "::1"), "host addresses a port may be bound to", _check_ip),
@@ -102,7 +108,7 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         # compose: `container` is the service name (DESIGN §2), so container-glob exemptions match it
         container = workload.name if workload.source == "compose" else None
         yield Violation(message=message, remediation=fix, origin=workload.host_network.origin, value=str(value),
-                        container=container)
+                        container=container, key="network_mode" if workload.source == "compose" else "hostNetwork")
     ips = tuple(str(i) for i in params.get("allowed_host_ips", ()))
     ports = tuple(params.get("allowed_host_ports", ()))
     for container in workload.containers:
@@ -120,4 +126,4 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
                 message = f"{subject(workload, container)} binds hostPort {port.published} {where} of the node"
                 fix = "remove hostPort and expose the containerPort through a Service (and an Ingress or LoadBalancer)"
             yield Violation(message=message, remediation=fix, origin=port.origin, value=port.text,
-                            container=container_field(workload, container))
+                            container=container_field(workload, container), key=_port_key(port))

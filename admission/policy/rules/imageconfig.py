@@ -8,7 +8,7 @@ from typing import Any
 from admission.findings import Violation
 from admission.model import Workload
 from admission.policy.catalog import rule
-from admission.policy.rules.common import container_field, subject
+from admission.policy.rules.common import container_field, repository, subject
 
 _FIXES = {
     "blocked": "list the registry in images.allowed_registries if it is yours (a private address is refused otherwise), "
@@ -56,10 +56,11 @@ def image_config_unavailable(workload: Workload, params: Mapping[str, Any]) -> I
                 message=(f"{subject(workload, container)}: image config of '{container.image.value}' is unavailable: "
                          f"{container.image_config_error}"),
                 remediation=_fix(container.image_config_error), origin=container.image.origin,
-                value=container.image.value, container=name)
+                value=container.image.value, container=name, key="image config")
         if container.base_config_error and container.inherits_user_from is not None:
             base = container.inherits_user_from
             yield Violation(
                 message=(f"{subject(workload, container)}: config of the base image '{base.value}' is unavailable, "
                          f"so the user it runs as is unknown: {container.base_config_error}"),
-                remediation=_fix(container.base_config_error), origin=base.origin, value=base.value, container=name)
+                remediation=_fix(container.base_config_error), origin=base.origin, value=base.value, container=name,
+                key=f"base image config {repository(base.value)}")

@@ -9,7 +9,7 @@ from admission.findings import Violation
 from admission.images import reference
 from admission.model import Container, Located, Workload
 from admission.policy.catalog import Param, rule
-from admission.policy.rules.common import container_field, subject
+from admission.policy.rules.common import container_field, repository, subject
 
 
 def _repo(text: str, tag: str) -> str:
@@ -17,7 +17,8 @@ def _repo(text: str, tag: str) -> str:
     return text[: -len(tag) - 1] if text.endswith(":" + tag) else text
 
 
-def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container: str | None) -> Iterator[Violation]:
+def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container: str | None,
+           key: str) -> Iterator[Violation]:
     text = ref.value
     try:
         parsed = reference.parse_normalized_named(text)
@@ -26,7 +27,7 @@ def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container:
         yield Violation(
             message=f"{who} uses an invalid image reference '{shown}': {exc}",
             remediation="write a valid reference: [registry[:port]/]repository[:tag][@sha256:<64 hex>], repository in lower case",
-            origin=ref.origin, value=text, container=container)
+            origin=ref.origin, value=text, container=container, key=key)
         return
     if parsed.digest:
         return
@@ -35,18 +36,18 @@ def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container:
         yield Violation(
             message=f"{who} uses image '{text}' with no tag, which means ':latest': it changes under you and cannot be rolled back",
             remediation=f"pin a version tag or a digest, e.g. '{text}:1.2.3' or '{text}@sha256:<digest>'",
-            origin=ref.origin, value=text, container=container)
+            origin=ref.origin, value=text, container=container, key=key)
     elif parsed.tag.casefold() in disallowed:
         yield Violation(
             message=f"{who} uses image '{text}' with the tag '{parsed.tag}', which the policy does not allow (disallowed_tags)",
             remediation=f"pin a release tag or a digest instead, e.g. '{_repo(text, parsed.tag)}:1.2.3' or "
                         f"'{_repo(text, parsed.tag)}@sha256:<digest>'",
-            origin=ref.origin, value=text, container=container)
+            origin=ref.origin, value=text, container=container, key=key)
     elif params.get("require_digest"):
         yield Violation(
             message=f"{who} uses image '{text}' pinned by tag only; the policy requires a digest (require_digest)",
             remediation=f"add the digest: '{text}@sha256:<digest>' (e.g. from `skopeo inspect docker://{text}`)",
-            origin=ref.origin, value=text, container=container)
+            origin=ref.origin, value=text, container=container, key=key)
 
 
 def _base_subject(workload: Workload, container: Container, ref: Located[str]) -> str:
@@ -87,6 +88,7 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
     for container in workload.containers:
         name = container_field(workload, container)
         if container.image is not None:
-            yield from _check(container.image, who=subject(workload, container), params=params, container=name)
+            yield from _check(container.image, who=subject(workload, container), params=params, container=name, key="image")
         for base in container.base_images:
-            yield from _check(base, who=_base_subject(workload, container, base), params=params, container=name)
+            yield from _check(base, who=_base_subject(workload, container, base), params=params, container=name,
+                             key=f"FROM {repository(base.value)}")

@@ -127,7 +127,8 @@ def _check(workload: Workload, container: Container, config: ImageConfig) -> Ite
             remediation=("rebuild the image from a Dockerfile (docker buildx build, buildah bud, kaniko) or another "
                          "declarative builder in CI, so that every layer comes from a reviewed step; never ship "
                          "`docker commit` output"),
-            origin=origin, value=_clip(entry.created_by, VALUE_CHARS) if entry.created_by else None, container=name)
+            origin=origin, value=_clip(entry.created_by, VALUE_CHARS) if entry.created_by else None, container=name,
+            key=f"history {entry.created_by or entry.comment}")
     missing = [label for label in (SOURCE_LABEL, REVISION_LABEL) if not config.labels.get(label, "").strip()]
     if missing:
         yield Violation(
@@ -136,7 +137,7 @@ def _check(workload: Workload, container: Container, config: ImageConfig) -> Ite
             remediation=("label the image at build time: `docker buildx build --label "
                          f"{SOURCE_LABEL}=https://github.com/ORG/REPO --label {REVISION_LABEL}=$(git rev-parse HEAD)`, "
                          "or `LABEL` lines in the Dockerfile (docker/metadata-action sets both)"),
-            origin=origin, value=", ".join(missing), container=name)
+            origin=origin, value=", ".join(missing), container=name, key="labels")
 
 
 @rule("image-provenance", severity="warn",

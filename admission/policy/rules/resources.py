@@ -68,4 +68,4 @@ def resource_limits(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
             yield Violation(message=message, remediation=fix,
                             origin=limit.origin if limit is not None else container.origin,
                             value=limit.value if limit is not None else None,
-                            container=container_field(workload, container))
+                            container=container_field(workload, container), key=f"limits.{resource}")

@@ -155,7 +155,7 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
                 yield Violation(
                     message=f"{who} runs as root: runAsUser is 0",
                     remediation="set runAsUser to a non-zero uid that exists in the image, e.g. 10001, and runAsNonRoot: true",
-                    origin=container.run_as_user.origin, value="0", container=name)
+                    origin=container.run_as_user.origin, value="0", container=name, key="user")
             continue
         non_root = container.run_as_non_root is not None and container.run_as_non_root.value
         known = known_user(container)
@@ -177,7 +177,7 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
             if workload.source == "kubernetes":
                 why += "; nothing stops it running as root"
             yield Violation(message=f"{who} {why}", remediation=_fix_unknown(workload),
-                            origin=origin, value=None, container=name)
+                            origin=origin, value=None, container=name, key="user")
             continue
         user = classify_user(known.value.value)
         if user.kind == "root":
@@ -186,20 +186,20 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
             else:
                 message = f"{who} runs as root: {_describe(known)}"
             yield Violation(message=message, remediation=_fix_root(workload, known), origin=known.value.origin,
-                            value=known.value.value, container=name)
+                            value=known.value.value, container=name, key="user")
         elif user.kind == "invalid":
             yield Violation(
                 message=(f"{who} has an invalid user id ({user.uid}): a uid must be between 1 and {MAX_UID}, "
                          "so the kubelet refuses to start it"),
                 remediation=f"use a uid between 1 and {MAX_UID}, e.g. 10001",
-                origin=known.value.origin, value=known.value.value, container=name)
+                origin=known.value.origin, value=known.value.value, container=name, key="user")
         elif user.kind == "name" and non_root and known.via != "user":
             yield Violation(
                 message=(f"{who}: container has runAsNonRoot and image has non-numeric user ({user.name}), "
                          "cannot verify user is non-root; the kubelet will refuse to start it"),
                 remediation=(f"set securityContext.runAsUser to {_named(known, user.name)}, "
                              f"or rebuild the image with a numeric `USER {_uid_hint(known, user.name)}`"),
-                origin=_origin_for_name(container, known), value=known.value.value, container=name)
+                origin=_origin_for_name(container, known), value=known.value.value, container=name, key="user")
 
 
 def _origin_for_name(container: Container, known: KnownUser) -> Origin:
@@ -266,4 +266,4 @@ def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
             message=(f"{subject(workload, container)} runs as the named user '{user.name}' ({_describe(known)}); "
                      "Kubernetes cannot verify a name is non-root, so runAsNonRoot: true would refuse to start it"),
             remediation=fix, origin=known.value.origin, value=known.value.value,
-            container=container_field(workload, container))
+            container=container_field(workload, container), key="user")

@@ -1,0 +1,71 @@
+"""Finding identity (DESIGN §2): a fingerprint that survives edits elsewhere, for baselines and CI systems.
+
+A fingerprint hashes the rule, the file relative to its repository root, the object (kind, namespace and
+name; a Dockerfile by its file alone, an image by its repository), the container and the rule's key. Never
+the line, the message, a list index or a digest. Two distinct findings in one run never share one: a repeat
+(the same object twice in one stream) gets an occurrence number, in report order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+
+from admission.findings import Finding, Report
+
+_VERSION = "admission/v1"  # bump when the recipe changes, so old baselines go stale instead of matching wrongly
+
+
+class RepoPaths:
+    """File names relative to the repository root (the nearest folder above with `.git`), else to the
+    current directory: `check .`, `check sub` and an absolute path name a file the same way."""
+
+    def __init__(self, cwd: str | None = None) -> None:
+        self._cwd = os.path.abspath(cwd or os.getcwd())
+        self._roots: dict[str, str | None] = {}
+
+    def _root(self, folder: str) -> str | None:
+        if folder in self._roots:
+            return self._roots[folder]
+        if os.path.exists(os.path.join(folder, ".git")):
+            root: str | None = folder
+        else:
+            parent = os.path.dirname(folder)
+            root = None if parent == folder else self._root(parent)
+        self._roots[folder] = root
+        return root
+
+    def relative(self, file: str) -> str:
+        if file in ("-", ""):
+            return file
+        full = os.path.normpath(os.path.join(self._cwd, file))
+        base = self._root(os.path.dirname(full)) or self._cwd
+        return os.path.relpath(full, base).replace(os.sep, "/")
+
+
+def _object(f: Finding) -> str:
+    if f.object_kind == "Dockerfile":
+        return "Dockerfile"  # its `stage N` name moves when a stage is added; the file identifies it
+    if f.object_kind == "Image":
+        from admission.policy.rules.common import repository
+
+        return f"Image\0{repository(f.object_name)}"
+    return f"{f.object_kind}\0{f.object_namespace or ''}\0{f.object_name}"
+
+
+def fingerprint(f: Finding, *, file: str, occurrence: int = 1) -> str:
+    parts = [_VERSION, f.rule, file, _object(f), f.container or "", f.key]
+    if occurrence > 1:
+        parts.append(str(occurrence))
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+
+
+def assign(report: Report, paths: RepoPaths) -> None:
+    """Set every finding's fingerprint in place (findings are frozen, so each is replaced)."""
+    seen: dict[str, int] = {}
+    for i, f in enumerate(report.findings):
+        file = paths.relative(f.file)
+        first = fingerprint(f, file=file)
+        n = seen[first] = seen.get(first, 0) + 1
+        report.findings[i] = replace(f, fingerprint=first if n == 1 else fingerprint(f, file=file, occurrence=n))
