@@ -1,0 +1,1 @@
+"""The validating admission webhook (`admission-cli serve`): FastAPI, imported only by `serve`."""

@@ -1,0 +1,297 @@
+"""The webhook's FastAPI app: POST /validate, GET /healthz, /readyz, /metrics (DESIGN §3).
+
+`create_app(settings)` builds one app with its own policy holder, image resolver, cluster reader, metrics and
+audit log. A request is: read the body under the cap, validate the envelope (400/413), plan (review.plan:
+dispatch and UPDATE rules), resolve images and read the namespace's LimitRange inside the deadline, evaluate with
+the same engine as `admission-cli check`, answer, write one audit line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import IO, Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.routing import Route
+
+from admission.errors import PolicyError
+from admission.findings import Finding, Report
+from admission.model import Workload
+from admission.policy import catalog, engine
+from admission.policy.config import Policy, load_policy
+from admission.webhook import review
+from admission.webhook.audit import AuditLog, record
+from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
+from admission.webhook.reload import LIFECYCLE, PolicyHolder
+from admission.webhook.settings import Settings
+
+__all__ = ["create_app", "create_app_from_env", "request_deadline"]
+
+log = logging.getLogger("admission.webhook")
+
+_JSON = "application/json"
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
+_IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
+
+
+def parse_go_duration(text: str) -> float | None:
+    """Seconds of a Go duration as the API server writes ?timeout= ("10s", "1m30s", "500ms"); None if invalid."""
+    text = text.strip()
+    if not text:
+        return None
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            return None
+        total += float(match.group(1)) * _UNIT[match.group(2)]
+        pos = match.end()
+    return total if pos == len(text) else None
+
+
+def request_deadline(settings: Settings, timeout_param: str | None) -> float:
+    """Seconds this request may take: min(ADMISSION_DEADLINE, ?timeout= minus the margin), at least 10 ms."""
+    budget = settings.deadline
+    if timeout_param:
+        sent = parse_go_duration(timeout_param)
+        if sent is not None:
+            budget = min(budget, sent - settings.timeout_margin)
+    return max(0.01, budget)
+
+
+class _Webhook:
+    """Everything one app instance holds; the route handlers are its methods."""
+
+    def __init__(self, settings: Settings, holder: PolicyHolder, metrics: Metrics, audit: AuditLog,
+                 images: Any = None, cluster: Any = None) -> None:
+        self.settings = settings
+        self.holder = holder
+        self.metrics = metrics
+        self.audit = audit
+        self.images = images  # admission.webhook.imaging.ImageService, or None when nothing resolves
+        self.cluster = cluster  # admission.webhook.cluster.ClusterReads, or None when cluster reads are off
+        self.started = False
+        self.redacting = settings.redact_details and bool(settings.docker_config or settings.pull_secrets)
+        self._finding_children: dict[tuple[str, str], Any] = {}
+
+    # --- endpoints -------------------------------------------------------------------------------------------
+
+    async def healthz(self, request: Request) -> Response:
+        return Response(b'{"status":"ok"}', media_type=_JSON)
+
+    def ready(self) -> bool:
+        return self.started and self.holder.policy is not None and not LIFECYCLE.draining
+
+    async def readyz(self, request: Request) -> Response:
+        if self.ready():
+            return Response(b'{"ready":true}', media_type=_JSON)
+        why = "shutting down" if LIFECYCLE.draining else "policy not loaded"
+        return Response(json.dumps({"ready": False, "reason": why}).encode(), status_code=503, media_type=_JSON)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        self.metrics.ready.set(1 if self.ready() else 0)
+        if self.images is not None:
+            self.metrics.sync_resolver(self.images.stats())
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    async def validate(self, request: Request) -> Response:
+        start = time.monotonic()
+        headers = {"Connection": "close"} if LIFECYCLE.draining else None
+        body = await self._read_body(request)
+        if body is None:
+            return self._error(413, {"error": f"the body is larger than {self.settings.max_body} bytes"},
+                               "too_large", start, headers)
+        try:
+            parsed = review.parse(body)
+        except review.EnvelopeError as exc:
+            return self._error(400, exc.body(), "bad_request", start, headers)
+        req = parsed.request
+        budget = request_deadline(self.settings, request.query_params.get("timeout"))
+        try:
+            decision = await self.decide(req, start + budget)
+        except Exception:  # noqa: BLE001 - our bug: 500 with the uid, logged; the worker lives on
+            log.exception("internal error deciding uid=%s", req.uid)
+            return self._error(500, {"error": "internal error in the admission webhook", "uid": req.uid},
+                               "error", start, headers, request=req)
+        answer = review.response_body(parsed.apiVersion, req.uid, decision.allowed, code=decision.code,
+                                      message=decision.message, warnings=decision.warnings)
+        content = json.dumps(answer, separators=(",", ":"), ensure_ascii=False).encode()
+        duration = time.monotonic() - start
+        self._account(req, decision, duration, budget)
+        return Response(content, media_type=_JSON, headers=headers)
+
+    # --- the decision ----------------------------------------------------------------------------------------
+
+    async def decide(self, req: review.AdmissionRequest, deadline: float) -> review.Decision:
+        planned = review.plan(req)
+        if isinstance(planned, review.Decision):
+            return planned
+        policy = self.holder.policy  # one snapshot per request: a reload never mixes two policies in one answer
+        assert policy is not None
+        workloads: list[Workload] = planned.workloads
+        notes: list[str] = []
+        # The LimitRange read and the image lookups run side by side, both inside the deadline.
+        limit_task = None
+        if planned.template and self.cluster is not None and self.cluster.limitranges:
+            limit_task = asyncio.ensure_future(self.cluster.limit_defaults(planned.namespace, deadline=deadline))
+        if self.images is not None and policy.images.resolve in ("auto", True):
+            credentials = None
+            if self.cluster is not None and self.cluster.pull_secrets:
+                credentials = await self.cluster.pull_credentials(req.object or {}, planned.kind, planned.namespace,
+                                                                  deadline=deadline)
+                if credentials.problem:
+                    notes.append(credentials.problem)
+            workloads = await self.images.enrich(workloads, policy.images, deadline=deadline, pulls=credentials)
+        limit_problem = None
+        if limit_task is not None:
+            defaults = await limit_task
+            if defaults.problem:
+                limit_problem = defaults.problem
+            else:
+                from admission.webhook.cluster import apply_limit_defaults
+
+                workloads = apply_limit_defaults(workloads, defaults)
+        report = engine.evaluate(workloads, policy)
+        if limit_problem or self.redacting:
+            report = self._adjust(report, limit_problem, workloads)
+        return review.finish(planned, report, notes=notes)
+
+    def _adjust(self, report: Report, limit_problem: str | None, workloads: Sequence[Workload]) -> Report:
+        configured: dict[str, str] = {}
+        for workload in workloads:
+            for c in workload.containers:
+                if c.image_config is not None and c.image is not None:
+                    configured[c.name] = c.image.value
+        findings: list[Finding] = []
+        for f in report.findings:
+            if limit_problem and f.rule == "resource-limits":
+                f = replace(f, message=f"{f.message} (the namespace's LimitRange could not be read: {limit_problem}; "
+                                       "no defaults were counted)")
+            if self.redacting and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
+                rule = catalog.get(f.rule)
+                f = replace(f, value=None, message=(
+                    f"container '{f.container}': the config of image '{configured[f.container]}' fails {f.rule} "
+                    f"({rule.summary if rule else ''}); details withheld (ADMISSION_REDACT_DETAILS)"),
+                    remediation="run `admission-cli check --resolve-images` with credentials for the image's "
+                                "registry to see the details")
+            findings.append(f)
+        report.findings = findings
+        return report
+
+    # --- plumbing --------------------------------------------------------------------------------------------
+
+    async def _read_body(self, request: Request) -> bytes | None:
+        cap = self.settings.max_body
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cap:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _error(self, status: int, body: dict[str, Any], result: str, start: float, headers: dict[str, str] | None,
+               request: review.AdmissionRequest | None = None) -> Response:
+        duration = time.monotonic() - start
+        operation = request.operation if request is not None else ""
+        kind = request.kind.kind if request is not None and request.kind is not None else ""
+        self.metrics.observe(operation, kind, result, duration)
+        if result == "error" and request is not None:
+            self.audit.write({**record(request, review.Decision(allowed=False, result="error"), duration=duration),
+                              "error": body.get("error")})
+        return Response(json.dumps(body).encode(), status_code=status, media_type=_JSON, headers=headers)
+
+    def _account(self, req: review.AdmissionRequest, decision: review.Decision, duration: float, budget: float) -> None:
+        kind = decision.kind or (req.kind.kind if req.kind is not None else "")
+        self.metrics.observe(req.operation, kind, decision.result, duration)
+        report = decision.report
+        if report is not None:
+            for f in report.findings:
+                key = (f.rule, "suppressed" if f.suppressed else f.severity)
+                child = self._finding_children.get(key)
+                if child is None:
+                    child = self._finding_children[key] = self.metrics.findings.labels(*key)
+                child.inc()
+        if self.images is not None:
+            self.metrics.sync_resolver(self.images.stats())
+        self.audit.write(record(req, decision, duration=duration, deadline=budget))
+
+
+def create_app(settings: Settings | None = None, *, policy: Policy | None = None, audit_stream: IO[str] | None = None,
+               cluster: Any = None, images: Any = None) -> FastAPI:
+    """The webhook app. The policy is loaded now, so a bad policy file refuses to start (PolicyError).
+
+    `cluster` / `images` replace the cluster reader and image service (tests give loopback-backed ones); by
+    default cluster reads start in the lifespan when configured, and images resolve through a registry client.
+    """
+    settings = settings or Settings()
+    metrics = Metrics(multiprocess_dir=settings.metrics_dir)
+    holder = PolicyHolder(settings.policy, metrics=metrics, initial=policy if policy is not None else load_policy(settings.policy))
+    audit = AuditLog(audit_stream, enabled=settings.audit)
+    if images is None:
+        from admission.webhook.imaging import ImageService
+
+        images = ImageService.from_settings(settings, holder.policy.images, metrics=metrics)
+    hook = _Webhook(settings, holder, metrics, audit, images=images, cluster=cluster)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        if hook.cluster is None and (settings.limitrange_reads or settings.pull_secrets):
+            from admission.webhook.cluster import connect
+
+            hook.cluster = await connect(settings, metrics=metrics)
+        if settings.policy:
+            tasks.append(asyncio.create_task(holder.watch(settings.watch_interval, on_change=_images_follow)))
+        from admission.webhook.reload import watch_certificates
+
+        tasks.append(asyncio.create_task(watch_certificates(settings.watch_interval, metrics=metrics)))
+        hook.started = True
+        metrics.ready.set(1)
+        try:
+            yield
+        finally:
+            hook.started = False
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if hook.images is not None:
+                await hook.images.aclose()
+            if hook.cluster is not None:
+                hook.cluster.close()
+
+    def _images_follow(new: Policy) -> None:
+        if hook.images is not None:
+            hook.images.update(new.images)
+
+    app = FastAPI(title="admission", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    # Plain Starlette routes: the handlers take the Request and build their answer themselves, so FastAPI's
+    # dependency solving and response encoding are not paid per request.
+    app.router.routes.append(Route("/validate", hook.validate, methods=["POST"]))
+    app.router.routes.append(Route("/healthz", hook.healthz, methods=["GET"]))
+    app.router.routes.append(Route("/readyz", hook.readyz, methods=["GET"]))
+    app.router.routes.append(Route("/metrics", hook.metrics_endpoint, methods=["GET"]))
+    app.state.webhook = hook
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """uvicorn's factory for workers > 1 (each worker builds its app from the ADMISSION_* environment)."""
+    try:
+        return create_app(Settings())
+    except PolicyError as exc:
+        log.error("policy error: %s", exc)
+        raise SystemExit(2) from None

@@ -1,0 +1,85 @@
+"""One JSON line per decision (DESIGN §3): who asked for what, the verdict and why, and how long it took.
+
+Never secrets, never whole objects: the rules with their containers, suppressed items with their reasons,
+and the envelope's identifying fields. Written straight to a stream (stdout by default), one write per line,
+because the logging module's formatting costs more than the line itself on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from typing import IO, Any
+
+from admission.webhook.review import AdmissionRequest, Decision
+
+__all__ = ["AuditLog", "record"]
+
+
+def record(request: AdmissionRequest | None, decision: Decision, *, duration: float, deadline: float | None = None,
+           extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The audit fields of one decision."""
+    rules: dict[str, dict[str, Any]] = {}
+    suppressed: list[dict[str, Any]] = []
+    report = decision.report
+    if report is not None:
+        for f in report.findings:
+            if f.suppressed:
+                suppressed.append({"rule": f.rule, "container": f.container, "reason": f.reason})
+                continue
+            entry = rules.setdefault(f.rule, {"rule": f.rule, "severity": f.severity, "containers": []})
+            if f.container and f.container not in entry["containers"]:
+                entry["containers"].append(f.container)
+    user = request.userInfo.username if request is not None and request.userInfo is not None else ""
+    out: dict[str, Any] = {
+        "ts": round(time.time(), 3),
+        "audit": "admission",
+        "uid": request.uid if request is not None else "",
+        "kind": decision.kind or (request.kind.kind if request is not None and request.kind is not None else ""),
+        "namespace": decision.namespace or (request.namespace or "" if request is not None else ""),
+        "name": decision.name or (request.name or "" if request is not None else ""),
+        "operation": request.operation if request is not None else "",
+        "subResource": (request.subResource or "") if request is not None else "",
+        "user": user,
+        "dryRun": bool(request.dryRun) if request is not None else False,
+        "allowed": decision.allowed,
+        "code": decision.code,
+        "result": decision.result,
+        "rules": list(rules.values()),
+        "suppressed": suppressed,
+        "warnings": len(decision.warnings),
+        "duration_ms": round(duration * 1000, 3),
+    }
+    if decision.skipped:
+        out["skipped"] = decision.skipped
+    if decision.result == "invalid" and decision.message:
+        out["message"] = decision.message
+    if report is not None and report.errors:
+        out["problems"] = [p.message for p in report.errors]
+    if deadline is not None:
+        out["deadline_ms"] = round(deadline * 1000, 1)
+    if extra:
+        out.update(extra)
+    return out
+
+
+class AuditLog:
+    """Writes one compact JSON line per call. `enabled` False makes it a no-op (ADMISSION_AUDIT=false)."""
+
+    def __init__(self, stream: IO[str] | None = None, *, enabled: bool = True) -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        self.enabled = enabled
+        self._lock = threading.Lock()
+
+    def write(self, fields: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+        with self._lock:
+            try:
+                self.stream.write(line)
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed or broken stdout must not turn a decision into a 500

@@ -1,0 +1,159 @@
+"""Image configs for the webhook: one long-lived resolver per process (per credential set), shared by every request.
+
+Uncached lookups of one request run concurrently (images/enrich.py), join lookups already in flight for other
+requests, and stop at the request's deadline; what misses it becomes `image-config-unavailable`.
+
+A policy reload hands the new `images` settings to `update()`. The gates (allowed_registries,
+restrict_to_allowed, insecure_registries, mirrors, platform) decide which answers may be used, so when they
+change the clients and resolvers built under the old ones are retired and the next request uses new ones;
+lookups still running under the old gates finish for the requests that started them and are never joined by
+a request under the new gates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from admission.images.cache import ImageResolver, MemoryCache
+from admission.images.credentials import Credentials
+from admission.images.enrich import enrich
+from admission.images.registry import RegistryClient
+from admission.model import Workload
+from admission.policy.config import ImagesSettings
+
+__all__ = ["ImageService", "PullCredentials"]
+
+log = logging.getLogger("admission.webhook")
+_MAX_CREDENTIAL_SETS = 256
+_EVALUATION_RESERVE = 0.02  # seconds kept back from the deadline for evaluating and answering
+
+
+@dataclass(frozen=True, slots=True)
+class PullCredentials:
+    """Credentials for one request's lookups (the Pod's and its ServiceAccount's pull secrets), keyed by a hash."""
+
+    key: str = ""
+    credentials: Credentials | None = None
+    problem: str | None = None  # a read that failed: said in the answer, the lookup goes on without them
+
+
+def _counting_client(metrics: Any) -> type[RegistryClient]:
+    """A RegistryClient that counts every HTTP exchange by registry and status for /metrics."""
+
+    class CountingClient(RegistryClient):
+        async def _send(self, method: str, url: Any, address: str, **kwargs: Any) -> Any:  # type: ignore[override]
+            registry = url.netloc.decode("ascii", "replace") if hasattr(url, "netloc") else str(url)
+            try:
+                answer = await super()._send(method, url, address, **kwargs)
+            except BaseException:
+                metrics.registry_calls.labels(registry, "error").inc()
+                raise
+            metrics.registry_calls.labels(registry, str(answer.status)).inc()
+            return answer
+
+    return CountingClient
+
+
+def _gates(settings: ImagesSettings) -> tuple[Any, ...]:
+    return (settings.platform, tuple(sorted(settings.allowed_registries)), settings.restrict_to_allowed,
+            tuple(sorted(settings.insecure_registries)),
+            tuple(sorted((k, tuple(v)) for k, v in settings.mirrors.items())), settings.tag_ttl,
+            settings.resolve_user_names)
+
+
+@dataclass
+class _Pair:
+    client: RegistryClient
+    resolver: ImageResolver
+
+
+@dataclass
+class ImageService:
+    settings: ImagesSettings
+    static: Credentials | None = None  # ADMISSION_DOCKER_CONFIG
+    metrics: Any = None
+    verify: Any = True
+    client_class: type[RegistryClient] = RegistryClient
+    _pairs: collections.OrderedDict[str, _Pair] = field(default_factory=collections.OrderedDict)
+    _memory: MemoryCache = field(default_factory=MemoryCache)
+    _retired: collections.Counter[str] = field(default_factory=collections.Counter)
+    _closing: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @classmethod
+    def from_settings(cls, server: Any, images: ImagesSettings, *, metrics: Any) -> ImageService:
+        static = Credentials.load(server.docker_config) if server.docker_config else None
+        return cls(images, static=static, metrics=metrics,
+                   client_class=_counting_client(metrics) if metrics is not None else RegistryClient)
+
+    def _pair(self, pulls: PullCredentials | None) -> tuple[_Pair, str]:
+        key = pulls.key if pulls is not None and pulls.credentials is not None else ""
+        pair = self._pairs.get(key)
+        if pair is None:
+            # With pull secrets the request's credentials come first and the static config fills in (as node
+            # credentials do for the kubelet); cluster.py merges them.
+            credentials = pulls.credentials if key else self.static
+            client = self.client_class(self.settings, credentials=credentials, verify=self.verify)
+            pair = self._pairs[key] = _Pair(client, ImageResolver(client, settings=self.settings, memory=self._memory))
+            while len(self._pairs) > _MAX_CREDENTIAL_SETS:
+                _, old = self._pairs.popitem(last=False)
+                self._retire(old)
+        else:
+            self._pairs.move_to_end(key)
+        return pair, key
+
+    async def enrich(self, workloads: Sequence[Workload], settings: ImagesSettings, *, deadline: float,
+                     pulls: PullCredentials | None = None) -> list[Workload]:
+        if _gates(settings) != _gates(self.settings):
+            self.update(settings)
+        pair, key = self._pair(pulls)
+        until = deadline - min(_EVALUATION_RESERVE, max(0.0, (deadline - time.monotonic()) * 0.1))
+        return await enrich(workloads, pair.resolver, deadline=until, cred_key=key)
+
+    def update(self, settings: ImagesSettings) -> None:
+        """New `images` settings (a policy reload): answers obtained under other gates are not used again."""
+        if _gates(settings) == _gates(self.settings):
+            self.settings = settings
+            return
+        self.settings = settings
+        pairs, self._pairs = list(self._pairs.values()), collections.OrderedDict()
+        self._memory = MemoryCache()  # cached under the old gates: dropped with them
+        for pair in pairs:
+            self._retire(pair)
+        log.info("image resolution settings changed: image caches restarted under the new registry gates")
+
+    def _retire(self, pair: _Pair) -> None:
+        self._retired.update(pair.resolver.stats)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._close_later(pair))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_later(pair: _Pair) -> None:
+        # Lookups under the old gates may still be awaited by the requests that started them: let them end.
+        await asyncio.sleep(10)
+        await pair.resolver.cancel_pending()
+        await pair.client.aclose()
+
+    def stats(self) -> collections.Counter[str]:
+        total = collections.Counter(self._retired)
+        for pair in self._pairs.values():
+            total.update(pair.resolver.stats)
+        return total
+
+    async def aclose(self) -> None:
+        for task in list(self._closing):
+            task.cancel()
+        pairs, self._pairs = list(self._pairs.values()), collections.OrderedDict()
+        for pair in pairs:
+            await pair.resolver.cancel_pending()
+            await pair.client.aclose()

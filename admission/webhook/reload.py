@@ -1,0 +1,163 @@
+"""Hot reload of the policy file and the TLS certificate, and the process's shutdown state.
+
+Both are mounted from a ConfigMap or Secret, whose updates swap a `..data` symlink in the mounted *directory*
+(and `subPath` mounts never update at all). So each file is re-read through its path every `watch_interval`
+and compared with what was last loaded, which follows the symlink swap whatever the kernel's inotify would
+report for it. A policy is a few KiB and a certificate less: reading both once a second costs nothing.
+
+- A valid policy change is applied at once: one reference swap, so a request sees the old policy or the new
+  one, never a mix. An invalid one keeps the old policy, is logged (once per content) and counted.
+- A changed certificate and key are loaded into the live SSLContext: new TLS handshakes get them, open
+  connections keep theirs. A pair that does not load (the key of another cert) keeps the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from admission.errors import PolicyError
+from admission.policy.config import Policy, load_policy
+
+__all__ = ["LIFECYCLE", "PolicyHolder", "register_tls", "ssl_context_factory", "watch_certificates"]
+
+log = logging.getLogger("admission.webhook")
+
+
+@dataclass
+class Lifecycle:
+    """Per process: set by the SIGTERM handler (serve.py); /readyz turns false and answers close connections."""
+
+    draining: bool = False
+
+
+LIFECYCLE = Lifecycle()
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read(16 << 20)).hexdigest()
+    except OSError:
+        return None
+
+
+class PolicyHolder:
+    """The current policy. `policy` is replaced as a whole; readers take one reference per request."""
+
+    def __init__(self, path: str | None, *, metrics: Any, initial: Policy) -> None:
+        self.path = path
+        self.metrics = metrics
+        self.policy: Policy | None = initial
+        self._loaded = _digest(path) if path else None
+        self._rejected: str | None = None
+        self.generation = 0
+
+    def check(self, on_change: Callable[[Policy], None] | None = None) -> bool | None:
+        """Reload when the file's content changed: True applied, False rejected (old kept), None unchanged."""
+        if not self.path:
+            return None
+        digest = _digest(self.path)
+        if digest is None:
+            if self._rejected != "missing":
+                self._rejected = "missing"
+                self.metrics.policy_reloads.labels("failure").inc()
+                log.error("policy reload: %s cannot be read; keeping the policy loaded before", self.path)
+            return False
+        if digest == self._loaded or digest == self._rejected:
+            return None
+        try:
+            new = load_policy(self.path)
+        except PolicyError as exc:
+            self._rejected = digest
+            self.metrics.policy_reloads.labels("failure").inc()
+            log.error("policy reload rejected, keeping the policy loaded before: %s", exc)
+            return False
+        if on_change is not None:
+            on_change(new)  # the images gates first, then the rules: both are in place before the next request
+        self.policy = new
+        self._loaded, self._rejected = digest, None
+        self.generation += 1
+        self.metrics.policy_reloads.labels("success").inc()
+        log.info("policy reloaded from %s", self.path)
+        return True
+
+    async def watch(self, interval: float, *, on_change: Callable[[Policy], None] | None = None) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.check(on_change)
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad reload
+                log.exception("policy reload failed")
+
+
+# --- TLS ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _TLS:
+    context: ssl.SSLContext
+    certfile: str
+    keyfile: str | None
+    loaded: str | None = None
+    rejected: str | None = None
+    password: Any = field(default=None, repr=False)
+
+
+_CONTEXTS: list[_TLS] = []
+
+
+def _pair_digest(certfile: str, keyfile: str | None) -> str | None:
+    cert = _digest(certfile)
+    key = _digest(keyfile) if keyfile else ""
+    return None if cert is None or key is None else f"{cert}:{key}"
+
+
+def register_tls(context: ssl.SSLContext, certfile: str, keyfile: str | None) -> None:
+    """Watch `certfile`/`keyfile` for this context (serve.py registers the context uvicorn serves with)."""
+    _CONTEXTS.append(_TLS(context, certfile, keyfile, loaded=_pair_digest(certfile, keyfile)))
+
+
+def ssl_context_factory(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's `ssl_context_factory`: its own context (ALPN and all), registered for hot reload in this process."""
+    context = default_factory()
+    register_tls(context, config.ssl_certfile, config.ssl_keyfile)
+    return context
+
+
+def check_certificates(metrics: Any = None) -> list[bool]:
+    """Reload every registered certificate whose files changed; one result per reload attempted."""
+    results = []
+    for tls in _CONTEXTS:
+        digest = _pair_digest(tls.certfile, tls.keyfile)
+        if digest is None or digest == tls.loaded or digest == tls.rejected:
+            continue
+        try:
+            tls.context.load_cert_chain(tls.certfile, tls.keyfile)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            tls.rejected = digest
+            results.append(False)
+            if metrics is not None:
+                metrics.cert_reloads.labels("failure").inc()
+            log.error("TLS certificate reload rejected, keeping the one loaded before: %s", exc)
+            continue
+        tls.loaded, tls.rejected = digest, None
+        results.append(True)
+        if metrics is not None:
+            metrics.cert_reloads.labels("success").inc()
+        log.info("TLS certificate reloaded from %s", tls.certfile)
+    return results
+
+
+async def watch_certificates(interval: float, *, metrics: Any = None) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            check_certificates(metrics)
+        except Exception:  # noqa: BLE001
+            log.exception("certificate reload failed")

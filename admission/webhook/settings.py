@@ -1,0 +1,57 @@
+"""Server settings (DESIGN §5): not policy. From `ADMISSION_*` environment variables, overridden by `serve`'s flags.
+
+pydantic-settings, because this is a validation edge that runs once per process start; the policy file keeps its
+hand-written validator (the CLI cannot afford pydantic's import).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Every server setting with its default. `ADMISSION_<NAME>` sets each (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="ADMISSION_", case_sensitive=False, extra="ignore",
+                                      validate_default=True)
+
+    host: str = "0.0.0.0"
+    port: int = Field(8443, ge=0, le=65535)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    workers: int = Field(1, ge=1, le=64)
+    policy: str | None = None  # a policy file overlaid on the built-in default; None: the default alone
+
+    deadline: float = Field(2.0, gt=0, le=60)  # seconds for a whole decision, image lookups included
+    timeout_margin: float = Field(0.25, ge=0, le=10)  # kept free of the API server's ?timeout= for the answer's trip
+    max_body: int = Field(8 << 20, ge=1024)  # bytes of an AdmissionReview body; more is 413
+
+    drain_delay: float = Field(5.0, ge=0, le=300)  # after SIGTERM: still served, readiness false
+    grace: float = Field(20.0, ge=0, le=600)  # then in-flight requests get this long to finish
+
+    limitrange_reads: bool = False
+    pull_secrets: bool = False
+    docker_config: str | None = None  # a Docker config.json mounted into the pod (static registry credentials)
+    redact_details: bool = True
+    cluster_cache_ttl: float = Field(30.0, ge=0, le=3600)  # seconds a LimitRange / pull-secret read is reused
+    kubeconfig: str | None = None  # outside a cluster; in a pod the service account is used
+
+    metrics_dir: str | None = None  # prometheus-client multiprocess directory (needed for workers > 1)
+    audit: bool = True  # one JSON line per decision on stdout
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    watch_interval: float = Field(1.0, gt=0, le=60)  # how often the policy and TLS folders are checked
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("tls_cert", "tls_key", "policy", "docker_config", "metrics_dir", "kubeconfig", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value

@@ -1,0 +1,75 @@
+"""The CLI and the webhook agree: every pod-bearing object of ../shared/corpus/k8s, wrapped in a CREATE review, is
+denied by the webhook for exactly the rules `admission-cli check` denies it for (both with images.resolve false,
+since no public registry is reachable here), and an object the CLI cannot read (exit 2) is refused with code 400."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from admission.cli.main import main
+from admission.sources import kubernetes
+from admission.webhook.settings import Settings
+from tests.webhook.conftest import K8S_CORPUS, review, rules_in, running, write_policy
+
+pytestmark = pytest.mark.anyio
+
+
+def _objects() -> list[tuple[str, dict[str, Any]]]:
+    """(id, object) for every pod-bearing object, List items split out, as the API server would send each."""
+    out = []
+    for path in sorted(K8S_CORPUS.iterdir()):
+        if path.name == "SOURCES.md":
+            continue
+        docs = list(yaml.safe_load_all(path.read_text()))  # YAML 1.1, as kubectl reads manifests
+        items: list[Any] = []
+        for doc in docs:
+            if isinstance(doc, dict) and str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+                items.extend(doc["items"])
+            elif doc is not None:
+                items.append(doc)
+        for index, item in enumerate(items):
+            if kubernetes.is_kubernetes(item) and kubernetes.is_pod_bearing(item["apiVersion"], item["kind"]):
+                out.append((f"{path.name}#{index}", item))
+    return out
+
+
+OBJECTS = _objects()
+
+
+def test_the_corpus_has_pod_bearing_objects_to_compare() -> None:
+    assert len(OBJECTS) >= 50
+
+
+def _cli(obj: dict[str, Any], folder: Path, policy: Path) -> tuple[int, set[str]]:
+    target = folder / "object.json"
+    target.write_text(json.dumps(obj))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["check", str(target), "--format", "json", "--policy", str(policy)])
+    report = json.loads(out.getvalue())
+    return code, {f["rule"] for f in report["findings"] if f["severity"] == "deny" and not f["suppressed"]}
+
+
+async def test_webhook_denies_for_the_same_rules_as_the_cli_on_every_corpus_object(tmp_path: Path) -> None:
+    policy = write_policy(tmp_path / "p")
+    disagreements = []
+    async with running(Settings(policy=str(policy))) as hook:
+        for ident, obj in OBJECTS:
+            code, cli_rules = _cli(obj, tmp_path, policy)
+            got = await hook.answer(review(obj, namespace=obj.get("metadata", {}).get("namespace") or "default"))
+            if code == 2:
+                verdict = got["allowed"] is False and got["status"]["code"] == 400
+                if not verdict:
+                    disagreements.append((ident, "cli: input error", got))
+                continue
+            hook_rules = rules_in(got["status"]["message"]) if not got["allowed"] else set()
+            if hook_rules != cli_rules or (code == 1) != (not got["allowed"]):
+                disagreements.append((ident, sorted(cli_rules), sorted(hook_rules)))
+    assert not disagreements, disagreements
