@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("rules", help="list the rule catalogue")
     explain = sub.add_parser("explain", help="why a rule exists, how to fix it, examples")
     explain.add_argument("rule", metavar="RULE-ID")
+    from admission.cli import serve  # argparse only: the webhook's modules load when `serve` runs
+
+    serve.add_parser(sub)
     return parser
 
 
@@ -188,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "rules":
             return _rules()
+        if args.command == "serve":
+            from admission.cli import serve
+
+            return serve.run(args)
         return _explain(args.rule)
     except BrokenPipeError:
         return EXIT_OK

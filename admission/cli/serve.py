@@ -1,0 +1,104 @@
+"""`admission-cli serve`: the validating admission webhook (DESIGN §3, §5).
+
+Building the parser imports nothing beyond argparse; FastAPI, uvicorn, pydantic and the kubernetes client are
+imported by `run` only, so `admission-cli check` never pays for them (tests/test_boundaries.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+EXIT_OK, EXIT_ERROR = 0, 2
+
+# flag -> setting; a flag that is not given leaves the ADMISSION_* variable (or the default) in force
+_FLAGS = ("host", "port", "tls_cert", "tls_key", "policy", "workers", "deadline", "max_body", "drain_delay", "grace",
+          "docker_config", "metrics_dir", "log_level")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    serve = subparsers.add_parser(
+        "serve", help="run the validating admission webhook",
+        description="Serve POST /validate (AdmissionReview v1/v1beta1), /healthz, /readyz and /metrics. Every "
+                    "setting can also come from ADMISSION_<NAME> (flags win); see the README's Webhook section.")
+    serve.add_argument("--host", help="address to listen on (ADMISSION_HOST, default 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (ADMISSION_PORT, default 8443)")
+    serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (ADMISSION_TLS_CERT); hot-reloaded")
+    serve.add_argument("--tls-key", metavar="FILE", help="PEM private key (ADMISSION_TLS_KEY); hot-reloaded")
+    serve.add_argument("--policy", metavar="FILE", help="policy file overlaid on the default (ADMISSION_POLICY); "
+                                                        "hot-reloaded")
+    serve.add_argument("--workers", type=int, metavar="N", help="worker processes (ADMISSION_WORKERS, default 1; "
+                                                                 "scale with replicas instead)")
+    serve.add_argument("--deadline", type=float, metavar="SECONDS", help="answer within (ADMISSION_DEADLINE, 2.0)")
+    serve.add_argument("--max-body", type=int, metavar="BYTES", help="body cap (ADMISSION_MAX_BODY, 8 MiB)")
+    serve.add_argument("--drain-delay", type=float, metavar="SECONDS", help="after SIGTERM (ADMISSION_DRAIN_DELAY, 5)")
+    serve.add_argument("--grace", type=float, metavar="SECONDS", help="for in-flight requests (ADMISSION_GRACE, 20)")
+    serve.add_argument("--docker-config", metavar="FILE", help="static registry credentials (ADMISSION_DOCKER_CONFIG)")
+    serve.add_argument("--metrics-dir", metavar="DIR", help="prometheus multiprocess dir (ADMISSION_METRICS_DIR)")
+    serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
+    return serve
+
+
+def _settings(args: argparse.Namespace) -> Any:  # noqa: ANN401
+    from admission.webhook.settings import Settings
+
+    given = {name: getattr(args, name) for name in _FLAGS if getattr(args, name, None) is not None}
+    return Settings(**given)
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    import os
+    import sys
+    import tempfile
+
+    from pydantic import ValidationError
+
+    try:
+        settings = _settings(args)
+    except ValidationError as exc:
+        print(f"admission-cli serve: invalid setting: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("admission.webhook")
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        print("admission-cli serve: --tls-cert and --tls-key go together", file=sys.stderr)
+        return EXIT_ERROR
+    for path in (settings.tls_cert, settings.tls_key, settings.policy, settings.docker_config):
+        if path and not os.path.isfile(path):
+            print(f"admission-cli serve: {path}: file not found", file=sys.stderr)
+            return EXIT_ERROR
+    if not settings.tls_cert:
+        log.warning("serving plain HTTP: the API server calls webhooks over HTTPS only (give --tls-cert/--tls-key)")
+    if settings.workers > 1:
+        if not settings.metrics_dir:
+            settings.metrics_dir = tempfile.mkdtemp(prefix="admission-metrics-")
+        from admission.webhook.metrics import prepare_multiprocess
+
+        prepare_multiprocess(settings.metrics_dir)
+
+    from admission.errors import InputError, PolicyError
+    from admission.policy.config import load_policy
+    from admission.webhook.server import config_for, run_server
+
+    try:
+        load_policy(settings.policy)  # refuse to start on a bad policy, before any worker starts
+        if settings.workers > 1:
+            # Each worker builds its own app (caches, reloads and metrics files are per process).
+            for name, value in settings.model_dump().items():
+                if value is not None:
+                    os.environ[f"ADMISSION_{name.upper()}"] = str(value)
+            config = config_for("admission.webhook.app:create_app_from_env", settings, factory=True)
+        else:
+            from admission.webhook.app import create_app
+
+            config = config_for(create_app(settings), settings)
+    except PolicyError as exc:
+        print(f"admission-cli serve: policy error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except InputError as exc:
+        print(f"admission-cli serve: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    started = run_server(config, drain_delay=settings.drain_delay)
+    return EXIT_OK if started else EXIT_ERROR
