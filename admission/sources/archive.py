@@ -13,17 +13,29 @@ Decisions (DESIGN §2 leaves them open):
 - Indexes may nest; `platform` picks the manifest inside an index, attestation manifests are ignored, and top-level
   entries are taken as they are (the archive names them).
 - Origins point at the config member, which holds every value the rules read (User, history, labels).
+
+Compressed tarballs and stdin cannot seek, so they are read once as a stream: we decompress (gzip; zstd through the
+`zstandard` package, imported only when its magic is seen) and give tarfile a plain stream ("r|"). tarfile's own
+"r|*" is not used: it knows no zstd before Python 3.14, and our own detection gives gzip and zstd the same messages.
+While streaming, a member is kept only when it is small enough to be an index, manifest or config and starts like
+JSON; layers are skipped unbuffered. Such members are all kept to the end, because `docker save` may write
+manifest.json after the configs and layers it names; their count and total size are capped.
+A walk first sniffs a tarball: it is checked only when its first members (from at most SNIFF_CAP decompressed
+bytes) look like an image archive (DESIGN §2); skopeo's docker-archive starts with `<hex>.tar`, so that counts too.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 import posixpath
 import re
 import stat
 import tarfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
@@ -36,6 +48,17 @@ CONFIG_CAP = 8 * 1024 * 1024
 EXT_HEADER_CAP = 1024 * 1024  # a PAX or GNU long-name header, which tarfile would otherwise read whole
 MAX_MEMBERS = 500_000  # tarfile keeps a TarInfo per member; a real docker save has ~4 per layer
 MAX_DEPTH = 8  # index -> index -> ... -> manifest
+SNIFF_CAP = 4 * 1024 * 1024  # decompressed bytes a walk reads to tell an image archive from other tarballs
+SNIFF_MEMBERS = 16  # "its first members": an image archive names itself within its first few
+STREAM_KEEP_BYTES = 32 * 1024 * 1024  # JSON members a stream keeps until it knows which it needs
+STREAM_KEEP_MEMBERS = 10_000
+STREAM_TRAILER_CAP = 1024 * 1024  # read past the tar's end, so `docker save | ...` does not die of SIGPIPE
+_STREAM_BUFSIZE = 256 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# Root members only an image archive has: OCI layout files, docker save files, skopeo's `<hex>.tar` layers.
+_IMAGE_MEMBER = re.compile(r"(oci-layout|manifest\.json|index\.json|blobs(/.*)?"
+                           r"|[a-f0-9]{64}(\.tar|\.json|/layer\.tar))\Z")
 
 _INDEX_TYPES = frozenset({"application/vnd.oci.image.index.v1+json",
                           "application/vnd.docker.distribution.manifest.list.v2+json"})
@@ -53,7 +76,7 @@ _EXT_HEADER_TYPES = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS
 
 
 def is_archive(path: str) -> bool:
-    """A tar file (by its first header block, not its name) or a directory holding an `oci-layout` file."""
+    """A tarball, plain, gzip or zstd (by its first bytes, not its name), or a directory holding an `oci-layout`."""
     if os.path.isdir(path):
         return os.path.isfile(os.path.join(path, "oci-layout"))
     try:
@@ -61,7 +84,7 @@ def is_archive(path: str) -> bool:
             block = fh.read(tarfile.BLOCKSIZE)
     except OSError:
         return False
-    return _is_tar_header(block)
+    return is_tar_stream(block)
 
 
 def _is_tar_header(block: bytes) -> bool:
@@ -77,6 +100,20 @@ def _is_tar_header(block: bytes) -> bool:
     return stored in (unsigned, signed)
 
 
+def compression(head: bytes) -> str | None:
+    """'gzip' or 'zstd' from the first bytes of a file or stream; None for anything else."""
+    if head.startswith(_GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(_ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def is_tar_stream(head: bytes) -> bool:
+    """Whether a stream whose first bytes (512, or all there are) are `head` is a tarball: plain, gzip or zstd."""
+    return compression(head) is not None or _is_tar_header(head[:tarfile.BLOCKSIZE])
+
+
 def load(path: str, *, display: str, platform: str = "linux/amd64") -> list[Workload]:
     """Every image the archive or layout names, as Image workloads carrying their ImageConfig."""
     want = _Platform.parse(platform, display=display)
@@ -86,19 +123,191 @@ def load(path: str, *, display: str, platform: str = "linux/amd64") -> list[Work
         return _load_oci(store, display=display, fallback=fallback, want=want)
     try:
         with open(path, "rb") as fh:
+            head = fh.read(len(_ZSTD_MAGIC))
+            if compression(head) is not None:  # cannot seek: read it once, as a stream
+                return _load_stream(fh, head=head, display=display, fallback=fallback, want=want)
+            fh.seek(0)
             return _load_tarball(fh, display=display, fallback=fallback, want=want)
     except OSError as exc:  # opening it; read errors inside become InputErrors naming the member
         raise InputError(f"cannot read: {exc.strerror or exc}", file=display) from None
 
 
+def load_stream(fileobj: IO[bytes], *, display: str, platform: str = "linux/amd64",
+                head: bytes = b"") -> list[Workload]:
+    """A tarball (plain, gzip or zstd) read once from a stream such as stdin, in constant memory.
+
+    `head` is what the caller already read from `fileobj` to recognise it (see `is_tar_stream`)."""
+    want = _Platform.parse(platform, display=display)
+    fallback = "stdin" if display == "-" else os.path.basename(display) or display
+    return _load_stream(fileobj, head=head, display=display, fallback=fallback, want=want)
+
+
+def sniff(path: str, *, display: str | None = None) -> str | None:
+    """None when `path` is a tarball (plain, gzip or zstd) whose first members look like an image archive;
+    otherwise the reason it is not one, for a walk to skip it with. Reads at most SNIFF_CAP decompressed bytes
+    (of a plain tar only its first headers, by seeking)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(tarfile.BLOCKSIZE)
+            kind = compression(head)
+            if kind is None:
+                if not _is_tar_header(head):
+                    return "neither a tar archive nor gzip or zstd data"
+                fh.seek(0)
+                names = _first_members(fh)
+            else:
+                fh.seek(0)
+                prefix, error = _decompressed_prefix(fh, kind)
+                if not _is_tar_header(prefix[:tarfile.BLOCKSIZE]):
+                    if error is not None and len(prefix) < tarfile.BLOCKSIZE:
+                        return error  # "the gzip data is corrupt or cut short: ..."
+                    return f"{kind} data that is not a tar archive"
+                names = _first_members(io.BytesIO(prefix))
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=display or path) from None
+    if any(_IMAGE_MEMBER.match(n) for n in map(_member_name, names) if n is not None):
+        return None
+    what = "a tar archive" if kind is None else f"a {kind}-compressed tar archive"
+    return f"{what}, but not an image archive (first members: {_shown(names)})"
+
+
+def _first_members(fh: IO[bytes]) -> list[str]:
+    """The names of the first SNIFF_MEMBERS members (directories with a trailing /); a cut or bad tar ends the list."""
+    names: list[str] = []
+    try:
+        with tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo) as tar:
+            while len(names) < SNIFF_MEMBERS and (info := tar.next()) is not None:
+                names.append(info.name + "/" if info.isdir() and not info.name.endswith("/") else info.name)
+                tar.members.clear()
+    except (tarfile.TarError, OSError, EOFError, _HeaderTooBig):
+        pass
+    return names
+
+
+def _decompressed_prefix(fh: IO[bytes], kind: str) -> tuple[bytes, str | None]:
+    """Up to SNIFF_CAP decompressed bytes, and the decompression error that ended them early, if any."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        reader = _Decompressing(fh, kind)
+        while total < SNIFF_CAP:
+            chunk = reader.read(min(1 << 16, SNIFF_CAP - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    except _BadData as exc:
+        return b"".join(chunks), str(exc)
+    return b"".join(chunks), None
+
+
+def _shown(names: list[str], limit: int = 3) -> str:
+    """Member names as a report line shows them: a few, printable, not too long."""
+    def printable(name: str) -> str:
+        clean = "".join(c if c.isprintable() else "?" for c in name)
+        return clean if len(clean) <= 80 else clean[:79] + "…"
+    return ", ".join(printable(n) for n in names[:limit]) + (", …" if len(names) > limit else "") if names else "none"
+
+
 def _load_tarball(fh: IO[bytes], *, display: str, fallback: str, want: _Platform) -> list[Workload]:
-    tar_store = _TarStore(fh, display)
-    if tar_store.has("manifest.json"):
-        return _load_docker(tar_store, display=display, fallback=fallback, want=want)
-    if tar_store.has("index.json"):
-        return _load_oci(tar_store, display=display, fallback=fallback, want=want)
-    raise InputError("not an image archive: the tar has neither manifest.json (docker save) nor index.json (OCI)",
-                     file=display)
+    return _load_members(_TarStore(fh, display), display=display, fallback=fallback, want=want)
+
+
+def _load_stream(raw: IO[bytes], *, head: bytes, display: str, fallback: str, want: _Platform) -> list[Workload]:
+    return _load_members(_StreamStore(_tar_stream(raw, head=head, display=display), display),
+                         display=display, fallback=fallback, want=want)
+
+
+def _load_members(store: _TarIndex, *, display: str, fallback: str, want: _Platform) -> list[Workload]:
+    if store.has("manifest.json"):
+        return _load_docker(store, display=display, fallback=fallback, want=want)
+    if store.has("index.json"):
+        return _load_oci(store, display=display, fallback=fallback, want=want)
+    raise InputError("not an image archive: the tar has neither manifest.json (docker save) nor index.json (OCI) "
+                     f"(first members: {_shown(store.first)})", file=display)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Streams: decompression, and a tar read once from front to back.
+
+
+class _BadData(Exception):
+    pass
+
+
+class _Prefixed:
+    """`fileobj` with `head` (bytes already read from it) put back in front."""
+
+    def __init__(self, head: bytes, fileobj: IO[bytes] | _Decompressing) -> None:
+        self._head = head
+        self._fileobj = fileobj
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._fileobj.read(size)
+        if size < 0:
+            head, self._head = self._head, b""
+            return head + self._fileobj.read()
+        head, self._head = self._head[:size], self._head[size:]
+        return head  # possibly short, as a pipe's read is; every reader here reads again
+
+
+class _Decompressing:
+    """Decompressed bytes of a gzip or zstd stream, read forward only; corrupt or cut input raises _BadData."""
+
+    def __init__(self, raw: IO[bytes] | _Prefixed, kind: str) -> None:
+        self.kind = kind
+        self._inner: Any
+        if kind == "gzip":
+            self._inner = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+            self._errors: tuple[type[BaseException], ...] = (OSError, EOFError, zlib.error)
+        else:
+            try:
+                import zstandard  # lazily: start-up time is user-visible, and only zstd input needs it
+            except ImportError:
+                raise _BadData("reading zstd needs the zstandard package (pip install zstandard)") from None
+            self._inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
+            self._errors = (zstandard.ZstdError, OSError)
+
+    def read(self, size: int = -1) -> bytes:
+        try:
+            data: bytes = self._inner.read(size)
+        except self._errors as exc:
+            raise _BadData(f"the {self.kind} data is corrupt or cut short: {exc}") from None
+        return data
+
+
+def _read_upto(fileobj: IO[bytes] | _Prefixed | _Decompressing, size: int) -> bytes:
+    """`size` bytes, fewer only at the end of the stream (a pipe's read may return less)."""
+    chunks: list[bytes] = []
+    got = 0
+    while got < size:
+        chunk = fileobj.read(size - got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _tar_stream(raw: IO[bytes], *, head: bytes, display: str) -> _Prefixed:
+    """The tar bytes of a plain, gzip or zstd stream, checked to start with a tar header."""
+    try:
+        head += _read_upto(raw, tarfile.BLOCKSIZE - len(head)) if len(head) < tarfile.BLOCKSIZE else b""
+        kind = compression(head)
+        if kind is None:
+            if not _is_tar_header(head[:tarfile.BLOCKSIZE]):
+                raise InputError("not an image archive: neither a tar archive nor gzip or zstd data", file=display)
+            return _Prefixed(head, raw)
+        reader = _Decompressing(_Prefixed(head, raw), kind)
+        first = _read_upto(reader, tarfile.BLOCKSIZE)
+    except _BadData as exc:
+        raise InputError(f"not a readable image archive: {exc}", file=display) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=display) from None
+    if not _is_tar_header(first):
+        raise InputError(f"not an image archive: {kind} data that is not a tar archive", file=display)
+    return _Prefixed(first, reader)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -137,29 +346,12 @@ def _member_name(name: str) -> str | None:
     return norm
 
 
-class _TarStore:
-    def __init__(self, fh: IO[bytes], display: str) -> None:
-        self.display = display
-        self._fh = fh
-        self._members: dict[str, tarfile.TarInfo] = {}
-        last: str | None = None
-        try:
-            # Closing the TarFile leaves `fh` open (tarfile did not open it); members are read from `fh` later.
-            with tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo) as tar:
-                for count, info in enumerate(tar, 1):
-                    if count > MAX_MEMBERS:
-                        raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive",
-                                         file=display)
-                    last = info.name
-                    name = _member_name(info.name)
-                    if name is not None:
-                        self._members[name] = info  # a later member of the same name wins, as on extraction
-        except _HeaderTooBig as exc:
-            raise InputError(str(exc), file=display) from None
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            # tarfile notices a cut archive when it seeks past the data of the member read last.
-            where = f" (after member {last})" if last else ""
-            raise InputError(f"not a readable tar archive{where}: {exc}", file=display, path=last) from None
+class _TarIndex:
+    """Members by name, as a tar lists them; links inside the archive are followed."""
+
+    display: str
+    first: list[str]  # the first few member names, for messages
+    _members: dict[str, tarfile.TarInfo]
 
     def has(self, name: str) -> bool:
         return self._resolve(name) is not None
@@ -174,7 +366,8 @@ class _TarStore:
             info = self._members.get(resolved) if resolved else None
         return None
 
-    def read(self, name: str, *, cap: int) -> bytes:
+    def _member(self, name: str, *, cap: int) -> tarfile.TarInfo:
+        """The regular member `name` resolves to, checked against `cap`."""
         info = self._resolve(name)
         if info is None:
             raise InputError(f"{name} is not in the archive", file=self.display, path=name)
@@ -185,6 +378,44 @@ class _TarStore:
                              file=self.display, path=name)
         if info.issparse():
             raise InputError(f"{name} is a sparse tar member; image metadata never is", file=self.display, path=name)
+        return info
+
+    def read(self, name: str, *, cap: int) -> bytes:
+        raise NotImplementedError
+
+    def _note(self, info: tarfile.TarInfo) -> None:
+        if len(self.first) < 4:
+            self.first.append(info.name + "/" if info.isdir() and not info.name.endswith("/") else info.name)
+
+
+class _TarStore(_TarIndex):
+    def __init__(self, fh: IO[bytes], display: str) -> None:
+        self.display = display
+        self.first = []
+        self._fh = fh
+        self._members = {}
+        last: str | None = None
+        try:
+            # Closing the TarFile leaves `fh` open (tarfile did not open it); members are read from `fh` later.
+            with tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo) as tar:
+                for count, info in enumerate(tar, 1):
+                    if count > MAX_MEMBERS:
+                        raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive",
+                                         file=display)
+                    last = info.name
+                    self._note(info)
+                    name = _member_name(info.name)
+                    if name is not None:
+                        self._members[name] = info  # a later member of the same name wins, as on extraction
+        except _HeaderTooBig as exc:
+            raise InputError(str(exc), file=display) from None
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            # tarfile notices a cut archive when it seeks past the data of the member read last.
+            where = f" (after member {last})" if last else ""
+            raise InputError(f"not a readable tar archive{where}: {exc}", file=display, path=last) from None
+
+    def read(self, name: str, *, cap: int) -> bytes:
+        info = self._member(name, cap=cap)
         try:
             self._fh.seek(info.offset_data)
             data = self._fh.read(info.size)
@@ -192,6 +423,89 @@ class _TarStore:
             raise InputError(f"{name} cannot be read: {exc}", file=self.display, path=name) from None
         if len(data) != info.size:
             raise InputError(f"{name} is truncated ({len(data)} of {info.size} bytes)", file=self.display, path=name)
+        return data
+
+
+class _StreamStore(_TarIndex):
+    """A tar read once, front to back, in constant memory: only links and members that may be an index, manifest
+    or config (at most CONFIG_CAP bytes, starting like JSON) are kept; other members' data is skipped unread."""
+
+    def __init__(self, stream: _Prefixed, display: str) -> None:
+        self.display = display
+        self.first = []
+        self._members = {}
+        self._data: dict[str, bytes] = {}
+        self._kept_bytes = 0
+        last: str | None = None
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_CappedTarInfo, bufsize=_STREAM_BUFSIZE) as tar:
+                count = 0
+                while (info := tar.next()) is not None:
+                    tar.members.clear()  # tarfile remembers every member; this reader needs none of them
+                    count += 1
+                    if count > MAX_MEMBERS:
+                        raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive",
+                                         file=display)
+                    last = info.name
+                    self._note(info)
+                    name = _member_name(info.name)
+                    if name is not None:
+                        self._add(tar, name, info)
+            try:  # the producer's padding: read it, so that `docker save | ...` does not fail writing to a closed pipe
+                _read_upto(stream, STREAM_TRAILER_CAP)
+            except (_BadData, OSError):
+                pass  # past the end of the archive: nothing of it is needed
+        except _HeaderTooBig as exc:
+            raise InputError(str(exc), file=display) from None
+        except _BadData as exc:
+            where = f" (after member {last})" if last else ""
+            raise InputError(f"not a readable tar archive{where}: {exc}", file=display, path=last) from None
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            where = f" (after member {last})" if last else ""
+            raise InputError(f"not a readable tar archive{where}: {exc}", file=display, path=last) from None
+
+    def _add(self, tar: tarfile.TarFile, name: str, info: tarfile.TarInfo) -> None:
+        if name in self._data:  # a later member of the same name wins, as on extraction
+            self._kept_bytes -= len(self._data.pop(name))
+        data = None
+        if info.isreg() and not info.issparse() and 0 < info.size <= CONFIG_CAP:
+            data = self._json_member(tar, info, name)
+        room = len(self._members) < STREAM_KEEP_MEMBERS or name in self._members
+        if data is None and not (info.issym() or info.islnk()):
+            if room:
+                self._members[name] = info  # its size and type only, so that a read of it says what is wrong
+            return
+        if not room:
+            raise InputError(f"the archive has more than {STREAM_KEEP_MEMBERS} links and JSON members; "
+                             "not an image archive that can be read from a stream", file=self.display, path=name)
+        self._members[name] = info
+        if data is not None:
+            self._data[name] = data
+
+    def _json_member(self, tar: tarfile.TarFile, info: tarfile.TarInfo, name: str) -> bytes | None:
+        """The member's data if it starts like a JSON document; None (and its data skipped) if not."""
+        member = tar.extractfile(info)
+        if member is None:
+            return None
+        start = member.read(min(info.size, 4096))
+        if not start.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").startswith((b"{", b"[")):
+            return None  # a layer, or other data; tarfile skips the rest when it moves to the next member
+        if self._kept_bytes + info.size > STREAM_KEEP_BYTES:
+            raise InputError(f"the archive holds more than {STREAM_KEEP_BYTES // (1024 * 1024)} MiB of JSON members "
+                             f"(at {name}); not an image archive that can be read from a stream",
+                             file=self.display, path=name)
+        data = start + member.read(info.size - len(start))
+        if len(data) != info.size:
+            raise InputError(f"{name} is truncated ({len(data)} of {info.size} bytes)", file=self.display, path=name)
+        self._kept_bytes += len(data)
+        return data
+
+    def read(self, name: str, *, cap: int) -> bytes:
+        info = self._member(name, cap=cap)
+        data = self._data.get(_member_name(info.name) or "")
+        if data is None:
+            raise InputError(f"{name} is not a JSON document (it does not start with {{ or [)",
+                             file=self.display, path=name)
         return data
 
 
@@ -395,7 +709,7 @@ def _text(value: object) -> str:
 # The two archive shapes.
 
 
-def _load_docker(store: _TarStore, *, display: str, fallback: str, want: _Platform) -> list[Workload]:
+def _load_docker(store: _TarIndex, *, display: str, fallback: str, want: _Platform) -> list[Workload]:
     entries = _parse_json(store, "manifest.json", store.read("manifest.json", cap=MANIFEST_CAP))
     if not isinstance(entries, list):
         raise _bad(store, "manifest.json", "the document", "is not a list of images")
@@ -435,7 +749,7 @@ def _load_docker(store: _TarStore, *, display: str, fallback: str, want: _Platfo
     return workloads
 
 
-def _manifest_digests(store: _TarStore, want: _Platform) -> dict[str, str]:
+def _manifest_digests(store: _TarIndex, want: _Platform) -> dict[str, str]:
     """config digest -> manifest digest from the index.json newer `docker save` writes next to manifest.json.
 
     It only adds digests, so a problem in it never hides the images manifest.json describes, as for `docker load`.
@@ -494,7 +808,8 @@ def _full_name(name: str | None, fallback: str) -> str | None:
     `<layout or archive name>:<tag>`, so the object says which image it is."""
     if name is None or "/" in name or ":" in name or "@" in name:
         return name
-    stem = fallback[:-4] if fallback.endswith(".tar") else fallback
+    stem = next((fallback[:-len(suffix)] for suffix in (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")
+                 if fallback.endswith(suffix) and len(fallback) > len(suffix)), fallback)
     return f"{stem}:{name}"
 
 
