@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -32,6 +33,7 @@ __all__ = ["ImageService", "PullCredentials"]
 log = logging.getLogger("admission.webhook")
 _MAX_CREDENTIAL_SETS = 256
 _EVALUATION_RESERVE = 0.02  # seconds kept back from the deadline for evaluating and answering
+_PER_CALL_SETTINGS = "settings" in inspect.signature(enrich).parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,15 +111,17 @@ class ImageService:
 
     async def enrich(self, workloads: Sequence[Workload], settings: ImagesSettings, *, deadline: float,
                      pulls: PullCredentials | None = None) -> list[Workload]:
-        if _gates(settings) != _gates(self.settings):
+        if not _PER_CALL_SETTINGS and _gates(settings) != _gates(self.settings):
             self.update(settings)
         pair, key = self._pair(pulls)
         until = deadline - min(_EVALUATION_RESERVE, max(0.0, (deadline - time.monotonic()) * 0.1))
+        if _PER_CALL_SETTINGS:
+            return await enrich(workloads, pair.resolver, deadline=until, cred_key=key, settings=settings)
         return await enrich(workloads, pair.resolver, deadline=until, cred_key=key)
 
     def update(self, settings: ImagesSettings) -> None:
         """New `images` settings (a policy reload): answers obtained under other gates are not used again."""
-        if _gates(settings) == _gates(self.settings):
+        if _PER_CALL_SETTINGS or _gates(settings) == _gates(self.settings):
             self.settings = settings
             return
         self.settings = settings

@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import ssl
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -130,6 +132,28 @@ def ssl_context_factory(config: Any, default_factory: Callable[[], ssl.SSLContex
     return context
 
 
+def _load_checked(tls: _TLS) -> None:
+    """Load the pair into the live context only after a scratch context accepted it: a failed load_cert_chain
+    leaves a context with the new certificate and the old key, which fails every handshake. Both files are
+    copied first, so the pair checked is the pair loaded even if the mount changes in between."""
+    with open(tls.certfile, "rb") as f:
+        cert = f.read(16 << 20)
+    key = b""
+    if tls.keyfile:
+        with open(tls.keyfile, "rb") as f:
+            key = f.read(16 << 20)
+    with tempfile.TemporaryDirectory(prefix="admission-tls-") as folder:
+        cert_path = os.path.join(folder, "tls.crt")
+        key_path = os.path.join(folder, "tls.key") if tls.keyfile else None
+        for path, data in ((cert_path, cert), (key_path, key)):
+            if path:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_path, key_path)
+        tls.context.load_cert_chain(cert_path, key_path)
+
+
 def check_certificates(metrics: Any = None) -> list[bool]:
     """Reload every registered certificate whose files changed; one result per reload attempted."""
     results = []
@@ -138,7 +162,7 @@ def check_certificates(metrics: Any = None) -> list[bool]:
         if digest is None or digest == tls.loaded or digest == tls.rejected:
             continue
         try:
-            tls.context.load_cert_chain(tls.certfile, tls.keyfile)
+            _load_checked(tls)
         except (OSError, ssl.SSLError, ValueError) as exc:
             tls.rejected = digest
             results.append(False)

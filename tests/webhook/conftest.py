@@ -131,3 +131,7 @@ def rules_in(message: str) -> set[str]:
 @pytest.fixture()
 def anyio_backend() -> str:
     return "asyncio"
+
+
+# Real registries and the fault server (tests/images): fixtures imported so webhook tests can use them.
+from tests.images.conftest import faults, layout, registry  # noqa: E402,F401
