@@ -41,12 +41,17 @@ test: $(APT_STAMP) setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
+# Benchmarks run the project as users install it: a plain `pip install .` (not editable) in its own venv.
+BENCH_VENV := .venv-bench
 bench: $(APT_STAMP) setup
-	$(BIN)/python bench/run.py
-	$(BIN)/python bench/images.py
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q '.[test,bench]'
+	$(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps .
+	$(BENCH_VENV)/bin/python bench/run.py
+	$(BENCH_VENV)/bin/python bench/images.py
 
 docs: setup
 	$(BIN)/python -m admission.cli.docs
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # for tests.images only: `admission` itself comes from the installed package
 
 from admission.images.cache import DiskCache, ImageResolver, MemoryCache  # noqa: E402
 from admission.images.registry import RegistryClient  # noqa: E402

@@ -2,7 +2,8 @@
 
 1. one compose file end to end: `admission-cli check F` vs `compose-lint check F` (target <= 1.0x)
 2. ~1,000 compose files in one invocation: ours vs compose-lint on the same files (target <= 0.5x)
-3. 10,000 Kubernetes documents in one stream: our whole check (parse, normalise, evaluate, JSON report)
+3. the CI formats on the same ~1,000 files: `--format junit|github|gitlab` vs `--format json` (target <= 1.1x each)
+4. 10,000 Kubernetes documents in one stream: our whole check (parse, normalise, evaluate, JSON report)
    vs a bare `yaml.load_all(..., Loader=yaml.CSafeLoader)` of the same stream (target <= 3x)
 
 Inputs are built in a temp dir from ../shared/corpus (never copied into the repo).
@@ -88,6 +89,20 @@ def bench_many_compose(work: Path, count: int, runs: int) -> dict[str, float]:
     return {"files": count, "ours_s": ours, "compose_lint_s": peer, "ratio": ours / peer, "target": 0.5}
 
 
+def bench_formats(work: Path, count: int, runs: int) -> dict[str, dict[str, float]]:
+    """The CI formats must not slow the check path: each against --format json on the same files, interleaved so
+    that machine load drifts hit both alike."""
+    args = [str(p) for p in _compose_files(work / "many", count)]
+    cmd = [str(BIN / "admission-cli"), "check", *args, "--format"]
+    times: dict[str, list[float]] = {fmt: [] for fmt in ("json", "junit", "github", "gitlab")}
+    for _ in range(runs):
+        for fmt in times:
+            times[fmt].append(_median_wall([*cmd, fmt], runs=1, cwd=work))
+    base = statistics.median(times["json"])
+    return {fmt: {"ours_s": statistics.median(t), "json_s": base, "ratio": statistics.median(t) / base, "target": 1.1}
+            for fmt, t in times.items() if fmt != "json"}
+
+
 def bench_kube_stream(count: int, runs: int) -> dict[str, float]:
     import yaml
 
@@ -123,15 +138,18 @@ def main() -> int:
         work = Path(tmp)
         results["one_compose_file"] = bench_one_compose(work, runs * 2)
         results["many_compose_files"] = bench_many_compose(work, 1000, max(3, runs // 3))
+        for fmt, figures in bench_formats(work, 1000, max(3, runs // 2)).items():
+            results[f"format_{fmt}"] = figures
     results["kubernetes_stream"] = bench_kube_stream(10_000, max(3, runs // 3))
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'benchmark':<22} {'ours':>9} {'baseline':>9} {'ratio':>7} {'target':>7}")
-    for name in ("one_compose_file", "many_compose_files", "kubernetes_stream"):
+    for name in ("one_compose_file", "many_compose_files", "format_junit", "format_github", "format_gitlab",
+                 "kubernetes_stream"):
         r = results[name]
         assert isinstance(r, dict)
-        base = r.get("compose_lint_s", r.get("load_all_s"))
+        base = r.get("compose_lint_s", r.get("load_all_s", r.get("json_s")))
         verdict = "ok" if r["ratio"] <= r["target"] else "OVER"
         print(f"{name:<22} {r['ours_s']:>8.3f}s {base:>8.3f}s {r['ratio']:>6.2f}x {r['target']:>6.1f}x  {verdict}")
     return 0

@@ -46,3 +46,15 @@ def test_check_path_loads_no_fastapi_uvicorn_kubernetes_or_pydantic() -> None:
     loaded = _top(_loaded(body))
     assert "admission" in loaded and "yaml" in loaded, "the probe really ran the check"
     assert not loaded & set(FORBIDDEN_IN_CHECK), loaded & set(FORBIDDEN_IN_CHECK)
+
+
+def test_text_check_loads_nothing_the_ci_formats_need() -> None:
+    """The one-file start-up is user-visible: JUnit's XML writer loads only for --format junit."""
+    example = ROOT / "examples" / "flask-prod-app"
+    run = ("from admission.cli.main import main\nimport contextlib, io\n"
+           "with contextlib.redirect_stdout(io.StringIO()):\n    main(['check', {path!r}, '--format', {fmt!r}])")
+    text = set(_loaded(run.format(path=str(example), fmt="text")))
+    assert not {m for m in text if m.startswith(("xml", "admission.cli.baseline"))}
+    for fmt in ("github", "gitlab"):
+        assert set(_loaded(run.format(path=str(example), fmt=fmt))) - text <= {"admission.cli.baseline"}, fmt
+    assert "xml.etree.ElementTree" in _loaded(run.format(path=str(example), fmt="junit"))
