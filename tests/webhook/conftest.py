@@ -134,4 +134,4 @@ def anyio_backend() -> str:
 
 
 # Real registries and the fault server (tests/images): fixtures imported so webhook tests can use them.
-from tests.images.conftest import faults, layout, registry  # noqa: E402,F401
+from tests.images.conftest import faults, htpasswd_registry, layout, registry  # noqa: E402,F401

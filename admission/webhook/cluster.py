@@ -1,0 +1,392 @@
+"""Reads from the cluster (DESIGN §3), behind a small interface of our own: LimitRange defaults and pull secrets.
+
+`KubeApi` is the only code that talks to the API server (the `kubernetes` client, raw JSON answers, a timeout
+from the request's deadline); `ClusterReads` caches what it reads (a TTL per namespace or object) and, when it
+may list LimitRanges in every namespace, keeps them current with a watch instead of reading per request.
+
+- **LimitRange defaults** (ADMISSION_LIMITRANGE_READS): the API server's LimitRanger fills Pods' missing limits
+  before validating webhooks run, but not pod templates'. So for a Deployment (and the other templates) the
+  namespace's `type: Container` defaults are counted as its Pods will get them. A failed read counts no
+  defaults, and the resource-limits message says so.
+- **Pull secrets** (ADMISSION_PULL_SECRETS): the Pod's `imagePullSecrets` and its ServiceAccount's, as the
+  kubelet uses them, so an image is looked up with the credentials its pull would use (then the static
+  ADMISSION_DOCKER_CONFIG, like node credentials). Cached image answers are keyed by a hash of the credentials.
+- With no cluster configuration (no in-cluster service account, no kubeconfig) `connect` returns None and logs
+  that cluster reads are off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from admission.images.credentials import Credentials
+from admission.model import Located, Origin, Workload
+from admission.sources.kubernetes import POD_SPEC_PATHS
+from admission.webhook.imaging import PullCredentials
+
+__all__ = ["ClusterReads", "KubeApi", "LimitDefaults", "apply_limit_defaults", "connect"]
+
+log = logging.getLogger("admission.webhook")
+_MAX_CACHED = 4096
+
+
+class ReadError(Exception):
+    """A read that failed: `status` is the HTTP status (0 without an answer), `reason` the Status reason."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(message or reason)
+        self.status = status
+        self.reason = reason
+
+    def short(self) -> str:
+        return f"{self.status} {self.reason}" if self.status else self.reason
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDefaults:
+    """`type: Container` default limits of a namespace: resource -> (value, origin); or why they are unknown."""
+
+    values: Mapping[str, tuple[str, Origin]] = field(default_factory=dict)
+    problem: str | None = None
+
+
+class KubeApi:
+    """The API calls we make, with the kubernetes client's ApiClient (auth, TLS, proxies as configured)."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+
+    def _call(self, method: Any, *args: Any, timeout: float) -> dict[str, Any]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = method(*args, _preload_content=False, _request_timeout=max(0.05, timeout))
+            body = json.loads(response.data)
+        except ApiException as exc:
+            reason = exc.reason or ""
+            try:
+                status = json.loads(exc.body or b"{}")
+                reason = status.get("reason") or reason
+                message = status.get("message") or ""
+            except (ValueError, AttributeError):
+                message = ""
+            raise ReadError(exc.status or 0, reason, message) from None
+        except (OSError, ValueError) as exc:
+            raise ReadError(0, type(exc).__name__, str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - urllib3's errors: any failure to get an answer
+            raise ReadError(0, type(exc).__name__, str(exc)) from None
+        if not isinstance(body, dict):
+            raise ReadError(0, "not a JSON object")
+        return body
+
+    def limit_ranges(self, namespace: str, *, timeout: float) -> list[dict[str, Any]]:
+        body = self._call(self.core.list_namespaced_limit_range, namespace, timeout=timeout)
+        items = body.get("items")
+        return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
+
+    def secret(self, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
+        return self._call(self.core.read_namespaced_secret, name, namespace, timeout=timeout)
+
+    def service_account(self, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
+        return self._call(self.core.read_namespaced_service_account, name, namespace, timeout=timeout)
+
+    def watch_limit_ranges(self, stop: threading.Event, on_list: Any, on_event: Any) -> None:
+        """List LimitRanges in every namespace, then follow the watch until `stop` (raises ReadError)."""
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        body = self._call(self.core.list_limit_range_for_all_namespaces, timeout=10)
+        items = body.get("items") if isinstance(body.get("items"), list) else []
+        version = (body.get("metadata") or {}).get("resourceVersion", "")
+        on_list(items)
+        while not stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(self.core.list_limit_range_for_all_namespaces, resource_version=version,
+                                      timeout_seconds=60, _request_timeout=75, deserialize=False):
+                    if stop.is_set():
+                        break
+                    raw = event.get("object")
+                    if not isinstance(raw, dict):
+                        continue
+                    version = (raw.get("metadata") or {}).get("resourceVersion", version)
+                    on_event(event.get("type"), raw)
+            except ApiException as exc:
+                if exc.status == 410:  # the version is too old: list again
+                    return
+                raise ReadError(exc.status or 0, str(exc.reason or "watch error")) from None
+            except (OSError, ValueError) as exc:
+                raise ReadError(0, type(exc).__name__, str(exc)) from None
+            finally:
+                w.stop()
+
+    def close(self) -> None:
+        try:
+            self.api_client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _meta(obj: Mapping[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def defaults_of(namespace: str, items: Sequence[Mapping[str, Any]]) -> LimitDefaults:
+    """The first `default` per resource over the namespace's LimitRanges, in list order (as LimitRanger applies them)."""
+    values: dict[str, tuple[str, Origin]] = {}
+    for item in items:
+        _, name = _meta(item)
+        spec = item.get("spec")
+        limits = spec.get("limits") if isinstance(spec, dict) else None
+        if not isinstance(limits, list):
+            continue
+        for index, limit in enumerate(limits):
+            if not isinstance(limit, dict) or limit.get("type") != "Container" or not isinstance(limit.get("default"), dict):
+                continue
+            for resource, value in limit["default"].items():
+                if isinstance(resource, str) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                    values.setdefault(resource, (str(value), Origin(f"LimitRange {namespace}/{name}", None,
+                                                                    f"spec.limits[{index}].default.{resource}")))
+    return LimitDefaults(values)
+
+
+def apply_limit_defaults(workloads: Sequence[Workload], defaults: LimitDefaults) -> list[Workload]:
+    """Containers (not ephemeral ones) get the namespace defaults for limits they do not set, as their Pods will."""
+    if not defaults.values:
+        return list(workloads)
+    out = []
+    for workload in workloads:
+        containers = []
+        for c in workload.containers:
+            missing = {r: v for r, v in defaults.values.items() if r not in c.limits}
+            if c.kind != "ephemeral" and missing:
+                limits = dict(c.limits)
+                limits.update({r: Located(value, origin) for r, (value, origin) in missing.items()})
+                c = replace(c, limits=limits)
+            containers.append(c)
+        out.append(replace(workload, containers=tuple(containers)))
+    return out
+
+
+def _docker_auths(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """`auths` of a kubernetes.io/dockerconfigjson (or legacy dockercfg) Secret; {} when it has none."""
+    data = secret.get("data") if isinstance(secret.get("data"), dict) else {}
+    for key, legacy in ((".dockerconfigjson", False), (".dockercfg", True)):
+        encoded = data.get(key)
+        if not isinstance(encoded, str):
+            continue
+        try:
+            parsed = json.loads(base64.b64decode(encoded, validate=True))
+        except (binascii.Error, ValueError):
+            return {}
+        auths = parsed if legacy else (parsed.get("auths") if isinstance(parsed, dict) else None)
+        return dict(auths) if isinstance(auths, dict) else {}
+    return {}
+
+
+@dataclass
+class _Entry:
+    value: Any
+    until: float
+
+
+class ClusterReads:
+    """Cached reads. Every method takes the request's deadline and never raises: failures come back as `problem`."""
+
+    def __init__(self, api: Any, *, limitranges: bool, pull_secrets: bool, ttl: float = 30.0, metrics: Any = None,
+                 static_auths: Mapping[str, Any] | None = None, watch: bool = True) -> None:
+        self.api = api
+        self.limitranges = limitranges
+        self.pull_secrets = pull_secrets
+        self.ttl = ttl
+        self.metrics = metrics
+        self.static_auths = dict(static_auths or {})
+        self._cache: dict[tuple[str, ...], _Entry] = {}
+        self._watched: dict[str, dict[str, dict[str, Any]]] | None = None  # namespace -> name -> LimitRange
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if limitranges and watch:
+            self._watcher = threading.Thread(target=self._watch, name="admission-limitrange-watch", daemon=True)
+            self._watcher.start()
+
+    # --- the watch ---
+
+    def _watch(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self.api.watch_limit_ranges(self._stop, self._on_list, self._on_event)
+                backoff = 1.0
+            except ReadError as exc:
+                self._watched = None  # back to per-namespace reads until the watch works again
+                self._count("limitranges-watch", exc.short())
+                if exc.status in (401, 403):
+                    log.info("LimitRanges cannot be watched cluster-wide (%s); reading them per namespace", exc.short())
+                    return
+                log.warning("LimitRange watch failed (%s); reading per namespace while it restarts", exc.short())
+            except Exception:  # noqa: BLE001
+                self._watched = None
+                log.exception("LimitRange watch failed")
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, 60.0)
+
+    def _on_list(self, items: Sequence[dict[str, Any]]) -> None:
+        watched: dict[str, dict[str, dict[str, Any]]] = {}
+        for item in items:
+            namespace, name = _meta(item)
+            watched.setdefault(namespace, {})[name] = item
+        self._watched = watched
+        self._count("limitranges-watch", "listed")
+
+    def _on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        watched = self._watched
+        if watched is None:
+            return
+        namespace, name = _meta(obj)
+        if kind == "DELETED":
+            watched.get(namespace, {}).pop(name, None)
+        else:
+            watched.setdefault(namespace, {})[name] = obj
+
+    # --- reads ---
+
+    def _count(self, resource: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.cluster_reads.labels(resource, result).inc()
+
+    async def _read(self, key: tuple[str, ...], call: Any, deadline: float) -> Any:
+        """A cached value, or `call(timeout)` in a thread within the deadline (failures cached briefly)."""
+        now = time.monotonic()
+        entry = self._cache.get(key)
+        if entry is not None and entry.until > now:
+            if isinstance(entry.value, ReadError):
+                raise entry.value
+            return entry.value
+        remaining = deadline - now
+        if remaining <= 0:
+            raise ReadError(0, "no time left before the deadline")
+        try:
+            value = await asyncio.wait_for(asyncio.to_thread(call, remaining), timeout=remaining)
+        except TimeoutError:
+            self._count(key[0], "timeout")
+            raise ReadError(0, "timed out") from None
+        except ReadError as exc:
+            self._count(key[0], exc.short())
+            if len(self._cache) > _MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = _Entry(exc, now + min(self.ttl, 5.0))
+            raise
+        self._count(key[0], "ok")
+        if len(self._cache) > _MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = _Entry(value, now + self.ttl)
+        return value
+
+    async def limit_defaults(self, namespace: str, *, deadline: float) -> LimitDefaults:
+        watched = self._watched
+        if watched is not None:
+            return defaults_of(namespace, list(watched.get(namespace, {}).values()))
+        try:
+            items = await self._read(("limitranges", namespace),
+                                     lambda timeout: self.api.limit_ranges(namespace, timeout=timeout), deadline)
+        except ReadError as exc:
+            return LimitDefaults(problem=exc.short())
+        return defaults_of(namespace, items)
+
+    async def pull_credentials(self, obj: Mapping[str, Any], kind: str, namespace: str, *,
+                               deadline: float) -> PullCredentials:
+        """The credentials a pull of this object's images would use: its pull secrets, its ServiceAccount's, then
+        the static docker config. Secrets that cannot be read are named in `problem` and left out."""
+        spec: Any = obj
+        for step in POD_SPEC_PATHS.get(kind, ("spec",)):
+            spec = spec.get(step) if isinstance(spec, dict) else None
+        spec = spec if isinstance(spec, dict) else {}
+        names = [s.get("name") for s in spec.get("imagePullSecrets") or [] if isinstance(s, dict)]
+        problems: list[str] = []
+        account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        if isinstance(account, str):
+            try:
+                sa = await self._read(("serviceaccounts", namespace, account), lambda timeout: self.api.service_account(
+                    namespace, account, timeout=timeout), deadline)
+                names += [s.get("name") for s in sa.get("imagePullSecrets") or [] if isinstance(s, dict)]
+            except ReadError as exc:
+                if exc.status != 404:  # a missing ServiceAccount has no pull secrets; the pod would not start anyway
+                    problems.append(f"ServiceAccount {namespace}/{account} ({exc.short()})")
+        auths: dict[str, Any] = {}
+        for name in dict.fromkeys(n for n in names if isinstance(n, str) and n):
+            try:
+                secret = await self._read(("secrets", namespace, name), lambda timeout, n=name: self.api.secret(
+                    namespace, n, timeout=timeout), deadline)
+            except ReadError as exc:
+                problems.append(f"pull secret {namespace}/{name} ({exc.short()})")
+                continue
+            for registry, entry in _docker_auths(secret).items():
+                auths.setdefault(registry, entry)  # the first secret naming a registry wins
+        problem = None
+        if problems:
+            problem = "could not read " + ", ".join(problems) + "; images were looked up without them"
+        if not auths:
+            return PullCredentials(problem=problem)
+        for registry, entry in self.static_auths.items():
+            auths.setdefault(registry, entry)
+        canonical = json.dumps(auths, sort_keys=True, separators=(",", ":")).encode()
+        key = "pull:" + hashlib.sha256(canonical).hexdigest()[:24]
+        try:
+            credentials = Credentials.from_config({"auths": auths}, source="imagePullSecrets")
+        except Exception as exc:  # noqa: BLE001 - a malformed secret is the namespace's problem, not a crash
+            return PullCredentials(problem=f"pull secrets of {namespace} are not a Docker config: {exc}")
+        return PullCredentials(key=key, credentials=credentials, problem=problem)
+
+    def close(self) -> None:
+        self._stop.set()
+        self.api.close()
+
+
+async def connect(settings: Any, *, metrics: Any = None) -> ClusterReads | None:
+    """Cluster reads as configured, or None (logged) when there is no cluster configuration to read with."""
+    try:
+        from kubernetes import client, config
+    except ImportError:  # pragma: no cover - a dependency of the package
+        log.warning("the kubernetes client is not installed: cluster reads are off")
+        return None
+    configuration = client.Configuration()
+    where = ""
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+        where = "in-cluster service account"
+    except config.ConfigException:
+        try:
+            await asyncio.to_thread(config.load_kube_config, config_file=settings.kubeconfig,
+                                    client_configuration=configuration)
+            where = f"kubeconfig {settings.kubeconfig or '(default)'}"
+        except (config.ConfigException, OSError, TypeError, ValueError) as exc:
+            log.warning("no cluster configuration (no in-cluster service account, no usable kubeconfig: %s): "
+                        "cluster reads are off (LimitRange defaults and pull secrets are not read)", exc)
+            return None
+    static: dict[str, Any] = {}
+    if settings.docker_config:
+        try:
+            with open(settings.docker_config, encoding="utf-8") as f:
+                loaded = json.load(f)
+            static = loaded.get("auths") or {} if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            static = {}
+    api = KubeApi(client.ApiClient(configuration))
+    log.info("cluster reads on (%s): LimitRange defaults %s, pull secrets %s", where,
+             "on" if settings.limitrange_reads else "off", "on" if settings.pull_secrets else "off")
+    return ClusterReads(api, limitranges=settings.limitrange_reads, pull_secrets=settings.pull_secrets,
+                        ttl=settings.cluster_cache_ttl, metrics=metrics, static_auths=static)
