@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     from admission.cli import serve  # argparse only: the webhook's modules load when `serve` runs
 
     serve.add_parser(sub)
+    from admission.cli import checkpolicy  # argparse only: the policy loader loads when it runs
+
+    checkpolicy.add_parser(sub)
     return parser
 
 
@@ -191,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
         if args.command == "rules":
             return _rules()
+        if args.command == "check-policy":
+            from admission.cli import checkpolicy
+
+            return checkpolicy.run(args)
         if args.command == "serve":
             from admission.cli import serve
 
