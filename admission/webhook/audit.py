@@ -8,6 +8,7 @@ because the logging module's formatting costs more than the line itself on the h
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -66,20 +67,36 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
 
 
 class AuditLog:
-    """Writes one compact JSON line per call. `enabled` False makes it a no-op (ADMISSION_AUDIT=false)."""
+    """Writes one compact JSON line per call. `enabled` False makes it a no-op (ADMISSION_AUDIT=false).
+
+    A real file or pipe (stdout by default) gets each line with one os.write: no buffering layer to flush, and a
+    line a crash could cut short is the one being written. Other streams (tests) get write() and flush().
+    """
 
     def __init__(self, stream: IO[str] | None = None, *, enabled: bool = True) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.enabled = enabled
         self._lock = threading.Lock()
+        self._fd: int | None = None
+        try:
+            self.stream.flush()
+            self._fd = self.stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._fd = None
 
     def write(self, fields: dict[str, Any]) -> None:
         if not self.enabled:
             return
         line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
-        with self._lock:
-            try:
+        try:
+            if self._fd is not None:
+                data = line.encode()
+                with self._lock:
+                    while data:
+                        data = data[os.write(self._fd, data):]
+                return
+            with self._lock:
                 self.stream.write(line)
                 self.stream.flush()
-            except (OSError, ValueError):
-                pass  # a closed or broken stdout must not turn a decision into a 500
+        except (OSError, ValueError):
+            pass  # a closed or broken stdout must not turn a decision into a 500
