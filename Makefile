@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE := examples/flask-prod-app
 
-.PHONY: setup demo test bench docs clean
+.PHONY: setup demo demo-webhook test bench docs clean
 
 # Real components the tests run against (DESIGN §6): a registry, image tools, htpasswd, openssl.
-APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl
+APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl wrk:wrk
 APT_STAMP := $(VENV)/.apt
 
 $(APT_STAMP):
@@ -37,6 +37,11 @@ demo: setup
 	  echo '$$ admission-cli check $(EXAMPLE)/fixed'; \
 	  $(BIN)/admission-cli check $(EXAMPLE)/fixed
 
+# Starts `admission-cli serve` on loopback with a throwaway self-signed certificate, sends two corpus reviews
+# (one allowed, one denied), prints the answers and audit lines, and stops it with SIGTERM.
+demo-webhook: setup
+	@$(BIN)/python examples/webhook-demo/demo.py
+
 test: $(APT_STAMP) setup
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
@@ -49,6 +54,7 @@ bench: $(APT_STAMP) setup
 	$(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps .
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/images.py
+	$(BENCH_VENV)/bin/python bench/webhook.py
 
 docs: setup
 	$(BIN)/python -m admission.cli.docs

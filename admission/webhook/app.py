@@ -9,9 +9,10 @@ the same engine as `admission-cli check`, answer, write one audit line.
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
 import json
 import logging
-import gc
 import re
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -43,6 +44,8 @@ _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
+# The resource-limits rule's words for CI; the webhook knows which LimitRange applies and says that instead.
+_CI_LIMITRANGE = "a namespace LimitRange may default it for Pods in the cluster, but CI cannot see one"
 _IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
 
 
@@ -64,10 +67,15 @@ def request_deadline(settings: Settings, timeout_param: str | None) -> float:
     """Seconds this request may take: min(ADMISSION_DEADLINE, ?timeout= minus the margin), at least 10 ms."""
     budget = settings.deadline
     if timeout_param:
-        sent = parse_go_duration(timeout_param)
+        sent = _cached_duration(timeout_param)
         if sent is not None:
             budget = min(budget, sent - settings.timeout_margin)
     return max(0.01, budget)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_duration(text: str) -> float | None:
+    return parse_go_duration(text)  # the API server sends the webhook's timeoutSeconds, the same every time
 
 
 class _Disconnected(Exception):
@@ -206,21 +214,35 @@ class _Webhook:
 
                 workloads = apply_limit_defaults(workloads, defaults)
         report = engine.evaluate(workloads, policy)
-        if limit_problem or self.redacting:
-            report = self._adjust(report, limit_problem, workloads)
+        if report.findings:
+            report = self._adjust(report, limit_problem, workloads, template=planned.template)
         return review.finish(planned, report, notes=notes)
 
-    def _adjust(self, report: Report, limit_problem: str | None, workloads: Sequence[Workload]) -> Report:
+    def _adjust(self, report: Report, limit_problem: str | None, workloads: Sequence[Workload], *,
+                template: bool) -> Report:
+        """What the cluster knows and CI does not: LimitRange wording, and image details withheld when redacting."""
         configured: dict[str, str] = {}
-        for workload in workloads:
-            for c in workload.containers:
-                if c.image_config is not None and c.image is not None:
-                    configured[c.name] = c.image.value
+        if self.redacting:
+            for workload in workloads:
+                for c in workload.containers:
+                    if c.image_config is not None and c.image is not None:
+                        configured[c.name] = c.image.value
+        if not template:
+            limit_words = "no LimitRange of the namespace defaulted it"  # the API server applied them before us
+        elif limit_problem:
+            limit_words = (f"the namespace's LimitRange could not be read ({limit_problem}), so no defaults were "
+                           "counted")
+        elif self.cluster is not None and self.cluster.limitranges:
+            limit_words = "the namespace's LimitRange gives no default for it"
+        else:
+            limit_words = "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
         findings: list[Finding] = []
         for f in report.findings:
-            if limit_problem and f.rule == "resource-limits":
-                f = replace(f, message=f"{f.message} (the namespace's LimitRange could not be read: {limit_problem}; "
-                                       "no defaults were counted)")
+            if f.rule == "resource-limits" and not f.suppressed:
+                if _CI_LIMITRANGE in f.message:
+                    f = replace(f, message=f.message.replace(_CI_LIMITRANGE, limit_words))
+                elif limit_problem:
+                    f = replace(f, message=f"{f.message} ({limit_words})")
             if self.redacting and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
                 f = replace(f, value=None, message=(
@@ -279,7 +301,8 @@ class _Webhook:
                 if child is None:
                     child = self._finding_children[key] = self.metrics.findings.labels(*key)
                 child.inc()
-        if self.images is not None:
+        if self.images is not None and decision.report is not None and self.holder.policy is not None \
+                and self.holder.policy.images.resolve in ("auto", True):
             self.metrics.sync_resolver(self.images.stats())
         self.audit.write(record(req, decision, duration=duration, deadline=budget))
 

@@ -76,6 +76,7 @@ async def test_a_namespace_limitrange_default_lets_a_template_without_limits_pas
         metrics = (await hook.client.get("/metrics")).text
     assert team_a["allowed"] is True and again["allowed"] is True
     assert team_b["allowed"] is False and "cpu limit" in team_b["status"]["message"]
+    assert "the namespace's LimitRange gives no default for it" in team_b["status"]["message"]
     assert "memory limit" not in team_b["status"]["message"]
     assert bare["allowed"] is False
     assert kube.paths().count("/api/v1/namespaces/team-a/limitranges") == 1  # cached for the next request
@@ -100,7 +101,8 @@ async def test_a_forbidden_limitrange_read_counts_no_defaults_and_says_so(tmp_pa
         got = await hook.answer(review(in_namespace(deployment(containers=[no_limits()]), "locked"), namespace="locked"))
     message = got["status"]["message"]
     assert got["allowed"] is False and "resource-limits" in rules_in(message)
-    assert "LimitRange could not be read: 403 Forbidden" in message
+    assert "LimitRange could not be read (403 Forbidden), so no defaults were counted" in message
+    assert "CI cannot see" not in message
 
 
 async def test_limitranges_are_kept_current_by_a_watch(tmp_path: Path, kube: KubeAPI) -> None:
