@@ -10,6 +10,13 @@
   admissions cannot open hundreds of connections to it.
 - Every key starts with `cred_key`: answers fetched with a pull secret are never served to another caller.
   Pass a hash of the credential, never the credential itself (it ends up in file names' inputs and memory).
+- Caches never change a verdict (DESIGN §5). The `images` settings come with each call, so one resolver
+  serves across policy reloads. Every key (tags, configs, failures, in-flight lookups) holds the fingerprint
+  of the registry gates (gates.py), so what was learnt under one set of gates is not even looked up under
+  another; and before any answer is taken from a cache, or an in-flight lookup is joined, the client re-runs
+  the gates that depend on DNS rather than on settings (`admit`: restrict_to_allowed and the address check).
+  A refusal there is cached like a lookup's. Only failures can outlive a DNS change, for their short TTL:
+  they refuse, so they never let through what a fresh lookup would refuse.
 Hand-written rather than cachetools/diskcache: two small LRUs and a JSON-file-per-entry directory are all this needs,
 and those libraries would add import time and a SQLite file that CI cannot just keep as a folder.
 """
@@ -30,6 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from admission.errors import RegistryError
 from admission.images import reference
+from admission.images.gates import Gates
 from admission.images.reference import Reference
 from admission.model import HistoryEntry, ImageConfig
 from admission.policy.config import ImagesSettings
@@ -71,12 +79,17 @@ class FetchedLike(Protocol):
 
 
 class ClientLike(Protocol):
-    async def resolve_digest(self, ref: Reference, *, deadline: float) -> str: ...
+    """The registry client as the resolver uses it; each call carries the `images` settings in force."""
 
-    async def fetch(self, ref: Reference, *, deadline: float, digest: str | None = None) -> FetchedLike: ...
+    async def admit(self, ref: Reference, *, deadline: float, settings: ImagesSettings) -> None: ...
+
+    async def resolve_digest(self, ref: Reference, *, deadline: float, settings: ImagesSettings) -> str: ...
+
+    async def fetch(self, ref: Reference, *, deadline: float, digest: str | None = None,
+                    settings: ImagesSettings) -> FetchedLike: ...
 
     async def read_file_from_layers(self, ref: Reference, fetched: Any, path: str, *, deadline: float,
-                                    max_bytes: int) -> bytes | None: ...
+                                    max_bytes: int, settings: ImagesSettings) -> bytes | None: ...
 
 
 # --- in memory --------------------------------------------------------------------------------------------
@@ -335,8 +348,44 @@ def _named_user(user: str) -> str | None:
 # --- the resolver -----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """One call's lookups: whose (cred_key) and under which `images` settings; every key is made here."""
+
+    cred_key: str
+    settings: ImagesSettings
+    gates: Gates
+
+    def _prefix(self) -> str:
+        return f"{self.cred_key}\n{self.gates.fingerprint}"
+
+    def tag_key(self, ref: Reference) -> str:
+        return f"{self._prefix()}\n{ref.name}:{ref.tag}"
+
+    def config_key(self, ref: Reference, digest: str) -> str:
+        # The repository is part of the key: a digest served by one repository says nothing about whether
+        # another repository (which the pod actually pulls) holds it, or whether this caller may read it.
+        return f"{self._prefix()}\n{ref.name}@{digest}\n{self.settings.platform}"
+
+    def ref_key(self, ref: Reference) -> str:
+        return f"{self._prefix()}\n{ref}\n{self.settings.platform}"
+
+    def inflight_key(self, ref: Reference) -> str:
+        # resolve_user_names too: a lookup started without it brings no uid to a caller that asked for one.
+        return f"{self.ref_key(ref)}\n{self.settings.resolve_user_names}"
+
+
+def _registry_error(exc: Exception) -> RegistryError:
+    if isinstance(exc, RegistryError):
+        return exc
+    return RegistryError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, reason="error")
+
+
 class ImageResolver:
     """Image reference -> ImageConfig through the caches; RegistryError (with its reason) on failure.
+
+    One resolver (and its caches) can serve every policy a process loads: `config_for` takes the `images`
+    settings in force, and answers are kept apart by the fingerprint of their gates (see the module docstring).
 
     Costs (registry requests per reference, with the real client; it adds GET /v2/ once per registry per
     client, and a token request per repository while the token lasts on registries that use Bearer auth):
@@ -345,7 +394,10 @@ class ImageResolver:
     - tag known, TTL holds, config cached: nothing;
     - tag known, TTL expired: HEAD manifest; plus the above only when the digest moved;
     - digest reference with the config cached: nothing, forever (also across CLI runs with the disk cache);
-    - a failure cached in the last `negative_ttl` seconds (`blocked_ttl` for policy refusals): nothing.
+    - a failure cached in the last `negative_ttl` seconds (`blocked_ttl` for policy refusals): nothing;
+    - after a change to the registry gates: as for an unseen tag, once.
+    Before a cached answer is used, the client's `admit` re-runs the address check: nothing for a registry
+    in `images.allowed_registries`, otherwise a DNS lookup (the client keeps answers for 30 s).
     With `images.resolve_user_names` and a config user that is a name (not root, not numeric): one more blob
     GET per layer, top down, until a layer holds /etc/passwd. Layers are whole compressed tarballs, and the
     passwd file is usually in the base image's bottom layer, so this can download every layer of the image
@@ -358,7 +410,7 @@ class ImageResolver:
                  per_registry: int = 8, clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time) -> None:
         self.client = client
-        self.settings = settings
+        self.settings = settings  # for calls that pass none (the CLI: one policy per run)
         self.disk = disk
         self.memory = memory if memory is not None else MemoryCache()
         self.negative_ttl = negative_ttl
@@ -370,22 +422,9 @@ class ImageResolver:
         self._inflight: dict[str, asyncio.Task[CachedConfig]] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 
-    # -- keys: every one starts with cred_key --
-
-    def _tag_key(self, cred_key: str, ref: Reference) -> str:
-        return f"{cred_key}\n{ref.name}:{ref.tag}"
-
-    def _config_key(self, cred_key: str, ref: Reference, digest: str) -> str:
-        # The repository is part of the key: a digest served by one repository says nothing about whether
-        # another repository (which the pod actually pulls) holds it, or whether this caller may read it.
-        return f"{cred_key}\n{ref.name}@{digest}\n{self.settings.platform}"
-
-    def _ref_key(self, cred_key: str, ref: Reference) -> str:
-        return f"{cred_key}\n{ref}\n{self.settings.platform}"
-
     # -- cache access --
 
-    def _tag(self, key: str) -> tuple[str, bool] | None:
+    def _tag(self, scope: _Scope, key: str) -> tuple[str, bool] | None:
         """(digest, fresh) for a tag, from memory or disk."""
         now = self.clock()
         entry = self.memory.tags.get(key)
@@ -397,15 +436,15 @@ class ImageResolver:
                 self.memory.tags.put(key, entry)
         if entry is None:
             return None
-        return entry.digest, 0 <= now - entry.at < self.settings.tag_ttl
+        return entry.digest, 0 <= now - entry.at < scope.settings.tag_ttl
 
     def _store_tag(self, key: str, digest: str) -> None:
         self.memory.tags.put(key, TagEntry(digest, self.clock()))
         if self.disk is not None:
             self.disk.put_tag(key, TagEntry(digest, self.wall()))
 
-    def _config(self, key: str) -> CachedConfig | None:
-        """A cached config good enough for the current settings (with the passwd answer when it is wanted)."""
+    def _config(self, scope: _Scope, key: str) -> CachedConfig | None:
+        """A cached config good enough for the call's settings (with the passwd answer when it is wanted)."""
         cached = self.memory.configs.get(key)
         if cached is None and self.disk is not None:
             cached = self.disk.get_config(key)
@@ -414,7 +453,7 @@ class ImageResolver:
                 self.memory.configs.put(key, cached)
         if cached is None:
             return None
-        if self.settings.resolve_user_names and not cached.passwd_checked and _named_user(cached.config.user):
+        if scope.settings.resolve_user_names and not cached.passwd_checked and _named_user(cached.config.user):
             return None
         return cached
 
@@ -432,33 +471,41 @@ class ImageResolver:
 
     # -- public --
 
-    async def config_for(self, image: str, *, deadline: float, cred_key: str = "") -> ImageConfig:
-        """The config of `image` for `images.platform`. `deadline` is a time.monotonic() value.
+    async def config_for(self, image: str, *, deadline: float, cred_key: str = "",
+                         settings: ImagesSettings | None = None) -> ImageConfig:
+        """The config of `image` for `images.platform`. `deadline` is a time.monotonic() value. `settings`: the
+        `images` settings of the policy in force (a webhook passes its current policy's); default the resolver's.
 
         Raises RegistryError: reason `error` for an invalid reference, else the client's reason
         (blocked, timeout, not-found, auth, too-large, digest-mismatch, error).
         """
+        chosen = self.settings if settings is None else settings
+        scope = _Scope(cred_key, chosen, Gates.of(chosen))
         try:
             ref = reference.tag_name_only(reference.parse_normalized_named(image))  # no tag means :latest, as the kubelet pulls
         except reference.ReferenceError as exc:
             raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
-        ref_key = self._ref_key(cred_key, ref)
+        ref_key = scope.ref_key(ref)
         failed = self._negative(ref_key)
         if failed is not None:
             self.stats["negative_hit"] += 1
             raise RegistryError(failed.message, reason=failed.reason)
-        cached = self._fast(cred_key, ref)
+        # The gates first, then the caches: every answer below (cached or in flight) was obtained under the
+        # same gate settings (the key says so), and this re-runs what depends on DNS instead.
+        await self._admit(scope, ref, ref_key, image=image, deadline=deadline)
+        cached = self._fast(scope, ref)
         if cached is not None:
             self.stats["hit"] += 1
             return replace(cached.config, reference=image)
+        inflight_key = scope.inflight_key(ref)
         for attempt in (1, 2):
-            task = self._inflight.get(ref_key)
+            task = self._inflight.get(inflight_key)
             joined = task is not None
             if task is None:
                 self.stats["miss"] += 1
-                task = asyncio.get_running_loop().create_task(self._resolve(cred_key, ref, ref_key, deadline=deadline))
-                self._inflight[ref_key] = task
-                task.add_done_callback(lambda t: self._done(ref_key, t))
+                task = asyncio.get_running_loop().create_task(self._resolve(scope, ref, ref_key, deadline=deadline))
+                self._inflight[inflight_key] = task
+                task.add_done_callback(lambda t: self._done(inflight_key, t))
             else:
                 self.stats["dedup"] += 1
             try:
@@ -486,30 +533,42 @@ class ImageResolver:
 
     # -- internals --
 
-    def _done(self, ref_key: str, task: asyncio.Task[CachedConfig]) -> None:
-        if self._inflight.get(ref_key) is task:
-            del self._inflight[ref_key]
+    async def _admit(self, scope: _Scope, ref: Reference, ref_key: str, *, image: str, deadline: float) -> None:
+        """The client's pre-request gates for `ref`; a refusal is remembered as a lookup's would be."""
+        try:
+            async with asyncio.timeout(deadline - time.monotonic()):
+                await self.client.admit(ref, deadline=deadline, settings=scope.settings)
+        except TimeoutError:
+            raise RegistryError(f"{image}: not resolved within the deadline", reason="timeout") from None
+        except Exception as exc:  # noqa: BLE001 - as in _resolve: a client bug is a failure, not a crash
+            error = _registry_error(exc)
+            self.stats["refused"] += 1
+            self._remember_failure(ref_key, error)
+            raise error from None
+
+    def _done(self, key: str, task: asyncio.Task[CachedConfig]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
         if not task.cancelled():
             task.exception()  # retrieved here: when every waiter timed out nobody else would, and asyncio would warn
 
-    def _fast(self, cred_key: str, ref: Reference) -> CachedConfig | None:
+    def _fast(self, scope: _Scope, ref: Reference) -> CachedConfig | None:
         digest = ref.digest
         if digest is None:
-            tag = self._tag(self._tag_key(cred_key, ref))
+            tag = self._tag(scope, scope.tag_key(ref))
             if tag is None or not tag[1]:
                 return None
             digest = tag[0]
-        return self._config(self._config_key(cred_key, ref, digest))
+        return self._config(scope, scope.config_key(ref, digest))
 
-    async def _resolve(self, cred_key: str, ref: Reference, ref_key: str, *, deadline: float) -> CachedConfig:
+    async def _resolve(self, scope: _Scope, ref: Reference, ref_key: str, *, deadline: float) -> CachedConfig:
         try:
-            return await self._lookup(cred_key, ref, deadline=deadline)
-        except RegistryError as exc:
-            self._remember_failure(ref_key, exc)
-            raise
+            return await self._lookup(scope, ref, deadline=deadline)
         except Exception as exc:  # noqa: BLE001 - a client bug is a failure like any other: cached, not a crash
-            error = RegistryError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, reason="error")
+            error = _registry_error(exc)
             self._remember_failure(ref_key, error)
+            if error is exc:
+                raise
             raise error from None
 
     def _remember_failure(self, ref_key: str, exc: RegistryError) -> None:
@@ -517,12 +576,13 @@ class ImageResolver:
             ttl = self.blocked_ttl if exc.reason == "blocked" else self.negative_ttl
             self.memory.negative.put(ref_key, NegativeEntry(exc.reason, str(exc), self.clock() + ttl))
 
-    async def _lookup(self, cred_key: str, ref: Reference, *, deadline: float) -> CachedConfig:
+    async def _lookup(self, scope: _Scope, ref: Reference, *, deadline: float) -> CachedConfig:
         client = self.client
+        settings = scope.settings
         digest = ref.digest  # with both a tag and a digest the digest wins, as for docker and the kubelet
         if digest is None:
-            tag_key = self._tag_key(cred_key, ref)
-            known = self._tag(tag_key)
+            tag_key = scope.tag_key(ref)
+            known = self._tag(scope, tag_key)
             if known is not None and known[1]:
                 digest = known[0]
             else:
@@ -530,30 +590,32 @@ class ImageResolver:
                 # cache), and the client's fetch by tag would send the same HEAD anyway.
                 if known is not None:
                     self.stats["revalidate"] += 1
-                digest = await self._call(ref, lambda: client.resolve_digest(ref, deadline=deadline),
-                                          deadline=deadline)
+                digest = await self._call(
+                    ref, lambda: client.resolve_digest(ref, deadline=deadline, settings=settings), deadline=deadline)
                 self._store_tag(tag_key, digest)
-        key = self._config_key(cred_key, ref, digest)
-        cached = self._config(key)
+        key = scope.config_key(ref, digest)
+        cached = self._config(scope, key)
         if cached is not None:
             return cached
         pinned = digest
-        fetched = await self._call(ref, lambda: client.fetch(ref, deadline=deadline, digest=pinned), deadline=deadline)
-        cached = await self._with_uid(ref, fetched, deadline=deadline)
+        fetched = await self._call(
+            ref, lambda: client.fetch(ref, deadline=deadline, digest=pinned, settings=settings), deadline=deadline)
+        cached = await self._with_uid(scope, ref, fetched, deadline=deadline)
         self._store_config(key, cached)
         if fetched.manifest_digest != digest:  # an index: a later pin by the platform manifest's digest also hits
-            self._store_config(self._config_key(cred_key, ref, fetched.manifest_digest), cached)
+            self._store_config(scope.config_key(ref, fetched.manifest_digest), cached)
         return cached
 
-    async def _with_uid(self, ref: Reference, fetched: FetchedLike, *, deadline: float) -> CachedConfig:
+    async def _with_uid(self, scope: _Scope, ref: Reference, fetched: FetchedLike, *, deadline: float) -> CachedConfig:
         config = fetched.config
-        name = _named_user(config.user) if self.settings.resolve_user_names else None
+        name = _named_user(config.user) if scope.settings.resolve_user_names else None
         if name is None:
             return CachedConfig(config, passwd_checked=False)
         client = self.client
         try:
             data = await self._call(ref, lambda: client.read_file_from_layers(
-                ref, fetched, "/etc/passwd", deadline=deadline, max_bytes=PASSWD_LAYER_BUDGET), deadline=deadline)
+                ref, fetched, "/etc/passwd", deadline=deadline, max_bytes=PASSWD_LAYER_BUDGET,
+                settings=scope.settings), deadline=deadline)
         except RegistryError as exc:
             # The uid only improves a fix message; the config itself was had. An answer that will not change
             # (layers over the budget, a missing or corrupt blob) counts as checked; a transient one is tried

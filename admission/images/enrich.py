@@ -52,9 +52,10 @@ def _error_text(exc: BaseException) -> str:
     return f"error: {type(exc).__name__}: {exc}" if str(exc) else f"error: {type(exc).__name__}"
 
 
-async def _one(resolver: ImageResolver, image: str, *, deadline: float, cred_key: str) -> ImageConfig | str:
+async def _one(resolver: ImageResolver, image: str, *, deadline: float, cred_key: str,
+               settings: ImagesSettings | None) -> ImageConfig | str:
     try:
-        return await resolver.config_for(image, deadline=deadline, cred_key=cred_key)
+        return await resolver.config_for(image, deadline=deadline, cred_key=cred_key, settings=settings)
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the contract: every failure becomes a recorded reason
@@ -62,8 +63,10 @@ async def _one(resolver: ImageResolver, image: str, *, deadline: float, cred_key
 
 
 async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, deadline: float,
-                 cred_key: str = "") -> list[Workload]:
+                 cred_key: str = "", settings: ImagesSettings | None = None) -> list[Workload]:
     """The workloads with image configs (or the reasons they are missing) attached. `deadline`: time.monotonic().
+    `settings`: the `images` settings of the policy in force, so one resolver outlives policy reloads (default:
+    the resolver's own).
 
     Identical references are looked up once, all of them concurrently; what is not done by the deadline
     gets "timeout: not resolved within the deadline".
@@ -79,7 +82,8 @@ async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, dead
         return list(workloads)
     results: dict[str, ImageConfig | str] = {}
     try:
-        tasks = {image: asyncio.ensure_future(_one(resolver, image, deadline=deadline, cred_key=cred_key))
+        tasks = {image: asyncio.ensure_future(_one(resolver, image, deadline=deadline, cred_key=cred_key,
+                                                   settings=settings))
                  for image in sorted(images)}
         done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:

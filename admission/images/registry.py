@@ -39,6 +39,7 @@ import httpx
 from admission.errors import RegistryError
 from admission.images.cache import LayerUnreadable
 from admission.images.credentials import Credential, Credentials, server_key
+from admission.images.gates import Gates
 from admission.images.netguard import check_host, parse_ip, system_resolver
 from admission.images.reference import Reference, registry_host, validate_digest
 from admission.model import HistoryEntry, ImageConfig
@@ -120,6 +121,8 @@ class _Endpoint:
     host: str  # host[:port] contacted (registry-1.docker.io for docker.io)
     scheme: str
     role: Literal["registry", "mirror"]
+    listed: bool  # in images.allowed_registries: may be contacted on any address
+    gates: Gates  # of the call it was made for: the realms and redirects it leads to are judged by the same gates
 
     @property
     def what(self) -> str:
@@ -151,7 +154,14 @@ class _Pool:
 
 
 class RegistryClient:
-    """One per process (webhook) or run (CLI). Caches challenges, tokens and checked DNS answers, not images."""
+    """One per process (webhook) or run (CLI). Caches challenges, tokens and checked DNS answers, not images.
+
+    The gates are read per call: each public method takes the `images` settings of the policy in force
+    (`settings`, else the ones given here), so one client outlives policy reloads. What it keeps across
+    calls cannot carry a verdict from old gates to new ones: tokens are keyed by the gates' fingerprint,
+    every request is checked against the caller's gates, and DNS answers are kept as addresses, not as the
+    outcome of a check. Challenges are kept per scheme://host: what a server asks for, not what we may do.
+    """
 
     def __init__(self, settings: ImagesSettings, *, credentials: Credentials | None = None, timeouts: Timeouts = Timeouts(),
                  resolver: Resolver | None = None, verify: bool | str | ssl.SSLContext = True,
@@ -164,18 +174,40 @@ class RegistryClient:
         self._verify = verify
         self._ssl: ssl.SSLContext | bool | None = None
         self._transport = transport
-        self._allowed = frozenset(server_key(h) for h in settings.allowed_registries)
-        self._insecure = frozenset(server_key(h) for h in settings.insecure_registries)
         self._pools: collections.OrderedDict[tuple[str, str, int], _Pool] = collections.OrderedDict()
         self._closing: set[asyncio.Task[None]] = set()
         self._challenges: dict[str, _Challenge] = {}
-        self._tokens: dict[tuple[str, str, str, str], tuple[float, str]] = {}
+        self._tokens: dict[tuple[str, str, str, str, str], tuple[float, str]] = {}  # realm first
         self._addresses: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self._locks: dict[object, list[Any]] = {}  # key -> [lock, holders and waiters]
 
     # --- public API -----------------------------------------------------------------------------------------
 
-    async def resolve_digest(self, ref: Reference, *, deadline: float) -> str:
+    async def admit(self, ref: Reference, *, deadline: float, settings: ImagesSettings | None = None) -> None:
+        """Raise what a lookup of `ref` would be refused with before it reached a registry, without sending
+        anything: restrict_to_allowed, or no endpoint (mirrors, then the origin) passing the address check.
+
+        Costs no registry request, at most a DNS lookup (through the address cache) per unlisted endpoint.
+        The resolver calls it before it answers from a cache, because the address check depends on DNS and
+        so cannot be part of a cache key. Mirrors fall through as in a lookup, each given half the time left.
+        """
+        gates = self._gates(settings)
+        _refuse_unlisted_registry(ref, gates)
+        endpoints = self._endpoints(ref, gates)
+        for endpoint in endpoints:
+            last = endpoint is endpoints[-1]
+            until = deadline if last else time.monotonic() + (deadline - time.monotonic()) / 2
+            try:
+                _refuse_unlisted_mirror(endpoint)
+                await self._checked_addresses(endpoint.url("/v2/"), what=endpoint.what, listed=endpoint.listed,
+                                              deadline=until)
+                return
+            except RegistryError:
+                if last:
+                    raise
+        raise AssertionError("unreachable: the origin is always the last endpoint")
+
+    async def resolve_digest(self, ref: Reference, *, deadline: float, settings: ImagesSettings | None = None) -> str:
         """Tag -> manifest digest, with HEAD (GET only when a registry sends no Docker-Content-Digest on HEAD)."""
         if ref.digest is not None:
             return ref.digest
@@ -184,18 +216,21 @@ class RegistryClient:
             digest, _body, _type = await self._resolve_on(endpoint, ref, until)
             return digest
 
-        return await self._each_endpoint(ref, deadline, attempt)
+        return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
 
-    async def fetch(self, ref: Reference, *, deadline: float, digest: str | None = None) -> Fetched:
-        """The config of `ref` for settings.platform, verified: by digest (ref's, `digest`, or resolved first)."""
+    async def fetch(self, ref: Reference, *, deadline: float, digest: str | None = None,
+                    settings: ImagesSettings | None = None) -> Fetched:
+        """The config of `ref` for the platform in `settings`, verified: by digest (ref's, `digest`, or resolved
+        first)."""
+        platform = (self.settings if settings is None else settings).platform
 
         async def attempt(endpoint: _Endpoint, until: float) -> Fetched:
-            return await self._fetch_on(endpoint, ref, digest or ref.digest, until)
+            return await self._fetch_on(endpoint, ref, digest or ref.digest, until, platform=platform)
 
-        return await self._each_endpoint(ref, deadline, attempt)
+        return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
 
     async def read_file_from_layers(self, ref: Reference, fetched: Fetched, path: str, *, deadline: float,
-                                    max_bytes: int) -> bytes | None:
+                                    max_bytes: int, settings: ImagesSettings | None = None) -> bytes | None:
         """The content of `path` as the image's filesystem has it, or None when absent (deleted by a whiteout).
 
         Layers are read top down and the first layer that has the path (or deletes it) decides. At most
@@ -222,7 +257,7 @@ class RegistryClient:
                     return content
             return None
 
-        return await self._each_endpoint(ref, deadline, attempt)
+        return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
 
     async def aclose(self) -> None:
         pools, self._pools = list(self._pools.values()), collections.OrderedDict()
@@ -233,29 +268,28 @@ class RegistryClient:
 
     # --- endpoints, mirrors and the deadline ---------------------------------------------------------------
 
-    def _endpoints(self, ref: Reference) -> list[_Endpoint]:
+    def _gates(self, settings: ImagesSettings | None) -> Gates:
+        return Gates.of(self.settings if settings is None else settings)
+
+    def _endpoints(self, ref: Reference, gates: Gates) -> list[_Endpoint]:
         key = registry_key(ref)
         endpoints = []
-        for mirror in self.settings.mirrors.get(key, ()):
-            host = mirror.split("://", 1)[-1].rstrip("/").lower()
+        for host in gates.mirrors_of(key):
             mkey = server_key(host)
-            endpoints.append(_Endpoint(mkey, host, "http" if mkey in self._insecure else "https", "mirror"))
+            endpoints.append(_Endpoint(mkey, host, "http" if mkey in gates.insecure else "https", "mirror",
+                                       mkey in gates.allowed, gates))
         host = _HUB_API_HOST if key == "docker.io" else key
-        endpoints.append(_Endpoint(key, host, "http" if key in self._insecure else "https", "registry"))
+        endpoints.append(_Endpoint(key, host, "http" if key in gates.insecure else "https", "registry",
+                                   key in gates.allowed, gates))
         return endpoints
 
     async def _each_endpoint(self, ref: Reference, deadline: float,
-                             attempt: Callable[[_Endpoint, float], Awaitable[T]]) -> T:
+                             attempt: Callable[[_Endpoint, float], Awaitable[T]], *, gates: Gates) -> T:
         """Mirrors in order, then the origin. A failing mirror falls through; it gets at most half the time left
         so that the origin can still answer inside the deadline. Whatever an endpoint's answers make go wrong
         is a RegistryError, so that the next endpoint is tried and the failure can be cached like any other."""
-        key = registry_key(ref)
-        if self.settings.restrict_to_allowed and key not in self._allowed:
-            # Checked for the image's own registry, not per endpoint: a listed mirror must not make an unlisted
-            # registry's images admissible.
-            raise RegistryError(f"registry {key} refused: images.restrict_to_allowed is on and {key} is not in "
-                                "images.allowed_registries", reason="blocked")
-        endpoints = self._endpoints(ref)
+        _refuse_unlisted_registry(ref, gates)
+        endpoints = self._endpoints(ref, gates)
         for endpoint in endpoints:
             last = endpoint is endpoints[-1]
             until = deadline if last else time.monotonic() + (deadline - time.monotonic()) / 2
@@ -308,7 +342,8 @@ class RegistryClient:
         _verify(answer.body, digest, f"{endpoint.what} sent blob {repo}@{digest}")
         return answer.body
 
-    async def _fetch_on(self, endpoint: _Endpoint, ref: Reference, digest: str | None, deadline: float) -> Fetched:
+    async def _fetch_on(self, endpoint: _Endpoint, ref: Reference, digest: str | None, deadline: float, *,
+                        platform: str) -> Fetched:
         body: bytes | None = None
         content_type = ""
         if digest is None:
@@ -325,7 +360,7 @@ class RegistryClient:
                 break
             if index_digest is None:
                 index_digest = digest
-            chosen = pick_platform(document, self.settings.platform, subject=f"{ref} ({digest})")
+            chosen = pick_platform(document, platform, subject=f"{ref} ({digest})")
             digest = chosen["digest"]
             body, content_type = await self._manifest(endpoint, ref.path, digest, deadline)
             document = _json_object(body, f"{endpoint.what}: manifest {ref.path}@{digest}")
@@ -367,7 +402,7 @@ class RegistryClient:
             authorization = await self._authorization(endpoint, repo, deadline)
             answer = await self._follow(method, endpoint.url(path), kind=kind, headers=headers,
                                         authorization=authorization, cap=cap, deadline=deadline,
-                                        what=endpoint.what, listed=endpoint.key in self._allowed,
+                                        what=endpoint.what, listed=endpoint.listed, gates=endpoint.gates,
                                         origin=endpoint, cap_words=cap_words)
             if answer.status == 401 and not _same_origin(answer.url, endpoint.url("/")):
                 raise _foreign_challenge(answer, endpoint, subject)
@@ -408,7 +443,7 @@ class RegistryClient:
                 return cached
             answer = await self._follow("GET", endpoint.url("/v2/"), kind="ping", headers={}, authorization=None,
                                         cap=_ERROR_BODY_CAP, deadline=deadline, what=endpoint.what,
-                                        listed=endpoint.key in self._allowed, origin=endpoint, truncate=True)
+                                        listed=endpoint.listed, gates=endpoint.gates, origin=endpoint, truncate=True)
             challenge: _Challenge | None
             if 200 <= answer.status < 300:
                 challenge = _Challenge("none")
@@ -426,7 +461,10 @@ class RegistryClient:
 
     async def _token(self, endpoint: _Endpoint, challenge: _Challenge, scope: str, credential: Credential | None,
                      deadline: float) -> str:
-        key = (challenge.realm, challenge.service, scope, credential.fingerprint() if credential else "")
+        gates = endpoint.gates
+        # The gates are in the key: whether the realm may be asked is theirs to say, and a token in hand skips asking.
+        key = (challenge.realm, challenge.service, scope, credential.fingerprint() if credential else "",
+               gates.fingerprint)
         cached = self._tokens.get(key)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
@@ -437,7 +475,7 @@ class RegistryClient:
             realm = httpx.URL(challenge.realm)
             realm_key = _url_key(realm)
             what = f"token realm {challenge.realm} (named by {endpoint.what})"
-            if realm.scheme == "http" and endpoint.scheme != "http" and realm_key not in self._insecure:
+            if realm.scheme == "http" and endpoint.scheme != "http" and realm_key not in gates.insecure:
                 # An HTTPS registry's realm is plain HTTP only when images.insecure_registries lists it, with or
                 # without credentials: an anonymous token from a realm anyone on the path can answer decides
                 # what we are served. (A plain-HTTP registry was already accepted as plain HTTP.)
@@ -465,7 +503,7 @@ class RegistryClient:
                     authorization = "Basic " + base64.b64encode(raw).decode()
             answer = await self._follow(method, url, kind="token", headers=headers, authorization=authorization,
                                         cap=_TOKEN_CAP, deadline=deadline, what=what,
-                                        listed=realm_key in self._allowed, origin=None, content=content)
+                                        listed=realm_key in gates.allowed, gates=gates, origin=None, content=content)
             if answer.status in (401, 403):
                 who = "the configured credentials" if credential else "anonymous access"
                 raise RegistryError(f"{what} refused {who} for {scope} ({answer.status})", reason="auth")
@@ -488,7 +526,7 @@ class RegistryClient:
     # --- one request, with the guard, the retry and redirects ---------------------------------------------
 
     async def _follow(self, method: str, url: httpx.URL, *, kind: Kind, headers: Mapping[str, str],
-                      authorization: str | None, cap: int, deadline: float, what: str, listed: bool,
+                      authorization: str | None, cap: int, deadline: float, what: str, listed: bool, gates: Gates,
                       origin: _Endpoint | None, content: bytes | None = None, truncate: bool = False,
                       cap_words: str | None = None) -> _Answer:
         """Send and follow redirects. The Authorization header never leaves the host it was meant for:
@@ -514,11 +552,11 @@ class RegistryClient:
                 raise RegistryError(f"{what} redirected to {location[:200]!r}, which is not an http(s) URL",
                                     reason="blocked")
             target_key = _url_key(target)
-            if url.scheme == "https" and target.scheme == "http" and target_key not in self._insecure:
+            if url.scheme == "https" and target.scheme == "http" and target_key not in gates.insecure:
                 raise RegistryError(f"{what} redirected from HTTPS to plain HTTP ({target_key}); refused",
                                     reason="blocked")
             what = f"redirect from {what} to {_display(target)}"
-            listed = target_key in self._allowed
+            listed = target_key in gates.allowed
             origin = None
             if answer.status == 303:
                 method, content = "GET", None
@@ -533,12 +571,9 @@ class RegistryClient:
                         deadline: float, what: str, listed: bool, origin: _Endpoint | None, content: bytes | None,
                         truncate: bool, cap_words: str | None) -> _Answer:
         """One request (and at most one retry on a 5xx or a connection error, only if it fits the deadline)."""
-        if origin is not None and self.settings.restrict_to_allowed and not listed:
-            raise RegistryError(f"{what} refused: images.restrict_to_allowed is on and {origin.key} is not in "
-                                "images.allowed_registries", reason="blocked")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        addresses = await check_host(url.host, port, what=what, key=_url_key(url), listed=listed,
-                                     resolver=self._cached_resolver, timeout=self._wait(deadline, self._timeouts.connect))
+        if origin is not None:
+            _refuse_unlisted_mirror(origin)
+        addresses = await self._checked_addresses(url, what=what, listed=listed, deadline=deadline)
         for attempt in range(2):
             address = addresses[attempt % len(addresses)]
             try:
@@ -597,6 +632,12 @@ class RegistryClient:
         return _Answer(response.status_code, response.headers, body, url)
 
     # --- plumbing -----------------------------------------------------------------------------------------------
+
+    async def _checked_addresses(self, url: httpx.URL, *, what: str, listed: bool, deadline: float) -> list[str]:
+        """The addresses to dial for `url`, after the address check (netguard): RegistryError when refused."""
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return await check_host(url.host, port, what=what, key=_url_key(url), listed=listed,
+                                resolver=self._cached_resolver, timeout=self._wait(deadline, self._timeouts.connect))
 
     def _wait(self, deadline: float, limit: float) -> float:
         return max(0.0, min(limit, deadline - time.monotonic()))
@@ -667,6 +708,22 @@ class RegistryClient:
             client = httpx.AsyncClient(verify=self._ssl_context(), **options)
         pool = self._pools[key] = _Pool(client)
         return pool
+
+
+def _refuse_unlisted_registry(ref: Reference, gates: Gates) -> None:
+    """restrict_to_allowed, for the image's own registry rather than per endpoint: a listed mirror must not make
+    an unlisted registry's images admissible."""
+    key = registry_key(ref)
+    if gates.restrict_to_allowed and key not in gates.allowed:
+        raise RegistryError(f"registry {key} refused: images.restrict_to_allowed is on and {key} is not in "
+                            "images.allowed_registries", reason="blocked")
+
+
+def _refuse_unlisted_mirror(endpoint: _Endpoint) -> None:
+    """restrict_to_allowed for one endpoint (a mirror; the origin passed _refuse_unlisted_registry already)."""
+    if endpoint.gates.restrict_to_allowed and not endpoint.listed:
+        raise RegistryError(f"{endpoint.what} refused: images.restrict_to_allowed is on and {endpoint.key} is not "
+                            "in images.allowed_registries", reason="blocked")
 
 
 def _prune(cache: dict[Any, tuple[float, Any]], limit: int = 1024) -> None:

@@ -82,11 +82,16 @@ class FakeClient:
             raise RegistryError(f"{ref}: manifest unknown", reason="not-found")
         return digest
 
-    async def resolve_digest(self, ref: reference.Reference, *, deadline: float) -> str:
+    async def admit(self, ref: reference.Reference, *, deadline: float, settings: ImagesSettings | None = None) -> None:
+        pass  # the gates are the real client's (tests/images/test_gates.py); nothing here is refused
+
+    async def resolve_digest(self, ref: reference.Reference, *, deadline: float,
+                             settings: ImagesSettings | None = None) -> str:
         await self._enter("head", ref)
         return self._digest_of(ref)
 
-    async def fetch(self, ref: reference.Reference, *, deadline: float, digest: str | None = None) -> FakeFetched:
+    async def fetch(self, ref: reference.Reference, *, deadline: float, digest: str | None = None,
+                    settings: ImagesSettings | None = None) -> FakeFetched:
         await self._enter("fetch", ref)
         top = digest or ref.digest or self._digest_of(ref)
         manifest = self.index.get(top, top)
@@ -96,7 +101,7 @@ class FakeClient:
         return FakeFetched(config, manifest, top if top != manifest else None)
 
     async def read_file_from_layers(self, ref: reference.Reference, fetched: object, path: str, *, deadline: float,
-                                    max_bytes: int) -> bytes | None:
+                                    max_bytes: int, settings: ImagesSettings | None = None) -> bytes | None:
         await self._enter("layers", ref)
         return self.passwd
 
@@ -349,7 +354,7 @@ def test_layers_over_the_passwd_budget_are_not_downloaded_again() -> None:
 def test_an_unexpected_client_failure_is_cached_like_a_registry_error() -> None:
     # The real client turns its own failures into RegistryError; this is the resolver's guard for any other.
     class Broken(FakeClient):
-        async def fetch(self, ref, *, deadline, digest=None):  # type: ignore[no-untyped-def]
+        async def fetch(self, ref, *, deadline, digest=None, settings=None):  # type: ignore[no-untyped-def]
             self.calls["fetch"] += 1
             raise RecursionError("maximum recursion depth exceeded")
 

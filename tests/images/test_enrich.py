@@ -171,7 +171,7 @@ def test_registry_errors_become_the_reason_and_the_rest_of_the_workload_is_kept(
 
 def test_an_unexpected_exception_becomes_an_error_reason() -> None:
     class Broken(FakeClient):
-        async def fetch(self, ref, *, deadline, digest=None):
+        async def fetch(self, ref, *, deadline, digest=None, settings=None):
             raise KeyError("mediaType")
 
     container = only(enriched(k8s(pod("reg.example/app:1")), Broken(tags={"reg.example/app:1": D1})))
@@ -187,10 +187,10 @@ def test_a_base_image_failure_is_recorded_as_the_base_config_error() -> None:
 
 def test_what_is_not_done_by_the_deadline_is_a_timeout() -> None:
     class Slow(FakeClient):
-        async def fetch(self, ref, *, deadline, digest=None):
+        async def fetch(self, ref, *, deadline, digest=None, settings=None):
             if ref.path == "slow":
                 await asyncio.sleep(60)
-            return await super().fetch(ref, deadline=deadline, digest=digest)
+            return await super().fetch(ref, deadline=deadline, digest=digest, settings=settings)
 
     client = Slow(tags={"reg.example/slow:1": D1, "reg.example/fast:1": D2}, configs={D1: "1", D2: "2"})
     workloads = k8s(pod("reg.example/slow:1", "reg.example/fast:1"))
