@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 EXAMPLE := examples/flask-prod-app
 
-.PHONY: setup demo demo-webhook test bench docs clean
+.PHONY: setup demo demo-webhook test bench docs image clean
 
 # Real components the tests run against (DESIGN §6): a registry, image tools, htpasswd, openssl.
 APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl wrk:wrk
@@ -58,6 +58,20 @@ bench: $(APT_STAMP) setup
 
 docs: setup
 	$(BIN)/python -m admission.cli.docs
+
+# The webhook image (Dockerfile). Needs a Docker engine with BuildKit; none runs on the project's own machines.
+# IMAGE=registry.example.com/admission:0.1.0 make image; PYTHON_DIGEST=sha256:... pins the base image too.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= admission:$(VERSION)
+image:
+	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable here; build where one runs"; exit 1; }
+	DOCKER_BUILDKIT=1 docker build --pull -t $(IMAGE) \
+	  --build-arg VERSION=$(VERSION) \
+	  --build-arg PYTHON_DIGEST=$(PYTHON_DIGEST) \
+	  --build-arg SOURCE=$$(git config --get remote.origin.url || echo unknown) \
+	  --build-arg REVISION=$$(git rev-parse HEAD) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+	  .
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info
