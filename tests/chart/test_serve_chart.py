@@ -177,18 +177,6 @@ def test_the_containers_environment_is_valid_server_settings_with_the_charts_val
         "LimitRange reads are on, and the running server says why it cannot do them outside a cluster"
 
 
-def test_rendered_container_drains_and_exits_zero_within_the_grace_period(pod: Pod) -> None:
-    import signal
-
-    _probe(pod, pod.rendered.server["readinessProbe"])
-    grace = pod.rendered.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    pause = int(pod.rendered.server["lifecycle"]["preStop"]["exec"]["command"][1])
-    started = time.monotonic()
-    pod.process.send_signal(signal.SIGTERM)  # the kubelet sends it after the preStop pause
-    assert pod.process.wait(timeout=grace) == 0
-    assert time.monotonic() - started + pause < grace
-
-
 def test_hook_job_passes_the_rendered_policy_and_fails_a_bad_one(tmp_path: Path) -> None:
     good, bad = render({}), render({"policy": "enforcement: deny\nrules:\n  run-as-non-root: {severity: maybe}\n"})
     for label, rendered, code in (("good", good, 0), ("bad", bad, 2)):
@@ -204,3 +192,55 @@ def test_hook_job_passes_the_rendered_policy_and_fails_a_bad_one(tmp_path: Path)
                              cwd=ROOT)
         assert run.returncode == code, run.stderr
     assert "policy.yaml:3" in run.stderr and "maybe" in run.stderr
+
+
+def kubectl_run_review(image: str = "nginx", name: str = "nginx") -> dict[str, Any]:
+    """The AdmissionReview the API server sends for `kubectl run NAME --image=IMAGE`: the Pod as kubectl builds it,
+    after the API server's defaulting, in namespace default."""
+    container = {"name": name, "image": image, "resources": {}, "imagePullPolicy": "Always",
+                 "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"run": name}},
+           "spec": {"containers": [container], "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
+                    "dnsPolicy": "ClusterFirst", "serviceAccountName": "default", "serviceAccount": "default",
+                    "securityContext": {}, "schedulerName": "default-scheduler", "enableServiceLinks": True,
+                    "preemptionPolicy": "PreemptLowerPriority", "priority": 0,
+                    "tolerations": [{"key": f"node.kubernetes.io/{t}", "operator": "Exists", "effect": "NoExecute",
+                                     "tolerationSeconds": 300} for t in ("not-ready", "unreachable")]}}
+    gvk = {"group": "", "version": "v1", "kind": "Pod"}
+    gvr = {"group": "", "version": "v1", "resource": "pods"}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "7f1b4a1e-5a55-4f3c-9d6c-1f4a1f3c0b2e", "kind": gvk, "resource": gvr, "requestKind": gvk,
+        "requestResource": gvr, "name": name, "namespace": "default", "operation": "CREATE",
+        "userInfo": {"username": "kubernetes-admin", "groups": ["kubeadm:cluster-admins", "system:authenticated"]},
+        "object": pod, "oldObject": None, "dryRun": False,
+        "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-run"}}}
+
+
+def test_readme_shows_the_real_answer_to_kubectl_run_nginx(pod: Pod) -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("<!-- denial:begin -->"):readme.index("<!-- denial:end -->")]
+    _probe(pod, pod.rendered.server["readinessProbe"])
+    with pod.client() as client:
+        answer = pod.post(client, json.dumps(kubectl_run_review()).encode()).json()["response"]
+    assert answer["allowed"] is False and answer["status"]["code"] == 403
+    webhook = pod.rendered.webhook["name"]
+    # kubectl prints each warning as `Warning: ...`, then the refusal with the webhook's name and the message.
+    shown = [f"Warning: {w}" for w in answer.get("warnings", [])]
+    shown.append(f'Error from server (Forbidden): admission webhook "{webhook}" denied the request: '
+                 f'{answer["status"]["message"]}')
+    lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert lines[0] == "$ kubectl run nginx --image=nginx"
+    assert lines[1:] == shown, "\n".join(shown)
+
+
+# Last: it stops the module's server.
+def test_rendered_container_drains_and_exits_zero_within_the_grace_period(pod: Pod) -> None:
+    import signal
+
+    _probe(pod, pod.rendered.server["readinessProbe"])
+    grace = pod.rendered.deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    pause = int(pod.rendered.server["lifecycle"]["preStop"]["exec"]["command"][1])
+    started = time.monotonic()
+    pod.process.send_signal(signal.SIGTERM)  # the kubelet sends it after the preStop pause
+    assert pod.process.wait(timeout=grace) == 0
+    assert time.monotonic() - started + pause < grace
