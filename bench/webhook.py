@@ -173,6 +173,7 @@ def make_tls(folder: Path) -> tuple[Path, Path]:
     cert = ca.issue_cert("127.0.0.1")
     cert.private_key_pem.write_to_path(str(folder / "tls.key"))
     cert.cert_chain_pems[0].write_to_path(str(folder / "tls.crt"))
+    ca.cert_pem.write_to_path(str(folder / "ca.crt"))
     return folder / "tls.crt", folder / "tls.key"
 
 
@@ -306,15 +307,18 @@ def cold_images(work: Path, tls: tuple[Path, Path], count: int = 30) -> dict[str
 
     import httpx
 
+    (work / "registry").mkdir(parents=True, exist_ok=True)
     registry = Registry(work / "registry", free_port()).start()
     try:
         layout = work / "layout"
         oci.push(oci.build(layout, "bench", user="10001"), registry.host, "team/api:seed")
         base = f"http://{registry.host}/v2/team/api/manifests/"
         accept = "application/vnd.oci.image.manifest.v1+json"
-        manifest = httpx.get(base + "seed", headers={"Accept": accept}).content
-        for i in range(count):  # the same manifest under new tags: every tag is a cold lookup for the webhook
-            httpx.put(base + f"cold-{i}", content=manifest, headers={"Content-Type": accept}).raise_for_status()
+        manifest = httpx.get(base + "seed", headers={"Accept": accept}).json()
+        for i in range(count):  # a distinct manifest (its own digest) per tag: tag, manifest and config all cold
+            manifest["annotations"] = {"bench.admission/n": str(i)}
+            httpx.put(base + f"cold-{i}", content=json.dumps(manifest).encode(),
+                      headers={"Content-Type": accept}).raise_for_status()
         policy = work / "cold-policy.yaml"
         policy.write_text(f"images:\n  resolve: auto\n  on_error: deny\n  allowed_registries: [{registry.host}]\n"
                           f"  insecure_registries: [{registry.host}]\n")
@@ -324,7 +328,7 @@ def cold_images(work: Path, tls: tuple[Path, Path], count: int = 30) -> dict[str
             timings = []
             import ssl
 
-            context = ssl.create_default_context(cafile=str(tls[0]))
+            context = ssl.create_default_context(cafile=str(tls[0].parent / "ca.crt"))
             with httpx.Client(verify=context, timeout=10) as client:
                 for i in range(count):
                     body = (template.replace(f"{MARK}UID{MARK}", str(uuid.uuid4()))
@@ -355,8 +359,8 @@ def cold_images(work: Path, tls: tuple[Path, Path], count: int = 30) -> dict[str
         return {"requests": count, "cold_p50_ms": round(timings[len(timings) // 2] * 1000, 1),
                 "cold_max_ms": round(timings[-1] * 1000, 1), "warm_p50_ms": round(warm[len(warm) // 2] * 1000, 2),
                 "registry_requests_per_cold_request": round(
-                    len([r for r in registry.requests() if "/cold-" in r[1] or "/blobs/" in r[1] or
-                         r[1].startswith("/v2/team/api/manifests/sha256")]) / count, 1)}
+                    len([r for r in registry.requests() if r[1].startswith("/v2/team/api/")
+                         and r[0] in ("HEAD", "GET")]) / count, 1)}
     finally:
         registry.stop()
 
@@ -370,6 +374,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "webhook.json"))
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--only-cold", action="store_true")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is required (Debian package wrk; `make bench` installs it)", file=sys.stderr)
@@ -384,6 +389,9 @@ def main() -> int:
     deny.write_text(lua_script(deny_template))
     results: dict[str, Any] = {"connections": args.connections, "duration_s": args.duration,
                                "request_bytes": len(allow_template), "cpus": os.cpu_count()}
+    if args.only_cold:
+        print(json.dumps(cold_images(work, tls), indent=2))
+        return 0
     try:
         for workers in (1, 2):
             base = baseline(tls, work, workers=workers)

@@ -17,7 +17,6 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import IO, Any
 from urllib.parse import unquote
 
@@ -26,7 +25,7 @@ from fastapi.responses import Response
 from starlette.routing import Route
 
 from admission.errors import PolicyError
-from admission.findings import Finding, Report
+from admission.findings import Finding
 from admission.model import Workload
 from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
@@ -214,13 +213,15 @@ class _Webhook:
 
                 workloads = apply_limit_defaults(workloads, defaults)
         report = engine.evaluate(workloads, policy)
-        if report.findings:
-            report = self._adjust(report, limit_problem, workloads, template=planned.template)
-        return review.finish(planned, report, notes=notes)
+        if not report.findings:
+            return review.finish(planned, report, notes=notes)
+        describe = self._describer(limit_problem, workloads, template=planned.template)
+        return review.finish(planned, report, notes=notes, describe=describe)
 
-    def _adjust(self, report: Report, limit_problem: str | None, workloads: Sequence[Workload], *,
-                template: bool) -> Report:
-        """What the cluster knows and CI does not: LimitRange wording, and image details withheld when redacting."""
+    def _describer(self, limit_problem: str | None, workloads: Sequence[Workload], *,
+                   template: bool) -> review.Describe:
+        """What the cluster knows and CI does not: LimitRange wording, and image details withheld when redacting.
+        Applied to the findings the answer shows, when it shows them (the audit line carries no messages)."""
         configured: dict[str, str] = {}
         if self.redacting:
             for workload in workloads:
@@ -236,23 +237,22 @@ class _Webhook:
             limit_words = "the namespace's LimitRange gives no default for it"
         else:
             limit_words = "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
-        findings: list[Finding] = []
-        for f in report.findings:
-            if f.rule == "resource-limits" and not f.suppressed:
-                if _CI_LIMITRANGE in f.message:
-                    f = replace(f, message=f.message.replace(_CI_LIMITRANGE, limit_words))
-                elif limit_problem:
-                    f = replace(f, message=f"{f.message} ({limit_words})")
-            if self.redacting and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
+
+        def describe(f: Finding) -> tuple[str, str]:
+            if configured and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
-                f = replace(f, value=None, message=(
-                    f"container '{f.container}': the config of image '{configured[f.container]}' fails {f.rule} "
-                    f"({rule.summary if rule else ''}); details withheld (ADMISSION_REDACT_DETAILS)"),
-                    remediation="run `admission-cli check --resolve-images` with credentials for the image's "
-                                "registry to see the details")
-            findings.append(f)
-        report.findings = findings
-        return report
+                return ((f"container '{f.container}': the config of image '{configured[f.container]}' fails "
+                         f"{f.rule} ({rule.summary if rule else ''}); details withheld (ADMISSION_REDACT_DETAILS)"),
+                        "run `admission-cli check --resolve-images` with credentials for the image's registry to "
+                        "see the details")
+            if f.rule == "resource-limits":
+                if _CI_LIMITRANGE in f.message:
+                    return f.message.replace(_CI_LIMITRANGE, limit_words), f.remediation
+                if limit_problem:
+                    return f"{f.message} ({limit_words})", f.remediation
+            return f.message, f.remediation
+
+        return describe
 
     # --- plumbing --------------------------------------------------------------------------------------------
 
@@ -294,13 +294,16 @@ class _Webhook:
         kind = decision.kind or (req.kind.kind if req.kind is not None else "")
         self.metrics.observe(req.operation, kind, decision.result, duration)
         report = decision.report
-        if report is not None:
+        if report is not None and report.findings:
+            tally: dict[tuple[str, str], int] = {}
             for f in report.findings:
                 key = (f.rule, "suppressed" if f.suppressed else f.severity)
+                tally[key] = tally.get(key, 0) + 1
+            for key, count in tally.items():
                 child = self._finding_children.get(key)
                 if child is None:
                     child = self._finding_children[key] = self.metrics.findings.labels(*key)
-                child.inc()
+                child.inc(count)
         if self.images is not None and decision.report is not None and self.holder.policy is not None \
                 and self.holder.policy.images.resolve in ("auto", True):
             self.metrics.sync_resolver(self.images.stats())

@@ -8,7 +8,7 @@ stay plain dicts: sources/kubernetes.py reads them, exactly as it reads a manife
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -258,41 +258,46 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
 # --- messages ------------------------------------------------------------------------------------------------
 
 
+Describe = Callable[[Finding], tuple[str, str]]  # a finding's (message, fix) as the answer shows them
+
+
+def plain(finding: Finding) -> tuple[str, str]:
+    return finding.message, finding.remediation
+
+
 def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
+    if "\n" in text or "\r" in text or "\t" in text:
+        text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
 
 
-def _entry(finding: Finding) -> str:
-    return f"[{finding.rule}] {finding.message}; fix: {finding.remediation}"
-
-
-def deny_message(subject: str, denying: Sequence[Finding], *, cap: int = DENY_MESSAGE_CAP) -> str:
+def deny_message(subject: str, denying: Sequence[Finding], *, cap: int = DENY_MESSAGE_CAP,
+                 describe: Describe = plain) -> str:
     """One message naming every denying rule, its containers and the fix, within `cap` characters.
 
     In full while it fits; otherwise one entry per rule (its containers listed, the first message and fix
     shortened to an equal share), so that every rule and container is still named.
     """
     head = f"{subject} denied by the admission policy: "
-    full = head + " | ".join(_entry(f) for f in denying)
-    full = " ".join(full.split())
+    described = [(f, *describe(f)) for f in denying]
+    full = head + " | ".join(f"[{f.rule}] {message}; fix: {fix}" for f, message, fix in described)
     if len(full) <= cap:
-        return full
-    by_rule: dict[str, list[Finding]] = {}
-    for finding in denying:
-        by_rule.setdefault(finding.rule, []).append(finding)
+        return _clip(full, cap)
+    by_rule: dict[str, list[tuple[Finding, str, str]]] = {}
+    for item in described:
+        by_rule.setdefault(item[0].rule, []).append(item)
     more = f" ({len(denying)} findings in all; `admission-cli check` on the manifest lists each)"
     share = max(60, (cap - len(head) - len(more)) // max(1, len(by_rule)) - 3)
     parts = []
-    for rule_id, findings in by_rule.items():
-        containers = list(dict.fromkeys(f.container for f in findings if f.container))
-        first = findings[0]
+    for rule_id, items in by_rule.items():
+        containers = list(dict.fromkeys(f.container for f, _, _ in items if f.container))
+        _, first_message, first_fix = items[0]
         text = f"[{rule_id}] "
         if len(containers) > 1:
             text += _names(containers, max(30, share // 3)) + ": "
         room = share - len(text)
-        fix = _clip(first.remediation, max(20, room // 3))
-        message = _clip(first.message, max(20, room - len(fix) - 7))
+        fix = _clip(first_fix, max(20, room // 3))
+        message = _clip(first_message, max(20, room - len(fix) - 7))
         parts.append(f"{text}{message}; fix: {fix}")
     return _clip(head + " | ".join(parts) + more, cap)
 
@@ -311,11 +316,11 @@ def _names(names: Sequence[str], room: int) -> str:
 
 
 def warning_lines(warns: Sequence[Finding], problems: Sequence[Problem] = (), notes: Sequence[str] = (),
-                  *, each: int = WARNING_CAP, total: int = WARNINGS_TOTAL_CAP) -> list[str]:
+                  *, each: int = WARNING_CAP, total: int = WARNINGS_TOTAL_CAP, describe: Describe = plain) -> list[str]:
     """`[rule-id] message` per unsuppressed warn finding (deduplicated), each under 120 characters, ~4 KiB in all."""
     lines: list[str] = []
     seen: set[str] = set()
-    candidates = [f"[{f.rule}] {f.message}" for f in warns]
+    candidates = [f"[{f.rule}] {describe(f)[0]}" for f in warns]
     candidates += [f"[admission] {p.message}" for p in problems]
     candidates += [f"[admission] {n}" for n in notes]
     used = 0
@@ -338,16 +343,17 @@ def subject_of(plan_: Plan) -> str:
     return f"{plan_.kind} {where or '(unnamed)'}"
 
 
-def finish(plan_: Plan, report: Report, *, notes: Sequence[str] = ()) -> Decision:
-    """The decision for an evaluated plan: deny on any unsuppressed deny finding, warnings for the rest."""
+def finish(plan_: Plan, report: Report, *, notes: Sequence[str] = (), describe: Describe = plain) -> Decision:
+    """The decision for an evaluated plan: deny on any unsuppressed deny finding, warnings for the rest.
+    `describe` gives each finding's message and fix as the answer shows them (the webhook's own wording)."""
     denying = [f for f in report.findings if not f.suppressed and f.severity == "deny"]
     warns = [f for f in report.findings if not f.suppressed and f.severity == "warn"]
-    warnings = warning_lines(warns, report.errors, notes)
+    warnings = warning_lines(warns, report.errors, notes, describe=describe)
     base = Decision(allowed=True, warnings=warnings, report=report, kind=plan_.kind, namespace=plan_.namespace,
                     name=plan_.name, result="warned" if warnings else "allowed")
     if denying:
         base.allowed = False
         base.code = 403
-        base.message = deny_message(subject_of(plan_), denying)
+        base.message = deny_message(subject_of(plan_), denying, describe=describe)
         base.result = "denied"
     return base

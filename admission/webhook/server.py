@@ -10,6 +10,7 @@ SIGINT, stops at once as uvicorn does.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import time
@@ -24,6 +25,7 @@ from admission.webhook.reload import LIFECYCLE, ssl_context_factory
 __all__ = ["DrainingServer", "config_for", "run_server"]
 
 log = logging.getLogger("admission.webhook")
+_SETTLE = 0.5  # seconds between closing the listening socket and closing idle connections
 
 
 class DrainingServer(uvicorn.Server):
@@ -44,6 +46,18 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True
             return
         super().handle_exit(sig, frame)
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        """Stop accepting first; then give connections accepted just before that a moment to send their request,
+        which they do at once, before uvicorn closes the connections that have no request in progress (a client
+        whose fresh connection is closed before its request arrives has lost that request)."""
+        if self._stop_at is not None:
+            for server in getattr(self, "servers", []):
+                server.close()
+            for sock in sockets or []:
+                sock.close()
+            await asyncio.sleep(min(_SETTLE, self.config.timeout_graceful_shutdown or _SETTLE))
+        await super().shutdown(sockets=sockets)
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
