@@ -35,7 +35,7 @@ def test_rendered_chart_has_no_deny_or_warn_finding(rendered: dict[str, Rendered
     assert report["summary"]["objects"] == 2, "the Deployment and the policy-check Job were both evaluated"
 
 
-def test_rendered_chart_passes_the_restricted_least_privilege_profile(rendered: dict[str, Rendered],
+def test_chart_and_compose_example_pass_the_restricted_least_privilege_profile(rendered: dict[str, Rendered],
                                                                       tmp_path: Path) -> None:
     from admission.policy import catalog
 
@@ -45,6 +45,7 @@ def test_rendered_chart_passes_the_restricted_least_privilege_profile(rendered: 
     policy.write_text("rules:\n  least-privilege: {severity: deny, params: {profile: restricted}}\n")
     for label in ("defaults", "everything"):
         _check("-", "--policy", str(policy), stdin=rendered[label].stream)
+    _check("examples/webhook-local/", "--policy", str(policy))  # compose: cap_drop ALL, no-new-privileges
 
 
 def test_strict_policy_passes_when_the_image_is_pinned_by_digest(rendered: dict[str, Rendered]) -> None:
