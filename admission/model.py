@@ -84,6 +84,40 @@ class ImageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ContextCopy:
+    """A COPY or ADD that takes files from the build context, in a stage the built image needs.
+
+    `files` are the context files it would copy: paths relative to the context root, `/`-separated, after
+    `.dockerignore` and the instruction's `--exclude`s, shallow ones first. `stage` is its stage's label;
+    `reached` says how the built stage needs that stage ("" when it is the built stage itself).
+    """
+
+    instruction: str  # as written, whitespace collapsed: "COPY --chown=app . /src"
+    origin: Origin  # the instruction's line in the Dockerfile
+    stage: str
+    reached: str
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    """What a build sends from its context and what its COPY/ADD instructions take (sources/context.py).
+
+    `dockerignore` is the ignore file that applies (`<Dockerfile>.dockerignore` beside the Dockerfile, else
+    `.dockerignore` in the context), or where one would go when there is none (`dockerignore_exists` False).
+    `cut` says why the bounded walk of the context stopped early (the files past it were not seen);
+    `error` why the context could not be read as Docker reads it (an invalid `.dockerignore`).
+    """
+
+    path: str  # the context as shown
+    dockerignore: str
+    dockerignore_exists: bool
+    copies: tuple[ContextCopy, ...]
+    cut: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     """One container as the rules see it: a k8s container, a compose service, a Dockerfile's final stage, an image.
 
@@ -117,6 +151,7 @@ class Container:
     inherits_user_from: Located[str] | None = None
     base_config: ImageConfig | None = None
     base_config_error: str | None = None
+    build_context: BuildContext | None = None  # the build's context, when it is on disk and a COPY/ADD reads it
 
 
 @dataclass(frozen=True, slots=True)

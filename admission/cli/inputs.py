@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO
+from typing import IO, Any
 from dataclasses import dataclass, field
 
 from admission.errors import InputError
@@ -67,6 +67,14 @@ class Collected:
     files: set[str] = field(default_factory=set)
     skipped: int = 0
     skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
+    contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
+
+    def context_cache(self) -> Any:
+        if self.contexts is None:
+            from admission.sources.context import ContextCache
+
+            self.contexts = ContextCache()
+        return self.contexts
 
     def fail(self, exc: InputError, *, file: str) -> None:
         self.errors.append(Problem(message=exc.message, file=exc.file or file, line=exc.line, path=exc.path))
@@ -111,17 +119,19 @@ def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Opt
     from admission.sources import compose
 
     result = compose.load_project(paths, displays=displays, environ=options.environ, env_files=options.env_files,
-                                  profiles=options.profiles, texts=texts, require_shape=require_shape)
+                                  profiles=options.profiles, texts=texts, require_shape=require_shape,
+                                  contexts=out.context_cache())
     out.workloads.extend(result.workloads)
     out.errors.extend(result.problems)
     out.files.update(result.files)
     return result.dockerfiles
 
 
-def _load_dockerfile(text: str, *, display: str, out: Collected) -> None:
+def _load_dockerfile(text: str, *, display: str, out: Collected, path: str | None = None) -> None:
     from admission.sources import dockerfile
 
-    out.workloads.extend(dockerfile.load(text, file=display))
+    contexts = out.context_cache() if path is not None else None
+    out.workloads.extend(dockerfile.load(text, file=display, path=path, contexts=contexts))
 
 
 def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, explicit: bool) -> None:
@@ -216,7 +226,7 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
             except _ComposeFromContent:
                 kind = "compose"
         if kind == "dockerfile":
-            _load_dockerfile(text, display=display, out=out)
+            _load_dockerfile(text, display=display, out=out, path=path)
         elif kind == "kubernetes":
             _load_kubernetes(text, display=display, options=options, out=out)
         elif kind == "compose":
@@ -250,7 +260,7 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
 
     loaded = []
     for item in pending:
-        part = Collected()
+        part = Collected(contexts=out.context_cache())
         part.files.add(item.display)
 
         def load(item: _Pending = item, part: Collected = part) -> frozenset[str] | None:
@@ -516,7 +526,8 @@ def _check_stdin(stream: IO[bytes], *, options: Options, out: Collected) -> None
 
             pseudo = os.path.join(os.getcwd(), "<stdin>")
             result = compose.load_project([pseudo], displays=[display], environ=options.environ,
-                                          env_files=options.env_files, profiles=options.profiles, texts={pseudo: text})
+                                          env_files=options.env_files, profiles=options.profiles, texts={pseudo: text},
+                                          contexts=out.context_cache())
             out.workloads.extend(result.workloads)
             out.errors.extend(result.problems)
             out.files.update(result.files)

@@ -18,7 +18,7 @@ from typing import Any
 
 from admission.errors import InputError
 from admission.findings import Problem
-from admission.model import Container, ExemptionClaim, Located, Origin, Port, SchemaIssue, Workload
+from admission.model import BuildContext, Container, ExemptionClaim, Located, Origin, Port, SchemaIssue, Workload
 from admission.sources.compose_interp import read_env_files
 from admission.sources.compose_merge import (
     CMap,
@@ -321,6 +321,7 @@ class _Loader:
         self.files: list[str] = []
         self.problems: list[Problem] = []
         self.dockerfiles: set[str] = set()
+        self.contexts: Any = None  # sources.context.ContextCache: build contexts, walked once per run
         self._parsed: dict[str, list[tuple[Any, int]]] = {}
         self._extends_cache: dict[tuple[str, frozenset[tuple[str, str]]], tuple[CMap, list[PathKey]]] = {}
 
@@ -775,11 +776,12 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "image_user", "inherits_user_from", "unknown", "user_uid")
+    __slots__ = ("base_images", "build_context", "image_user", "inherits_user_from", "unknown", "user_uid")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
                  base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
-                 user_uid: int | None = None) -> None:
+                 user_uid: int | None = None, build_context: BuildContext | None = None) -> None:
+        self.build_context = build_context
         self.user_uid = user_uid
         self.image_user = image_user
         self.unknown = unknown
@@ -827,7 +829,7 @@ def _build(reader: _Service, cache: dict[tuple[Any, ...], _BuildOutcome]) -> _Bu
         if not os.path.isfile(real) or not os.access(real, os.R_OK):
             return _BuildOutcome(None, f"Dockerfile '{display}' cannot be read; the image user cannot be read", ())
         real_key = os.path.realpath(real)
-    cache_key = (real_key, tuple(sorted(args.items())), target)
+    cache_key = (real_key, tuple(sorted(args.items())), target, context.real)
     if cache_key in cache:
         return cache[cache_key]
     outcome = _analyse(reader, real_key, display, inline, args, target, build)
@@ -859,8 +861,25 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
         path = f"{reader.base}.build.dockerfile_inline"
         inherits = _shift(info.inherits_user_from, offset, path) if info.inherits_user_from else None
         return _BuildOutcome(_shift(info.user, offset, path), None,
-                             tuple(_shift(b, offset, path) for b in info.base_images), inherits, info.user_uid)
-    return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid)
+                             tuple(_shift(b, offset, path) for b in info.base_images), inherits, info.user_uid,
+                             _context(loader, build, info, None, display, offset, path + "."))
+    return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
+                         _context(loader, build, info, real_key, display, 0, ""))
+
+
+def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, display: str, offset: int,
+             prefix: str) -> BuildContext | None:
+    """The build's context as the build-context rule reads it (sources/context.py); the walk is shared per run."""
+    context = build.get("context")
+    if not isinstance(context, _Context) or context.real is None:
+        return None  # a remote context is not on disk
+    from admission.sources import context as contexts
+
+    if loader.contexts is None:
+        loader.contexts = contexts.ContextCache()
+    return contexts.gather(loader.contexts, context=context.real, context_display=context.display or ".",
+                           dockerfile=dockerfile, info=info, dockerfile_display=display, line_offset=offset,
+                           path_prefix=prefix)
 
 
 def _host_network(name: str, services: CMap) -> tuple[Located[str] | None, SchemaIssue | None]:
@@ -990,6 +1009,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             image_user_unknown=built.unknown if built else None,
             inherits_user_from=built.inherits_user_from if built else None,
             image_user_uid=built.user_uid if built else None,
+            build_context=built.build_context if built else None,
             limits=limits,
             host_ports=host_ports,
         )
@@ -1010,7 +1030,8 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
 
 def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapping[str, str],
                  env_files: Sequence[str] | None = None, profiles: Sequence[str] = (),
-                 texts: Mapping[str, str] | None = None, require_shape: bool = False) -> ComposeResult:
+                 texts: Mapping[str, str] | None = None, require_shape: bool = False,
+                 contexts: Any = None) -> ComposeResult:
     """Read a compose project: paths[0] is the base file, paths[1:] the `-f` overrides in order.
 
     Variables come from `environ`, then the project directory's `.env` (replaced by `env_files` when
@@ -1019,10 +1040,12 @@ def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapp
     the working directory, which is then the project directory, as with `docker compose -f -`).
     Raises InputError for anything Compose itself could not read; with `require_shape` (a directory walk
     guessing from content), NotCompose when the base file is not shaped like a compose file at all.
+    `contexts` (a sources.context.ContextCache) shares build-context walks across the projects of one run.
     """
     if not paths or len(paths) != len(displays):
         raise ValueError("load_project needs one display name per path")
     loader = _Loader(texts)
+    loader.contexts = contexts
     if require_shape:
         first = next((value for value, _ in loader._documents(paths[0], displays[0]) if value is not None), None)
         if not looks_like_compose(first):

@@ -9,12 +9,14 @@ Two steps, so a compose build can reuse one parse: `parse` reads the text (no bu
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from admission.errors import InputError
-from admission.model import Container, Located, Origin, Workload
+from admission.model import BuildContext, Container, Located, Origin, Workload
 
 _KNOWN = frozenset(
     {"add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label", "maintainer",
@@ -71,16 +73,32 @@ class Stage:
     copies_from: tuple[str, ...]  # COPY --from / RUN --mount from= operands (stage names, indices or images)
     copies_from_origins: tuple[Origin, ...] = ()  # one per copies_from entry, path "stages[i].copies_from[k]"
     platform: str | None = None  # FROM --platform
+    context_copies: tuple[CopyOp, ...] = ()  # COPY/ADD of this stage; sources expanded only in BuildInfo.stages
 
     @property
     def label(self) -> str:
         return self.name if self.name is not None else f"stage {self.index}"
 
 
+@dataclass(frozen=True, slots=True)
+class CopyOp:
+    """A COPY or ADD: where it reads from (`from_` a stage or image, else the build context) and its sources.
+
+    `sources` are as written in `Stage.context_copies` of a parse, and expanded with the stage's ARG/ENV
+    scope (as BuildKit expands them) in `BuildInfo.stages`. Heredoc sources (`<<EOF`) and ADD URLs are left out.
+    """
+
+    line: int
+    text: str  # the instruction as written, whitespace collapsed: "COPY --chown=app . /src"
+    from_: str | None  # --from operand
+    sources: tuple[str, ...]
+    excludes: tuple[str, ...] = ()  # --exclude patterns
+
+
 # What analyse() replays per stage: only the instructions that change ARG/ENV scope or USER.
 # (kind, line, data): ("arg", n, ((name, default | None), ...)), ("env", n, ((key, value), ...)), ("user", n, raw).
 # A plain tuple: a dataclass costs ~0.8 ms of import time, measured.
-_OpData = tuple[tuple[str, str | None], ...] | str
+_OpData = tuple[tuple[str, str | None], ...] | str | CopyOp
 _Op = tuple[str, int, _OpData]
 
 
@@ -702,6 +720,37 @@ def _mount_froms(ins: Instruction) -> list[str]:
     return froms
 
 
+_URL_SOURCE = re.compile(r"(?:https?|git|ssh)://|git@", re.IGNORECASE)
+
+
+def _copy_op(ins: Instruction) -> CopyOp:
+    """A COPY/ADD as written. BuildKit splits the shell form on whitespace (quotes do not group; they are removed
+    when each word is expanded) and takes the exec form's JSON strings; the last word is the destination."""
+    words = (_json_args(ins.rest) if ins.json else None) or _WS.split(ins.rest.strip()) if ins.rest.strip() else []
+    sources = tuple(w for w in words[:-1] if not w.startswith("<<") and not (ins.cmd == "add" and _URL_SOURCE.match(w)))
+    from_ = excludes = None
+    for flag in ins.flags:
+        key, _, value = flag[2:].partition("=")
+        if key == "from":
+            from_ = value
+        elif key == "exclude":
+            excludes = (*(excludes or ()), value)
+    text = " ".join([ins.word, *ins.flags, *(_WS.split(ins.rest.strip()) if ins.rest.strip() else [])])
+    return CopyOp(ins.line, text, from_, sources, excludes or ())
+
+
+def _expand_copy(op: CopyOp, scope: Mapping[str, str], escape: str) -> CopyOp:
+    """Sources (and --exclude patterns) expanded with the stage's ARG/ENV scope at that instruction."""
+
+    def one(word: str) -> str:
+        try:
+            return expand(word, scope, escape=escape)
+        except _ExpandError:  # BuildKit fails the build; the text as written is the best account of it
+            return word
+
+    return CopyOp(op.line, op.text, op.from_, tuple(one(w) for w in op.sources), tuple(one(w) for w in op.excludes))
+
+
 def parse(text: str, *, file: str) -> ParsedDockerfile:
     """Read a Dockerfile. InputError (with the line) for what BuildKit rejects before knowing build args."""
     meta: dict[str, str] = {}
@@ -776,6 +825,8 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
         elif cmd == "run":
             for source in _mount_froms(ins):
                 copies[i].append((source, Origin(file, ins.line, f"stages[{i}].copies_from[{len(copies[i])}]")))
+        if cmd in ("copy", "add"):
+            ops[i].append(("copy", ins.line, _copy_op(ins)))
 
     if not froms:
         message = "dockerfile contains no stages to build: no FROM instruction"
@@ -794,6 +845,7 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
                 copies_from=tuple(c for c, _ in copies[i]),
                 copies_from_origins=tuple(o for _, o in copies[i]),
                 platform=platform,
+                context_copies=tuple(d for k, _, d in ops[i] if k == "copy"),  # type: ignore[misc]
             )
         )
         if name is not None:
@@ -874,6 +926,7 @@ def analyse(
         # A stage built FROM another starts with its state: ENV and ARG values alike (BuildKit AddEnv).
         scope = dict(scopes[parent]) if parent is not None else {}
         user: Located[str] | None = None
+        copy_ops: list[CopyOp] = []
         for kind, line, data in ops:
             if isinstance(data, str):  # USER
                 path = f"stages[{i}].user"
@@ -895,6 +948,8 @@ def analyse(
                     for k, v in data
                 ]
                 scope.update(new)
+            elif kind == "copy":
+                copy_ops.append(_expand_copy(data, scope, escape))  # type: ignore[arg-type]
         plat = stage.platform
         if plat is not None:
             plat = _expand_at(plat, scope_global, escape=escape, file=file, line=origin.line, path=origin.path)
@@ -902,6 +957,7 @@ def analyse(
             Stage(
                 index=i, name=stage.name, base=Located(base, origin), parent=parent, user=user,
                 copies_from=stage.copies_from, copies_from_origins=stage.copies_from_origins, platform=plat,
+                context_copies=tuple(copy_ops),
             )
         )
         scopes.append(scope)
@@ -979,6 +1035,36 @@ def analyse(
     )
 
 
+def context_stages(info: BuildInfo) -> list[tuple[Stage, str]]:
+    """The stages whose COPY/ADD can put build-context files into the built image, with how each is reached.
+
+    The built stage itself (reached "") and every stage it reaches through `FROM <stage>` or
+    `COPY --from=<stage>`, transitively, in file order. `RUN --mount=from=` is not followed: a mount is not copied.
+    """
+    stages = info.stages
+    by_name = {s.name: s.index for s in stages if s.name is not None}
+    target = info.stage.index
+    how: dict[int, str] = {target: ""}
+    queue = [target]
+    while queue:
+        k = queue.pop(0)
+        stage = stages[k]
+        edges: list[tuple[int, str]] = []
+        if stage.parent is not None:
+            edges.append((stage.parent, f"which '{stage.label}' is built FROM"))
+        for op in stage.context_copies:
+            if op.from_ is None:
+                continue
+            j = _resolve_ref(op.from_, stages, by_name, origin=Origin(stage.base.origin.file, op.line, ""))
+            if j is not None:
+                edges.append((j, f"which '{stage.label}' copies from on line {op.line}"))
+        for j, why in edges:
+            if j not in how:
+                how[j] = why
+                queue.append(j)
+    return [(stages[k], how[k]) for k in sorted(how)]
+
+
 _USERADD = re.compile(r"\b(?:useradd|adduser)\b([^;&|\n]*)")
 _UID_FLAG = re.compile(r"(?:^|\s)(?:-u|--uid)(?:=|\s+)(\d+)")
 
@@ -1014,8 +1100,12 @@ def _created_uid(parsed: ParsedDockerfile, stages: tuple[Stage, ...], target: in
 # --------------------------------------------------------------------------------------------------
 
 
-def load(text: str, *, file: str) -> list[Workload]:
-    """A Dockerfile as its own object: one Workload for the final stage."""
+def load(text: str, *, file: str, path: str | None = None, contexts: Any = None) -> list[Workload]:
+    """A Dockerfile as its own object: one Workload for the final stage.
+
+    `path` is where the Dockerfile is on disk (None for stdin): its folder is the build context (DESIGN §4
+    build-context), walked through `contexts` (a sources.context.ContextCache, one per run).
+    """
     info = analyse(parse(text, file=file))
     stage = info.stage
     # Every stage can be a build target, so every FROM that names an image is checked (DESIGN §4),
@@ -1036,6 +1126,7 @@ def load(text: str, *, file: str) -> list[Workload]:
         image_user=info.user,
         image_user_uid=info.user_uid,
         inherits_user_from=info.inherits_user_from,
+        build_context=_own_context(info, file=file, path=path, contexts=contexts),
     )
     return [
         Workload(
@@ -1048,6 +1139,17 @@ def load(text: str, *, file: str) -> list[Workload]:
             runtime=False,
         )
     ]
+
+
+def _own_context(info: BuildInfo, *, file: str, path: str | None, contexts: Any) -> BuildContext | None:
+    """A Dockerfile checked alone: its own folder is the context (`docker build -f F DIR` with DIR = F's folder)."""
+    if path is None:
+        return None
+    from admission.sources import context  # lazily: only Dockerfiles on disk have a context
+
+    return context.gather(contexts if contexts is not None else context.ContextCache(),
+                          context=os.path.dirname(os.path.abspath(path)), context_display=os.path.dirname(file),
+                          dockerfile=os.path.abspath(path), dockerfile_display=file, info=info)
 
 
 def looks_like_dockerfile(text: str) -> bool:
