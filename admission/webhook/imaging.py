@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import inspect
 import logging
 import time
 from collections.abc import Sequence
@@ -33,7 +32,6 @@ __all__ = ["ImageService", "PullCredentials"]
 log = logging.getLogger("admission.webhook")
 _MAX_CREDENTIAL_SETS = 256
 _EVALUATION_RESERVE = 0.02  # seconds kept back from the deadline for evaluating and answering
-_PER_CALL_SETTINGS = "settings" in inspect.signature(enrich).parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +58,6 @@ def _counting_client(metrics: Any) -> type[RegistryClient]:
             return answer
 
     return CountingClient
-
-
-def _gates(settings: ImagesSettings) -> tuple[Any, ...]:
-    return (settings.platform, tuple(sorted(settings.allowed_registries)), settings.restrict_to_allowed,
-            tuple(sorted(settings.insecure_registries)),
-            tuple(sorted((k, tuple(v)) for k, v in settings.mirrors.items())), settings.tag_ttl,
-            settings.resolve_user_names)
 
 
 @dataclass
@@ -111,25 +102,13 @@ class ImageService:
 
     async def enrich(self, workloads: Sequence[Workload], settings: ImagesSettings, *, deadline: float,
                      pulls: PullCredentials | None = None) -> list[Workload]:
-        if not _PER_CALL_SETTINGS and _gates(settings) != _gates(self.settings):
-            self.update(settings)
         pair, key = self._pair(pulls)
         until = deadline - min(_EVALUATION_RESERVE, max(0.0, (deadline - time.monotonic()) * 0.1))
-        if _PER_CALL_SETTINGS:
-            return await enrich(workloads, pair.resolver, deadline=until, cred_key=key, settings=settings)
-        return await enrich(workloads, pair.resolver, deadline=until, cred_key=key)
+        return await enrich(workloads, pair.resolver, deadline=until, cred_key=key, settings=settings)
 
     def update(self, settings: ImagesSettings) -> None:
-        """New `images` settings (a policy reload): answers obtained under other gates are not used again."""
-        if _PER_CALL_SETTINGS or _gates(settings) == _gates(self.settings):
-            self.settings = settings
-            return
+        """A policy reload: requests pass their policy's settings themselves; these are the defaults of new clients."""
         self.settings = settings
-        pairs, self._pairs = list(self._pairs.values()), collections.OrderedDict()
-        self._memory = MemoryCache()  # cached under the old gates: dropped with them
-        for pair in pairs:
-            self._retire(pair)
-        log.info("image resolution settings changed: image caches restarted under the new registry gates")
 
     def _retire(self, pair: _Pair) -> None:
         self._retired.update(pair.resolver.stats)
@@ -143,7 +122,7 @@ class ImageService:
 
     @staticmethod
     async def _close_later(pair: _Pair) -> None:
-        # Lookups under the old gates may still be awaited by the requests that started them: let them end.
+        # Lookups of an evicted credential set may still be awaited by the requests that started them.
         await asyncio.sleep(10)
         await pair.resolver.cancel_pending()
         await pair.client.aclose()
