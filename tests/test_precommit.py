@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,25 @@ def _git(repo: Path, *argv: str) -> None:
                    capture_output=True)
 
 
+def hook_repository(tmp_path: Path) -> Path:
+    """This project as pre-commit would clone it: every file git would commit (tracked or new, not ignored), in a
+    repository of its own, so the hooks run the working tree as it is."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            check=True, capture_output=True).stdout.decode().split("\0")
+    copy = tmp_path / "hooks-repo"
+    for name in filter(None, listed):
+        source = ROOT / name
+        if source.is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy / name)
+    _git(copy, "init", "-q")
+    _git(copy, "add", "-A")
+    _git(copy, "commit", "-q", "-m", "snapshot")
+    return copy
+
+
 def test_both_hooks_exit_1_with_the_finding_and_never_2_in_a_real_repository(tmp_path: Path) -> None:
+    hooks_repo = hook_repository(tmp_path)
     repo = tmp_path / "project"
     files = {
         "compose.yaml": "services:\n  web:\n    image: nginx\n    user: \"10001\"\n"
@@ -64,7 +83,7 @@ def test_both_hooks_exit_1_with_the_finding_and_never_2_in_a_real_repository(tmp
     _git(repo, "init", "-q")
     _git(repo, "add", "-A")
     env = {**os.environ, "PRE_COMMIT_HOME": str(tmp_path / "pre-commit-home"), "NO_COLOR": "1"}
-    run = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), "--all-files", "--color", "never"],
+    run = subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hooks_repo), "--all-files", "--color", "never"],
                          cwd=repo, env=env, capture_output=True, text=True, timeout=600)
     out = run.stdout + run.stderr
     assert run.returncode == 1, out
