@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             settings.metrics_dir = tempfile.mkdtemp(prefix="admission-metrics-")
         from admission.webhook.metrics import prepare_multiprocess
 
-        prepare_multiprocess(settings.metrics_dir)
+        prepare_multiprocess(settings.metrics_dir)  # and clears what an earlier run left there
 
     from admission.errors import InputError, PolicyError
     from admission.policy.config import load_policy

@@ -79,6 +79,13 @@ class Metrics:
 
 
 def prepare_multiprocess(directory: str) -> None:
-    """Before prometheus_client is imported in a worker: point it at the shared directory."""
+    """Before the workers start: point prometheus_client at the shared directory, emptied of an earlier run's
+    files (counters would otherwise carry on from the last process that used it)."""
     os.makedirs(directory, exist_ok=True)
+    for name in os.listdir(directory):
+        if name.endswith(".db"):
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory

@@ -134,6 +134,8 @@ def test_sigterm_drains_under_load_without_losing_a_request(tmp_path: Path) -> N
 
 
 def test_serve_with_two_workers_answers_and_sums_metrics(tmp_path: Path) -> None:
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_4242.db").write_bytes(b"left by an earlier run")  # cleared at start
     server = Served(tmp_path / "serve", ["--workers", "2", "--policy", str(write_policy(tmp_path / "policy")),
                                          "--metrics-dir", str(tmp_path / "metrics")], tls=make_tls(tmp_path / "tls"),
                     env={"ADMISSION_DRAIN_DELAY": "0"})
