@@ -1,6 +1,7 @@
 """The production Dockerfile, read by the official Go parser (PyPI `dockerfile`), linted by the real hadolint,
-checked by our own policy, and its HEALTHCHECK run against a real server; `.dockerignore` applied with Docker's
-rules to see what the build context holds."""
+checked by our own policy, and its HEALTHCHECK run against a real server; the build context computed as BuildKit
+sends it (the build-context rule's walker: moby/patternmatcher's `.dockerignore` rules, held to moby's vectors in
+tests/dockerignore/)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,18 @@ from typing import Any
 import pytest
 
 from tests.chart.conftest import ROOT, Rendered
-from tests.chart.dockerignore import context_files
 
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
+
+
+def context_files(root: Path, dockerignore: Path | None = None) -> set[str]:
+    """Relative paths of the files `docker build root` sends."""
+    from admission.sources.context import ContextCache
+
+    walked = ContextCache().walk(str(root), str(dockerignore or root / ".dockerignore"))
+    assert walked.cut is None and walked.error is None, (walked.cut, walked.error)
+    return set(walked.files)
 
 
 def _commands() -> list[Any]:
@@ -189,15 +198,3 @@ def test_secrets_git_venv_and_tests_never_enter_the_build_context(tmp_path: Path
     sent = context_files(tmp_path, ROOT / ".dockerignore")
     assert secret not in sent
     assert {"pyproject.toml", "README.md", "admission/__init__.py"} <= sent
-
-
-def test_dockerignore_rules_follow_docker_semantics(tmp_path: Path) -> None:
-    """The reader itself: anchored patterns, `**`, exceptions and last-match-wins, as moby/patternmatcher."""
-    ignore = tmp_path / "ignore"
-    ignore.write_text("# comment\n/.env\n**/*.pem\n*.md\n!keep.md\nsub\n!sub/ok.txt\n")
-    for name in (".env", "a/.env", "a/b/x.pem", "x.pem", "readme.md", "keep.md", "a/readme.md", "sub/ok.txt",
-                 "sub/no.txt"):
-        (tmp_path / "ctx" / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "ctx" / name).write_text("x")
-    sent = context_files(tmp_path / "ctx", ignore)
-    assert sent == {"a/.env", "keep.md", "a/readme.md", "sub/ok.txt"}
