@@ -118,6 +118,57 @@ class BuildContext:
 
 
 @dataclass(frozen=True, slots=True)
+class Setting:
+    """A security-relevant value as the runtime reads it (`value`), the text that set it (`text`), and where.
+
+    Kubernetes values are PSA's field values as written (`Unconfined`, `SYS_ADMIN`); compose values are Docker's
+    after its normalisation (`cap_add: [cap_sys_admin]` gives `SYS_ADMIN`, `security_opt: [seccomp=unconfined]`
+    gives seccomp `Unconfined`), with `text` the entry as written for messages.
+    """
+
+    value: str
+    text: str
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityContext:
+    """One securityContext level (a pod's or a container's) with the fields Pod Security Admission reads.
+
+    Compose services carry their counterparts here: `privileged`, `cap_add`/`cap_drop`, and `security_opt`
+    entries (`seccomp`/`apparmor` unconfined or a profile, `label:disable` as SELinux type `spc_t`,
+    `no-new-privileges` as allowPrivilegeEscalation false, `systempaths=unconfined` as procMount `Unmasked`).
+    """
+
+    privileged: Setting | None = None
+    allow_privilege_escalation: Setting | None = None  # "true" / "false"
+    capabilities_add: tuple[Setting, ...] = ()
+    capabilities_drop: tuple[Setting, ...] = ()
+    proc_mount: Setting | None = None
+    seccomp: Setting | None = None  # seccompProfile.type
+    apparmor: Setting | None = None  # appArmorProfile.type
+    selinux_type: Setting | None = None
+    selinux_user: Setting | None = None
+    selinux_role: Setting | None = None
+    host_process: Setting | None = None  # windowsOptions.hostProcess: "true" / "false"
+
+
+@dataclass(frozen=True, slots=True)
+class HostMount:
+    """A volume the pod (or a bind mount the compose service) declares, for least-privilege.
+
+    `kind` is the Kubernetes volume source (`hostPath`, `emptyDir`, `nfs`, ... or `unknown` when none is
+    recognised) or `bind` for a compose bind mount; `path` the host path of a hostPath or bind mount, as written
+    after Compose's own resolution (relative paths joined to the project directory, `~` expanded).
+    """
+
+    name: str  # the volume's name (Kubernetes) or the mount target (compose)
+    kind: str
+    path: str | None
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     """One container as the rules see it: a k8s container, a compose service, a Dockerfile's final stage, an image.
 
@@ -152,6 +203,13 @@ class Container:
     base_config: ImageConfig | None = None
     base_config_error: str | None = None
     build_context: BuildContext | None = None  # the build's context, when it is on disk and a COPY/ADD reads it
+    # least-privilege: the container's own securityContext (compose: the service's privileges), None when it has none
+    security: SecurityContext | None = None
+    # healthcheck: the Kubernetes probes the container sets ("livenessProbe", "readinessProbe", "startupProbe");
+    # for compose the effective health check of compose or the build Dockerfile's final stage: value "check",
+    # "disabled" (compose `disable: true` / `test: [NONE]`) or "none" (Dockerfile `HEALTHCHECK NONE`), None if neither says
+    probes: tuple[str, ...] = ()
+    healthcheck: Setting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,3 +254,12 @@ class Workload:
     os: str | None = None
     exemption_claims: tuple[ExemptionClaim, ...] = ()
     schema_issues: tuple[SchemaIssue, ...] = ()
+    # least-privilege, pod level (compose: the service's pid/ipc and bind mounts): PSA reads these once per pod
+    host_pid: Setting | None = None  # Kubernetes hostPID: true, compose pid: host
+    host_ipc: Setting | None = None  # Kubernetes hostIPC: true, compose ipc: host
+    pod_security: SecurityContext | None = None  # the pod's securityContext (seccomp, AppArmor, SELinux, hostProcess)
+    volumes: tuple[HostMount, ...] = ()
+    sysctls: tuple[Setting, ...] = ()
+    apparmor_annotations: tuple[Setting, ...] = ()  # container.apparmor.security.beta.kubernetes.io/*: value = profile, text = key
+    host_users: bool | None = None  # Kubernetes hostUsers (false: a user namespace)
+    restart_policy: str | None = None  # Kubernetes pod restartPolicy as written (healthcheck skips run-to-completion pods)

@@ -17,6 +17,7 @@ COMPOSE = textwrap.dedent("""\
         ports: ["8080:80"]
         deploy: {resources: {limits: {cpus: "0.5", memory: 256M}}}
         user: "10001"
+        healthcheck: {test: ["CMD", "true"]}
 """)
 
 

