@@ -37,10 +37,6 @@ def test_rendered_chart_has_no_deny_or_warn_finding(rendered: dict[str, Rendered
 
 def test_chart_and_compose_example_pass_the_restricted_least_privilege_profile(rendered: dict[str, Rendered],
                                                                       tmp_path: Path) -> None:
-    from admission.policy import catalog
-
-    if "least-privilege" not in catalog.all_rules():
-        pytest.skip("the least-privilege rule has not landed yet")
     policy = tmp_path / "restricted.yaml"
     policy.write_text("rules:\n  least-privilege: {severity: deny, params: {profile: restricted}}\n")
     for label in ("defaults", "everything"):
