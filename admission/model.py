@@ -81,6 +81,11 @@ class ImageConfig:
     labels: Mapping[str, str] = field(default_factory=dict)
     history: tuple[HistoryEntry, ...] = ()
     user_uid: int | None = None
+    # image-size: each layer's size in bytes, bottom layer first, as the manifest (or a `docker save` archive) gives
+    # them; None when unknown. `layers_compressed` is False when they are uncompressed tar sizes (`docker save`,
+    # or an OCI manifest with uncompressed layer media types).
+    layer_sizes: tuple[int, ...] | None = None
+    layers_compressed: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,9 @@ R = TypeVar("R")
 PASSWD_LAYER_BUDGET = 96 << 20
 _FINAL_PASSWD_ERRORS = frozenset({"too-large", "not-found", "digest-mismatch"})
 _DISK_FILE_CAP = 16 << 20  # a cache entry larger than this was not written by us
-_FORMAT = "v1"  # on-disk layout version: a new layout gets a new folder instead of misreading the old one
+# On-disk layout version: a new layout gets a new folder instead of misreading the old one. v2: configs carry the
+# manifest's layer sizes (image-size), so a warm cache never hides that rule; a v1 entry, which has none, is never read.
+_FORMAT = "v2"
 
 
 # --- the seam to registry.py (a Protocol, so this module never imports httpx) ---------------------------
@@ -166,7 +168,7 @@ def config_size(config: ImageConfig) -> int:
     n += sum(len(e) + 16 for e in config.env) + sum(len(p) + 16 for p in config.exposed_ports)
     n += sum(len(k) + len(v) + 32 for k, v in config.labels.items())
     n += sum(len(h.created_by) + len(h.comment) + len(h.author) + len(h.created) + 64 for h in config.history)
-    return n
+    return n + 8 * len(config.layer_sizes or ())
 
 
 class MemoryCache:
@@ -199,6 +201,8 @@ def _config_to_json(config: ImageConfig) -> dict[str, Any]:
         "history": [{"created_by": h.created_by, "comment": h.comment, "author": h.author, "created": h.created,
                      "empty_layer": h.empty_layer} for h in config.history],
         "user_uid": config.user_uid,
+        "layer_sizes": list(config.layer_sizes) if config.layer_sizes is not None else None,
+        "layers_compressed": config.layers_compressed,
     }
 
 
@@ -235,11 +239,18 @@ def _config_from_json(obj: Any) -> ImageConfig:
     user = obj["user"]
     if not isinstance(user, str) or not isinstance(obj["os"], str) or not isinstance(obj["architecture"], str):
         raise TypeError("user/os/architecture")
+    sizes = obj["layer_sizes"]
+    if sizes is not None and (not isinstance(sizes, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in sizes)):
+        raise TypeError("layer_sizes")
+    if not isinstance(obj["layers_compressed"], bool):
+        raise TypeError("layers_compressed")
     return ImageConfig(
         reference=str(_opt(obj["reference"], str) or ""), digest=_opt(obj["digest"], str), user=user,
         config_digest=_opt(obj["config_digest"], str), os=obj["os"], architecture=obj["architecture"],
         exposed_ports=_strs(obj["exposed_ports"]), env=_strs(obj["env"]), labels=labels,
         history=tuple(entries), user_uid=_opt(obj["user_uid"], int),
+        layer_sizes=tuple(sizes) if sizes is not None else None, layers_compressed=obj["layers_compressed"],
     )
 
 

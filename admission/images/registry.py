@@ -31,7 +31,7 @@ import time
 import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, TypeVar
 
 import httpx
@@ -40,6 +40,7 @@ from admission.errors import RegistryError
 from admission.images.cache import LayerUnreadable
 from admission.images.credentials import Credential, Credentials, server_key
 from admission.images.gates import Gates
+from admission.images.layers import manifest_layer_sizes
 from admission.images.netguard import check_host, parse_ip, system_resolver
 from admission.images.reference import Reference, registry_host, validate_digest
 from admission.model import HistoryEntry, ImageConfig
@@ -389,6 +390,9 @@ class RegistryClient:
                        if isinstance(layer, dict) and isinstance(layer.get("digest"), str))
         parsed = parse_config(blob, reference=str(ref), digest=digest, config_digest=config_digest,
                               what=f"{endpoint.what}: config {config_digest}")
+        sizes, compressed = manifest_layer_sizes(document.get("layers"))  # image-size: from the manifest in hand
+        if sizes is not None:
+            parsed = replace(parsed, layer_sizes=sizes, layers_compressed=compressed)
         return Fetched(config=parsed, manifest_digest=digest, index_digest=index_digest, layers=layers)
 
     # --- auth ------------------------------------------------------------------------------------------------

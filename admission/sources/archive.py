@@ -37,10 +37,11 @@ import stat
 import tarfile
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any, Protocol
 
 from admission.errors import InputError
+from admission.images.layers import manifest_layer_sizes
 from admission.model import Container, HistoryEntry, ImageConfig, Origin, Workload
 
 MANIFEST_CAP = 4 * 1024 * 1024  # manifest.json, index.json, OCI manifests and indexes
@@ -630,6 +631,8 @@ class _Resolved:
     config_digest: str
     config_member: str
     config: dict[str, Any]
+    layer_sizes: tuple[int, ...] | None = None  # the manifest's layer sizes (image-size)
+    layers_compressed: bool = True
 
 
 def _resolve(store: _Store, desc: object, *, referrer: str, want: _Platform, depth: int,
@@ -661,7 +664,8 @@ def _resolve(store: _Store, desc: object, *, referrer: str, want: _Platform, dep
     config = _parse_json(store, config_member, config_data)
     if not isinstance(config, dict):
         raise _bad(store, config_member, "the config", "is not a JSON object")
-    return _Resolved(digest, f"{calgo}:{chex}", config_member, config)
+    sizes, compressed = manifest_layer_sizes(doc.get("layers"))
+    return _Resolved(digest, f"{calgo}:{chex}", config_member, config, sizes, compressed)
 
 
 def _resolve_index(store: _Store, doc: Mapping[str, Any], *, member: str, want: _Platform, depth: int,
@@ -743,10 +747,26 @@ def _load_docker(store: _TarIndex, *, display: str, fallback: str, want: _Platfo
         config_digest = f"sha256:{actual}"
         manifest_digest = by_config.get(config_digest)
         names = tags or [_untagged_name(fallback, manifest_digest or config_digest, many=untagged > 1)]
+        sizes = _saved_layer_sizes(store, entry.get("Layers"))
         for name in names:
             workloads.append(_workload(store, name=name, config=config, member=member, manifest_digest=manifest_digest,
-                                       config_digest=config_digest))
+                                       config_digest=config_digest, layer_sizes=sizes, layers_compressed=False))
     return workloads
+
+
+def _saved_layer_sizes(store: _TarIndex, layers: object) -> tuple[int, ...] | None:
+    """The sizes of a `docker save` entry's `Layers` members: uncompressed tars, as docker save writes them (image-size).
+    None when a layer is not a regular member of the archive (the layers are never read, only their tar headers)."""
+    if not isinstance(layers, list):
+        return None
+    sizes: list[int] = []
+    for layer in layers:
+        name = _member_name(layer) if isinstance(layer, str) else None
+        info = store._resolve(name) if name else None
+        if info is None or not info.isreg():
+            return None
+        sizes.append(info.size)
+    return tuple(sizes)
 
 
 def _manifest_digests(store: _TarIndex, want: _Platform) -> dict[str, str]:
@@ -787,7 +807,8 @@ def _load_oci(store: _Store, *, display: str, fallback: str, want: _Platform) ->
     return [_workload(store, name=_full_name(name, fallback) or _untagged_name(fallback, found.manifest_digest,
                                                                                many=untagged > 1),
                       config=found.config, member=found.config_member, manifest_digest=found.manifest_digest,
-                      config_digest=found.config_digest)
+                      config_digest=found.config_digest, layer_sizes=found.layer_sizes,
+                      layers_compressed=found.layers_compressed)
             for name, found in resolved]
 
 
@@ -822,9 +843,11 @@ def _untagged_name(fallback: str, digest: str, *, many: bool) -> str:
 
 
 def _workload(store: _Store, *, name: str, config: Mapping[str, Any], member: str, manifest_digest: str | None,
-              config_digest: str) -> Workload:
+              config_digest: str, layer_sizes: tuple[int, ...] | None = None, layers_compressed: bool = True) -> Workload:
     image_config = _image_config(store, config, member=member, reference=name, manifest_digest=manifest_digest,
                                  config_digest=config_digest)
+    if layer_sizes is not None:
+        image_config = replace(image_config, layer_sizes=layer_sizes, layers_compressed=layers_compressed)
     origin = Origin(store.display, None, member)
     container = Container(name=name, origin=origin, image=None, image_config=image_config)
     return Workload(source="image", kind="Image", name=name, namespace=None, origin=origin, containers=(container,),

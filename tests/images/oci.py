@@ -77,3 +77,32 @@ def push(source: str, registry: str, ref: str, *, v2s2: bool = False, creds: str
     if creds:
         args += ["--dest-creds", creds]
     _run(*args, source, f"docker://{registry}/{ref}")
+
+
+def build_steps(layout: Path, tag: str, steps: Sequence[tuple[str, str | None, int]], *, history: bool = True,
+                user: str = "1000") -> str:
+    """`layout:tag` built step by step as a Dockerfile build records it: each (created_by, path, size) with a path
+    becomes a layer holding `size` random bytes at `path` (random, so compressed and uncompressed sizes stay close);
+    without a path it is a config change (an `empty_layer` history entry). `history=False` records no history for
+    the layers. Ends with `USER <user>`; intermediate blobs are garbage-collected. Returns `oci:<layout>:<tag>`."""
+    import os
+
+    if not (layout / "oci-layout").exists():
+        layout.parent.mkdir(parents=True, exist_ok=True)
+        _run("umoci", "init", "--layout", str(layout))
+    image = f"{layout}:{tag}"
+    _run("umoci", "new", "--image", image)
+    stage = layout.parent / f".stage-{tag}"
+    for created_by, path, size in steps:
+        if path is None:
+            _run("umoci", "config", "--image", image, "--history.created_by", created_by)
+            continue
+        target = stage / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(os.urandom(size))
+        record = ["--history.created_by", created_by] if history else ["--no-history"]
+        _run("umoci", "insert", "--image", image, *record, str(target), path)
+        shutil.rmtree(stage)
+    _run("umoci", "config", "--image", image, "--config.user", user, "--history.created_by", f"USER {user}")
+    _run("umoci", "gc", "--layout", str(layout))
+    return f"oci:{image}"

@@ -377,7 +377,7 @@ def test_a_cached_answer_is_not_used_once_its_unlisted_registry_resolves_to_a_pr
 
     dns["registry.gates.test"] = [public]
     assert asyncio.run(lookup()) == "appuser"
-    assert list((tmp_path / "v1" / "configs").glob("*.json")), "the answer is on disk"
+    assert list((tmp_path / "v2" / "configs").glob("*.json")), "the answer is on disk"
     dns["registry.gates.test"] = [public, "169.254.169.254"]  # rebinding: one private answer among public ones
     mark = settled(registry)
     assert asyncio.run(lookup()) == "blocked"

@@ -169,7 +169,7 @@ def build_context(workload: Workload, params: Mapping[str, Any]) -> Iterator[Vio
         # .dockerignore with the line `.env` (or `**/.env` for every folder) makes it pass
         ```
     """
-    patterns = tuple(str(p) for p in params.get("secret_patterns", DEFAULT_SECRET_PATTERNS))
     for container in workload.containers:
         if container.build_context is not None:
+            patterns = tuple(str(p) for p in params.get("secret_patterns", DEFAULT_SECRET_PATTERNS))
             yield from _check(workload, container, container.build_context, patterns)
