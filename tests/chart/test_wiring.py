@@ -445,3 +445,6 @@ def test_notes_say_what_is_excluded_and_how_to_try_it(rendered: dict[str, Render
     assert "kubectl run admission-demo --image=nginx" in notes
     assert "cert-manager" in notes and "Ignore" in notes
     assert "helm template" in rendered["defaults"].notes
+    assert "WARNING: one replica" not in rendered["defaults"].notes
+    single = render({"replicas": 1}).notes
+    assert "WARNING: one replica" in single and "blocks node drains" in single
