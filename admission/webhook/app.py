@@ -346,6 +346,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
             yield
         finally:
             hook.started = False
+            audit.flush()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
