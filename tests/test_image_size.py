@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from admission.cli.main import main
+from admission.images.cache import _FORMAT as FORMAT  # the on-disk layout version in force
 from admission.images.cache import ImageResolver
 from admission.images.enrich import enrich
 from admission.images.registry import RegistryClient
@@ -165,7 +166,7 @@ def test_a_disk_cache_entry_without_layer_sizes_is_not_misread(capsys, tmp_path,
     policy, pod, cache = str(_policy(tmp_path, registry)), str(_pod(tmp_path, pushed["oci"])), tmp_path / "cache"
     _check(capsys, "--resolve-images", "--cache-dir", str(cache), "--policy", policy, pod)
     # an entry in the shape the previous format wrote: no layer sizes
-    [entry] = list((cache / "v3" / "configs").glob("*.json"))
+    [entry] = list((cache / FORMAT / "configs").glob("*.json"))
     body = json.loads(entry.read_text())
     del body["config"]["layer_sizes"], body["config"]["layers_compressed"]
     entry.write_text(json.dumps(body))
@@ -173,8 +174,8 @@ def test_a_disk_cache_entry_without_layer_sizes_is_not_misread(capsys, tmp_path,
     report = _check(capsys, "--resolve-images", "--cache-dir", str(cache), "--policy", policy, pod)
     assert len(_gets(registry.since(mark), "blobs")) == 1, "the entry was refetched, not read without sizes"
     assert len(_sizes(report)) == 1
-    # and a cache folder of the previous layout is never read at all
-    (cache / "v3").rename(cache / "v2")
+    # and a cache folder of an earlier layout (v1 had no layer sizes) is never read at all
+    (cache / FORMAT).rename(cache / "v1")
     mark = registry.mark()
     report = _check(capsys, "--resolve-images", "--cache-dir", str(cache), "--policy", policy, pod)
     assert len(_gets(registry.since(mark), "blobs")) == 1 and len(_sizes(report)) == 1
