@@ -268,3 +268,6 @@ class Workload:
     apparmor_annotations: tuple[Setting, ...] = ()  # container.apparmor.security.beta.kubernetes.io/*: value = profile, text = key
     host_users: bool | None = None  # Kubernetes hostUsers (false: a user namespace)
     restart_policy: str | None = None  # Kubernetes pod restartPolicy as written (healthcheck skips run-to-completion pods)
+    # What is known about namespace LimitRange defaults, for resource-limits messages: None in CI (which cannot see
+    # LimitRanges); the webhook says which applied, or why none could be counted.
+    limits_note: str | None = None

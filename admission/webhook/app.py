@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import IO, Any
 from urllib.parse import unquote
 
@@ -43,8 +44,6 @@ _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
-# The resource-limits rule's words for CI; the webhook knows which LimitRange applies and says that instead.
-_CI_LIMITRANGE = "a namespace LimitRange may default it for Pods in the cluster, but CI cannot see one"
 _IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
 
 
@@ -212,32 +211,33 @@ class _Webhook:
                 from admission.webhook.cluster import apply_limit_defaults
 
                 workloads = apply_limit_defaults(workloads, defaults)
+        note = self._limits_note(limit_problem, template=planned.template)
+        workloads = [replace(w, limits_note=note) for w in workloads]
         report = engine.evaluate(workloads, policy)
         if not report.findings:
             return review.finish(planned, report, notes=notes)
-        describe = self._describer(limit_problem, workloads, template=planned.template)
+        describe = self._describer(workloads)
         return review.finish(planned, report, notes=notes, describe=describe)
 
-    def _describer(self, limit_problem: str | None, workloads: Sequence[Workload], *,
-                   template: bool) -> review.Describe:
-        """What the cluster knows and CI does not: LimitRange wording, and image details withheld when redacting.
-        Applied to the findings the answer shows, when it shows them (the audit line carries no messages)."""
+    def _limits_note(self, limit_problem: str | None, *, template: bool) -> str:
+        """What the cluster knows and CI does not about LimitRange defaults, for resource-limits messages."""
+        if not template:
+            return "no LimitRange of the namespace defaulted it"  # the API server applied them before us
+        if limit_problem:
+            return f"the namespace's LimitRange could not be read ({limit_problem}), so no defaults were counted"
+        if self.cluster is not None and self.cluster.limitranges:
+            return "the namespace's LimitRange gives no default for it"
+        return "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
+
+    def _describer(self, workloads: Sequence[Workload]) -> review.Describe:
+        """Image details withheld when redacting. Applied to the findings the answer shows, when it shows them
+        (the audit line carries no messages)."""
         configured: dict[str, str] = {}
         if self.redacting:
             for workload in workloads:
                 for c in workload.containers:
                     if c.image_config is not None and c.image is not None:
                         configured[c.name] = c.image.value
-        if not template:
-            limit_words = "no LimitRange of the namespace defaulted it"  # the API server applied them before us
-        elif limit_problem:
-            limit_words = (f"the namespace's LimitRange could not be read ({limit_problem}), so no defaults were "
-                           "counted")
-        elif self.cluster is not None and self.cluster.limitranges:
-            limit_words = "the namespace's LimitRange gives no default for it"
-        else:
-            limit_words = "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
-
         def describe(f: Finding) -> tuple[str, str]:
             if configured and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
@@ -245,11 +245,6 @@ class _Webhook:
                          f"{f.rule} ({rule.summary if rule else ''}); details withheld (ADMISSION_REDACT_DETAILS)"),
                         "run `admission-cli check --resolve-images` with credentials for the image's registry to "
                         "see the details")
-            if f.rule == "resource-limits":
-                if _CI_LIMITRANGE in f.message:
-                    return f.message.replace(_CI_LIMITRANGE, limit_words), f.remediation
-                if limit_problem:
-                    return f"{f.message} ({limit_words})", f.remediation
             return f.message, f.remediation
 
         return describe

@@ -14,6 +14,7 @@ from admission.policy.rules.common import container_field, subject
 # A quantity whose number is zero ("0", "0m", "0.0Gi", "0b"): a zero limit is no limit.
 _ZERO = re.compile(r"\s*[+]?0*(\.0*)?\s*([a-zA-Z]+)?\s*\Z")
 
+CI_LIMITRANGE_NOTE = "a namespace LimitRange may default it for Pods in the cluster, but CI cannot see one"
 _COMPOSE_FIELDS = {"cpu": "deploy.resources.limits.cpus (or cpus:)", "memory": "deploy.resources.limits.memory (or mem_limit:)"}
 _COMPOSE_EXAMPLE = {"cpu": "cpus: \"0.5\"", "memory": "memory: 512M"}
 _KUBE_EXAMPLE = {"cpu": "cpu: 500m", "memory": "memory: 512Mi"}
@@ -49,6 +50,7 @@ def resource_limits(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
     """
     if not workload.runtime:
         return
+    note = workload.limits_note or CI_LIMITRANGE_NOTE
     for container in workload.containers:
         if container.kind == "ephemeral":
             continue
@@ -62,8 +64,7 @@ def resource_limits(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
                 message = f"{subject(workload, container)} has {what}"
                 fix = f"set {_COMPOSE_FIELDS.get(resource, resource)}, e.g. deploy: {{resources: {{limits: {{{_COMPOSE_EXAMPLE.get(resource, resource + ': ...')}}}}}}}"
             else:
-                message = (f"{subject(workload, container)} has {what} (resources.limits.{resource}); "
-                           "a namespace LimitRange may default it for Pods in the cluster, but CI cannot see one")
+                message = f"{subject(workload, container)} has {what} (resources.limits.{resource}); {note}"
                 fix = f"set resources.limits.{resource}, e.g. {_KUBE_EXAMPLE.get(resource, resource + ': ...')}"
             yield Violation(message=message, remediation=fix,
                             origin=limit.origin if limit is not None else container.origin,
