@@ -56,6 +56,9 @@ def test_severity_off_and_yaml_false_disable_a_rule(text: str) -> None:
     ("rules:\n  no-such-rule: {severity: deny}\n", "'no-such-rule'"),
     ("rules:\n  resource-limits: {params: {requires: [cpu]}}\n", "'requires'"),
     ("rules:\n  resource-limits: {severity: block}\n", "'block'"),
+    ("rules:\n  resource-limits: {severity: block}\n", "p.yaml:2: rules.resource-limits.severity must be"),
+    ("rules:\n  numeric-user: block\n", "p.yaml:2: rules.numeric-user must be deny, warn or off"),
+    ("images: {on_error: off}\n", "images.on_error must be deny or warn"),
     ("rules:\n  run-as-non-root: {severity: deny, note: x}\n", "'note'"),
     ("exemptions:\n  - rule: no-host-port\n", "reason is required"),
     ("exemptions:\n  - {rule: nope, reason: r}\n", "'nope'"),
@@ -63,7 +66,7 @@ def test_severity_off_and_yaml_false_disable_a_rule(text: str) -> None:
     ("exemptions:\n  - {rule: '*', reason: r, team: x}\n", "'team'"),
     ("images: {resolve: sometimes}\n", "images.resolve"),
     ("images: {registry: x}\n", "'registry'"),
-    ("enforcement: audit\n", "'audit'"),
+    ("enforcement: audit\n", "p.yaml:1: enforcement must be deny or warn, not 'audit'"),
 ])
 def test_a_bad_policy_is_a_policy_error_that_names_the_key_and_line(text: str, named: str) -> None:
     with pytest.raises(PolicyError) as info:

@@ -135,13 +135,13 @@ def _ymap(value: Mapping[str, Any]) -> YMap:
     return out
 
 
-def _severity(reader: _Reader, value: Any, container: Any, key: Any, *, allow_off: bool) -> SeverityOrOff:
+def _severity(reader: _Reader, value: Any, container: Any, key: Any, *, allow_off: bool, what: str) -> SeverityOrOff:
     if value is False and allow_off:
         return "off"
     if value in ("deny", "warn") or (allow_off and value == "off"):
         return value
     choices = "deny, warn or off" if allow_off else "deny or warn"
-    raise reader.fail(f"severity must be {choices}, not {value!r}", container, key)
+    raise reader.fail(f"{what} must be {choices}, not {value!r}", container, key)
 
 
 def _params(reader: _Reader, rule: catalog.Rule, value: Any, container: Any, key: Any) -> dict[str, Any]:
@@ -225,7 +225,7 @@ def _images(reader: _Reader, value: Any, base: ImagesSettings, container: Any) -
                 raise reader.fail(f"{what} must be auto, true or false", raw, key)
             changes[key] = item
         elif key == "on_error":
-            changes[key] = _severity(reader, item, raw, key, allow_off=False)
+            changes[key] = _severity(reader, item, raw, key, allow_off=False, what=what)
         elif key == "platform":
             if not isinstance(item, str) or "/" not in item:
                 raise reader.fail(f"{what} must look like os/arch, e.g. linux/amd64", raw, key)
@@ -260,7 +260,8 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
 
     enforcement: Severity = base.enforcement if base else "deny"
     if "enforcement" in root:
-        enforcement = _severity(reader, root["enforcement"], root, "enforcement", allow_off=False)  # type: ignore[assignment]
+        enforcement = _severity(reader, root["enforcement"], root, "enforcement", allow_off=False,  # type: ignore[assignment]
+                                what="enforcement")
 
     rules: dict[str, RuleSetting] = dict(base.rules) if base else {}
     raw_rules = reader.mapping(root.get("rules"), "rules", root, "rules")
@@ -270,12 +271,15 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
             raise reader.fail(f"unknown rule {rule_id!r} (see `admission-cli rules`)", raw_rules, rule_id)
         if rule.severity_fixed:
             raise reader.fail(f"rule {rule_id!r} takes its severity from images.on_error; it cannot be set under rules", raw_rules, rule_id)
-        if value is False or isinstance(value, str):
-            value = {"severity": value}  # shorthand: `numeric-user: off` / `numeric-user: deny`
-        body = reader.mapping(value, f"rules.{rule_id}", raw_rules, rule_id)
-        reader.keys(body, _RULE_KEYS, f"rules.{rule_id}")
         previous = rules.get(rule_id)
-        severity = _severity(reader, body["severity"], body, "severity", allow_off=True) if "severity" in body else (
+        if value is False or isinstance(value, str):  # shorthand: `numeric-user: off` / `numeric-user: deny`
+            body = _ymap({"severity": _severity(reader, value, raw_rules, rule_id, allow_off=True,
+                                                what=f"rules.{rule_id}")})
+        else:
+            body = reader.mapping(value, f"rules.{rule_id}", raw_rules, rule_id)
+        reader.keys(body, _RULE_KEYS, f"rules.{rule_id}")
+        severity = _severity(reader, body["severity"], body, "severity", allow_off=True,
+                             what=f"rules.{rule_id}.severity") if "severity" in body else (
             previous.severity if previous else rule.severity)
         params = dict(rule.param_defaults())
         if previous:
