@@ -86,6 +86,8 @@ class ImageConfig:
     # or an OCI manifest with uncompressed layer media types).
     layer_sizes: tuple[int, ...] | None = None
     layers_compressed: bool = True
+    # healthcheck: the config's Healthcheck.Test (["NONE"] turns an inherited one off); None when it sets none
+    healthcheck: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,7 +55,8 @@ _FINAL_PASSWD_ERRORS = frozenset({"too-large", "not-found", "digest-mismatch"})
 _DISK_FILE_CAP = 16 << 20  # a cache entry larger than this was not written by us
 # On-disk layout version: a new layout gets a new folder instead of misreading the old one. v2: configs carry the
 # manifest's layer sizes (image-size), so a warm cache never hides that rule; a v1 entry, which has none, is never read.
-_FORMAT = "v2"
+# v3: configs carry the config's Healthcheck (healthcheck), so a v2 entry, which has none, is never read either.
+_FORMAT = "v3"
 
 
 # --- the seam to registry.py (a Protocol, so this module never imports httpx) ---------------------------
@@ -203,6 +204,7 @@ def _config_to_json(config: ImageConfig) -> dict[str, Any]:
         "user_uid": config.user_uid,
         "layer_sizes": list(config.layer_sizes) if config.layer_sizes is not None else None,
         "layers_compressed": config.layers_compressed,
+        "healthcheck": list(config.healthcheck) if config.healthcheck is not None else None,
     }
 
 
@@ -251,6 +253,7 @@ def _config_from_json(obj: Any) -> ImageConfig:
         exposed_ports=_strs(obj["exposed_ports"]), env=_strs(obj["env"]), labels=labels,
         history=tuple(entries), user_uid=_opt(obj["user_uid"], int),
         layer_sizes=tuple(sizes) if sizes is not None else None, layers_compressed=obj["layers_compressed"],
+        healthcheck=_strs(obj["healthcheck"]) if obj["healthcheck"] is not None else None,
     )
 
 

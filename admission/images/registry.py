@@ -903,6 +903,8 @@ def parse_config(blob: bytes, *, reference: str, digest: str | None, config_dige
     env = config.get("Env")
     labels = config.get("Labels")
     history = document.get("history")
+    health = config.get("Healthcheck")
+    test = health.get("Test") if isinstance(health, dict) else None
     return ImageConfig(
         reference=reference,
         digest=digest,
@@ -923,6 +925,7 @@ def parse_config(blob: bytes, *, reference: str, digest: str | None, config_dige
             )
             for h in history if isinstance(h, dict)
         ) if isinstance(history, list) else (),
+        healthcheck=tuple(str(t) for t in test) if isinstance(test, list) and test else None,
     )
 
 

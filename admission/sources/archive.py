@@ -893,4 +893,11 @@ def _image_config(store: _Store, config: Mapping[str, Any], *, member: str, refe
         env=tuple(env),
         labels=dict(labels),
         history=tuple(history),
+        healthcheck=_healthcheck(inner.get("Healthcheck")),
     )
+
+
+def _healthcheck(health: Any) -> tuple[str, ...] | None:
+    """The config's Healthcheck.Test, for the healthcheck rule; another shape reads as none."""
+    test = health.get("Test") if isinstance(health, dict) else None
+    return tuple(str(t) for t in test) if isinstance(test, list) and test else None

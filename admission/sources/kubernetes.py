@@ -320,6 +320,7 @@ _VOLUME_SOURCES = (
     "azureFile", "configMap", "vsphereVolume", "quobyte", "azureDisk", "photonPersistentDisk", "projected",
     "portworxVolume", "scaleIO", "storageos", "csi", "ephemeral", "image",
 )
+_VOLUME_SOURCE_SET = frozenset(_VOLUME_SOURCES)
 _APPARMOR_PREFIX = "container.apparmor.security.beta.kubernetes.io/"
 _PROBES = ("livenessProbe", "readinessProbe", "startupProbe")
 
@@ -424,7 +425,7 @@ def _volumes(spec: dict[str, Any], path: str, walker: _Walker) -> tuple[HostMoun
         if not isinstance(item, dict):
             raise walker.fail(f"a volume must be a mapping, not {type_name(item)}", items, i, item_path)
         name = walker.string(item, "name", f"{item_path}.name") or ""
-        kind = next((k for k in _VOLUME_SOURCES if item.get(k) is not None), "unknown")
+        kind = next((k for k in item if k in _VOLUME_SOURCE_SET and item[k] is not None), "unknown")
         host_path = None
         origin = walker.origin(items, i, item_path)
         if kind == "hostPath":

@@ -17,6 +17,7 @@ import pytest
 
 from admission.errors import RegistryError
 from admission.images import reference
+from admission.images.cache import _FORMAT as FORMAT  # the on-disk layout version in force
 from admission.images.cache import DiskCache, ImageResolver, MemoryCache, default_cache_dir, passwd_uid
 from admission.images.enrich import resolve_sync
 from admission.model import ImageConfig
@@ -270,7 +271,7 @@ def test_a_corrupt_disk_cache_file_is_ignored_and_replaced(tmp_path: Path) -> No
     client = FakeClient(configs={D1: "1000"})
     image = f"reg.example/app@{D1}"
     run(ImageResolver(client, settings=SETTINGS, disk=DiskCache(tmp_path)).config_for(image, deadline=soon()))
-    files = list((tmp_path / "v2" / "configs").glob("*.json"))
+    files = list((tmp_path / FORMAT / "configs").glob("*.json"))
     assert len(files) == 1
     for garbage in (b"{not json", b'{"key": "someone else"}', b"\xff\xfe", b""):
         files[0].write_bytes(garbage)
@@ -284,7 +285,7 @@ def test_a_config_file_with_the_wrong_shape_is_ignored(tmp_path: Path) -> None:
     client = FakeClient(configs={D1: "1000"})
     image = f"reg.example/app@{D1}"
     run(ImageResolver(client, settings=SETTINGS, disk=DiskCache(tmp_path)).config_for(image, deadline=soon()))
-    path = next((tmp_path / "v2" / "configs").glob("*.json"))
+    path = next((tmp_path / FORMAT / "configs").glob("*.json"))
     body = json.loads(path.read_text())
     body["config"]["env"] = "PATH=/bin"  # a string where a list belongs
     path.write_text(json.dumps(body))
@@ -537,8 +538,8 @@ def test_without_cache_dir_the_xdg_cache_folder_is_used(registry: Registry, push
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     workloads = kubernetes.load_text(deployment(pushed.plain, 1), file="one.yaml").workloads
     resolve_sync(workloads, settings=settings_for(registry), cache_dir=None, no_cache=False, registry_config=None)
-    assert list((tmp_path / "admission" / "v2" / "configs").glob("*.json"))
-    assert list((tmp_path / "admission" / "v2" / "tags").glob("*.json"))
+    assert list((tmp_path / "admission" / FORMAT / "configs").glob("*.json"))
+    assert list((tmp_path / "admission" / FORMAT / "tags").glob("*.json"))
 
 
 def test_a_hundred_concurrent_lookups_of_an_unseen_image_cost_one_resolution_and_one_config_fetch(

@@ -28,6 +28,7 @@ import yaml
 
 from admission.cli.main import main
 from admission.errors import RegistryError
+from admission.images.cache import _FORMAT as FORMAT  # the on-disk layout version in force
 from admission.images.cache import DiskCache, ImageResolver
 from admission.images.enrich import enrich
 from admission.images.registry import RegistryClient
@@ -377,7 +378,7 @@ def test_a_cached_answer_is_not_used_once_its_unlisted_registry_resolves_to_a_pr
 
     dns["registry.gates.test"] = [public]
     assert asyncio.run(lookup()) == "appuser"
-    assert list((tmp_path / "v2" / "configs").glob("*.json")), "the answer is on disk"
+    assert list((tmp_path / FORMAT / "configs").glob("*.json")), "the answer is on disk"
     dns["registry.gates.test"] = [public, "169.254.169.254"]  # rebinding: one private answer among public ones
     mark = settled(registry)
     assert asyncio.run(lookup()) == "blocked"

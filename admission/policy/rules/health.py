@@ -81,8 +81,12 @@ def healthcheck(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viola
                 test = getattr(config, "healthcheck", None) if config is not None else None
                 if test and test[0] != "NONE":
                     continue
-                where = ("; its image config has none either" if config is not None else
-                         "" if container.image is None else " (its image config was not checked: run with --resolve-images)")
+                if config is not None:
+                    where = ("; its image config turns it off (HEALTHCHECK NONE)" if test else
+                             "; its image config has none either")
+                else:
+                    where = "" if container.image is None else \
+                        " (its image config was not checked: run with --resolve-images)"
                 message = f"service '{workload.name}' has no health check{where}"
                 origin, value = container.origin, None
             else:

@@ -223,7 +223,6 @@ def _kubernetes(workload: Workload, restricted: bool, allowed: frozenset[str]) -
                      sysctl, f"sysctl {sysctl.value}", None)
 
     # AppArmor annotations (container.apparmor.security.beta.kubernetes.io/<container>)
-    names = {c.name for c in workload.containers}
     for annotation in workload.apparmor_annotations:
         profile = annotation.value
         if profile == "" or profile == "runtime/default" or profile.startswith("localhost/"):
@@ -231,24 +230,29 @@ def _kubernetes(workload: Workload, restricted: bool, allowed: frozenset[str]) -
         target = annotation.text[len(_APPARMOR_PREFIX):]
         yield _v(f"forbidden AppArmor profile: annotation {annotation.text}=\"{profile}\" must be runtime/default or "
                  "localhost/<profile>", "remove the annotation or set appArmorProfile.type: RuntimeDefault",
-                 annotation, f"apparmor annotation {target}", target if target in names else None)
+                 annotation, f"apparmor annotation {target}",
+                 target if any(c.name == target for c in workload.containers) else None)
 
     # pod-level securityContext
     if pod is not None:
         yield from _pod_level(workload, pod, restricted, container_rules, kinds)
 
     relax_proc_mount = workload.host_users is False and not restricted
-    seccomp_pod_ok = pod is not None and pod.seccomp is not None and pod.seccomp.value in _SECCOMP_OK
-    explicit_bad_seccomp = (pod is not None and pod.seccomp is not None and pod.seccomp.value not in _SECCOMP_OK) or any(
-        c.security is not None and c.security.seccomp is not None and c.security.seccomp.value not in _SECCOMP_OK
-        for c in workload.containers)
+    check_restricted = restricted and container_rules
+    seccomp_pod_ok = explicit_bad_seccomp = False
+    if check_restricted:
+        seccomp_pod_ok = pod is not None and pod.seccomp is not None and pod.seccomp.value in _SECCOMP_OK
+        explicit_bad_seccomp = (pod is not None and pod.seccomp is not None and pod.seccomp.value not in _SECCOMP_OK) or any(
+            c.security is not None and c.security.seccomp is not None and c.security.seccomp.value not in _SECCOMP_OK
+            for c in workload.containers)
     for container in workload.containers:
         sc = container.security
+        if sc is None and not check_restricted:
+            continue
         who = subject(workload, container)
-        name = container.name
         if sc is not None:
-            yield from _container_baseline(sc, who, name, allowed, restricted, relax_proc_mount, container_rules)
-        if restricted and container_rules:
+            yield from _container_baseline(sc, who, container.name, allowed, restricted, relax_proc_mount, container_rules)
+        if check_restricted:
             yield from _container_restricted(container, sc, who, seccomp_pod_ok, explicit_bad_seccomp)
 
 

@@ -1,0 +1,71 @@
+"""least-privilege beyond the fixtures: its parameters are validated strictly, the runtime-socket message says why
+the socket is root on the host, finding keys are stable, and `explain` documents it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from admission.cli.main import main
+from admission.errors import PolicyError
+from admission.policy import engine
+from admission.policy.config import default_policy, parse_policy
+from admission.sources.compose import load_project
+
+
+@pytest.mark.parametrize(("params", "complaint"), [
+    ("{profile: strict}", "'strict' is not a profile (baseline or restricted)"),
+    ("{profile: 1}", "must be str"),
+    ("{allowed_capabilities: [ALL]}", "ALL is never allowed"),
+    ("{allowed_capabilities: [CAP_NET_ADMIN]}", "without the CAP_ prefix"),
+    ("{allowed_capabilities: [net_admin]}", "did you mean NET_ADMIN?"),
+    ("{allowed_capabilities: [NOT_A_CAP]}", "is not a Linux capability name"),
+    ("{allowed_capabilities: NET_ADMIN}", "must be a list"),
+    ("{allowed: [NET_ADMIN]}", "unknown parameter 'allowed'"),
+])
+def test_a_bad_least_privilege_parameter_is_a_policy_error_that_names_it(params: str, complaint: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(f"rules:\n  least-privilege: {{params: {params}}}\n", file="p.yaml", base=default_policy())
+    assert complaint in str(caught.value) and "p.yaml:2" in str(caught.value)
+
+
+def test_the_strict_policy_uses_the_restricted_profile_and_denies_missing_health_checks() -> None:
+    strict = Path(__file__).resolve().parents[1] / "policies" / "strict.yaml"
+    policy = parse_policy(strict.read_text(), file=str(strict), base=default_policy())
+    assert policy.rules["least-privilege"].params["profile"] == "restricted"
+    assert policy.rules["least-privilege"].severity == "deny" and policy.rules["healthcheck"].severity == "deny"
+
+
+def test_a_compose_service_mounting_the_docker_socket_is_denied_as_root_on_the_host(tmp_path, capsys) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  agent:\n    image: registry.example.com/agent:1.0\n"
+                       "    volumes: ['/var/run/docker.sock:/var/run/docker.sock']\n")
+    code = main(["check", "--format", "json", str(compose)])
+    report = json.loads(capsys.readouterr().out)
+    [finding] = [f for f in report["findings"] if f["rule"] == "least-privilege"]
+    assert code == 1 and finding["severity"] == "deny" and finding["line"] == 4
+    assert "Docker socket /var/run/docker.sock" in finding["message"] and "root on the host" in finding["message"]
+    assert "privileged container" in finding["message"] and finding["container"] == "agent"
+    assert finding["path"] == "services.agent.volumes[0]"
+
+
+def test_finding_keys_name_the_field_and_value_not_the_position(tmp_path) -> None:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  a:\n    image: registry.example.com/a:1.0\n    privileged: true\n"
+                       "    cap_add: [cap_sys_admin]\n    security_opt: ['seccomp=unconfined']\n"
+                       "    volumes: ['./data:/data', '/var/run/containerd/containerd.sock:/c.sock']\n")
+    result = load_project([str(compose)], displays=["compose.yaml"], environ={})
+    found = engine.evaluate(result.workloads, default_policy()).findings
+    assert sorted(f.key for f in found if f.rule == "least-privilege") == [
+        "cap_add SYS_ADMIN", "privileged", "security_opt seccomp:unconfined", "volumes /run/containerd/containerd.sock"]
+
+
+@pytest.mark.parametrize("rule", ["least-privilege", "healthcheck"])
+def test_explain_prints_why_fix_example_and_the_parameters(rule: str, capsys) -> None:
+    assert main(["explain", rule]) == 0
+    out = capsys.readouterr().out
+    assert "Why:" in out and "Fix:" in out and "Example:" in out
+    if rule == "least-privilege":
+        assert "profile (default 'baseline')" in out and "allowed_capabilities" in out
