@@ -5,6 +5,8 @@
 3. the CI formats on the same ~1,000 files: `--format junit|github|gitlab` vs `--format json` (target <= 1.1x each)
 4. 10,000 Kubernetes documents in one stream: our whole check (parse, normalise, evaluate, JSON report)
    vs a bare `yaml.load_all(..., Loader=yaml.CSafeLoader)` of the same stream (target <= 3x)
+5. the rules of issue 9 (least-privilege, healthcheck, image-size, build-context) on benchmarks 2 and 4: the same
+   run with them and with them at `severity: off`, interleaved (target <= 1.1x)
 
 Inputs are built in a temp dir from ../shared/corpus (never copied into the repo).
 Usage: python bench/run.py [--quick]  -> prints a table and writes bench/results/latest.json
@@ -128,6 +130,43 @@ def bench_kube_stream(count: int, runs: int) -> dict[str, float]:
     return {"documents": count, "ours_s": mine, "load_all_s": base, "ratio": mine / base, "target": 3.0}
 
 
+NEW_RULES_OFF = "rules: {least-privilege: off, healthcheck: off, image-size: off, build-context: off}\n"
+
+
+def bench_new_rules(work: Path, count: int, documents: int, runs: int) -> dict[str, dict[str, float]]:
+    """Benchmarks 2 and 4 with the issue-9 rules on and off in the same run (alternating, so load drifts hit both)."""
+    from admission.cli import report
+    from admission.policy import engine
+    from admission.policy.config import default_policy, parse_policy
+    from admission.sources import kubernetes
+
+    off_file = work / "rules-off.yaml"
+    off_file.write_text(NEW_RULES_OFF)
+    args = [str(p) for p in _compose_files(work / "many", count)]
+    cmd = [str(BIN / "admission-cli"), "check", "--format", "json", *args]
+    files: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(runs):
+        files["on"].append(_median_wall(cmd, runs=1, cwd=work))
+        files["off"].append(_median_wall([*cmd, "--policy", str(off_file)], runs=1, cwd=work))
+    stream = _kube_stream(documents)
+    policies = {"on": default_policy()}
+    policies["off"] = parse_policy(NEW_RULES_OFF, file=str(off_file), base=policies["on"])
+
+    def check(policy: object) -> None:
+        result = kubernetes.load_text(stream, file="-", namespace="default")
+        report.render_json(engine.evaluate(result.workloads, policy))  # type: ignore[arg-type]
+
+    docs: dict[str, list[float]] = {"on": [], "off": []}
+    for _ in range(runs):
+        for state in ("on", "off"):
+            docs[state].append(_median_call(lambda: check(policies[state]), runs=1))
+    out = {}
+    for name, times in (("new_rules_many_compose", files), ("new_rules_kubernetes_stream", docs)):
+        on, off = statistics.median(times["on"]), statistics.median(times["off"])
+        out[name] = {"ours_s": on, "off_s": off, "ratio": on / off, "target": 1.1}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
@@ -140,16 +179,17 @@ def main() -> int:
         results["many_compose_files"] = bench_many_compose(work, 1000, max(3, runs // 3))
         for fmt, figures in bench_formats(work, 1000, max(3, runs // 2)).items():
             results[f"format_{fmt}"] = figures
+        results.update(bench_new_rules(work, 1000, 10_000, max(3, runs // 2)))
     results["kubernetes_stream"] = bench_kube_stream(10_000, max(3, runs // 3))
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     print(f"{'benchmark':<22} {'ours':>9} {'baseline':>9} {'ratio':>7} {'target':>7}")
     for name in ("one_compose_file", "many_compose_files", "format_junit", "format_github", "format_gitlab",
-                 "kubernetes_stream"):
+                 "kubernetes_stream", "new_rules_many_compose", "new_rules_kubernetes_stream"):
         r = results[name]
         assert isinstance(r, dict)
-        base = r.get("compose_lint_s", r.get("load_all_s", r.get("json_s")))
+        base = r.get("compose_lint_s", r.get("load_all_s", r.get("json_s", r.get("off_s"))))
         verdict = "ok" if r["ratio"] <= r["target"] else "OVER"
         print(f"{name:<22} {r['ours_s']:>8.3f}s {base:>8.3f}s {r['ratio']:>6.2f}x {r['target']:>6.1f}x  {verdict}")
     return 0
