@@ -221,3 +221,11 @@ def test_sarif_results_carry_the_fingerprint(repo, capsys) -> None:
 def test_an_unwritable_output_file_exits_2(repo, capsys) -> None:
     code = main(["check", ".", "--format", "json", "--output", str(repo / "missing" / "dir" / "r.json")])
     assert code == 2 and "cannot write" in capsys.readouterr().err
+
+
+def test_json_report_has_one_finding_per_line_for_diffs_and_grep(repo, capsys) -> None:
+    _, out = run(capsys, ".", "--format", "json")
+    report = json.loads(out)
+    lines = [line for line in out.splitlines() if line.lstrip().startswith('{"rule": ')]
+    assert len(lines) == len(report["findings"]) == 4
+    assert [json.loads(line.strip().rstrip(",")) for line in lines] == report["findings"]
