@@ -66,7 +66,9 @@ def run_oracle(files: Sequence[str], *, cwd: Path, environ: Mapping[str, str] | 
         cmd += ["--profile", profile]
     cmd += ["config", "--format", "json"]
     with tempfile.TemporaryDirectory() as home:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, **(environ or {})}
+        # PWD as a shell sets it: Go's os.Getwd keeps a symlinked path only when $PWD names it, as ours does
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": home, "PWD": str(Path(cwd).absolute()),
+               **(environ or {})}
         proc = subprocess.run(cmd, check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         return OracleRun(proc.returncode, proc.stderr, None)
