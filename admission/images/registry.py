@@ -166,8 +166,11 @@ class RegistryClient:
 
     def __init__(self, settings: ImagesSettings, *, credentials: Credentials | None = None, timeouts: Timeouts = Timeouts(),
                  resolver: Resolver | None = None, verify: bool | str | ssl.SSLContext = True,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 on_exchange: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings
+        # Told of every HTTP exchange as (registry host[:port], status code or "error"): the webhook's metrics.
+        self._on_exchange = on_exchange
         self.counters: collections.Counter[str] = collections.Counter()
         self._credentials = credentials or Credentials()
         self._timeouts = timeouts
@@ -623,7 +626,14 @@ class RegistryClient:
             request = pool.client.build_request(method, url.copy_with(host=address), headers=sent_headers,
                                                 content=content, timeout=timeout, extensions=extensions)
             self.counters[kind] += 1
-            response = await pool.client.send(request, stream=True)
+            try:
+                response = await pool.client.send(request, stream=True)
+            except BaseException:
+                if self._on_exchange is not None:
+                    self._on_exchange(url.netloc.decode("ascii", "replace"), "error")
+                raise
+            if self._on_exchange is not None:
+                self._on_exchange(url.netloc.decode("ascii", "replace"), str(response.status_code))
             try:
                 ok = 200 <= response.status_code < 300
                 limit = cap if ok and not truncate else _ERROR_BODY_CAP

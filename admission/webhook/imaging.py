@@ -43,23 +43,6 @@ class PullCredentials:
     problem: str | None = None  # a read that failed: said in the answer, the lookup goes on without them
 
 
-def _counting_client(metrics: Any) -> type[RegistryClient]:
-    """A RegistryClient that counts every HTTP exchange by registry and status for /metrics."""
-
-    class CountingClient(RegistryClient):
-        async def _send(self, method: str, url: Any, address: str, **kwargs: Any) -> Any:  # type: ignore[override]
-            registry = url.netloc.decode("ascii", "replace") if hasattr(url, "netloc") else str(url)
-            try:
-                answer = await super()._send(method, url, address, **kwargs)
-            except BaseException:
-                metrics.registry_calls.labels(registry, "error").inc()
-                raise
-            metrics.registry_calls.labels(registry, str(answer.status)).inc()
-            return answer
-
-    return CountingClient
-
-
 @dataclass
 class _Pair:
     client: RegistryClient
@@ -72,7 +55,6 @@ class ImageService:
     static: Credentials | None = None  # ADMISSION_DOCKER_CONFIG
     metrics: Any = None
     verify: Any = True
-    client_class: type[RegistryClient] = RegistryClient
     _pairs: collections.OrderedDict[str, _Pair] = field(default_factory=collections.OrderedDict)
     _memory: MemoryCache = field(default_factory=MemoryCache)
     _retired: collections.Counter[str] = field(default_factory=collections.Counter)
@@ -81,8 +63,11 @@ class ImageService:
     @classmethod
     def from_settings(cls, server: Any, images: ImagesSettings, *, metrics: Any) -> ImageService:
         static = Credentials.load(server.docker_config) if server.docker_config else None
-        return cls(images, static=static, metrics=metrics,
-                   client_class=_counting_client(metrics) if metrics is not None else RegistryClient)
+        return cls(images, static=static, metrics=metrics)
+
+    def _count_exchange(self, registry: str, status: str) -> None:
+        """Every HTTP exchange with a registry, by registry and status, for /metrics."""
+        self.metrics.registry_calls.labels(registry, status).inc()
 
     def _pair(self, pulls: PullCredentials | None) -> tuple[_Pair, str]:
         key = pulls.key if pulls is not None and pulls.credentials is not None else ""
@@ -91,7 +76,8 @@ class ImageService:
             # With pull secrets the request's credentials come first and the static config fills in (as node
             # credentials do for the kubelet); cluster.py merges them.
             credentials = pulls.credentials if key else self.static
-            client = self.client_class(self.settings, credentials=credentials, verify=self.verify)
+            client = RegistryClient(self.settings, credentials=credentials, verify=self.verify,
+                                    on_exchange=self._count_exchange if self.metrics is not None else None)
             pair = self._pairs[key] = _Pair(client, ImageResolver(client, settings=self.settings, memory=self._memory))
             while len(self._pairs) > _MAX_CREDENTIAL_SETS:
                 _, old = self._pairs.popitem(last=False)
