@@ -16,6 +16,8 @@ Deliberate differences from upstream, each for a reason:
 
 from __future__ import annotations
 
+import functools
+
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -304,6 +306,19 @@ def parse_normalized_named(s: str, *, digest_algorithms: Collection[str] = DIGES
     This is the entry point for rules. A port is not a tag ("registry:5000/app" has none), and a
     domain-less name with upper case is refused.
     """
+    if type(s) is str and digest_algorithms is DIGEST_ALGORITHMS:
+        return _parse_normalized_named_cached(s)
+    return _parse_normalized_named(s, digest_algorithms=digest_algorithms)
+
+
+# A cluster runs the same few hundred images over and over, and every container of every admission parses its
+# reference; the answer is a frozen value, so it is shared (failures raise and are not cached).
+@functools.lru_cache(maxsize=4096)
+def _parse_normalized_named_cached(s: str) -> Reference:
+    return _parse_normalized_named(s, digest_algorithms=DIGEST_ALGORITHMS)
+
+
+def _parse_normalized_named(s: str, *, digest_algorithms: Collection[str]) -> Reference:
     s = _check_input(s)
     if ANCHORED_IDENTIFIER_RE.match(s) is not None:
         raise ReferenceError(

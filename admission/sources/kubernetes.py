@@ -329,18 +329,26 @@ def _setting(parent: Any, key: str, value: str, path: str, walker: _Walker) -> S
     return Setting(value, value, walker.origin(parent, key, path))
 
 
+# Each helper below returns at once when its key is absent: most fields are, and the webhook reads every one of
+# them for every container of every request (paths are built only for what is there).
 def _true_flag(spec: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    if spec.get(key) is None:
+        return None
     key_path = f"{path}.{key}"
     return _setting(spec, key, "true", key_path, walker) if walker.boolean(spec, key, key_path) else None
 
 
 def _bool_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    if parent.get(key) is None:
+        return None
     key_path = f"{path}.{key}"
     value = walker.boolean(parent, key, key_path)
     return None if value is None else _setting(parent, key, "true" if value else "false", key_path, walker)
 
 
 def _str_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
+    if parent.get(key) is None:
+        return None
     key_path = f"{path}.{key}"
     value = walker.string(parent, key, key_path)
     return None if value is None else _setting(parent, key, value, key_path, walker)
@@ -348,6 +356,8 @@ def _str_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -
 
 def _type_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
     """`seccompProfile.type` / `appArmorProfile.type`: set when the profile is (Go decodes a missing type to "")."""
+    if parent.get(key) is None:
+        return None
     profile_path = f"{path}.{key}"
     profile = walker.mapping(parent, key, profile_path)
     if profile is None:
@@ -363,21 +373,22 @@ def _security(sc: dict[str, Any], path: str, walker: _Walker) -> SecurityContext
     """One securityContext level as PSA reads it (each field with its own origin)."""
     add: tuple[Setting, ...] = ()
     drop: tuple[Setting, ...] = ()
-    caps_path = f"{path}.capabilities"
-    caps = walker.mapping(sc, "capabilities", caps_path)
-    if caps:
-        add = _capabilities(caps, "add", caps_path, walker)
-        drop = _capabilities(caps, "drop", caps_path, walker)
+    if sc.get("capabilities") is not None:
+        caps_path = f"{path}.capabilities"
+        caps = walker.mapping(sc, "capabilities", caps_path)
+        if caps:
+            add = _capabilities(caps, "add", caps_path, walker)
+            drop = _capabilities(caps, "drop", caps_path, walker)
     selinux_type = selinux_user = selinux_role = None
     se_path = f"{path}.seLinuxOptions"
-    se = walker.mapping(sc, "seLinuxOptions", se_path)
+    se = walker.mapping(sc, "seLinuxOptions", se_path) if sc.get("seLinuxOptions") is not None else None
     if se is not None:
         # PSA tests the type of every seLinuxOptions it sees ("" is allowed), and user and role when non-empty.
         selinux_type = _str_setting(se, "type", se_path, walker) or Setting("", "", walker.origin(sc, "seLinuxOptions", se_path))
         selinux_user = _str_setting(se, "user", se_path, walker)
         selinux_role = _str_setting(se, "role", se_path, walker)
     win_path = f"{path}.windowsOptions"
-    win = walker.mapping(sc, "windowsOptions", win_path)
+    win = walker.mapping(sc, "windowsOptions", win_path) if sc.get("windowsOptions") is not None else None
     return SecurityContext(
         privileged=_bool_setting(sc, "privileged", path, walker),
         allow_privilege_escalation=_bool_setting(sc, "allowPrivilegeEscalation", path, walker),
