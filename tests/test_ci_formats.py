@@ -229,3 +229,16 @@ def test_json_report_has_one_finding_per_line_for_diffs_and_grep(repo, capsys) -
     lines = [line for line in out.splitlines() if line.lstrip().startswith('{"rule": ')]
     assert len(lines) == len(report["findings"]) == 4
     assert [json.loads(line.strip().rstrip(",")) for line in lines] == report["findings"]
+
+
+def test_junit_escapes_markup_quotes_and_control_characters(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "pod.yaml").write_text(
+        'apiVersion: v1\nkind: Pod\nmetadata: {name: "we<ird&\\"name>"}\n'
+        'spec:\n  containers:\n    - {name: "app\\u0007x", image: nginx}\n')
+    monkeypatch.chdir(tmp_path)
+    code, out = run(capsys, ".", "--format", "junit")
+    assert code == 1
+    cases = {case.name: case for suite in junitparser.JUnitXml.fromstring(out) for case in suite}
+    pinned = cases['Pod default/we<ird&"name> image-tag-pinned']
+    assert isinstance(pinned.result[0], junitparser.Failure)
+    assert "app\ufffdx" in pinned.result[0].text and "\x07" not in out

@@ -8,7 +8,6 @@ the line, the message, a list index or a digest. Two distinct findings in one ru
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import replace
 
@@ -55,6 +54,8 @@ def _object(f: Finding) -> str:
 
 
 def fingerprint(f: Finding, *, file: str, occurrence: int = 1) -> str:
+    import hashlib  # here, not at the top: the text report needs no fingerprint, and loading OpenSSL costs ~4 ms
+
     parts = [_VERSION, f.rule, file, _object(f), f.container or "", f.key]
     if occurrence > 1:
         parts.append(str(occurrence))
