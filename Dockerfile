@@ -19,7 +19,7 @@ RUN python -m venv --without-pip /opt/venv
 # Only what the build needs (.dockerignore keeps the rest, and every secret, out of the context).
 COPY pyproject.toml README.md ./
 COPY admission/ ./admission/
-RUN pip --python /opt/venv/bin/python install --no-cache-dir . \
+RUN pip --python /opt/venv/bin/python install --no-cache-dir "./[server]" \
     && /opt/venv/bin/admission-cli --version
 
 FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@${PYTHON_DIGEST}} AS runtime

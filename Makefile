@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[server,test,bench]' --config-settings editable_mode=compat
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -50,7 +50,7 @@ test: $(APT_STAMP) setup
 BENCH_VENV := .venv-bench
 bench: $(APT_STAMP) setup
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
-	$(BENCH_VENV)/bin/pip install -q '.[test,bench]'
+	$(BENCH_VENV)/bin/pip install -q '.[server,test,bench]'
 	$(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps .
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/images.py

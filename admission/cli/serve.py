@@ -52,7 +52,14 @@ def run(args: argparse.Namespace) -> int:
     import sys
     import tempfile
 
-    from pydantic import ValidationError
+    try:
+        from pydantic import ValidationError
+
+        import fastapi, kubernetes, prometheus_client, uvicorn  # noqa: E401, F401  (the server extra, all of it)
+    except ImportError as exc:
+        print(f"admission-cli serve: the webhook needs the server extra ({exc.name} is missing): "
+              "pip install 'admission[server]'", file=sys.stderr)
+        return 2
 
     try:
         settings = _settings(args)
