@@ -23,6 +23,7 @@ class RepoPaths:
     def __init__(self, cwd: str | None = None) -> None:
         self._cwd = os.path.abspath(cwd or os.getcwd())
         self._roots: dict[str, str | None] = {}
+        self._relative: dict[str, str] = {}  # a run has thousands of findings in a few hundred files
 
     def _root(self, folder: str) -> str | None:
         if folder in self._roots:
@@ -36,11 +37,15 @@ class RepoPaths:
         return root
 
     def relative(self, file: str) -> str:
+        known = self._relative.get(file)
+        if known is not None:
+            return known
         if file in ("-", ""):
             return file
         full = os.path.normpath(os.path.join(self._cwd, file))
         base = self._root(os.path.dirname(full)) or self._cwd
-        return os.path.relpath(full, base).replace(os.sep, "/")
+        known = self._relative[file] = os.path.relpath(full, base).replace(os.sep, "/")
+        return known
 
 
 def _object(f: Finding) -> str:
