@@ -19,13 +19,14 @@ def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
         return text
 
 
-def _port_numbers(published: str) -> list[int] | None:
+def _port_numbers(published: str) -> range | None:
+    """A port or range as a lazy range: `0-65535` must not become a 65,536-item list on every check."""
     start, _, end = published.partition("-")
     try:
         first, last = int(start), int(end or start)
     except ValueError:
         return None
-    return list(range(first, last + 1))
+    return range(first, last + 1)
 
 
 def _check_ip(value: Any) -> str | None:
@@ -38,7 +39,7 @@ def _check_ip(value: Any) -> str | None:
 
 def _check_port(value: Any) -> str | None:
     numbers = _port_numbers(str(value))
-    if not numbers or not all(1 <= n <= 65535 for n in numbers):
+    if not numbers or numbers[0] < 1 or numbers[-1] > 65535:
         return f"{value!r} is not a port (1-65535) or a range such as 8000-8010"
     return None
 
@@ -55,7 +56,7 @@ def port_allowed(port: Port, *, allowed_ips: tuple[str, ...], allowed_ports: tup
         ip = _ip(port.host_ip)
         if any(ip == _ip(str(a)) for a in allowed_ips):
             return True
-    if port.published is None:
+    if port.published is None or not allowed_ports:
         return False  # a random host port cannot be on an allow-list
     numbers = _port_numbers(port.published)
     allowed = _allowed_numbers(allowed_ports)
