@@ -39,6 +39,7 @@ from admission.sources.compose_merge import (
     convert,
     deep_copy,
     enforce_port_unicity,
+    enforce_unicity,
     merge,
 )
 from admission.sources.text import read_path
@@ -695,21 +696,14 @@ def _ports(reader: _Service) -> tuple[Port, ...]:
     if not isinstance(value, CSeq):
         origin = reader.origin("ports")
         raise InputError(f"{origin.path} must be a list", file=origin.file, line=origin.line, path=origin.path)
-    ports: list[Port] = []
-    seen: dict[tuple[str, str | None, str, str], int] = {}
+    ports: list[tuple[tuple[str, str | None, str, str], Port]] = []
     for index, item in enumerate(value):
         file, line = value.pos(index)
         # The path names the entry as written in its file, where `file` and `line` point.
         port = parse_port(item, origin=Origin(file, line, f"{reader.base}.ports[{value.src(index)}]"))
-        # Compose keeps one binding per (host ip, published, target, protocol); no host ip is 0.0.0.0,
-        # and a later entry replaces an earlier one in place (compose-go EnforceUnicity).
-        key = (port.host_ip or "0.0.0.0", port.published, port.target, port.protocol.lower())
-        if key in seen:
-            ports[seen[key]] = port
-            continue
-        seen[key] = len(ports)
-        ports.append(port)
-    return tuple(ports)
+        # Compose keeps one binding per (host ip, published, target, protocol); no host ip is 0.0.0.0.
+        ports.append(((port.host_ip or "0.0.0.0", port.published, port.target, port.protocol.lower()), port))
+    return enforce_unicity(ports)
 
 
 def _claims(reader: _Service) -> tuple[ExemptionClaim, ...]:

@@ -5,12 +5,14 @@ Hand-written: the rules are compose-go's own (override/merge.go, loader/reset.go
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from admission.errors import InputError
 from admission.sources.compose_interp import TemplateError, substitute
 from admission.sources.yamlload import Tagged
+
+T = TypeVar("T")
 
 Pos = tuple[str, int]  # (display file, 1-based line)
 PathKey = tuple["str | int", ...]
@@ -54,6 +56,20 @@ class CSeq(list):  # type: ignore[type-arg]
 
 
 _DROP = object()
+
+
+def enforce_unicity(entries: Iterable[tuple[Hashable, T]]) -> tuple[T, ...]:
+    """compose-go EnforceUnicity: one entry per key; a later entry with a key already seen replaces the earlier
+    one in place (ports by binding, volumes by target)."""
+    slots: dict[Hashable, int] = {}
+    out: list[T] = []
+    for key, item in entries:
+        if key in slots:
+            out[slots[key]] = item
+        else:
+            slots[key] = len(out)
+            out.append(item)
+    return tuple(out)
 
 
 def dotted(path: PathKey) -> str:

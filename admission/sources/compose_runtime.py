@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from admission.errors import InputError
 from admission.model import HostMount, Origin, SecurityContext, Setting
-from admission.sources.compose_merge import CMap, CSeq
+from admission.sources.compose_merge import CMap, CSeq, enforce_unicity
 
 __all__ = ["Runtime", "capability", "named_binds", "parse_volume", "read_healthcheck", "read_runtime", "resolve_volume_paths",
            "security_opts"]
@@ -226,8 +226,7 @@ def _mounts(reader: _Reader, top_volumes: Any) -> tuple[HostMount, ...]:
     if not isinstance(value, CSeq):
         raise _fail(f"{path} must be a array", reader.origin("volumes"))
     named = named_binds(top_volumes)
-    mounts: list[HostMount] = []
-    seen: dict[str, int] = {}
+    mounts: list[tuple[str, HostMount]] = []
     for index, item in enumerate(value):
         file, line = value.pos(index)
         origin = Origin(file, line, f"{path}[{value.src(index)}]")
@@ -252,14 +251,9 @@ def _mounts(reader: _Reader, top_volumes: Any) -> tuple[HostMount, ...]:
             raise _fail(f"{path}.{index} must be a string", origin)
         target = _clean(target)
         host = source if kind == "bind" else named.get(source) if kind == "volume" and source else None
-        mount = HostMount(name=target, kind="bind" if host is not None else kind, path=host, origin=origin)
-        # A later entry with the same target replaces the earlier one in place (compose-go EnforceUnicity).
-        if target in seen:
-            mounts[seen[target]] = mount
-            continue
-        seen[target] = len(mounts)
-        mounts.append(mount)
-    return tuple(mounts)
+        mounts.append((target, HostMount(name=target, kind="bind" if host is not None else kind, path=host,
+                                         origin=origin)))
+    return enforce_unicity(mounts)  # one mount per target
 
 
 # --- privileges -------------------------------------------------------------------------------------
