@@ -384,9 +384,14 @@ class _TarIndex:
     def read(self, name: str, *, cap: int) -> bytes:
         raise NotImplementedError
 
-    def _note(self, info: tarfile.TarInfo) -> None:
+    def _listed(self, count: int, info: tarfile.TarInfo) -> str | None:
+        """Each member as a reader meets it (the `count`th): the member cap, the first names for messages, and
+        the name to look it up by (None for a name that escapes the archive)."""
+        if count > MAX_MEMBERS:
+            raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive", file=self.display)
         if len(self.first) < 4:
             self.first.append(info.name + "/" if info.isdir() and not info.name.endswith("/") else info.name)
+        return _member_name(info.name)
 
 
 class _TarStore(_TarIndex):
@@ -400,12 +405,8 @@ class _TarStore(_TarIndex):
             # Closing the TarFile leaves `fh` open (tarfile did not open it); members are read from `fh` later.
             with tarfile.open(fileobj=fh, mode="r:", tarinfo=_CappedTarInfo) as tar:
                 for count, info in enumerate(tar, 1):
-                    if count > MAX_MEMBERS:
-                        raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive",
-                                         file=display)
                     last = info.name
-                    self._note(info)
-                    name = _member_name(info.name)
+                    name = self._listed(count, info)
                     if name is not None:
                         self._members[name] = info  # a later member of the same name wins, as on extraction
         except _HeaderTooBig as exc:
@@ -444,12 +445,8 @@ class _StreamStore(_TarIndex):
                 while (info := tar.next()) is not None:
                     tar.members.clear()  # tarfile remembers every member; this reader needs none of them
                     count += 1
-                    if count > MAX_MEMBERS:
-                        raise InputError(f"the archive has more than {MAX_MEMBERS} members; not an image archive",
-                                         file=display)
                     last = info.name
-                    self._note(info)
-                    name = _member_name(info.name)
+                    name = self._listed(count, info)
                     if name is not None:
                         self._add(tar, name, info)
             try:  # the producer's padding: read it, so that `docker save | ...` does not fail writing to a closed pipe
