@@ -195,21 +195,12 @@ class RegistryClient:
         The resolver calls it before it answers from a cache, because the address check depends on DNS and
         so cannot be part of a cache key. Mirrors fall through as in a lookup, each given half the time left.
         """
-        gates = self._gates(settings)
-        _refuse_unlisted_registry(ref, gates)
-        endpoints = self._endpoints(ref, gates)
-        for endpoint in endpoints:
-            last = endpoint is endpoints[-1]
-            until = deadline if last else time.monotonic() + (deadline - time.monotonic()) / 2
-            try:
-                _refuse_unlisted_mirror(endpoint)
-                await self._checked_addresses(endpoint.url("/v2/"), what=endpoint.what, listed=endpoint.listed,
-                                              deadline=until)
-                return
-            except RegistryError:
-                if last:
-                    raise
-        raise AssertionError("unreachable: the origin is always the last endpoint")
+        async def check(endpoint: _Endpoint, until: float) -> None:
+            _refuse_unlisted_mirror(endpoint)
+            await self._checked_addresses(endpoint.url("/v2/"), what=endpoint.what, listed=endpoint.listed,
+                                          deadline=until)
+
+        await self._each_endpoint(ref, deadline, check, gates=self._gates(settings))
 
     async def resolve_digest(self, ref: Reference, *, deadline: float, settings: ImagesSettings | None = None) -> str:
         """Tag -> manifest digest, with HEAD (GET only when a registry sends no Docker-Content-Digest on HEAD)."""
