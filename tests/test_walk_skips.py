@@ -184,3 +184,14 @@ def test_as_walk_checks_a_named_base_file_with_its_override(tmp_path, capsys, mo
 def test_as_walk_cannot_take_an_explicit_override(tmp_path, capsys) -> None:
     write(tmp_path, {"compose.yaml": GOOD_COMPOSE})
     assert main(["check", "--as-walk", str(tmp_path / "compose.yaml"), "-f", str(tmp_path / "compose.yaml")]) == 2
+
+
+def test_a_walk_skips_a_virtualenv_whatever_its_name(tmp_path, capsys) -> None:
+    write(tmp_path, {".venv-bench/pyvenv.cfg": "home = /usr/bin\n",
+                     ".venv-bench/lib/python3.11/site-packages/kubernetes/test/bad.yaml":
+                         "apiVersion: v1\nkind: Pod\nmetadata: {name: x\n",
+                     "k8s/deployment.yaml": GOOD_DEPLOYMENT})
+    code, report = check(capsys, str(tmp_path))
+    assert report["errors"] == [] and code in (0, 1)
+    assert report["summary"]["objects"] == 1
+    assert not any(".venv-bench" in s["file"] for s in report["skipped"])

@@ -310,13 +310,20 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
                 for name in sorted(inner):
                     out.skip(walk.display(inner_folder, name), HELM_TEMPLATE)
             dirs.remove("templates")
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(folder, d)))
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(folder, d))
+                         and not _virtualenv(os.path.join(folder, d)))
         if "oci-layout" in files and folder != root:
             _load_archive(folder, display=_display(root, folder, ""), options=options, out=out)
             dirs[:] = []  # an OCI layout is one input; its blobs are not files to check
             continue
         _scan_folder(walk, folder, sorted(files), options=options, out=out)
     _finish_walk(walk, options=options, out=out)
+
+
+def _virtualenv(folder: str) -> bool:
+    """A Python virtualenv under any name (`.venv-bench`, `env`, `.tox/py311`): it holds installed packages'
+    YAML and JSON, never this repository's inputs. Every venv has a pyvenv.cfg at its top."""
+    return os.path.isfile(os.path.join(folder, "pyvenv.cfg"))
 
 
 def _scan_folder(walk: _Walk, folder: str, names: Sequence[str], *, options: Options, out: Collected) -> None:
