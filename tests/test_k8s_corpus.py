@@ -1,7 +1,8 @@
-"""Our verdicts on ../shared/corpus/k8s, next to other tools' verdicts (carried in each file name).
+"""Our verdicts on the public corpus's k8s folder, next to other tools' verdicts (carried in each file name).
 
 File name: <tool>__<check>__<pass|fail|unknown>__<stem>. The tool's verdict is under the tool's settings.
-We assert ours where the semantics agree, and where they differ the table says why.
+We assert ours where the semantics agree, and where they differ the table says why. Skipped without the corpus
+(tests/corpus.py); tests/test_k8s_verdicts.py covers the same behaviours with manifests the project owns.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from admission.policy import engine
 from admission.policy.config import default_policy
 from admission.sources import kubernetes
 from admission.sources.text import read_path
+from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "k8s"
+pytestmark = corpus("k8s")
 
 # the tool's check -> our rule (and, for split checks, the resource or field that check covers)
 CHECK_TO_RULE = {
@@ -59,15 +61,11 @@ DIFFERENT = {
 }
 
 
-def _cases() -> list[Path]:
-    return sorted(p for p in CORPUS.iterdir() if p.name != "SOURCES.md")
-
-
 def test_the_corpus_is_where_we_expect_it() -> None:
-    assert len(_cases()) >= 50
+    assert len(corpus_files("k8s")) >= 50
 
 
-@pytest.mark.parametrize("path", _cases(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", corpus_params("k8s"), ids=lambda p: p.name)
 def test_our_verdict_on_the_k8s_corpus(path: Path) -> None:
     tool, check, tool_verdict, _ = path.name.split("__", 3)
     rule = CHECK_TO_RULE[check]
@@ -131,7 +129,7 @@ NEW_RULE_DIFFERENT = {
 }
 
 
-@pytest.mark.parametrize("path", _cases(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", corpus_params("k8s"), ids=lambda p: p.name)
 def test_least_privilege_and_healthcheck_verdicts_on_the_k8s_corpus(path: Path) -> None:
     result = kubernetes.load_text(read_path(str(path), display=path.name), file=path.name, namespace="default")
     if not result.workloads:
@@ -147,7 +145,7 @@ def test_least_privilege_and_healthcheck_verdicts_on_the_k8s_corpus(path: Path) 
 
 def test_the_rootcontainers_corpus_fails_per_object_as_checkov_does() -> None:
     name = "checkov__CKV_K8S_23__pass__rootContainersPASSED.yaml"
-    result = kubernetes.load_text(read_path(str(CORPUS / name), display=name), file=name)
+    result = kubernetes.load_text(read_path(str(corpus_dir("k8s") / name), display=name), file=name)
     assert [w.name for w in result.workloads] == ["pod1", "pod2", "pod3", "pod4", "pod5"]
     report = engine.evaluate(result.workloads, default_policy())
     assert not [f for f in report.findings if f.rule == "run-as-non-root"]
