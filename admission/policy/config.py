@@ -2,13 +2,17 @@
 
 Validated by hand rather than with pydantic: importing pydantic costs 60-90 ms, about half of
 compose-lint's whole run, and `admission-cli check` loads a policy on every run.
+
+KEYS is the one list of what a policy file may say. The loader refuses every key that is not in it and
+checks each value by the entry's kind and choices; docs/policy.md is generated from it
+(`python -m admission.cli.docs`), so the reference cannot drift from what is accepted.
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from datetime import date
 from functools import lru_cache
 import os
@@ -24,9 +28,115 @@ from admission.sources.yamlload import YMap, YSeq, load_documents, type_name
 SeverityOrOff = Literal["deny", "warn", "off"]
 DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policies", "default.yaml")
 
-_TOP_KEYS = frozenset(("enforcement", "rules", "exemptions", "exemptions_from_annotations", "images"))
-_RULE_KEYS = frozenset(("severity", "params"))
-_EXEMPTION_KEYS = frozenset(("rule", "namespace", "name", "kind", "container", "reason", "expires"))
+# What a value must be. The scalar kinds are checked by `_value`; the others by the code that walks them
+# (`rule`: the catalogue; `setting`: a rule's mapping or severity shorthand; `params`: the rule's Params).
+Kind = Literal["choice", "bool", "string", "strings", "registries", "seconds", "platform", "date",
+               "mapping", "list", "rule", "setting", "params"]
+
+
+@dataclass(frozen=True, slots=True)
+class Stated:
+    """A default that is not one value (it differs per rule); the reference prints the text."""
+
+    text: str
+
+
+UNSET: Any = Stated("–")
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One key a policy file may hold."""
+
+    path: str  # dotted; `<rule-id>` and `<registry>` stand for any such name, `[]` for every item of a list
+    _: KW_ONLY
+    kind: Kind
+    doc: str  # one line for docs/policy.md
+    default: Any = UNSET  # the built-in default's value (tests hold it to default_policy())
+    choices: tuple[Any, ...] = ()  # for kind "choice", in the order messages and docs list them
+    required: bool = False
+
+    @property
+    def parent(self) -> str:
+        return self.path.rpartition(".")[0]
+
+    @property
+    def name(self) -> str:
+        return self.path.rpartition(".")[2]
+
+
+KEYS: tuple[Key, ...] = (
+    Key("enforcement", kind="choice", choices=("deny", "warn"), default="deny",
+        doc="`warn` turns every deny into a warning (roll-out mode, like PSA warn)."),
+    Key("rules", kind="mapping", default=Stated("every rule at its default"),
+        doc="Rule settings by rule id. Rules you name take your settings; rules you omit keep the default's."),
+    Key("rules.<rule-id>", kind="setting",
+        doc="One rule's settings, or just its severity (`numeric-user: off`). An unknown rule id is an error; "
+            "`image-config-unavailable` takes its severity from `images.on_error`."),
+    Key("rules.<rule-id>.severity", kind="choice", choices=("deny", "warn", "off"),
+        default=Stated("the rule's own ([rules](rules.md))"),
+        doc="`off` (or YAML `false`) disables the rule."),
+    Key("rules.<rule-id>.params", kind="params",
+        doc="The rule's parameters (the `rules.<rule-id>.params.*` rows). Parameters you omit keep their values; "
+            "an unknown one is an error."),
+    Key("exemptions", kind="list", default=(),
+        doc="Exemptions, added to the default's. Every field an exemption gives must match for it to suppress a "
+            "finding."),
+    Key("exemptions[].rule", kind="rule", required=True, doc="A rule id, or `*` for every rule."),
+    Key("exemptions[].namespace", kind="string",
+        doc="Glob on the object's namespace; an exemption with a namespace never matches an object without one."),
+    Key("exemptions[].name", kind="string",
+        doc="Glob on the object's own name; a glob covers a controller's ReplicaSets and Pods."),
+    Key("exemptions[].kind", kind="string",
+        doc="The object's own kind, exactly (ownerReferences are never followed)."),
+    Key("exemptions[].container", kind="string",
+        doc="Glob on the container; omitted or `*` also matches findings without a container."),
+    Key("exemptions[].reason", kind="string", required=True,
+        doc="Why the exemption exists; reported as the suppressed finding's reason."),
+    Key("exemptions[].expires", kind="date",
+        doc="Last day (UTC, inclusive) it is honoured; after that the finding is reported, with "
+            "`expired <date>` in its reason."),
+    Key("exemptions_from_annotations", kind="bool", default=False,
+        doc="`true`: the annotations `admission.policy/exempt: \"rule,rule\"` and `admission.policy/exempt-reason` "
+            "on an object (or its pod template) exempt it. Off by default, so owners cannot self-exempt; compose "
+            "`x-admission` exemptions are always honoured."),
+    Key("images", kind="mapping", default=Stated("the `images.*` rows"),
+        doc="Image resolution and the registry gates."),
+    Key("images.resolve", kind="choice", choices=("auto", True, False), default="auto",
+        doc="`auto`: the webhook resolves image configs, the CLI only with `--resolve-images`."),
+    Key("images.on_error", kind="choice", choices=("deny", "warn"), default="warn",
+        doc="Severity of `image-config-unavailable` (an image config that could not be had)."),
+    Key("images.platform", kind="platform", default="linux/amd64",
+        doc="The platform picked from a multi-platform index."),
+    Key("images.allowed_registries", kind="registries", default=(),
+        doc="Registries that may be contacted even on loopback, private or link-local addresses (unlisted ones "
+            "only when every address is public). `docker.io` stands for index.docker.io and registry-1.docker.io."),
+    Key("images.restrict_to_allowed", kind="bool", default=False,
+        doc="`true`: the reference's registry (and its mirrors) must be in `allowed_registries`; token realms and "
+            "redirects get the address check only."),
+    Key("images.insecure_registries", kind="registries", default=(),
+        doc="Registries that may be reached over plain HTTP."),
+    Key("images.mirrors", kind="mapping", default={},
+        doc="Mirrors by registry, tried in order before the origin (`{docker.io: [mirror.example.com]}`)."),
+    Key("images.mirrors.<registry>", kind="strings",
+        doc="One registry's mirrors (host[:port]), in the order tried."),
+    Key("images.tag_ttl", kind="seconds", default=300,
+        doc="Seconds a tag → digest answer is trusted."),
+    Key("images.resolve_user_names", kind="bool", default=False,
+        doc="`true`: read /etc/passwd from the layers (top down, first hit) to name a uid in fixes; the one place "
+            "layers are read."),
+)
+KEY_TABLE: dict[str, Key] = {key.path: key for key in KEYS}
+
+
+def _children() -> dict[str, frozenset[str]]:
+    out: dict[str, set[str]] = {}
+    for key in KEYS:
+        out.setdefault(key.parent, set()).add(key.name)
+    return {parent: frozenset(names) for parent, names in out.items()}
+
+
+_CHILDREN = _children()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +221,9 @@ class _Reader:
             raise self.fail(f"{what} must be a mapping, not {type_name(value)}", container, key)
         return value if isinstance(value, YMap) else _ymap(value)
 
-    def keys(self, value: YMap, allowed: frozenset[str], what: str) -> None:
+    def keys(self, value: YMap, parent: str, what: str) -> None:
+        """Refuse every key of `value` that KEYS does not list under `parent` ("" for the top level)."""
+        allowed = _CHILDREN[parent]
         for key in value:
             if key not in allowed:
                 raise self.fail(f"unknown key {key!r} in {what} (allowed: {', '.join(sorted(allowed))})", value, key)
@@ -135,13 +247,53 @@ def _ymap(value: Mapping[str, Any]) -> YMap:
     return out
 
 
-def _severity(reader: _Reader, value: Any, container: Any, key: Any, *, allow_off: bool, what: str) -> SeverityOrOff:
-    if value is False and allow_off:
-        return "off"
-    if value in ("deny", "warn") or (allow_off and value == "off"):
+def choice_text(choices: tuple[Any, ...]) -> str:
+    """`deny, warn or off`, with YAML's spelling of booleans."""
+    words = [str(c).lower() if isinstance(c, bool) else str(c) for c in choices]
+    return f"{', '.join(words[:-1])} or {words[-1]}" if len(words) > 1 else words[0]
+
+
+def _value(reader: _Reader, spec: Key, value: Any, *, what: str, container: Any, key: Any) -> Any:
+    """`value` checked against the scalar kind of `spec`, as the loader keeps it."""
+    kind = spec.kind
+    if kind == "choice":
+        # `is`/type-equal, not `in`: YAML 1 == true in Python, and `resolve: 1` is not `resolve: true`.
+        if any(value is c or (type(value) is type(c) and value == c) for c in spec.choices):
+            return value
+        raise reader.fail(f"{what} must be {choice_text(spec.choices)}, not {value!r}", container, key)
+    if kind == "bool":
+        return reader.boolean(value, what, container, key)
+    if kind == "string":
+        if not isinstance(value, str):
+            raise reader.fail(f"{what} must be a string", container, key)
         return value
-    choices = "deny, warn or off" if allow_off else "deny or warn"
-    raise reader.fail(f"{what} must be {choices}, not {value!r}", container, key)
+    if kind == "strings":
+        return reader.strings(value, what, container, key)
+    if kind == "registries":
+        return tuple(registry_identity(s) for s in reader.strings(value, what, container, key))
+    if kind == "seconds":
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise reader.fail(f"{what} must be a whole number of seconds", container, key)
+        return value
+    if kind == "platform":
+        if not isinstance(value, str) or "/" not in value:
+            raise reader.fail(f"{what} must look like os/arch, e.g. linux/amd64", container, key)
+        return value
+    if kind == "date":
+        parsed = parse_date(value)
+        if not parsed:
+            raise reader.fail(f"{what} must be a date YYYY-MM-DD, not {value!r}", container, key)
+        return parsed
+    if kind == "mapping":
+        return reader.mapping(value, what, container, key)
+    raise AssertionError(f"policy key {spec.path}: kind {kind!r} is checked where it is walked, not by _value")
+
+
+def _severity(reader: _Reader, value: Any, container: Any, key: Any, *, path: str, what: str) -> SeverityOrOff:
+    spec = KEY_TABLE[path]
+    if value is False and "off" in spec.choices:  # YAML `false` reads as off wherever off is allowed
+        return "off"
+    return _value(reader, spec, value, what=what, container=container, key=key)  # type: ignore[no-any-return]
 
 
 def _params(reader: _Reader, rule: catalog.Rule, value: Any, container: Any, key: Any) -> dict[str, Any]:
@@ -177,7 +329,7 @@ def _params(reader: _Reader, rule: catalog.Rule, value: Any, container: Any, key
 
 def _exemption(reader: _Reader, items: YSeq, index: int) -> Exemption:
     item = reader.mapping(items[index], f"exemptions[{index}]", items, index)
-    reader.keys(item, _EXEMPTION_KEYS, f"exemptions[{index}]")
+    reader.keys(item, "exemptions[]", f"exemptions[{index}]")
     rule = item.get("rule")
     if not isinstance(rule, str) or not rule:
         raise reader.fail(f"exemptions[{index}].rule is required (a rule id or \"*\")", item, "rule")
@@ -186,17 +338,13 @@ def _exemption(reader: _Reader, items: YSeq, index: int) -> Exemption:
     reason = item.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         raise reader.fail(f"exemptions[{index}].reason is required", item, "reason" if "reason" in item else None)
-    globs: dict[str, str | None] = {}
-    for key in ("namespace", "name", "kind", "container"):
-        value = item.get(key)
-        if value is not None and not isinstance(value, str):
-            raise reader.fail(f"exemptions[{index}].{key} must be a string", item, key)
-        globs[key] = value
-    expires = parse_date(item.get("expires"))
-    if expires is False:
-        raise reader.fail(f"exemptions[{index}].expires must be a date YYYY-MM-DD, not {item.get('expires')!r}", item, "expires")
-    return Exemption(rule=rule, reason=reason.strip(), expires=expires or None,
-                     where=f"{reader.file}:{items.line_of(index)}", **globs)
+    optional: dict[str, Any] = {}
+    for name in ("namespace", "name", "kind", "container", "expires"):
+        value = item.get(name)  # null is the same as leaving the field out
+        optional[name] = None if value is None else _value(
+            reader, KEY_TABLE[f"exemptions[].{name}"], value, what=f"exemptions[{index}].{name}", container=item,
+            key=name)
+    return Exemption(rule=rule, reason=reason.strip(), where=f"{reader.file}:{items.line_of(index)}", **optional)
 
 
 def parse_date(value: Any) -> date | None | Literal[False]:
@@ -215,72 +363,42 @@ def parse_date(value: Any) -> date | None | Literal[False]:
 
 def _images(reader: _Reader, value: Any, base: ImagesSettings, container: Any) -> ImagesSettings:
     raw = reader.mapping(value, "images", container, "images")
-    allowed = frozenset(ImagesSettings.__dataclass_fields__)
-    reader.keys(raw, allowed, "images")
+    reader.keys(raw, "images", "images")
     changes: dict[str, Any] = {}
-    for key, item in raw.items():
-        what = f"images.{key}"
-        if key == "resolve":
-            if item not in ("auto", True, False):
-                raise reader.fail(f"{what} must be auto, true or false", raw, key)
-            changes[key] = item
-        elif key == "on_error":
-            changes[key] = _severity(reader, item, raw, key, allow_off=False, what=what)
-        elif key == "platform":
-            if not isinstance(item, str) or "/" not in item:
-                raise reader.fail(f"{what} must look like os/arch, e.g. linux/amd64", raw, key)
-            changes[key] = item
-        elif key in ("allowed_registries", "insecure_registries"):
-            changes[key] = tuple(registry_identity(s) for s in reader.strings(item, what, raw, key))
-        elif key in ("restrict_to_allowed", "resolve_user_names"):
-            changes[key] = reader.boolean(item, what, raw, key)
-        elif key == "tag_ttl":
-            if not isinstance(item, int) or isinstance(item, bool) or item < 0:
-                raise reader.fail(f"{what} must be a whole number of seconds", raw, key)
-            changes[key] = item
-        elif key == "mirrors":
-            mirrors = reader.mapping(item, what, raw, key)
-            changes[key] = {registry_identity(host): reader.strings(m, f"{what}.{host}", mirrors, host)
-                            for host, m in mirrors.items()}
+    for name, item in raw.items():
+        what = f"images.{name}"
+        checked = _value(reader, KEY_TABLE[what], item, what=what, container=raw, key=name)
+        if name == "mirrors":
+            spec = KEY_TABLE["images.mirrors.<registry>"]
+            checked = {registry_identity(host): _value(reader, spec, hosts, what=f"{what}.{host}", container=checked,
+                                                       key=host)
+                       for host, hosts in checked.items()}
+        changes[name] = checked
     return replace(base, **changes)
 
 
-def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
-    """Validate a policy document and overlay it on `base` (None: it is the base itself)."""
-    reader = _Reader(file)
-    try:
-        documents = [d for d in load_documents(text, file=file, dialect="1.2", strict_keys=True) if d.value is not None]
-    except InputError as exc:
-        raise PolicyError(str(exc)) from None
-    if len(documents) > 1:
-        raise PolicyError(f"{file}: a policy file holds one YAML document, found {len(documents)}")
-    root = reader.mapping(documents[0].value if documents else None, "the policy")
-    reader.keys(root, _TOP_KEYS, "the policy")
+def _rules(reader: _Reader, raw_rules: YMap, base: Policy | None) -> dict[str, RuleSetting]:
     known = catalog.all_rules()
-
-    enforcement: Severity = base.enforcement if base else "deny"
-    if "enforcement" in root:
-        enforcement = _severity(reader, root["enforcement"], root, "enforcement", allow_off=False,  # type: ignore[assignment]
-                                what="enforcement")
-
     rules: dict[str, RuleSetting] = dict(base.rules) if base else {}
-    raw_rules = reader.mapping(root.get("rules"), "rules", root, "rules")
     for rule_id, value in raw_rules.items():
         rule = known.get(rule_id)
         if rule is None:
             raise reader.fail(f"unknown rule {rule_id!r} (see `admission-cli rules`)", raw_rules, rule_id)
         if rule.severity_fixed:
-            raise reader.fail(f"rule {rule_id!r} takes its severity from images.on_error; it cannot be set under rules", raw_rules, rule_id)
+            raise reader.fail(f"rule {rule_id!r} takes its severity from images.on_error; it cannot be set under rules",
+                              raw_rules, rule_id)
         previous = rules.get(rule_id)
         if value is False or isinstance(value, str):  # shorthand: `numeric-user: off` / `numeric-user: deny`
-            body = _ymap({"severity": _severity(reader, value, raw_rules, rule_id, allow_off=True,
+            body = _ymap({"severity": _severity(reader, value, raw_rules, rule_id, path="rules.<rule-id>.severity",
                                                 what=f"rules.{rule_id}")})
         else:
             body = reader.mapping(value, f"rules.{rule_id}", raw_rules, rule_id)
-        reader.keys(body, _RULE_KEYS, f"rules.{rule_id}")
-        severity = _severity(reader, body["severity"], body, "severity", allow_off=True,
-                             what=f"rules.{rule_id}.severity") if "severity" in body else (
-            previous.severity if previous else rule.severity)
+        reader.keys(body, "rules.<rule-id>", f"rules.{rule_id}")
+        if "severity" in body:
+            severity = _severity(reader, body["severity"], body, "severity", path="rules.<rule-id>.severity",
+                                 what=f"rules.{rule_id}.severity")
+        else:
+            severity = previous.severity if previous else rule.severity
         params = dict(rule.param_defaults())
         if previous:
             params.update(previous.params)
@@ -289,8 +407,27 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
     for rule_id, rule in known.items():
         if rule_id not in rules and not rule.severity_fixed:
             if base is None:
-                raise PolicyError(f"{file}: the default policy does not list rule {rule_id!r}")
+                raise PolicyError(f"{reader.file}: the default policy does not list rule {rule_id!r}")
             rules[rule_id] = RuleSetting(rule.severity, rule.param_defaults())
+    return rules
+
+
+def merge_policy(overlay: Mapping[str, Any] | None, *, file: str, base: Policy | None) -> Policy:
+    """Validate a policy mapping and overlay it on `base` (None: it is the base itself).
+
+    `overlay` is a policy document already read as YAML: a YMap from yamlload keeps its lines for the errors,
+    which name `file`. This is how any file that embeds a policy overlays it, so every one is checked alike.
+    """
+    reader = _Reader(file)
+    root = reader.mapping(overlay, "the policy")
+    reader.keys(root, "", "the policy")
+
+    enforcement: Severity = base.enforcement if base else KEY_TABLE["enforcement"].default
+    if "enforcement" in root:
+        enforcement = _value(reader, KEY_TABLE["enforcement"], root["enforcement"], what="enforcement", container=root,
+                             key="enforcement")
+
+    rules = _rules(reader, reader.mapping(root.get("rules"), "rules", root, "rules"), base)
 
     raw_exemptions = root.get("exemptions")
     if raw_exemptions is not None and not isinstance(raw_exemptions, list):
@@ -302,13 +439,25 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
             seq.extend(raw_exemptions)
         exemptions += tuple(_exemption(reader, seq, i) for i in range(len(seq)))
 
-    from_annotations = base.exemptions_from_annotations if base else False
-    if "exemptions_from_annotations" in root:
-        from_annotations = reader.boolean(root["exemptions_from_annotations"], "exemptions_from_annotations", root,
-                                          "exemptions_from_annotations")
+    annotations = KEY_TABLE["exemptions_from_annotations"]
+    from_annotations: bool = base.exemptions_from_annotations if base else annotations.default
+    if annotations.name in root:
+        from_annotations = _value(reader, annotations, root[annotations.name], what=annotations.path, container=root,
+                                  key=annotations.name)
     images = _images(reader, root.get("images"), base.images if base else ImagesSettings(), root)
     return Policy(enforcement=enforcement, rules=rules, exemptions=exemptions,
                   exemptions_from_annotations=from_annotations, images=images, source=file)
+
+
+def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
+    """Read a policy document and overlay it on `base` (None: it is the base itself)."""
+    try:
+        documents = [d for d in load_documents(text, file=file, dialect="1.2", strict_keys=True) if d.value is not None]
+    except InputError as exc:
+        raise PolicyError(str(exc)) from None
+    if len(documents) > 1:
+        raise PolicyError(f"{file}: a policy file holds one YAML document, found {len(documents)}")
+    return merge_policy(documents[0].value if documents else None, file=file, base=base)
 
 
 @lru_cache(maxsize=1)
