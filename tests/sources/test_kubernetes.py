@@ -20,10 +20,11 @@ from admission.sources.kubernetes import (
     workloads_from_object,
 )
 from admission.sources.yamlload import load_documents
+from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "k8s"
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "k8s"
+OWNED = HERE.parent / "fixtures" / "k8s"  # shared with tests/test_k8s_verdicts.py
 
 
 def load(text: str, *, file: str = "m.yaml", namespace: str = "default") -> KubeResult:
@@ -830,9 +831,69 @@ def test_text_that_is_neither_yaml_nor_json_keeps_the_yaml_error() -> None:
     assert info.value.file == "bad.json"
 
 
-# --- the real-world corpus -----------------------------------------------------------------------
+# --- owned manifests (tests/fixtures/k8s): what the corpus tests below also find in other projects' files ------
 
-CORPUS_FILES = sorted(p.name for p in CORPUS.iterdir() if p.name != "SOURCES.md")
+
+def _owned(name: str) -> KubeResult:
+    return load_text((OWNED / name).read_text(encoding="utf-8"), file=name)
+
+
+def test_init_containers_come_before_the_main_containers() -> None:
+    [workload] = _owned("compliant.yaml").workloads
+    assert workload.kind == "Deployment"
+    assert [(c.name, c.kind) for c in workload.containers] == [("copy-config", "init"), ("app", "container")]
+
+
+def test_ephemeral_containers_are_read_after_the_others() -> None:
+    workload = next(w for w in _owned("probes.yaml").workloads if w.name == "with-ephemeral")
+    assert [(c.name, c.kind) for c in workload.containers] == [("app", "container"), ("debugger", "ephemeral")]
+
+
+def test_a_json_list_gives_one_workload_per_pod_bearing_item() -> None:
+    result = _owned("limits.json")
+    assert [(w.kind, w.name) for w in result.workloads] == [
+        ("Pod", "cpu-only"), ("Pod", "memory-only"), ("Pod", "zero-cpu"), ("ReplicationController", "millicpu-and-gi")]
+    [container] = result.workloads[0].containers
+    assert container.image is not None and container.image.value == "registry.example/app:1.0.0"
+    assert {k: v.value for k, v in container.limits.items()} == {"cpu": "100m"}  # requests are not limits
+
+
+def test_a_multi_document_stream_keeps_every_pod_around_a_refused_one() -> None:
+    result = _owned("root-forms.yaml")
+    assert [w.name for w in result.workloads] == [
+        "nonroot-at-pod", "nonroot-in-container", "pod-false-container-true", "uid-at-pod", "container-uid-zero",
+        "no-security-context", "user-namespace-only"]
+    assert [(p.line, p.path) for p in result.problems] == [(96, "spec.securityContext.runAsUser")]
+    by_name = {w.name: w for w in result.workloads}
+    uid_zero = by_name["container-uid-zero"]
+    assert [(c.name, c.run_as_user.value) for c in uid_zero.containers] == [("main", 1000), ("main2", 0)]
+    # field by field, as the kubelet merges: the container's true overrides the pod's false
+    [container] = by_name["pod-false-container-true"].containers
+    assert container.run_as_non_root.value is True
+    [container] = by_name["nonroot-at-pod"].containers
+    assert container.run_as_non_root.value is True and container.run_as_non_root.origin.path == \
+        "spec.securityContext.runAsNonRoot"
+
+
+def test_a_cronjobs_host_network_is_read_at_its_place_in_the_job_template() -> None:
+    workload = _owned("host-network.yaml").workloads[0]
+    assert workload.kind == "CronJob"
+    assert workload.host_network.origin.path == "spec.jobTemplate.spec.template.spec.hostNetwork"
+    assert workload.host_network.origin.line == 18
+
+
+def test_a_host_port_keeps_its_published_and_target_port_and_line() -> None:
+    workload = _owned("host-network.yaml").workloads[1]
+    [port] = workload.containers[0].host_ports
+    assert (port.published, port.target, port.origin.line) == ("8080", "80", 33)
+
+
+def test_kinds_without_pods_count_as_documents_only() -> None:
+    result = _owned("not-pod-bearing.yaml")
+    assert (result.workloads, result.problems, result.documents) == ([], [], 3)
+
+
+# --- the public corpus (tests/corpus.py; skipped without it) -------------------------------------------------
 
 # Files that real tools also find malformed: the object is a problem at this place, never a crash.
 CORPUS_PROBLEMS = {
@@ -851,43 +912,49 @@ CORPUS_PROBLEMS = {
 
 
 def _corpus(name: str) -> KubeResult:
-    return load_text((CORPUS / name).read_text(encoding="utf-8"), file=name)
+    return load_text((corpus_dir("k8s") / name).read_text(encoding="utf-8"), file=name)
 
 
+@corpus("k8s")
 def test_corpus_is_present() -> None:
-    assert len(CORPUS_FILES) > 50
+    assert len(corpus_files("k8s")) > 50
 
 
-@pytest.mark.parametrize("name", CORPUS_FILES)
+@corpus("k8s")
+@pytest.mark.parametrize("name", corpus_params("k8s", [p.name for p in corpus_files("k8s")]))
 def test_every_corpus_file_loads_into_workloads_problems_or_only_non_pod_kinds(name: str) -> None:
     result = _corpus(name)
     assert [(p.line, p.path) for p in result.problems] == CORPUS_PROBLEMS.get(name, [])
     assert all(p.file == name for p in result.problems)
     if not result.workloads and not result.problems:
         # Read independently: every document is of a kind that carries no pods.
-        kinds = {doc["kind"] for doc in yaml.safe_load_all((CORPUS / name).read_text()) if doc}
+        kinds = {doc["kind"] for doc in yaml.safe_load_all((corpus_dir("k8s") / name).read_text()) if doc}
         assert kinds and not kinds & set(POD_SPEC_PATHS), kinds
     for workload in result.workloads:
         assert workload.source == "kubernetes" and workload.origin.line is not None
         assert all(c.origin.line is not None for c in workload.containers)
 
 
+@corpus("k8s")
 def test_corpus_psp_files_are_non_pod_kinds() -> None:
     result = _corpus("checkov__CKV_K8S_6__fail__psp-most-insecure-FAILED.yaml")
     assert (result.workloads, result.problems, result.documents) == ([], [], 1)
 
 
+@corpus("k8s")
 def test_corpus_jenkins_deployment_has_an_init_and_a_main_container() -> None:
     [workload] = _corpus("checkov__CKV_K8S_19__pass__jenkinsDeployment-PASSED.yaml").workloads
     assert workload.kind == "Deployment"
     assert [(c.name, c.kind) for c in workload.containers] == [("copy-default-config", "init"), ("jenkins", "container")]
 
 
+@corpus("k8s")
 def test_corpus_gatekeeper_ephemeral_sample_has_an_ephemeral_container() -> None:
     [workload] = _corpus("gatekeeper-library__disallowedtags__fail__disallowed_tag_ephemeral.yaml").workloads
     assert [(c.name, c.kind) for c in workload.containers] == [("opa", "container"), ("opa", "ephemeral")]
 
 
+@corpus("k8s")
 def test_corpus_storm_zookeeper_json_pod() -> None:
     [workload] = _corpus("checkov__CKV_K8S_14__fail__storm-zookeeper-FAILED.json").workloads
     [container] = workload.containers
@@ -896,6 +963,7 @@ def test_corpus_storm_zookeeper_json_pod() -> None:
     assert {k: v.value for k, v in container.limits.items()} == {"cpu": "100m"}
 
 
+@corpus("k8s")
 def test_corpus_multi_document_streams_keep_every_pod() -> None:
     result = _corpus("checkov__CKV_K8S_23__fail__rootContainersFAILED.yaml")
     assert [w.name for w in result.workloads] == ["pod1", "pod2", "pod3", "pod4"]
@@ -905,6 +973,7 @@ def test_corpus_multi_document_streams_keep_every_pod() -> None:
     assert pod2.containers[0].run_as_non_root.value is False
 
 
+@corpus("k8s")
 def test_corpus_cronjob_with_host_network() -> None:
     [workload] = _corpus("checkov__CKV_K8S_19__fail__cronjob-hostresources-FAILED.yaml").workloads
     assert workload.kind == "CronJob"
@@ -912,6 +981,7 @@ def test_corpus_cronjob_with_host_network() -> None:
     assert workload.host_network.origin.line == 22
 
 
+@corpus("k8s")
 def test_corpus_polaris_host_port() -> None:
     [workload] = _corpus("polaris__hostPortSet__fail__failure.yaml").workloads
     [port] = workload.containers[0].host_ports
