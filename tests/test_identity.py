@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from admission.cli.main import main
+from tests.corpus import corpus, corpus_dir
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+TESTS = Path(__file__).resolve().parent
 
 POD = textwrap.dedent("""\
     apiVersion: v1
@@ -113,11 +114,23 @@ def test_the_same_object_twice_in_one_stream_gets_distinct_fingerprints(tmp_path
     assert len({f["fingerprint"] for f in report["findings"]}) == 10
 
 
-@pytest.mark.parametrize("folder", ["compose", "k8s"])
-def test_every_pair_of_distinct_findings_in_the_corpus_has_distinct_fingerprints(folder, capsys) -> None:
-    _, report = check(capsys, str(CORPUS / folder))
-    findings = report["findings"]
-    assert len(findings) > 100
+def assert_distinct(findings: list[dict], at_least: int) -> None:
+    assert len(findings) >= at_least
     fingerprints = [f["fingerprint"] for f in findings]
     assert all(isinstance(fp, str) and len(fp) == 32 for fp in fingerprints)
     assert len(set(fingerprints)) == len(fingerprints)
+
+
+# The project's own fixture trees: per-rule fixtures of every source, compose projects with overrides, extends and
+# includes, and manifests whose objects repeat names across files.
+@pytest.mark.parametrize(("folder", "at_least"), [("rules", 500), ("sources/compose", 100), ("fixtures/k8s", 20)])
+def test_every_pair_of_distinct_findings_in_owned_fixtures_has_distinct_fingerprints(folder, at_least, capsys) -> None:
+    _, report = check(capsys, str(TESTS / folder))
+    assert_distinct(report["findings"], at_least)
+
+
+@corpus("compose", "k8s")
+@pytest.mark.parametrize("folder", ["compose", "k8s"])
+def test_every_pair_of_distinct_findings_in_the_corpus_has_distinct_fingerprints(folder, capsys) -> None:
+    _, report = check(capsys, str(corpus_dir(folder)))
+    assert_distinct(report["findings"], 100)
