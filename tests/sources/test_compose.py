@@ -13,7 +13,7 @@ from admission.sources.compose import cpus_value, load_project, looks_like_compo
 from admission.sources.compose_interp import TemplateError, parse_dotenv, substitute
 
 REPO = Path(__file__).resolve().parents[2]
-SEED = REPO / ".." / "shared" / "seed" / "flask-prod-app"
+SEED = REPO / "examples" / "flask-prod-app"  # the project's copy of the tutorial example, as published
 FIXTURES = Path(__file__).resolve().parent / "compose"
 
 

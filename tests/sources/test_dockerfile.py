@@ -12,7 +12,7 @@ from admission.sources.dockerfile import analyse, expand, load, looks_like_docke
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "dockerfiles"
-TUTORIAL = HERE.parents[1] / ".." / "shared" / "seed" / "flask-prod-app" / "Dockerfile"
+TUTORIAL = HERE.parents[1] / "examples" / "flask-prod-app" / "Dockerfile"  # the project's copy, as published
 
 
 def info(text: str, **kwargs: object):
