@@ -1,11 +1,12 @@
-"""Docs generated from the catalogue are current: docs/rules.md and the README's rule table."""
+"""Docs generated from code are current: docs/rules.md and the README's rule table from the rule catalogue,
+docs/policy.md from the policy key table."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from admission.cli import docs
-from admission.policy import catalog
+from admission.policy import catalog, config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +25,33 @@ def test_every_rule_documents_why_fix_and_example() -> None:
     for rule in catalog.all_rules().values():
         for section in ("Why", "Fix", "Example"):
             assert len(rule.section(section)) > 20, f"{rule.id}: {section} section is missing or empty"
+
+
+def test_docs_policy_md_is_generated_from_the_current_key_table() -> None:
+    assert (ROOT / "docs" / "policy.md").read_text(encoding="utf-8") == docs.policy_markdown(), \
+        "docs/policy.md is stale: run `make docs`"
+
+
+def _documented_keys() -> list[str]:
+    rows = docs.policy_keys_table().splitlines()[2:]  # after the header and its rule
+    return [row.split(" | ")[0].removeprefix("| `").removesuffix("`") for row in rows]
+
+
+def test_the_policy_reference_has_one_row_per_key_the_loader_accepts_and_per_rule_parameter() -> None:
+    params = [f"rules.{rule.id}.params.{p.name}" for rule in catalog.all_rules().values() for p in rule.params]
+    documented = _documented_keys()
+    assert sorted(documented) == sorted([key.path for key in config.KEYS] + params)
+    assert len(documented) == len(set(documented))
+
+
+def test_every_documented_key_has_a_type_default_and_description() -> None:
+    for row in docs.policy_keys_table().splitlines()[2:]:
+        cells = [cell.strip() for cell in row.strip("|").split(" | ")]
+        assert len(cells) == 4 and all(cells), row
+
+
+def test_the_readme_policy_section_links_the_policy_reference() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## Policy\n"):]
+    section = section[: section.index("\n## ", 1)]
+    assert "(docs/policy.md)" in section

@@ -1,6 +1,9 @@
-"""Rule documentation generated from the catalogue: `explain`, `rules`, docs/rules.md and the README table."""
+"""Documentation generated from code: `explain`, docs/rules.md and the README's rule table from the rule catalogue,
+docs/policy.md from the policy key table (`admission.policy.config.KEYS`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from admission.policy import catalog
 
@@ -48,6 +51,72 @@ def rules_markdown() -> str:
     return "\n".join(parts)
 
 
+# How docs/policy.md names each kind of value; a kind added to config.Kind needs a line here (the docs test fails
+# until it has one).
+_KIND_TYPES = {"bool": "`true` | `false`", "string": "string", "strings": "list of strings",
+               "registries": "list of host[:port]", "seconds": "whole seconds", "platform": "os/arch",
+               "date": "date (YYYY-MM-DD)", "mapping": "mapping", "list": "list of mappings",
+               "rule": "rule id or `*`", "setting": "mapping, or a severity", "params": "mapping"}
+_PARAM_TYPES = {bool: "`true` | `false`", list: "list", int: "integer", str: "string"}
+
+
+def _yaml(value: Any) -> str:
+    """A default as a policy file would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_yaml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_yaml(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _row(*cells: str) -> str:
+    # GFM splits table cells on `|` even inside code spans; an escaped one is kept in both.
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
+def policy_keys_table() -> str:
+    """One row per key the policy loader accepts, rule parameters included, in the table's order."""
+    from admission.policy import config
+
+    # A parameter left out keeps default.yaml's value, which is what the table must show (not the rule's own).
+    defaults = config.default_policy()
+    rows = [_row("key", "type", "default", "description"), "|---|---|---|---|"]
+    for key in config.KEYS:
+        if key.kind == "choice":
+            kind = " | ".join(f"`{_yaml(c)}`" for c in key.choices)
+        else:
+            kind = _KIND_TYPES[key.kind]
+        if key.required:
+            default = "required"
+        elif isinstance(key.default, config.Stated):
+            default = key.default.text
+        else:
+            default = f"`{_yaml(key.default)}`"
+        rows.append(_row(f"`{key.path}`", kind, default, key.doc))
+        if key.kind == "params":
+            for rule in catalog.all_rules().values():
+                for param in rule.params:
+                    value = defaults.rules[rule.id].params[param.name]
+                    rows.append(_row(f"`rules.{rule.id}.params.{param.name}`", _PARAM_TYPES[param.kind],
+                                     f"`{_yaml(value)}`", param.help[:1].upper() + param.help[1:] + "."))
+    return "\n".join(rows) + "\n"
+
+
+def policy_markdown() -> str:
+    return "\n".join([
+        "# Policy reference", "",
+        "Generated from the policy key table (`KEYS` in `admission/policy/config.py`), which is also what the "
+        "loader accepts: any other key is an error naming its file, line and key. Rule parameters come from the "
+        "rule catalogue ([rules](rules.md)). Regenerate with `make docs`.", "",
+        "`--policy FILE` and the webhook's policy file are overlaid on the built-in "
+        "[`policies/default.yaml`](../policies/default.yaml): what a file leaves out keeps the default shown here. "
+        "Policy files are read as YAML 1.2. `<rule-id>` stands for a rule id, `<registry>` for a registry "
+        "(host[:port]), and `[]` for every item of a list.", "",
+        policy_keys_table()])
+
+
 def readme_with_table(readme: str) -> str:
     start, end = readme.index(README_BEGIN), readme.index(README_END)
     return readme[: start + len(README_BEGIN)] + "\n" + rules_table() + readme[end:]
@@ -59,5 +128,6 @@ if __name__ == "__main__":
     root = Path(__file__).resolve().parents[2]
     (root / "docs").mkdir(exist_ok=True)
     (root / "docs" / "rules.md").write_text(rules_markdown(), encoding="utf-8")
+    (root / "docs" / "policy.md").write_text(policy_markdown(), encoding="utf-8")
     readme = root / "README.md"
     readme.write_text(readme_with_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
