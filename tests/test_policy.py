@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from admission.errors import PolicyError
 from admission.model import Container, ExemptionClaim, Located, Origin, Port, Workload
 from admission.policy import catalog, engine
-from admission.policy.config import default_policy, load_policy, parse_policy
+from admission.policy.config import (KEYS, ImagesSettings, Key, Stated, default_policy, load_policy, merge_policy,
+                                     parse_policy)
+from admission.sources.yamlload import load_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 O = Origin("f.yaml", 3, "spec")
@@ -226,3 +232,117 @@ def test_a_root_uid_from_passwd_is_never_offered_as_the_fix() -> None:
     pod = Workload(source="kubernetes", kind="Pod", name="p", namespace="d", origin=O, containers=(container,))
     (warning,) = [f for f in engine.evaluate([pod], default_policy()).findings if f.rule == "numeric-user"]
     assert "runAsUser: 0" not in warning.remediation and "10001" in warning.remediation
+
+
+# A valid value for every key of the policy key table. A key added to the table fails the tests below until it has
+# one here, and until the loader does something with it.
+SAMPLES: dict[str, Any] = {
+    "enforcement": "warn",
+    "rules": {"image-size": "deny"},
+    "rules.<rule-id>": "off",
+    "rules.<rule-id>.severity": "deny",
+    "rules.<rule-id>.params": {"max_mib": 100},
+    "exemptions": [{"rule": "*", "reason": "legacy"}],
+    "exemptions[].rule": "image-size",
+    "exemptions[].namespace": "team-*",
+    "exemptions[].name": "web-*",
+    "exemptions[].kind": "Deployment",
+    "exemptions[].container": "app",
+    "exemptions[].reason": "legacy",
+    "exemptions[].expires": "2027-06-30",
+    "exemptions_from_annotations": True,
+    "images": {"tag_ttl": 60},
+    "images.resolve": True,
+    "images.on_error": "deny",
+    "images.platform": "linux/arm64",
+    "images.allowed_registries": ["reg.example.com"],
+    "images.restrict_to_allowed": True,
+    "images.insecure_registries": ["reg.example.com:5000"],
+    "images.mirrors": {"docker.io": ["mirror.example.com"]},
+    "images.mirrors.<registry>": ["mirror.example.com"],
+    "images.tag_ttl": 60,
+    "images.resolve_user_names": True,
+}
+PLACEHOLDERS = {"<rule-id>": "image-size", "<registry>": "docker.io"}
+
+
+def _document(parts: list[str], value: Any, parent: str = "") -> Any:
+    """A policy document that sets the key `parts` (a table path, split) to `value`, with its required siblings."""
+    if not parts:
+        return value
+    head, rest = parts[0], parts[1:]
+    path = f"{parent}.{head}" if parent else head
+    if head.endswith("[]"):
+        item = {key.name: SAMPLES[key.path] for key in KEYS if key.parent == path and key.required}
+        item.update(_document(rest, value, path))
+        return {head.removesuffix("[]"): [item]}
+    return {PLACEHOLDERS.get(head, head): _document(rest, value, path)}
+
+
+@pytest.mark.parametrize("key", KEYS, ids=lambda key: key.path)
+def test_every_key_in_the_table_is_accepted_and_changes_the_policy(key: Key) -> None:
+    document = _document(key.path.split("."), SAMPLES[key.path])
+    policy = parse_policy(json.dumps(document), file="p.yaml", base=default_policy())  # JSON is YAML 1.2
+    assert replace(policy, source="default.yaml") != default_policy(), f"{key.path} was accepted but ignored"
+
+
+UNKNOWN_AT_EACH_LEVEL = {  # level -> (policy text, line of the unknown name, what the message says)
+    "": ("enforcement: warn\nbogus: 1\n", 2, "unknown key 'bogus' in the policy"),
+    "rules": ("rules:\n  numeric-user: warn\n  bogus: warn\n", 3, "unknown rule 'bogus'"),
+    "rules.<rule-id>": ("rules:\n  image-size:\n    severity: warn\n    bogus: 1\n", 4,
+                        "unknown key 'bogus' in rules.image-size"),
+    "rules.<rule-id>.params": ("rules:\n  image-size:\n    params:\n      max_mib: 10\n      bogus: 1\n", 5,
+                               "unknown parameter 'bogus' for rule image-size"),
+    "exemptions[]": ("exemptions:\n  - rule: '*'\n    reason: r\n    bogus: 1\n", 4,
+                     "unknown key 'bogus' in exemptions[0]"),
+    "images": ("images:\n  tag_ttl: 60\n  bogus: 1\n", 3, "unknown key 'bogus' in images"),
+}
+
+
+@pytest.mark.parametrize("level", UNKNOWN_AT_EACH_LEVEL)
+def test_an_unknown_key_at_any_level_is_refused_naming_the_key_and_its_line(level: str) -> None:
+    text, line, message = UNKNOWN_AT_EACH_LEVEL[level]
+    with pytest.raises(PolicyError, match="^" + re.escape(f"p.yaml:{line}: {message}")):
+        _overlay(text)
+
+
+def test_every_level_that_names_keys_is_covered_by_the_unknown_key_cases() -> None:
+    named = {key.parent for key in KEYS if key.name != "<registry>"}  # any registry name is a valid mirrors key
+    assert named | {key.path for key in KEYS if key.kind == "params"} == set(UNKNOWN_AT_EACH_LEVEL)
+
+
+def test_the_unknown_key_message_lists_the_keys_the_table_allows_there() -> None:
+    with pytest.raises(PolicyError) as info:
+        _overlay("images:\n  bogus: 1\n")
+    allowed = sorted(key.name for key in KEYS if key.parent == "images")
+    assert f"(allowed: {', '.join(allowed)})" in str(info.value)
+
+
+def test_the_key_tables_defaults_are_the_built_in_policys_values() -> None:
+    policy = default_policy()
+    actual = {"enforcement": policy.enforcement, "exemptions": policy.exemptions,
+              "exemptions_from_annotations": policy.exemptions_from_annotations,
+              **{f"images.{name}": getattr(policy.images, name) for name in ImagesSettings.__dataclass_fields__}}
+    assert {key.path: key.default for key in KEYS if not isinstance(key.default, Stated)} == actual
+    assert ImagesSettings() == policy.images, "a policy that never names images gets the same settings"
+
+
+def test_yaml_one_is_not_true_for_a_key_that_takes_true_or_false() -> None:
+    with pytest.raises(PolicyError, match=r"p\.yaml:1: images\.resolve must be auto, true or false, not 1"):
+        _overlay("images: {resolve: 1}\n")
+
+
+def test_a_policy_embedded_in_another_yaml_file_is_merged_with_that_files_lines() -> None:
+    text = "version: 1\npolicy:\n  enforcement: warn\n  images:\n    tag_ttl: 60\n    registry: x\n"
+    (document,) = load_documents(text, file="repo.yaml", dialect="1.2")
+    with pytest.raises(PolicyError, match=r"^repo\.yaml:6: unknown key 'registry' in images"):
+        merge_policy(document.value["policy"], file="repo.yaml", base=default_policy())
+    del document.value["policy"]["images"]["registry"]
+    merged = merge_policy(document.value["policy"], file="repo.yaml", base=default_policy())
+    assert merged == parse_policy("enforcement: warn\nimages: {tag_ttl: 60}\n", file="repo.yaml", base=default_policy())
+
+
+def test_a_plain_mapping_overlays_like_the_same_policy_read_from_yaml() -> None:
+    merged = merge_policy({"rules": {"numeric-user": "off"}, "exemptions": [{"rule": "*", "reason": "r"}]},
+                          file="p.yaml", base=default_policy())
+    assert merged.rules["numeric-user"].severity == "off" and merged.exemptions[-1].reason == "r"
