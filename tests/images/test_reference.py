@@ -1,4 +1,5 @@
-"""The reference grammar against upstream's own test tables (../shared/corpus/image_refs.json), plus what rules rely on."""
+"""The distribution reference grammar: our own vectors, upstream's test tables (the public corpus's
+image_refs.json, skipped without it), and what the rules rely on."""
 
 from __future__ import annotations
 
@@ -32,9 +33,18 @@ from admission.images.reference import (
     with_tag,
 )
 
+from tests.corpus import corpus, corpus_params, corpus_path
+
 REPO = Path(__file__).resolve().parents[2]
-VECTORS_FILE = REPO / ".." / "shared" / "corpus" / "image_refs.json"
-CASES: list[dict[str, Any]] = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))["cases"]
+VECTORS = "image_refs.json"
+
+
+def _upstream_cases() -> list[dict[str, Any]]:
+    path = corpus_path(VECTORS)
+    return json.loads(path.read_text(encoding="utf-8"))["cases"] if path is not None else []
+
+
+CASES: list[dict[str, Any]] = _upstream_cases()
 
 # Upstream's current test binary registers only crypto/sha256, so its tables expect sha512 to be
 # "unsupported"; the older docker/distribution tests imported crypto/sha512 as real binaries do.
@@ -94,9 +104,9 @@ def _vector_id(index: int, case: Mapping[str, Any]) -> str:
 
 
 def _params(legacy: bool) -> list[Any]:
-    return [
+    return corpus_params(VECTORS, [
         pytest.param(case, id=_vector_id(i, case)) for i, case in enumerate(CASES) if bool(case.get("legacy")) == legacy
-    ]
+    ])
 
 
 def _call(case: Mapping[str, Any], algorithms: frozenset[str]) -> Reference:
@@ -174,11 +184,13 @@ def _check(case: Mapping[str, Any], algorithms: frozenset[str]) -> None:
         _check_api_vector(case, algorithms)
 
 
+@corpus(VECTORS)
 @pytest.mark.parametrize("case", _params(legacy=False))
 def test_upstream_vector_behaves_as_distribution_reference(case: dict[str, Any]) -> None:
     _check(case, UPSTREAM_TEST_ALGORITHMS)
 
 
+@corpus(VECTORS)
 @pytest.mark.parametrize("case", _params(legacy=True))
 def test_legacy_vector_agrees_except_where_current_upstream_changed(case: dict[str, Any]) -> None:
     if case["input"] in LEGACY_DIVERGENCES:
@@ -191,9 +203,159 @@ def test_legacy_vector_agrees_except_where_current_upstream_changed(case: dict[s
         _check(case, DIGEST_ALGORITHMS)
 
 
+@corpus(VECTORS)
 def test_legacy_divergence_list_only_names_legacy_vectors() -> None:
     legacy_inputs = {c["input"] for c in CASES if c.get("legacy")}
     assert set(LEGACY_DIVERGENCES) <= legacy_inputs
+
+
+# --- our own vectors ---------------------------------------------------------------------------------------
+# Written from the grammar of distribution/reference (reference.go, normalize.go, regexp.go) and go-digest's
+# Validate, not taken from any test table: name := [domain '/'] path; domain := host [':' port], where a host is a
+# domain name (upper case allowed) or a bracketed IPv6 literal; a path component is [a-z0-9]+ joined by '.', '_',
+# '__' or one or more '-'; tag := [\w][\w.-]{0,127}; the reference regexp wants at least 32 digest hex digits; the
+# path (not the domain) is at most 255 characters. ParseNormalizedNamed takes the first component as a registry
+# only when it has a '.' or ':', is `localhost`, or has an upper-case letter.
+
+A = "a" * 255
+Field = dict[str, str | None]
+OWN_VECTORS: list[tuple[str, str, Field | ErrorKind]] = [
+    # Parse: no normalisation, String() gives the input back
+    ("Parse", "app", {"domain": "", "path": "app", "tag": None, "digest": None}),
+    ("Parse", "org/app", {"domain": "org", "path": "app"}),
+    ("Parse", "app.example:tag", {"domain": "", "path": "app.example", "tag": "tag"}),
+    ("Parse", "app.example:5000", {"domain": "", "path": "app.example", "tag": "5000"}),  # no '/': a tag
+    ("Parse", "app.example:5000/repo", {"domain": "app.example:5000", "path": "repo", "tag": None}),
+    ("Parse", "app.example:5000/repo:1.2", {"domain": "app.example:5000", "path": "repo", "tag": "1.2"}),
+    ("Parse", f"app.example:5000/repo@sha256:{HEX64}", {"path": "repo", "tag": None, "digest": f"sha256:{HEX64}"}),
+    ("Parse", f"app.example:5000/repo:1.2@sha256:{HEX64}", {"tag": "1.2", "digest": f"sha256:{HEX64}"}),
+    ("Parse", "localhost:5000/team/app", {"domain": "localhost:5000", "path": "team/app"}),
+    ("Parse", "192.168.1.10:5000/app:1", {"domain": "192.168.1.10:5000", "path": "app", "tag": "1"}),
+    ("Parse", "[2001:db8::1]:5000/app", {"domain": "[2001:db8::1]:5000", "path": "app"}),
+    ("Parse", "[2001:db8::1]/app", {"domain": "[2001:db8::1]", "path": "app"}),
+    ("Parse", "2001:db8::1/app", ErrorKind.REFERENCE_INVALID_FORMAT),  # an IPv6 host needs brackets
+    ("Parse", "host:port/app", ErrorKind.REFERENCE_INVALID_FORMAT),  # a port is digits
+    ("Parse", "Registry.Example:5000/app", {"domain": "Registry.Example:5000", "path": "app"}),
+    ("Parse", "Upper/lower:1", {"domain": "Upper", "path": "lower", "tag": "1"}),  # upper case is fine in a host
+    ("Parse", "exa-mple.com/app", {"domain": "exa-mple.com", "path": "app"}),
+    ("Parse", "-example.com/app", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app:Uppercase_Tag", {"path": "app", "tag": "Uppercase_Tag"}),
+    ("Parse", "app:v1.2-rc_3", {"tag": "v1.2-rc_3"}),
+    ("Parse", "app:" + "t" * 128, {"tag": "t" * 128}),
+    ("Parse", "app:" + "t" * 129, ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app:-tag", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app:.tag", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app:", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app:1:2", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", ":1", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", f"@sha256:{HEX64}", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "", ErrorKind.NAME_EMPTY),
+    # path components and their separators
+    ("Parse", "a__b", {"path": "a__b"}),
+    ("Parse", "a_b.c-d", {"path": "a_b.c-d"}),
+    ("Parse", "a---b", {"path": "a---b"}),
+    ("Parse", "a___b", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "a-_b", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "a..b", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "-a", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "a-", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "_a", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "a/", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "/a", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "a//b", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "a/b$/c", ErrorKind.REFERENCE_INVALID_FORMAT),
+    # upper case in the path: a name the lower-cased text would match
+    ("Parse", "Uppercase:tag", ErrorKind.NAME_CONTAINS_UPPERCASE),
+    ("Parse", "app.example:5000/Upper/lower:tag", ErrorKind.NAME_CONTAINS_UPPERCASE),
+    # the 255 limit is on the path; the domain does not count
+    ("Parse", A, {"path": A}),
+    ("Parse", "a" * 256, ErrorKind.NAME_TOO_LONG),
+    ("Parse", "a/" * 127 + "a", {"domain": "a", "path": "a/" * 126 + "a"}),
+    ("Parse", "registry.example/" + A, {"domain": "registry.example", "path": A}),
+    ("Parse", "registry.example/" + A + "b", ErrorKind.NAME_TOO_LONG),
+    # digests: the regexp wants 32+ hex digits, then go-digest checks algorithm, length and case
+    ("Parse", "app@sha256:123456", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app:1.0@sha256:123456", ErrorKind.REFERENCE_INVALID_FORMAT),
+    ("Parse", "app@sha256:" + "f" * 34, ErrorKind.CHECKSUM_INVALID_LENGTH),
+    ("Parse", "app@sha256:" + HEX64.upper(), ErrorKind.CHECKSUM_INVALID_FORMAT),
+    ("Parse", "app@nosuchalgo:" + HEX64, ErrorKind.DIGEST_UNSUPPORTED),
+    ("Parse", "app@sha512:" + "b" * 128, {"digest": "sha512:" + "b" * 128}),
+    # ParseNormalizedNamed: Docker Hub's defaults
+    ("ParseNormalizedNamed", "nginx",
+     {"domain": "docker.io", "path": "library/nginx", "string": "docker.io/library/nginx", "familiar": "nginx"}),
+    ("ParseNormalizedNamed", "nginx:1.27",
+     {"string": "docker.io/library/nginx:1.27", "familiar": "nginx:1.27", "tag": "1.27"}),
+    ("ParseNormalizedNamed", "library/nginx", {"string": "docker.io/library/nginx", "familiar": "nginx"}),
+    ("ParseNormalizedNamed", "docker.io/nginx", {"string": "docker.io/library/nginx", "familiar": "nginx"}),
+    ("ParseNormalizedNamed", "index.docker.io/nginx", {"string": "docker.io/library/nginx", "familiar": "nginx"}),
+    ("ParseNormalizedNamed", "index.docker.io/org/app:2", {"string": "docker.io/org/app:2", "familiar": "org/app:2"}),
+    ("ParseNormalizedNamed", "org/app", {"domain": "docker.io", "path": "org/app", "familiar": "org/app"}),
+    ("ParseNormalizedNamed", "example/app", {"domain": "docker.io", "path": "example/app"}),  # no '.': a Hub org
+    ("ParseNormalizedNamed", "example.com/app", {"domain": "example.com", "path": "app", "familiar": "example.com/app"}),
+    ("ParseNormalizedNamed", "localhost/app", {"domain": "localhost", "path": "app"}),
+    ("ParseNormalizedNamed", "localhost:5000/app", {"domain": "localhost:5000", "path": "app", "tag": None}),
+    ("ParseNormalizedNamed", "registry:5000/app", {"domain": "registry:5000", "path": "app", "tag": None}),
+    ("ParseNormalizedNamed", "Registry/app:1", {"domain": "Registry", "path": "app", "tag": "1"}),
+    ("ParseNormalizedNamed", "registry-1.docker.io/library/nginx",
+     {"domain": "registry-1.docker.io", "familiar": "registry-1.docker.io/library/nginx"}),
+    ("ParseNormalizedNamed", "docker.io/library/team/app", {"path": "library/team/app", "familiar": "library/team/app"}),
+    ("ParseNormalizedNamed", "quay.io/library/app", {"familiar": "quay.io/library/app"}),
+    ("ParseNormalizedNamed", f"nginx@sha256:{HEX64}",
+     {"string": f"docker.io/library/nginx@sha256:{HEX64}", "familiar": f"nginx@sha256:{HEX64}"}),
+    ("ParseNormalizedNamed", f"nginx:1.27@sha256:{HEX64}", {"tag": "1.27", "digest": f"sha256:{HEX64}"}),
+    ("ParseNormalizedNamed", HEX64, ErrorKind.NAME_IS_IDENTIFIER),
+    ("ParseNormalizedNamed", HEX64[:63], {"string": f"docker.io/library/{HEX64[:63]}"}),  # not 64: just a name
+    ("ParseNormalizedNamed", "Nginx", ErrorKind.NAME_CONTAINS_UPPERCASE),
+    ("ParseNormalizedNamed", "docker.io/Library/nginx", ErrorKind.NAME_CONTAINS_UPPERCASE),
+    ("ParseNormalizedNamed", "org/App:1", ErrorKind.NAME_CONTAINS_UPPERCASE),
+    # ParseNamed: only canonical names
+    ("ParseNamed", "docker.io/library/nginx:1", {"string": "docker.io/library/nginx:1"}),
+    ("ParseNamed", "example.com/app", {"string": "example.com/app"}),
+    ("ParseNamed", "nginx", ErrorKind.NAME_NOT_CANONICAL),
+    ("ParseNamed", "docker.io/nginx", ErrorKind.NAME_NOT_CANONICAL),
+    ("ParseNamed", "index.docker.io/library/nginx", ErrorKind.NAME_NOT_CANONICAL),
+    # ParseDockerRef: what the kubelet and containerd pull; a digest wins over a tag, no tag means latest
+    ("ParseDockerRef", "nginx", {"string": "docker.io/library/nginx:latest"}),
+    ("ParseDockerRef", "nginx:1.27", {"string": "docker.io/library/nginx:1.27"}),
+    ("ParseDockerRef", f"nginx:1.27@sha256:{HEX64}", {"string": f"docker.io/library/nginx@sha256:{HEX64}"}),
+    ("ParseDockerRef", f"example.com/app@sha256:{HEX64}", {"string": f"example.com/app@sha256:{HEX64}"}),
+    # ParseAnyReference: a bare image id or digest is a digest reference
+    ("ParseAnyReference", HEX64, {"domain": "", "path": "", "digest": f"sha256:{HEX64}", "string": f"sha256:{HEX64}"}),
+    ("ParseAnyReference", f"sha256:{HEX64}", {"path": "", "digest": f"sha256:{HEX64}"}),
+    ("ParseAnyReference", "nginx", {"string": "docker.io/library/nginx"}),
+    ("ParseAnyReference", "Nginx", ErrorKind.NAME_CONTAINS_UPPERCASE),
+]
+OWN_PARSERS: Mapping[str, ParseFunc] = {"Parse": parse, "ParseNormalizedNamed": parse_normalized_named,
+                                        "ParseNamed": parse_named, "ParseDockerRef": parse_docker_ref,
+                                        "ParseAnyReference": parse_any_reference}
+
+
+def _own_id(api: str, text: str) -> str:
+    return f"{api}-{text if len(text) <= 40 else text[:32] + f'...({len(text)})'}"
+
+
+@pytest.mark.parametrize(("api", "text", "expected"), OWN_VECTORS, ids=[_own_id(a, t) for a, t, _ in OWN_VECTORS])
+def test_own_vector_follows_the_reference_grammar(api: str, text: str, expected: Field | ErrorKind) -> None:
+    if isinstance(expected, ErrorKind):
+        with pytest.raises(ReferenceError) as caught:
+            OWN_PARSERS[api](text)
+        assert caught.value.kind is expected
+        return
+    ref = OWN_PARSERS[api](text)
+    got: Field = {"domain": ref.domain, "path": ref.path, "tag": ref.tag, "digest": ref.digest,
+                  "string": str(ref), "familiar": ref.familiar}
+    assert {k: got[k] for k in expected} == expected
+    if api == "Parse":
+        assert str(ref) == text  # Parse does not normalise
+
+
+def test_with_name_then_tag_and_digest_builds_what_parse_reads() -> None:
+    ref = with_digest(with_tag(with_name("registry.example:5000/team/app"), "2.1"), f"sha256:{HEX64}")
+    assert str(ref) == f"registry.example:5000/team/app:2.1@sha256:{HEX64}"
+    assert parse(str(ref)) == ref
+    with pytest.raises(ReferenceError) as caught:
+        with_name("NGINX")
+    assert caught.value.kind is ErrorKind.REFERENCE_INVALID_FORMAT
 
 
 # --- behaviour the rules rely on -------------------------------------------------------------------------
