@@ -465,9 +465,10 @@ def default_policy() -> Policy:
     return parse_policy(read_path(DEFAULT_POLICY, display=DEFAULT_POLICY), file="default.yaml", base=None)
 
 
-def load_policy(path: str | None) -> Policy:
-    """The default policy, overlaid with `path` when given. PolicyError names the file, line and key."""
-    base = default_policy()
+def load_policy(path: str | None, *, base: Policy | None = None) -> Policy:
+    """`base` (default: the built-in policy), overlaid with `path` when given. PolicyError names the file, line and
+    key. The CLI's base is the repository's `.admission.yaml` overlay, when it has one."""
+    base = base or default_policy()
     if path is None:
         return base
     try:
