@@ -22,6 +22,10 @@ class Violation:
     # What is wrong inside the object, short and stable (`limits.cpu`, `hostPort 8080/TCP`, `user`): part of the
     # finding's fingerprint (DESIGN §2), so never a line, a list index, a digest or a message. "" = the field path.
     key: str = ""
+    # "warn" caps the rule's severity for this violation: something the rule could not check (a base image named by a
+    # build arg with no value) is worth seeing in every format but must not fail a build as a deny would. None: the
+    # rule's configured severity.
+    severity: Severity | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,6 +176,18 @@ class HostMount:
 
 
 @dataclass(frozen=True, slots=True)
+class UnresolvedBase:
+    """A base image named only by a build arg that has no value: `ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`, built
+    without `--build-arg BASE_IMAGE=...` (or compose `build.args`). Which image it is cannot be known, so it is not
+    checked; image-tag-pinned says so.
+    """
+
+    text: str  # the operand as written: "${BASE_IMAGE}"
+    args: tuple[str, ...]  # the build args it needs that have no value, in order of use: ("BASE_IMAGE",)
+    origin: Origin
+
+
+@dataclass(frozen=True, slots=True)
 class Container:
     """One container as the rules see it: a k8s container, a compose service, a Dockerfile's final stage, an image.
 
@@ -189,6 +201,9 @@ class Container:
       (set only when images are resolved; see images/enrich.py).
     - `inherits_user_from`: when a build Dockerfile sets no USER and its chain starts FROM an external
       image, that image: its config (`base_config`, or `base_config_error`) then gives the user.
+    - `unresolved_bases`: FROMs whose image comes from a build arg with no value (not in `base_images`).
+    - `run_as_user_name`: Kubernetes effective `securityContext.windowsOptions.runAsUserName` (pod merged with
+      container): the account a Windows container runs as.
     """
 
     name: str
@@ -196,12 +211,14 @@ class Container:
     kind: ContainerKind = "container"
     image: Located[str] | None = None
     base_images: tuple[Located[str], ...] = ()
+    unresolved_bases: tuple[UnresolvedBase, ...] = ()
     user: Located[str] | None = None
     image_user: Located[str] | None = None
     image_user_unknown: str | None = None
     image_user_uid: int | None = None
     run_as_user: Located[int] | None = None
     run_as_non_root: Located[bool] | None = None
+    run_as_user_name: Located[str] | None = None
     limits: Mapping[str, Located[str]] = field(default_factory=dict)
     host_ports: tuple[Port, ...] = ()
     image_config: ImageConfig | None = None
@@ -258,7 +275,10 @@ class Workload:
     containers: tuple[Container, ...]
     runtime: bool = True
     host_network: Located[str] | None = None
-    os: str | None = None
+    os: str | None = None  # Kubernetes spec.os.name as written (what PSA reads), an image config's os
+    # Why the containers are known to be Windows containers, for the user rules (value "windows", text the evidence:
+    # `os.name: windows`, `nodeSelector kubernetes.io/os: windows`, a Windows base image or SHELL); None: Linux or unknown
+    windows: Setting | None = None
     exemption_claims: tuple[ExemptionClaim, ...] = ()
     schema_issues: tuple[SchemaIssue, ...] = ()
     # least-privilege, pod level (compose: the service's pid/ipc and bind mounts): PSA reads these once per pod

@@ -58,6 +58,7 @@ class Options:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     platform: str = "linux/amd64"
     as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
+    build_args: Mapping[str, str] = field(default_factory=dict)  # --build-arg NAME=VALUE, for Dockerfiles checked alone
 
 
 @dataclass(slots=True)
@@ -127,11 +128,12 @@ def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Opt
     return result.dockerfiles
 
 
-def _load_dockerfile(text: str, *, display: str, out: Collected, path: str | None = None) -> None:
+def _load_dockerfile(text: str, *, display: str, out: Collected, path: str | None = None,
+                     build_args: Mapping[str, str] | None = None) -> None:
     from admission.sources import dockerfile
 
     contexts = out.context_cache() if path is not None else None
-    out.workloads.extend(dockerfile.load(text, file=display, path=path, contexts=contexts))
+    out.workloads.extend(dockerfile.load(text, file=display, path=path, contexts=contexts, build_args=build_args))
 
 
 def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, explicit: bool) -> None:
@@ -226,7 +228,7 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
             except _ComposeFromContent:
                 kind = "compose"
         if kind == "dockerfile":
-            _load_dockerfile(text, display=display, out=out, path=path)
+            _load_dockerfile(text, display=display, out=out, path=path, build_args=options.build_args)
         elif kind == "kubernetes":
             _load_kubernetes(text, display=display, options=options, out=out)
         elif kind == "compose":
@@ -527,7 +529,7 @@ def _check_stdin(stream: IO[bytes], *, options: Options, out: Collected) -> None
         if kind == "kubernetes":
             _load_kubernetes(text, display=display, options=options, out=out)
         elif kind == "dockerfile":
-            _load_dockerfile(text, display=display, out=out)
+            _load_dockerfile(text, display=display, out=out, build_args=options.build_args)
         else:
             from admission.sources import compose
 

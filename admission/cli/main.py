@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-f", dest="overrides", action="append", default=[], metavar="OVERRIDE",
                        help="compose override file merged onto the one compose PATH (repeatable)")
     check.add_argument("--namespace", default="default", help="namespace of objects that have none")
+    check.add_argument("--build-arg", dest="build_args", action="append", default=[], type=_build_arg,
+                       metavar="NAME=VALUE",
+                       help="a Dockerfile build arg, as docker build takes it (repeatable); e.g. the image of "
+                            "`ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`")
     check.add_argument("--baseline", metavar="FILE",
                        help="suppress the findings whose fingerprints FILE holds (reason: baseline); new ones still fail")
     check.add_argument("--write-baseline", metavar="FILE",
@@ -67,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _build_arg(text: str) -> tuple[str, str]:
+    """`--build-arg NAME=VALUE` -> (NAME, VALUE); argparse turns the error into a usage error naming the flag."""
+    name, eq, value = text.partition("=")
+    if not eq or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name, value
+
+
 def _check(args: argparse.Namespace) -> int:
     from admission.cli import identity, inputs
     from admission.policy import engine
@@ -78,7 +90,8 @@ def _check(args: argparse.Namespace) -> int:
         print(f"admission-cli: policy error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
-                             overrides=tuple(args.overrides), platform=policy.images.platform, as_walk=args.as_walk)
+                             overrides=tuple(args.overrides), platform=policy.images.platform, as_walk=args.as_walk,
+                             build_args=dict(args.build_args))
     baselined: frozenset[str] | None = None
     if args.baseline:
         from admission.cli import baseline

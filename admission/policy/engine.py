@@ -119,7 +119,7 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
         produced: list[tuple[str, Severity, Violation]] = []
         for rule, setting in active:
             for violation in rule.func(workload, setting.params):  # type: ignore[misc]
-                produced.append((rule.id, severity_of(setting.severity), violation))
+                produced.append((rule.id, severity_of(violation.severity or setting.severity), violation))
         if schema is not None and schema.severity != "off":
             for issue in workload.schema_issues:
                 fix = getattr(issue, "remediation", None) or _GENERIC_SCHEMA_FIX

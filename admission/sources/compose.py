@@ -27,6 +27,7 @@ from admission.model import (
     Port,
     SchemaIssue,
     Setting,
+    UnresolvedBase,
     Workload,
 )
 from admission.sources.compose_interp import read_env_files
@@ -782,12 +783,14 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_user_from", "unknown", "user_uid")
+    __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_user_from", "unknown",
+                 "unresolved_bases", "user_uid")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
                  base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
                  user_uid: int | None = None, build_context: BuildContext | None = None,
-                 healthcheck: Located[str] | None = None) -> None:
+                 healthcheck: Located[str] | None = None, unresolved_bases: tuple[UnresolvedBase, ...] = ()) -> None:
+        self.unresolved_bases = unresolved_bases  # FROMs named by a build arg that build.args leave without a value
         self.build_context = build_context
         self.healthcheck = healthcheck  # the Dockerfile's HEALTHCHECK for the built stage: "check" or "none"
         self.user_uid = user_uid
@@ -868,12 +871,16 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
         offset = build.pos("dockerfile_inline")[1]
         path = f"{reader.base}.build.dockerfile_inline"
         inherits = _shift(info.inherits_user_from, offset, path) if info.inherits_user_from else None
+        # A base keeps its own path after the inline one, so rules can tell a FROM from a COPY --from.
         return _BuildOutcome(_shift(info.user, offset, path), None,
-                             tuple(_shift(b, offset, path) for b in info.base_images), inherits, info.user_uid,
-                             _context(loader, build, info, None, display, offset, path + "."),
-                             _shift(info.healthcheck, offset, path) if info.healthcheck else None)
+                             tuple(_shift(b, offset, f"{path}.{b.origin.path}") for b in info.base_images), inherits,
+                             info.user_uid, _context(loader, build, info, None, display, offset, path + "."),
+                             _shift(info.healthcheck, offset, path) if info.healthcheck else None,
+                             tuple(UnresolvedBase(u.text, u.args, _shift(Located(u.text, u.origin), offset, path).origin)
+                                   for u in info.unresolved_bases))
     return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
-                         _context(loader, build, info, real_key, display, 0, ""), info.healthcheck)
+                         _context(loader, build, info, real_key, display, 0, ""), info.healthcheck,
+                         info.unresolved_bases)
 
 
 def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, display: str, offset: int,
@@ -1018,6 +1025,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             origin=origin,
             image=image,
             base_images=built.base_images if built else (),
+            unresolved_bases=built.unresolved_bases if built else (),
             user=user,
             image_user=built.image_user if built else None,
             image_user_unknown=built.unknown if built else None,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.errors import InputError
-from admission.model import BuildContext, Container, Located, Origin, Workload
+from admission.model import BuildContext, Container, Located, Origin, Setting, UnresolvedBase, Workload
 
 _KNOWN = frozenset(
     {"add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label", "maintainer",
@@ -71,10 +71,14 @@ class Stage:
     parent: int | None  # an earlier stage this one is built FROM, else None
     user: Located[str] | None  # last USER of this stage only; origin = USER line, path "stages[i].user"
     copies_from: tuple[str, ...]  # COPY --from / RUN --mount from= operands (stage names, indices or images)
-    copies_from_origins: tuple[Origin, ...] = ()  # one per copies_from entry, path "stages[i].copies_from[k]"
+    # one per copies_from entry, path "stages[i].copies_from[k]" (COPY --from) or "stages[i].mounts_from[k]" (RUN --mount)
+    copies_from_origins: tuple[Origin, ...] = ()
     platform: str | None = None  # FROM --platform
     context_copies: tuple[CopyOp, ...] = ()  # COPY/ADD of this stage; sources expanded only in BuildInfo.stages
     healthcheck: Located[str] | None = None  # last HEALTHCHECK of this stage: "check" (CMD) or "none" (NONE)
+    shell: Located[str] | None = None  # last SHELL of this stage: its executable ("powershell"); path "stages[i].shell"
+    # BuildInfo.stages only: the build args with no value that the FROM operand needs; then `base` stays as written
+    unresolved: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -126,6 +130,8 @@ class BuildInfo:
     reachable: tuple[int, ...] = ()  # indices of the stages the target needs, itself included
     user_uid: int | None = None  # the uid a RUN useradd/adduser -u gives the named USER in the chain, if any
     healthcheck: Located[str] | None = None  # the last HEALTHCHECK in the target's FROM-chain ("check" or "none")
+    unresolved_bases: tuple[UnresolvedBase, ...] = ()  # FROMs the target needs whose image is a build arg with no value
+    windows: Setting | None = None  # why the target is a Windows image (its base image, or a Windows SHELL), else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -454,7 +460,7 @@ class _ExpandError(Exception):
 
 
 class _Lexer:
-    __slots__ = ("env", "escape", "pos", "s", "strict")
+    __slots__ = ("env", "escape", "missed", "pos", "s", "strict")
 
     def __init__(self, s: str, env: Mapping[str, str], escape: str, *, strict: bool = True) -> None:
         self.s = s
@@ -462,6 +468,15 @@ class _Lexer:
         self.env = env
         self.escape = escape
         self.strict = strict  # False: `${X:?}` on an unset X is not an error (BuildKit's SkipUnsetEnv)
+        self.missed: list[str] = []  # unset names whose value the word takes as is (`$X`, `${X}`, `${X#..}`, ...)
+
+    def value(self, name: str) -> str:
+        """The value of a name the word uses as it is; an unset name is "" and recorded."""
+        found = self.env.get(name)
+        if found is None:
+            self.missed.append(name)
+            return ""
+        return found
 
     def until(self, stop: str) -> str:
         """Process up to `stop` (consumed) or, with stop == "", to the end."""
@@ -541,7 +556,7 @@ class _Lexer:
         self.pos += 1
         if self.pos >= n or s[self.pos] != "{":
             name = self.name()
-            return self.env.get(name, "") if name else "$"
+            return self.value(name) if name else "$"
         self.pos += 1
         if self.pos >= n:
             raise _ExpandError("syntax error: missing '}'")
@@ -553,7 +568,7 @@ class _Lexer:
         op = s[self.pos]
         self.pos += 1
         if op == "}":
-            return self.env.get(name, "")
+            return self.value(name)
         colon = op == ":"
         if colon:
             if self.pos >= n:
@@ -579,7 +594,7 @@ class _Lexer:
                 default = "is not allowed to be unset" if value is None else "is not allowed to be empty"
                 raise _ExpandError(f"{name}: {word or default}")
             return value or ""
-        value = value or ""
+        value = self.value(name)
         from fnmatch import fnmatchcase  # lazily: pattern removal is rare
 
         greedy = word.startswith(op)
@@ -598,7 +613,7 @@ class _Lexer:
             self.pos += 1
         pattern = self.until_any("/}")
         repl = self.until("}") if self.s[self.pos - 1] == "/" else ""
-        value = self.env.get(name, "")
+        value = self.value(name)
         if not pattern:
             return value
         from fnmatch import fnmatchcase
@@ -641,6 +656,26 @@ def _expand_at(word: str, env: Mapping[str, str], *, escape: str, file: str, lin
         return expand(word, env, escape=escape)
     except _ExpandError as exc:
         raise InputError(str(exc), file=file, line=line, path=path) from None
+
+
+def _is_reference(text: str) -> bool:
+    """Whether a FROM operand is an image reference the build could pull (docker's reference grammar)."""
+    from admission.images import reference  # lazily: only FROMs that use an unset build arg get here
+
+    try:
+        reference.parse_normalized_named(text)
+    except reference.ReferenceError:
+        return False
+    return True
+
+
+def _expand_base(word: str, env: Mapping[str, str], *, escape: str, origin: Origin) -> tuple[str, list[str]]:
+    """A FROM operand expanded, and the unset names it took as they are (`$X`, `${X}`; not `${X:-default}`)."""
+    lexer = _Lexer(word, env, escape)
+    try:
+        return lexer.until(""), lexer.missed
+    except _ExpandError as exc:
+        raise InputError(str(exc), file=origin.file, line=origin.line, path=origin.path) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -766,6 +801,7 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
     ops: list[list[_Op]] = []
     users: list[Located[str] | None] = []
     healths: dict[int, Located[str]] = {}  # stage -> its last HEALTHCHECK
+    shells: dict[int, Located[str]] = {}  # stage -> the executable of its last SHELL
     copies: list[list[tuple[str, Origin]]] = []
     for ins in instructions:
         cmd = ins.cmd
@@ -827,13 +863,18 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
                 copies[i].append((source, Origin(file, ins.line, f"stages[{i}].copies_from[{len(copies[i])}]")))
         elif cmd == "run":
             for source in _mount_froms(ins):
-                copies[i].append((source, Origin(file, ins.line, f"stages[{i}].copies_from[{len(copies[i])}]")))
+                k = sum(1 for _, o in copies[i] if ".mounts_from[" in o.path)
+                copies[i].append((source, Origin(file, ins.line, f"stages[{i}].mounts_from[{k}]")))
         if cmd in ("copy", "add"):
             ops[i].append(("copy", ins.line, _copy_op(ins)))
         elif cmd == "healthcheck":
             kind = _healthcheck_kind(ins)
             if kind is not None:
                 healths[i] = Located(kind, Origin(file, ins.line, f"stages[{i}].healthcheck"))
+        elif cmd == "shell" and ins.json:
+            words = _json_args(ins.rest)
+            if words:
+                shells[i] = Located(words[0], Origin(file, ins.line, f"stages[{i}].shell"))
 
     if not froms:
         message = "dockerfile contains no stages to build: no FROM instruction"
@@ -854,6 +895,7 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
                 platform=platform,
                 context_copies=tuple(d for k, _, d in ops[i] if k == "copy"),  # type: ignore[misc]
                 healthcheck=healths.get(i),
+                shell=shells.get(i),
             )
         )
         if name is not None:
@@ -918,19 +960,26 @@ def analyse(
             scope_global[decl.name] = _expand_at(
                 decl.default, scope_global, escape=escape, file=file, line=decl.line, path=""
             )
+    # Declared before the first FROM with neither a default nor a build arg: a FROM that uses one as it is, and is no
+    # image without it, names an image only the build command knows (`ARG BASE_IMAGE` / `FROM ${BASE_IMAGE}`), so it
+    # is left unresolved (BuildKit would fail it as blank or an invalid reference).
+    unset_globals = {decl.name for decl in parsed.global_args} - scope_global.keys()
 
     resolved: list[Stage] = []
     scopes: list[dict[str, str]] = []
     earlier: dict[str, int] = {}
     for stage, ops in zip(parsed.stages, parsed.stage_ops):
         i, origin = stage.index, stage.base.origin
-        base = _expand_at(
-            stage.base.value, scope_global, escape=escape, file=file, line=origin.line, path=origin.path
-        )
-        if base == "":
+        base, missed = _expand_base(stage.base.value, scope_global, escape=escape, origin=origin)
+        unresolved = tuple(dict.fromkeys(name for name in missed if name in unset_globals))
+        if unresolved and base and _is_reference(base):
+            unresolved = ()  # an optional part (`FROM ${REGISTRY}node:20`): the build uses what it expands to
+        if unresolved:
+            base = stage.base.value  # not an image anyone can check, nor an earlier stage
+        elif base == "":
             message = f"base name ({stage.base.value}) should not be blank"
             raise InputError(message, file=file, line=origin.line, path=origin.path)
-        parent = earlier.get(base.lower())
+        parent = None if unresolved else earlier.get(base.lower())
         # A stage built FROM another starts with its state: ENV and ARG values alike (BuildKit AddEnv).
         scope = dict(scopes[parent]) if parent is not None else {}
         user: Located[str] | None = None
@@ -965,7 +1014,8 @@ def analyse(
             Stage(
                 index=i, name=stage.name, base=Located(base, origin), parent=parent, user=user,
                 copies_from=stage.copies_from, copies_from_origins=stage.copies_from_origins, platform=plat,
-                context_copies=tuple(copy_ops), healthcheck=stage.healthcheck,
+                context_copies=tuple(copy_ops), healthcheck=stage.healthcheck, shell=stage.shell,
+                unresolved=unresolved,
             )
         )
         scopes.append(scope)
@@ -1012,9 +1062,12 @@ def analyse(
     reachable = [k for k in range(len(stages)) if state[k] == 2]
 
     base_images: list[Located[str]] = []
+    unresolved_bases: list[UnresolvedBase] = []
     for k in reachable:
         s = stages[k]
-        if s.parent is None and s.base.value != SCRATCH:
+        if s.unresolved:
+            unresolved_bases.append(UnresolvedBase(s.base.value, s.unresolved, s.base.origin))
+        elif s.parent is None and s.base.value != SCRATCH:
             base_images.append(s.base)
         for ref, ref_origin in zip(s.copies_from, s.copies_from_origins):
             if ref != SCRATCH and _resolve_ref(ref, stages, by_name, origin=ref_origin) is None:
@@ -1027,7 +1080,7 @@ def analyse(
         user = chain.user
     target_stage = stages[ti]
     inherits = None
-    if user is None and chain.base.value != SCRATCH:
+    if user is None and chain.base.value != SCRATCH and not chain.unresolved:
         inherits = chain.base
     user_uid = _created_uid(parsed, stages, ti, user.value.split(":", 1)[0]) if user is not None else None
     return BuildInfo(
@@ -1041,7 +1094,58 @@ def analyse(
         reachable=tuple(reachable),
         user_uid=user_uid,
         healthcheck=_chain_healthcheck(stages, ti),
+        unresolved_bases=tuple(unresolved_bases),
+        windows=_windows(stages, ti, escape),
     )
+
+
+# Microsoft's Windows base images (mcr.microsoft.com/windows/servercore, /nanoserver, /server, windows itself and the
+# images under them), their retired Docker Hub names, and the tags other images give their Windows variants
+# (docker-library's `python:3.12-windowsservercore-ltsc2022`, `golang:1.22-nanoserver-ltsc2022`, .NET's `-nanoserver-`).
+_WINDOWS_REPOS = ("mcr.microsoft.com/windows", "docker.io/microsoft/windowsservercore", "docker.io/microsoft/nanoserver")
+_WINDOWS_TAG = re.compile(r"(?:^|[-_.])(?:windowsservercore|nanoserver)(?:$|[-_.])")
+_WINDOWS_SHELLS = frozenset({"cmd", "powershell"})
+
+
+def is_windows_image(text: str) -> bool:
+    """Whether an image reference names a Windows base image or a Windows variant of an image (by its tag)."""
+    lowered = text.lower()
+    if "windows" not in lowered and "nanoserver" not in lowered:
+        return False  # the common case, without parsing the reference
+    from admission.images import reference  # lazily: only references that mention Windows get here
+
+    try:
+        ref = reference.parse_normalized_named(text)
+    except reference.ReferenceError:
+        return False
+    name = ref.name
+    if any(name == repo or name.startswith(repo + "/") for repo in _WINDOWS_REPOS):
+        return True
+    return ref.tag is not None and bool(_WINDOWS_TAG.search(ref.tag.lower()))
+
+
+def _windows_shell(executable: str, escape: str) -> bool:
+    """`cmd`, `powershell` (Windows PowerShell), any `*.exe` or `C:\\...` path; `pwsh` only under a backtick escape
+    directive (PowerShell 7 also runs on Linux images)."""
+    program = executable.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    if program.endswith(".exe") or (len(executable) > 1 and executable[1] == ":"):
+        return True
+    return program in _WINDOWS_SHELLS or (program == "pwsh" and escape == "`")
+
+
+def _windows(stages: tuple[Stage, ...], target: int, escape: str) -> Setting | None:
+    """Why the target stage builds a Windows image: the base image its FROM-chain starts from, else a Windows SHELL
+    in that chain (`SHELL ["powershell", ...]`, or `pwsh` in a file whose escape directive is a backtick)."""
+    chain = [stages[target]]
+    while chain[-1].parent is not None:
+        chain.append(stages[chain[-1].parent])  # type: ignore[index]
+    root = chain[-1]
+    if not root.unresolved and root.base.value != SCRATCH and is_windows_image(root.base.value):
+        return Setting("windows", f"FROM {root.base.value}", root.base.origin)
+    for stage in chain:
+        if stage.shell is not None and _windows_shell(stage.shell.value, escape):
+            return Setting("windows", f'SHELL ["{stage.shell.value}", ...]', stage.shell.origin)
+    return None
 
 
 def _healthcheck_kind(ins: Instruction) -> str | None:
@@ -1129,29 +1233,33 @@ def _created_uid(parsed: ParsedDockerfile, stages: tuple[Stage, ...], target: in
 # --------------------------------------------------------------------------------------------------
 
 
-def load(text: str, *, file: str, path: str | None = None, contexts: Any = None) -> list[Workload]:
+def load(text: str, *, file: str, path: str | None = None, contexts: Any = None,
+         build_args: Mapping[str, str] | None = None) -> list[Workload]:
     """A Dockerfile as its own object: one Workload for the final stage.
 
     `path` is where the Dockerfile is on disk (None for stdin): its folder is the build context (DESIGN §4
-    build-context), walked through `contexts` (a sources.context.ContextCache, one per run).
+    build-context), walked through `contexts` (a sources.context.ContextCache, one per run). `build_args` are the
+    CLI's `--build-arg NAME=VALUE`s, as `docker build` takes them.
     """
-    info = analyse(parse(text, file=file))
+    info = analyse(parse(text, file=file), build_args=build_args)
     stage = info.stage
     # Every stage can be a build target, so every FROM that names an image is checked (DESIGN §4),
     # not only those the final stage needs; COPY --from images come from the final stage's analysis.
     seen: set[tuple[str, int | None]] = set()
     bases: list[Located[str]] = []
-    for located in [s.base for s in info.stages if s.parent is None] + list(info.base_images):
+    for located in [s.base for s in info.stages if s.parent is None and not s.unresolved] + list(info.base_images):
         key = (located.value, located.origin.line)
         if located.value.lower() != "scratch" and key not in seen:
             seen.add(key)
             bases.append(located)
     bases.sort(key=lambda b: b.origin.line or 0)
+    unresolved = tuple(UnresolvedBase(s.base.value, s.unresolved, s.base.origin) for s in info.stages if s.unresolved)
     container = Container(
         name=info.stage_label,
         origin=Origin(file, stage.base.origin.line, f"stages[{stage.index}]"),
         image=None,
         base_images=tuple(bases),
+        unresolved_bases=unresolved,
         image_user=info.user,
         image_user_uid=info.user_uid,
         inherits_user_from=info.inherits_user_from,
@@ -1166,6 +1274,7 @@ def load(text: str, *, file: str, path: str | None = None, contexts: Any = None)
             origin=Origin(file, 1, ""),
             containers=(container,),
             runtime=False,
+            windows=info.windows,
         )
     ]
 

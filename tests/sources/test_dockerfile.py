@@ -344,9 +344,10 @@ def test_predefined_platform_args_are_usable_in_from() -> None:
 
 
 def test_base_that_expands_to_nothing_is_an_input_error_at_the_from_line() -> None:
+    # An undeclared name: no --build-arg can give it a value (a declared ARG with none is tests/sources/test_build_args.py)
     with pytest.raises(InputError, match="should not be blank") as exc:
-        info("ARG BASE\nFROM $BASE\n")
-    assert exc.value.line == 2
+        info("FROM alpine:3.19\nRUN true\nFROM $BASE\n")
+    assert exc.value.line == 3
 
 
 def test_build_args_can_supply_a_base_that_is_blank_by_default() -> None:

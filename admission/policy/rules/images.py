@@ -7,7 +7,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.images import reference
-from admission.model import Container, Located, Workload
+from admission.model import Container, Located, UnresolvedBase, Workload
 from admission.policy.catalog import Param, rule
 from admission.policy.rules.common import container_field, repository, subject
 
@@ -50,16 +50,44 @@ def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container:
             origin=ref.origin, value=text, container=container, key=key)
 
 
+def _instruction(ref: Located[str]) -> str:
+    """Which instruction named a base image, from its field path: `stages[i].from`, `stages[i].copies_from[k]`,
+    `stages[i].mounts_from[k]` (the path of a dockerfile_inline base ends with its own)."""
+    path = ref.origin.path
+    if ".copies_from[" in path or path.startswith("copies_from["):
+        return "COPY --from"
+    if ".mounts_from[" in path or path.startswith("mounts_from["):
+        return "RUN --mount from="
+    return "FROM"
+
+
 def _base_subject(workload: Workload, container: Container, ref: Located[str]) -> str:
+    instruction = _instruction(ref)
     if workload.source == "compose":
-        return f"service '{workload.name}' (a FROM of its build Dockerfile)"
-    return "a FROM line"
+        return f"service '{workload.name}' (a {instruction} of its build Dockerfile)"
+    return f"a {instruction} line" if instruction == "FROM" else f"a {instruction}"
+
+
+def _unresolved(base: UnresolvedBase, workload: Workload, container: str | None) -> Violation:
+    names = ", ".join(base.args)
+    plural = "s" if len(base.args) > 1 else ""
+    values = " ".join(f"{name}=<value>" for name in base.args)
+    if workload.source == "compose":
+        how = f"set the service's build.args ({values}) to the value{plural} the build uses"
+    else:
+        how = " ".join(f"--build-arg {name}=<value>" for name in base.args)
+        how = f"pass {how} with the value{plural} the build uses"
+    return Violation(
+        message=(f"base image set by build arg{plural} {names}, not checked; "
+                 + ("set it in build.args" if workload.source == "compose" else "pass --build-arg")),
+        remediation=f"{how}, or give the ARG a pinned default (ARG {base.args[0]}=registry.example.com/base:1.2.3)",
+        origin=base.origin, value=base.text, container=container, key=f"FROM {base.text}", severity="warn")
 
 
 @rule("image-tag-pinned", severity="deny", summary="Images are pinned: no missing tag, no `latest`.",
       applies={"kubernetes": "every container's image",
-               "compose": "image:; for build: services, the FROMs of its Dockerfile",
-               "dockerfile": "every FROM naming an image"},
+               "compose": "image:; for build: services, the FROMs and COPY --froms of its Dockerfile",
+               "dockerfile": "every FROM and COPY --from naming an image"},
       params=(Param("disallowed_tags", list, ("latest",), "tags that never count as pinned (case-insensitive)"),
               Param("require_digest", bool, False, "every reference must carry a digest")))
 def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
@@ -70,19 +98,29 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         different code under the same manifest, and there is nothing to roll back to. References are parsed
         with the distribution grammar, so a registry port is not a tag (`registry:5000/app` has no tag), and an
         invalid reference is named as invalid (the API server does not check reference syntax).
-        In Dockerfiles `FROM scratch` and `FROM <earlier stage>` are not images, and ARG defaults (and compose
-        build.args) are substituted first. A compose service that only has `build:` is checked through the FROMs
+        In Dockerfiles every `FROM` and every `COPY --from` (and `RUN --mount from=`) that names an image is checked;
+        `FROM scratch` and `FROM <earlier stage>` / `COPY --from=<stage>` are not images. ARG defaults, the CLI's
+        `--build-arg NAME=VALUE` and compose `build.args` are substituted first. A FROM whose image comes only from a
+        build arg with no value (`ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`) names no image that can be checked: it is
+        a warn finding (`base image set by build arg BASE_IMAGE, not checked`), whatever the rule's severity, and every
+        other check of the file still runs. A compose service that only has `build:` is checked through the FROMs
         of its Dockerfile.
 
     Fix:
         Pin a release tag (`python:3.12.4-slim`) or, better, a digest (`python@sha256:...`); let Renovate or
-        Dependabot move it. With `require_digest: true` every reference needs a digest.
+        Dependabot move it. With `require_digest: true` every reference needs a digest. For a base image set by a build
+        arg, check with the value the build uses: `admission-cli check --build-arg BASE_IMAGE=... Dockerfile`.
 
     Example:
         ```yaml
         image: nginx            # denied: no tag
         image: nginx:latest     # denied
         image: nginx:1.27.1     # passes
+        ```
+        ```dockerfile
+        FROM nginx:latest                                  # denied
+        COPY --from=nginx:latest /etc/nginx /etc/nginx     # denied: COPY --from names an image too
+        COPY --from=nginx:1.27.1 /etc/nginx /etc/nginx     # passes
         ```
     """
     for container in workload.containers:
@@ -92,3 +130,5 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         for base in container.base_images:
             yield from _check(base, who=_base_subject(workload, container, base), params=params, container=name,
                              key=f"FROM {repository(base.value)}")
+        for unresolved in container.unresolved_bases:
+            yield _unresolved(unresolved, workload, name)
