@@ -1,5 +1,8 @@
-"""The kubelet's runAsNonRoot decision table (../shared/corpus/kubelet_runasnonroot.md), row by row,
-against real images in a real registry, through the CLI with --resolve-images.
+"""The kubelet's runAsNonRoot decision table, row by row, against real images in a real registry, through the CLI
+with --resolve-images. The rows are ours, read from kubernetes/kubernetes: verifyRunAsNonRoot in
+pkg/kubelet/kuberuntime/security_context_others.go (Linux), getImageUser in kuberuntime/helpers.go (no USER is uid 0,
+a numeric USER before ':' is a uid, anything else a name) and DetermineEffectiveSecurityContext in
+pkg/securitycontext/util.go (container fields override the pod's one by one).
 
 Our verdict equals the kubelet's in rows 2-7 and is stricter in row 1 (the kubelet checks nothing
 without runAsNonRoot; we still deny an image that runs as root). Row 8 is unreachable on Linux.
@@ -21,6 +24,9 @@ ROWS = [
     ("row1-root-image-no-check", "", {}, {}, "allowed", "deny", "runs as root"),
     ("row1-nonroot-false", "0", {"runAsNonRoot": False}, {}, "allowed", "deny", "runs as root"),
     ("row1-numeric-image", "1000", {}, {}, "allowed", "pass", None),
+    # the container's runAsNonRoot: false overrides the pod's true, so the kubelet checks nothing
+    ("row1-container-false-over-pod-true", "0", {"runAsNonRoot": True}, {"runAsNonRoot": False}, "allowed", "deny",
+     "runs as root"),
     ("row2-runasuser-zero", "1000", {"runAsNonRoot": True}, {"runAsUser": 0}, "error", "deny", "runAsUser is 0"),
     ("row3-runasuser-set-image-ignored", "", {"runAsNonRoot": True}, {"runAsUser": 1000}, "allowed", "pass", None),
     ("row4-named-user", "appuser", {"runAsNonRoot": True}, {}, "error", "deny",

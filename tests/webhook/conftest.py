@@ -1,5 +1,6 @@
 """Webhook test helpers: apps driven through httpx's ASGITransport (the app's own lifespan runs), reviews built
-from real objects, and the shared AdmissionReview corpus."""
+from real objects, and where the AdmissionReviews and manifests to send are: the project's own (tests/fixtures) and
+the public corpus's (tests/corpus.py; absent in a plain checkout)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ import pytest
 
 from admission.webhook.app import create_app
 from admission.webhook.settings import Settings
+from tests.corpus import corpus_root
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = ROOT.parent / "shared" / "corpus"
-ADMISSION_CORPUS = CORPUS / "admission"
-K8S_CORPUS = CORPUS / "k8s"
+OWNED_REVIEWS = ROOT / "tests" / "fixtures" / "admission"
+OWNED_MANIFESTS = ROOT / "tests" / "fixtures" / "k8s"
+DEMO_REVIEWS = ROOT / "examples" / "webhook-demo"
+# The public corpus's reviews, for tests/chart/test_serve_chart.py until it moves to tests/corpus.py's marker.
+ADMISSION_CORPUS = corpus_root() / "admission"
 
 NO_RESOLVE = "images: {resolve: false}\n"
 

@@ -1,6 +1,7 @@
-"""The CLI and the webhook agree: every pod-bearing object of ../shared/corpus/k8s, wrapped in a CREATE review, is
-denied by the webhook for exactly the rules `admission-cli check` denies it for (both with images.resolve false,
-since no public registry is reachable here), and an object the CLI cannot read (exit 2) is refused with code 400."""
+"""The CLI and the webhook agree: every pod-bearing object of the project's manifests (tests/fixtures/k8s) and of the
+public corpus's k8s folder (skipped without it), wrapped in a CREATE review, is denied by the webhook for exactly
+the rules `admission-cli check` denies it for (both with images.resolve false, since no public registry is reachable
+here), and an object the CLI cannot read (exit 2) is refused with code 400."""
 
 from __future__ import annotations
 
@@ -16,16 +17,17 @@ import yaml
 from admission.cli.main import main
 from admission.sources import kubernetes
 from admission.webhook.settings import Settings
-from tests.webhook.conftest import K8S_CORPUS, review, rules_in, running, write_policy
+from tests.corpus import corpus, corpus_dir
+from tests.webhook.conftest import OWNED_MANIFESTS, review, rules_in, running, write_policy
 
 pytestmark = pytest.mark.anyio
 
 
-def _objects() -> list[tuple[str, dict[str, Any]]]:
+def _objects(folder: Path) -> list[tuple[str, dict[str, Any]]]:
     """(id, object) for every pod-bearing object, List items split out, as the API server would send each."""
     out = []
-    for path in sorted(K8S_CORPUS.iterdir()):
-        if path.name == "SOURCES.md":
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".yaml", ".yml", ".json"):
             continue
         docs = list(yaml.safe_load_all(path.read_text()))  # YAML 1.1, as kubectl reads manifests
         items: list[Any] = []
@@ -40,11 +42,13 @@ def _objects() -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
-OBJECTS = _objects()
+def test_the_owned_manifests_have_pod_bearing_objects_to_compare() -> None:
+    assert len(_objects(OWNED_MANIFESTS)) >= 30
 
 
+@corpus("k8s")
 def test_the_corpus_has_pod_bearing_objects_to_compare() -> None:
-    assert len(OBJECTS) >= 50
+    assert len(_objects(corpus_dir("k8s"))) >= 50
 
 
 def _cli(obj: dict[str, Any], folder: Path, policy: Path) -> tuple[int, set[str]]:
@@ -57,11 +61,22 @@ def _cli(obj: dict[str, Any], folder: Path, policy: Path) -> tuple[int, set[str]
     return code, {f["rule"] for f in report["findings"] if f["severity"] == "deny" and not f["suppressed"]}
 
 
+async def test_webhook_denies_for_the_same_rules_as_the_cli_on_every_owned_object(tmp_path: Path) -> None:
+    disagreements = await _disagreements(_objects(OWNED_MANIFESTS), tmp_path)
+    assert not disagreements, disagreements
+
+
+@corpus("k8s")
 async def test_webhook_denies_for_the_same_rules_as_the_cli_on_every_corpus_object(tmp_path: Path) -> None:
+    disagreements = await _disagreements(_objects(corpus_dir("k8s")), tmp_path)
+    assert not disagreements, disagreements
+
+
+async def _disagreements(objects: list[tuple[str, dict[str, Any]]], tmp_path: Path) -> list[tuple[Any, ...]]:
     policy = write_policy(tmp_path / "p")
-    disagreements = []
+    disagreements: list[tuple[Any, ...]] = []
     async with running(Settings(policy=str(policy))) as hook:
-        for ident, obj in OBJECTS:
+        for ident, obj in objects:
             code, cli_rules = _cli(obj, tmp_path, policy)
             got = await hook.answer(review(obj, namespace=obj.get("metadata", {}).get("namespace") or "default"))
             if code == 2:
@@ -72,4 +87,4 @@ async def test_webhook_denies_for_the_same_rules_as_the_cli_on_every_corpus_obje
             hook_rules = rules_in(got["status"]["message"]) if not got["allowed"] else set()
             if hook_rules != cli_rules or (code == 1) != (not got["allowed"]):
                 disagreements.append((ident, sorted(cli_rules), sorted(hook_rules)))
-    assert not disagreements, disagreements
+    return disagreements

@@ -1,8 +1,9 @@
-"""Every AdmissionReview in ../shared/corpus/admission gets a checked answer (RESPONSE_CONTRACT.md): the same
-apiVersion and kind, the request's uid (\"\" when absent), `allowed`, the status code, and the warnings.
+"""Every AdmissionReview of the public corpus's admission folder gets a checked answer (its RESPONSE_CONTRACT.md):
+the same apiVersion and kind, the request's uid (\"\" when absent), `allowed`, the status code, and the warnings.
 
 Which rules deny is asserted twice: against our reading of each payload (the table, from SOURCES.md's notes),
-and exactly against the policy core run on the object itself, as `admission-cli check` would run it."""
+and exactly against the policy core run on the object itself, as `admission-cli check` would run it. Skipped
+without the corpus (tests/corpus.py); tests/webhook/test_reviews.py asserts the same on reviews the project owns."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import pytest
 from admission.policy import engine
 from admission.policy.config import load_policy
 from admission.sources import kubernetes
-from tests.webhook.conftest import ADMISSION_CORPUS, rules_in, running, write_policy
-
 from admission.webhook.settings import Settings
+from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
+from tests.webhook.conftest import rules_in, running, write_policy
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, corpus("admission")]
 
 ALLOW = None
 # file -> rules that must deny (ALLOW: allowed at once, no status), by our reading of the payload
@@ -52,15 +53,11 @@ EXPECTED: dict[str, set[str] | None] = {
 }
 
 
-def _files() -> list[Path]:
-    return sorted(ADMISSION_CORPUS.glob("*.json"))
-
-
 def test_every_corpus_review_has_an_expected_answer() -> None:
-    assert [p.name for p in _files()] == sorted(EXPECTED)
+    assert [p.name for p in corpus_files("admission", (".json",))] == sorted(EXPECTED)
 
 
-@pytest.mark.parametrize("path", _files(), ids=lambda p: p.name[:2])
+@pytest.mark.parametrize("path", corpus_params("admission", suffixes=(".json",)), ids=lambda p: p.name[:2])
 async def test_corpus_review_gets_the_contracted_answer(path: Path, tmp_path: Path) -> None:
     policy = write_policy(tmp_path)
     sent = json.loads(path.read_text())

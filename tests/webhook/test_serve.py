@@ -1,5 +1,5 @@
-"""`admission-cli serve` for real: uvicorn with TLS on loopback, answering the corpus; bad starts exit 2; SIGTERM
-drains and exits 0 without losing a request under load."""
+"""`admission-cli serve` for real: uvicorn with TLS on loopback, answering the project's reviews (and the public
+corpus's, when it is there); bad starts exit 2; SIGTERM drains and exits 0 without losing a request under load."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.webhook.conftest import ADMISSION_CORPUS, bad_container, pod, review, write_policy
+from tests.corpus import corpus, corpus_files
+from tests.webhook.conftest import OWNED_REVIEWS, bad_container, pod, review, write_policy
 from tests.webhook.served import CLI, Served, make_tls
-from tests.webhook.test_corpus import EXPECTED
+from tests.webhook.test_corpus import EXPECTED as CORPUS_EXPECTED
+from tests.webhook.test_reviews import EXPECTED as OWNED_EXPECTED
 
 
 @pytest.fixture()
@@ -28,20 +30,35 @@ def served(tmp_path: Path) -> Iterator[Served]:
     server.stop()
 
 
-def test_serve_answers_every_corpus_review_over_tls(served: Served) -> None:
+def _answers_every_review_over_tls(served: Served, reviews: dict[Path, bool]) -> list[dict]:
+    """Send each review (path -> whether it is allowed), check the answer, stop the server; its audit lines."""
     with served.client() as client:
-        for path in sorted(ADMISSION_CORPUS.glob("*.json")):
+        for path, allowed in reviews.items():
             response = client.post("/validate", content=path.read_bytes(), headers={"Content-Type": "application/json"})
             assert response.status_code == 200, (path.name, response.text)
             sent, got = json.loads(path.read_bytes()), response.json()
             assert got["apiVersion"] == sent["apiVersion"]
             assert got["response"]["uid"] == sent["request"].get("uid", "")
-            assert got["response"]["allowed"] is (EXPECTED[path.name] is None), path.name
+            assert got["response"]["allowed"] is allowed, path.name
         assert client.get("/healthz").json() == {"status": "ok"}
         assert "admission_requests_total" in client.get("/metrics").text
     assert served.terminate() == 0
     audit = served.audit()
-    assert len(audit) == len(list(ADMISSION_CORPUS.glob("*.json")))
+    assert len(audit) == len(reviews)
+    return audit
+
+
+def test_serve_answers_every_owned_review_over_tls(served: Served) -> None:
+    reviews = {OWNED_REVIEWS / name: answer.allowed for name, answer in OWNED_EXPECTED.items()
+               if answer.http == 200 and not name.startswith("demo/")}
+    audit = _answers_every_review_over_tls(served, reviews)
+    assert {line["uid"] for line in audit} >= {"", "0b6f3a52-7c1e-4f0a-9d2b-1a0c5e7f9001"}
+
+
+@corpus("admission")
+def test_serve_answers_every_corpus_review_over_tls(served: Served) -> None:
+    reviews = {path: CORPUS_EXPECTED[path.name] is None for path in corpus_files("admission", (".json",))}
+    audit = _answers_every_review_over_tls(served, reviews)
     assert {line["uid"] for line in audit} >= {"", "705ab4f5-6393-11e8-b7cc-42010a800002"}
 
 
