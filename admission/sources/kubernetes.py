@@ -436,7 +436,11 @@ def _volumes(spec: dict[str, Any], path: str, walker: _Walker) -> tuple[HostMoun
         if not isinstance(item, dict):
             raise walker.fail(f"a volume must be a mapping, not {type_name(item)}", items, i, item_path)
         name = walker.string(item, "name", f"{item_path}.name") or ""
-        kind = next((k for k in item if k in _VOLUME_SOURCE_SET and item[k] is not None), "unknown")
+        kind = next((k for k in item if k in _VOLUME_SOURCE_SET and item[k] is not None), None)
+        if kind is None:
+            # The API server defaults a volume that sets no source (`{name: data}`) to emptyDir (SetDefaults_Volume), so
+            # that is what runs. A key this list does not know stays `unknown`, as PSA calls a source it cannot name.
+            kind = "emptyDir" if all(k == "name" or item[k] is None for k in item) else "unknown"
         host_path = None
         origin = walker.origin(items, i, item_path)
         if kind == "hostPath":
