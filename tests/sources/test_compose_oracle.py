@@ -16,12 +16,11 @@ import pytest
 
 from admission.errors import InputError
 from admission.sources.compose import load_project
+from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
 from tests.sources.compose_oracle import ORACLE, ORACLE_MISSING, normalise, run_oracle
 
 pytestmark = pytest.mark.skipif(not ORACLE.exists(), reason=ORACLE_MISSING)
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO / ".." / "shared" / "corpus" / "compose"
 FIXTURES = Path(__file__).resolve().parent / "compose"
 
 # Variables a corpus file needs before the oracle accepts it (beyond a clean environment).
@@ -51,9 +50,7 @@ REJECTED: Mapping[str, tuple[str, str]] = {
 
 
 def _corpus_files() -> list[str]:
-    if not CORPUS.is_dir():
-        return []
-    return sorted(p.name for p in CORPUS.iterdir() if p.suffix in (".yaml", ".yml"))
+    return [p.name for p in corpus_files("compose", (".yaml", ".yml"))]
 
 
 def _assert_same(project: Path, files: Sequence[str], *, environ: Mapping[str, str] | None = None,
@@ -71,25 +68,31 @@ def _assert_same(project: Path, files: Sequence[str], *, environ: Mapping[str, s
     assert issues == [], "the oracle accepts this project, so there must be no compose-schema issue"
 
 
-@pytest.mark.parametrize("name", _corpus_files())
+# The public corpus (tests/corpus.py; skipped without it). Its quirks are also in the owned fixture projects and
+# snippets below: CPU and memory forms, user forms and port ranges (quirks/), includes and extends of missing files,
+# a port from an unset variable, a service with neither image nor build, network_mode with networks, an integer user.
+@corpus("compose")
+@pytest.mark.parametrize("name", corpus_params("compose", _corpus_files()))
 def test_corpus_file_reads_as_docker_compose_reads_it(name: str) -> None:
-    oracle = run_oracle([name], cwd=CORPUS, environ=CORPUS_ENV.get(name))
+    folder = corpus_dir("compose")
+    oracle = run_oracle([name], cwd=folder, environ=CORPUS_ENV.get(name))
     if oracle.services is None:
         assert name in REJECTED, f"the oracle rejects {name} ({oracle.stderr.strip()}); add it to REJECTED"
         expected, why = REJECTED[name]
         if expected == "input":
             with pytest.raises(InputError):
-                load_project([str(CORPUS / name)], displays=[name], environ=dict(CORPUS_ENV.get(name, {})))
+                load_project([str(folder / name)], displays=[name], environ=dict(CORPUS_ENV.get(name, {})))
         else:
-            result = load_project([str(CORPUS / name)], displays=[name], environ=dict(CORPUS_ENV.get(name, {})))
+            result = load_project([str(folder / name)], displays=[name], environ=dict(CORPUS_ENV.get(name, {})))
             assert [i for w in result.workloads for i in w.schema_issues], why
         return
     assert name not in REJECTED, f"the oracle now accepts {name}; drop it from REJECTED"
-    _assert_same(CORPUS, [name], environ=CORPUS_ENV.get(name))
+    _assert_same(folder, [name], environ=CORPUS_ENV.get(name))
 
 
+@corpus("compose")
 def test_the_corpus_is_present() -> None:
-    assert len(_corpus_files()) >= 60, f"expected the shared compose corpus at {CORPUS}"
+    assert len(_corpus_files()) >= 60
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,7 @@ CASES = [
     Case("profiles-second-of-two", "profiles", profiles=("ops",)),
     Case("network-modes", "network"),
     Case("ports-short-and-long", "ports"),
+    Case("cpu-memory-user-forms-and-port-ranges", "quirks"),
     Case("builds-local-remote-missing-inline", "builds"),
     Case("multi-document-file", "multidoc"),
     Case("privileges-mounts-health-every-syntax", "privileges"),
@@ -220,6 +224,8 @@ INPUT_SNIPPETS = {
     "volume-bind-without-source": "services:\n  app:\n    image: x:1\n    volumes: [{type: bind, target: /x}]\n",
     "volume-without-target": "services:\n  app:\n    image: x:1\n    volumes: [{type: bind, source: /a}]\n",
     "healthcheck-disable-not-a-boolean": "services:\n  app:\n    image: x:1\n    healthcheck: {disable: 'maybe'}\n",
+    "include-missing-file": "include: [missing.yaml]\nservices:\n  a: {image: 'x:1'}\n",
+    "port-from-unset-variable": "services:\n  app:\n    image: x:1\n    ports: ['${PORT}']\n",
 }
 
 
@@ -231,3 +237,12 @@ def test_unreadable_input_is_an_input_error_as_docker_compose_rejects_it(snippet
     with pytest.raises(InputError) as caught:
         load_project([str(tmp_path / "compose.yaml")], displays=["compose.yaml"], environ={})
     assert caught.value.file == "compose.yaml"
+
+
+def test_extending_a_missing_file_is_an_input_error_as_docker_compose_rejects_it(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services:\n  a:\n    extends: {file: missing.yaml, service: base}\n")
+    oracle = run_oracle(["compose.yaml"], cwd=tmp_path)
+    assert oracle.services is None and "missing.yaml: no such file" in oracle.stderr
+    with pytest.raises(InputError) as caught:
+        load_project([str(tmp_path / "compose.yaml")], displays=["compose.yaml"], environ={})
+    assert "missing.yaml" in f"{caught.value.file} {caught.value.message}"
