@@ -8,7 +8,9 @@
 5. the rules of issue 9 (least-privilege, healthcheck, image-size, build-context) on benchmarks 2 and 4: the same
    run with them and with them at `severity: off`, interleaved (target <= 1.1x)
 
-Inputs are built in a temp dir from ../shared/corpus (never copied into the repo).
+Inputs are built in a temp dir from the public corpus's compose and k8s folders (never copied into the repo), found
+through ADMISSION_CORPUS (default: the shared folder's corpus beside the repository); without them the run stops at
+once, naming what is missing. Benchmark 1 checks the project's own examples/flask-prod-app.
 Usage: python bench/run.py [--quick]  -> prints a table and writes bench/results/latest.json
 """
 
@@ -28,8 +30,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
+# The same lookup as tests/corpus.py (bench runs from an installed copy, without the tests package).
+CORPUS = Path(os.environ.get("ADMISSION_CORPUS") or ROOT.parent / "shared" / "corpus").expanduser()
+CORPUS_NEEDS = ("compose", "k8s")
+EXAMPLE = ROOT / "examples" / "flask-prod-app" / "docker-compose.prod.yml"
 BIN = Path(sys.executable).parent
+
+
+def missing_inputs() -> list[str]:
+    """What the benchmarks need and cannot find, as sentences."""
+    missing = [f"{CORPUS / sub} (the public corpus's {sub} folder)" for sub in CORPUS_NEEDS if not (CORPUS / sub).is_dir()]
+    if not EXAMPLE.is_file():
+        missing.append(str(EXAMPLE))
+    return missing
 
 
 def _median_wall(cmd: list[str], *, runs: int, cwd: Path) -> float:
@@ -77,9 +90,8 @@ def _kube_stream(count: int) -> str:
 
 
 def bench_one_compose(work: Path, runs: int) -> dict[str, float]:
-    target = CORPUS.parent / "seed" / "flask-prod-app" / "docker-compose.prod.yml"
-    ours = _median_wall([str(BIN / "admission-cli"), "check", str(target)], runs=runs, cwd=work)
-    peer = _median_wall([str(BIN / "compose-lint"), "check", str(target)], runs=runs, cwd=work)
+    ours = _median_wall([str(BIN / "admission-cli"), "check", str(EXAMPLE)], runs=runs, cwd=work)
+    peer = _median_wall([str(BIN / "compose-lint"), "check", str(EXAMPLE)], runs=runs, cwd=work)
     return {"ours_s": ours, "compose_lint_s": peer, "ratio": ours / peer, "target": 1.0}
 
 
@@ -171,6 +183,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (for a smoke run)")
     args = parser.parse_args()
+    missing = missing_inputs()
+    if missing:
+        print("bench/run.py: inputs not found:\n  " + "\n  ".join(missing)
+              + "\nset ADMISSION_CORPUS to the public corpus folder (default ../shared/corpus beside the repository)",
+              file=sys.stderr)
+        return 2
     runs = 3 if args.quick else 9
     results: dict[str, object] = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
