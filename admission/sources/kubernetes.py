@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 _TEMPLATE_SPEC = ("spec", "template", "spec")
+MAX_ID = 2147483647  # the API server's range for a uid or gid: 0..math.MaxInt32 (IsValidUserID, IsValidGroupID)
+_OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")  # node labels a nodeSelector picks the node's OS by
 
 POD_SPEC_PATHS: Mapping[str, tuple[str, ...]] = {
     "Pod": ("spec",),
@@ -164,6 +166,23 @@ class _Walker:
             return value
         raise self.wrong_type(parent, key, path, "a string")
 
+    def identity(self, parent: Any, key: str | int, path: str) -> int | None:
+        """A uid or gid (runAsUser, runAsGroup, fsGroup, a supplementalGroups entry): an int64 the API server accepts
+        only from 0 to 2147483647 (IsValidUserID / IsValidGroupID), so anything else is an object it would refuse."""
+        value = parent[key] if type(parent) is list or type(parent) is YSeq else parent.get(key)
+        if value is None:
+            return None
+        name = path.rpartition(".")[2] or path
+        if type(value) is float and value.is_integer() and abs(value) >= 2**63:
+            # Past int64 the YAML reader has a float: an integer too large for any field (Go's decoder refuses it).
+            raise self.fail(f"`{name}` must be between 0 and {MAX_ID}, not a number beyond the 64-bit integer range",
+                            parent, key, path)
+        if type(value) is not int:
+            raise self.wrong_type(parent, key, path, "an integer")
+        if not 0 <= value <= MAX_ID:
+            raise self.fail(f"`{name}` must be between 0 and {MAX_ID}, not {value}", parent, key, path)
+        return value
+
     def integer(self, parent: Any, key: str, path: str) -> int | None:
         value = parent.get(key)
         if value is None:
@@ -270,15 +289,20 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         host_network = Located("true", walker.origin(spec, "hostNetwork", f"{path}.hostNetwork"))
     os_map = walker.mapping(spec, "os", f"{path}.os")
     os_name = walker.string(os_map, "name", f"{path}.os.name") if os_map else None
+    windows = None
+    if os_name == "windows":
+        windows = Setting("windows", "os.name: windows", walker.origin(os_map, "name", f"{path}.os.name"))
+    elif spec.get("nodeSelector") is not None:
+        windows = _windows_selector(spec, path, walker)
 
-    pod_user, pod_non_root = _run_as(spec, path, walker)
+    pod_run_as = _run_as(spec, path, walker, pod=True)
     containers: list[Container] = []
     for key, ckind in _CONTAINER_LISTS:
         items = walker.sequence(spec, key, f"{path}.{key}")
         if items:
             list_path = f"{path}.{key}"
             for i, item in enumerate(items):
-                containers.append(_container(items, i, f"{list_path}[{i}]", ckind, walker, pod_user, pod_non_root))
+                containers.append(_container(items, i, f"{list_path}[{i}]", ckind, walker, pod_run_as))
 
     host_pid = _true_flag(spec, "hostPID", path, walker)
     host_ipc = _true_flag(spec, "hostIPC", path, walker)
@@ -299,6 +323,7 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         runtime=True,
         host_network=host_network,
         os=os_name,
+        windows=windows,
         exemption_claims=claims,
         host_pid=host_pid,
         host_ipc=host_ipc,
@@ -467,23 +492,60 @@ def _apparmor_annotations(meta: dict[str, Any], meta_path: str, walker: _Walker)
     return tuple(out)
 
 
-def _run_as(parent: dict[str, Any], path: str, walker: _Walker) -> tuple[Located[int] | None, Located[bool] | None]:
-    """runAsUser / runAsNonRoot of one securityContext level, each with its own origin."""
+def _windows_selector(spec: dict[str, Any], path: str, walker: _Walker) -> Setting | None:
+    """`nodeSelector: {kubernetes.io/os: windows}`: the pod runs on Windows nodes though it has no `os.name`."""
+    selector_path = f"{path}.nodeSelector"
+    selector = walker.mapping(spec, "nodeSelector", selector_path)
+    for label in _OS_LABELS:
+        if selector and selector.get(label) is not None:
+            label_path = f'{selector_path}["{label}"]'
+            if walker.string(selector, label, label_path) == "windows":
+                return Setting("windows", f"nodeSelector {label}: windows", walker.origin(selector, label, label_path))
+    return None
+
+
+_RunAs = tuple[Located[int] | None, Located[bool] | None, Located[str] | None]  # runAsUser, runAsNonRoot, runAsUserName
+
+
+def _run_as(parent: dict[str, Any], path: str, walker: _Walker, *, pod: bool = False) -> _RunAs:
+    """runAsUser / runAsNonRoot / windowsOptions.runAsUserName of one securityContext level, each with its own origin.
+
+    The uids and gids of the level (runAsGroup, and a pod's fsGroup and supplementalGroups) are range-checked too:
+    the API server refuses a pod with one outside 0..2147483647, so the webhook and the CLI cannot interpret it.
+    """
     sc_path = f"{path}.securityContext"
     sc = walker.mapping(parent, "securityContext", sc_path)
     if not sc:
-        return None, None
+        return None, None, None
     user_path, non_root_path = f"{sc_path}.runAsUser", f"{sc_path}.runAsNonRoot"
-    user = walker.integer(sc, "runAsUser", user_path)
+    user = walker.identity(sc, "runAsUser", user_path)
     non_root = walker.boolean(sc, "runAsNonRoot", non_root_path)
+    if sc.get("runAsGroup") is not None:
+        walker.identity(sc, "runAsGroup", f"{sc_path}.runAsGroup")
+    if pod:
+        if sc.get("fsGroup") is not None:
+            walker.identity(sc, "fsGroup", f"{sc_path}.fsGroup")
+        if sc.get("supplementalGroups") is not None:
+            groups_path = f"{sc_path}.supplementalGroups"
+            groups = walker.sequence(sc, "supplementalGroups", groups_path) or []
+            for k in range(len(groups)):
+                walker.identity(groups, k, f"{groups_path}[{k}]")
+    user_name = None
+    if sc.get("windowsOptions") is not None:
+        win_path = f"{sc_path}.windowsOptions"
+        win = walker.mapping(sc, "windowsOptions", win_path)
+        if win and win.get("runAsUserName") is not None:
+            name_path = f"{win_path}.runAsUserName"
+            name = walker.string(win, "runAsUserName", name_path)
+            user_name = None if name is None else Located(name, walker.origin(win, "runAsUserName", name_path))
     return (
         None if user is None else Located(user, walker.origin(sc, "runAsUser", user_path)),
         None if non_root is None else Located(non_root, walker.origin(sc, "runAsNonRoot", non_root_path)),
+        user_name,
     )
 
 
-def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker: _Walker,
-               pod_user: Located[int] | None, pod_non_root: Located[bool] | None) -> Container:
+def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker: _Walker, pod_run_as: _RunAs) -> Container:
     c = items[i]
     if not isinstance(c, dict):
         raise walker.fail(f"a container must be a mapping, not {type_name(c)}", items, i, path)
@@ -498,11 +560,14 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         kind = "sidecar"  # a native sidecar (KEP-753): runs for the pod's whole life, like a regular container
 
     # DetermineEffectiveSecurityContext: each field set on the container overrides the pod's, field by field.
-    user, non_root = _run_as(c, path, walker)
+    user, non_root, user_name = _run_as(c, path, walker)
+    pod_user, pod_non_root, pod_user_name = pod_run_as
     if user is None:
         user = pod_user
     if non_root is None:
         non_root = pod_non_root
+    if user_name is None:
+        user_name = pod_user_name
 
     limits: dict[str, Located[str]] = {}
     res_path = f"{path}.resources"
@@ -554,6 +619,7 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         image=image,
         run_as_user=user,
         run_as_non_root=non_root,
+        run_as_user_name=user_name,
         limits=limits,
         host_ports=tuple(host_ports),
         security=_security(sc, sc_path, walker) if sc else None,
