@@ -226,7 +226,7 @@ class _Webhook:
         if limit_problem:
             return f"the namespace's LimitRange could not be read ({limit_problem}), so no defaults were counted"
         if self.cluster is not None and self.cluster.limitranges:
-            return "the namespace's LimitRange gives no default for it"
+            return "no LimitRange of the namespace gives a default for it"
         return "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
 
     def _describer(self, workloads: Sequence[Workload]) -> review.Describe:

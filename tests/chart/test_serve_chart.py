@@ -5,105 +5,23 @@ reviews over the chart's own certificate: chart and server agree on flags, setti
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.chart.conftest import NAMESPACE, ROOT, Rendered, render
-from tests.chart.test_image import _final
-from tests.images.registry import free_port
+from tests.chart.conftest import ROOT, render
+from tests.chart.pod import BIN, Pod, _local, start_pod
 from tests.webhook.conftest import ADMISSION_CORPUS, rules_in
 from tests.webhook.test_corpus import EXPECTED
 
-BIN = Path(sys.executable).parent
 # The chart's default values, with a policy that resolves no image: this machine reaches no public registry.
 POLICY = "# offline test: no registry lookups\nimages:\n  resolve: false\n"
-
-
-@dataclass
-class Pod:
-    rendered: Rendered
-    root: Path
-    port: int
-    process: subprocess.Popen[bytes]
-    ca: Path
-
-    @property
-    def host(self) -> str:
-        return f"admission.{NAMESPACE}.svc"
-
-    def client(self) -> httpx.Client:
-        context = ssl.create_default_context(cafile=str(self.ca))
-        return httpx.Client(base_url=f"https://127.0.0.1:{self.port}", verify=context, timeout=10)
-
-    def get(self, client: httpx.Client, path: str) -> httpx.Response:
-        # The certificate names the Service (admission.<ns>.svc), as the API server dials it: verify that name.
-        return client.get(path, extensions={"sni_hostname": self.host})
-
-    def post(self, client: httpx.Client, body: bytes) -> httpx.Response:
-        return client.post("/validate?timeout=5s", content=body, headers={"Content-Type": "application/json"},
-                           extensions={"sni_hostname": self.host})
-
-    def log(self) -> str:
-        return (self.root / "stderr.log").read_text()
-
-
-def _local(value: str, mounts: dict[str, Path]) -> str:
-    """A path inside the pod -> the local folder backing its mount."""
-    for mount_path, local in sorted(mounts.items(), key=lambda item: -len(item[0])):
-        if value == mount_path or value.startswith(mount_path + "/"):
-            return str(local) + value[len(mount_path):]
-        if "=" in value:
-            flag, _, rest = value.partition("=")
-            if rest == mount_path or rest.startswith(mount_path + "/"):
-                return f"{flag}={local}{rest[len(mount_path):]}"
-    return value
-
-
-def start_pod(rendered: Rendered, root: Path) -> Pod:
-    pod_spec = rendered.deployment["spec"]["template"]["spec"]
-    container = rendered.server
-    volumes = {v["name"]: v for v in pod_spec["volumes"]}
-    mounts: dict[str, Path] = {}
-    ca = root / "ca.crt"
-    for mount in container["volumeMounts"]:
-        volume = volumes[mount["name"]]
-        folder = root / "volumes" / mount["name"]
-        folder.mkdir(parents=True)
-        if "configMap" in volume:
-            for key, text in rendered.one("ConfigMap", volume["configMap"]["name"])["data"].items():
-                (folder / key).write_text(text)
-        elif "secret" in volume:
-            secret = rendered.one("Secret", volume["secret"]["secretName"])
-            for key, b64 in secret["data"].items():
-                (folder / key).write_bytes(base64.b64decode(b64))
-            ca.write_bytes(base64.b64decode(secret["data"]["ca.crt"]))
-        else:
-            assert "emptyDir" in volume, volume
-        mounts[mount["mountPath"]] = folder
-    (entrypoint,) = _final("ENTRYPOINT")
-    assert "command" not in container, "the chart relies on the image's ENTRYPOINT"
-    port = free_port()
-    argv = [str(BIN / entrypoint.value[0]), *(_local(a, mounts) for a in container["args"]),
-            "--host=127.0.0.1", f"--port={port}"]  # loopback, and a free port instead of 8443 (last flag wins)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ADMISSION_")}
-    env.update({e["name"]: _local(e["value"], mounts) for e in container["env"]})
-    env["KUBECONFIG"] = str(root / "no-kubeconfig")  # outside a cluster: the server turns its reads off
-    env["TMPDIR"] = str(mounts["/tmp"])
-    process = subprocess.Popen(argv, stdout=open(root / "stdout.log", "wb"), stderr=open(root / "stderr.log", "wb"),  # noqa: SIM115
-                               env=env, cwd=root)
-    return Pod(rendered, root, port, process, ca)
 
 
 @pytest.fixture(scope="module")
@@ -192,45 +110,6 @@ def test_hook_job_passes_the_rendered_policy_and_fails_a_bad_one(tmp_path: Path)
                              cwd=ROOT)
         assert run.returncode == code, run.stderr
     assert "policy.yaml:3" in run.stderr and "maybe" in run.stderr
-
-
-def kubectl_run_review(image: str = "nginx", name: str = "nginx") -> dict[str, Any]:
-    """The AdmissionReview the API server sends for `kubectl run NAME --image=IMAGE`: the Pod as kubectl builds it,
-    after the API server's defaulting, in namespace default."""
-    container = {"name": name, "image": image, "resources": {}, "imagePullPolicy": "Always",
-                 "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default", "labels": {"run": name}},
-           "spec": {"containers": [container], "restartPolicy": "Always", "terminationGracePeriodSeconds": 30,
-                    "dnsPolicy": "ClusterFirst", "serviceAccountName": "default", "serviceAccount": "default",
-                    "securityContext": {}, "schedulerName": "default-scheduler", "enableServiceLinks": True,
-                    "preemptionPolicy": "PreemptLowerPriority", "priority": 0,
-                    "tolerations": [{"key": f"node.kubernetes.io/{t}", "operator": "Exists", "effect": "NoExecute",
-                                     "tolerationSeconds": 300} for t in ("not-ready", "unreachable")]}}
-    gvk = {"group": "", "version": "v1", "kind": "Pod"}
-    gvr = {"group": "", "version": "v1", "resource": "pods"}
-    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": "7f1b4a1e-5a55-4f3c-9d6c-1f4a1f3c0b2e", "kind": gvk, "resource": gvr, "requestKind": gvk,
-        "requestResource": gvr, "name": name, "namespace": "default", "operation": "CREATE",
-        "userInfo": {"username": "kubernetes-admin", "groups": ["kubeadm:cluster-admins", "system:authenticated"]},
-        "object": pod, "oldObject": None, "dryRun": False,
-        "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1", "fieldManager": "kubectl-run"}}}
-
-
-def test_readme_shows_the_real_answer_to_kubectl_run_nginx(pod: Pod) -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("<!-- denial:begin -->"):readme.index("<!-- denial:end -->")]
-    _probe(pod, pod.rendered.server["readinessProbe"])
-    with pod.client() as client:
-        answer = pod.post(client, json.dumps(kubectl_run_review()).encode()).json()["response"]
-    assert answer["allowed"] is False and answer["status"]["code"] == 403
-    webhook = pod.rendered.webhook["name"]
-    # kubectl prints each warning as `Warning: ...`, then the refusal with the webhook's name and the message.
-    refusal = (f'Error from server (Forbidden): admission webhook "{webhook}" denied the request: '
-               f'{answer["status"]["message"]}')
-    lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-    assert lines[0] == "$ kubectl run nginx --image=nginx"
-    assert lines[-1] == refusal, refusal
-    assert lines[1:-1] == [f"Warning: {w}" for w in answer.get("warnings", [])], answer.get("warnings")
 
 
 # Last: it stops the module's server.

@@ -76,7 +76,7 @@ async def test_a_namespace_limitrange_default_lets_a_template_without_limits_pas
         metrics = (await hook.client.get("/metrics")).text
     assert team_a["allowed"] is True and again["allowed"] is True
     assert team_b["allowed"] is False and "cpu limit" in team_b["status"]["message"]
-    assert "the namespace's LimitRange gives no default for it" in team_b["status"]["message"]
+    assert "no LimitRange of the namespace gives a default for it" in team_b["status"]["message"]
     assert "memory limit" not in team_b["status"]["message"]
     assert bare["allowed"] is False
     assert kube.paths().count("/api/v1/namespaces/team-a/limitranges") == 1  # cached for the next request
