@@ -1,6 +1,7 @@
-"""`make demo-webhook`: run `admission-cli serve` on loopback with a throwaway self-signed certificate, send two
-AdmissionReviews from ../shared/corpus/admission/ (one allowed, one denied), print both answers and their audit
-lines, and stop the server with SIGTERM, as the kubelet would."""
+"""`make demo-webhook`: run `admission-cli serve` on loopback with a throwaway self-signed certificate, send the two
+AdmissionReviews beside this file (allowed.json: a compliant Deployment; denied.json: the same Deployment running
+nginx:latest as root without limits), print both answers and their audit lines, and stop the server with SIGTERM,
+as the kubelet would."""
 
 from __future__ import annotations
 
@@ -19,8 +20,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus" / "admission"
-REVIEWS = ("17-deployment-update-with-oldobject.json", "10-deployment-runasuser-0-create.json")
+REVIEWS = (HERE / "allowed.json", HERE / "denied.json")
 
 
 def free_port() -> int:
@@ -60,10 +60,10 @@ def main() -> int:
                     print((work / "server.log").read_text(), file=sys.stderr)
                     return 1
                 time.sleep(0.1)
-        for name in REVIEWS:
-            body = (CORPUS / name).read_bytes()
+        for path in REVIEWS:
+            body = path.read_bytes()
             print(f"\n$ curl --cacert tls.crt -H 'Content-Type: application/json' "
-                  f"--data @../shared/corpus/admission/{name} 'https://127.0.0.1:{port}/validate?timeout=10s'")
+                  f"--data @{path.relative_to(ROOT)} 'https://127.0.0.1:{port}/validate?timeout=10s'")
             request = urllib.request.Request(f"https://127.0.0.1:{port}/validate?timeout=10s", data=body,
                                              headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, context=context, timeout=10) as response:
