@@ -82,6 +82,8 @@ class Report:
     evaluated: list[Evaluated] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of files a walk left out
     stale_baseline_entries: int = 0
+    config: str | None = None  # the repository's .admission.yaml in use, as shown
+    excluded: dict[str, int] = field(default_factory=dict)  # files left out by each exclude pattern (its label)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity and not f.suppressed)

@@ -49,7 +49,7 @@ def test_json_finding_has_exactly_the_contract_fields_and_values(capsys, monkeyp
     _, report = run_json(capsys, "docker-compose.prod.yml")
     assert report["version"] == 1 and report["tool"]["name"] == "admission"
     assert set(report["summary"]) == {"files", "objects", "deny", "warn", "suppressed", "errors", "skipped_files",
-                                      "stale_baseline_entries"}
+                                      "stale_baseline_entries", "excluded_files", "config"}
     found = by_rule(report, "no-host-port")
     assert len(found) == 1 and len(found[0].pop("fingerprint")) == 32
     assert found == [{

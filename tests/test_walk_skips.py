@@ -70,7 +70,7 @@ def test_jsonc_editor_settings_and_foreign_templates_are_skipped_with_reasons(tm
     assert reasons["web/tsconfig.json"].startswith("not compose or Kubernetes, and not valid YAML/JSON")
     assert reasons[".vscode/settings.json"].startswith("not compose or Kubernetes, and not valid YAML/JSON")
     assert "not valid YAML/JSON" in reasons["deploy/values.tpl.yaml"]
-    assert reasons["web/package.json"] == "not compose or Kubernetes: no apiVersion and kind, no services"
+    assert reasons["web/package.json"] == "not compose or Kubernetes: no top-level apiVersion and kind, no services"
     assert reasons["README.md"].startswith("not a compose file")
     assert report["summary"]["skipped_files"] == len(report["skipped"]) == 5
 

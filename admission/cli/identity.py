@@ -25,6 +25,10 @@ class RepoPaths:
         self._roots: dict[str, str | None] = {}
         self._relative: dict[str, str] = {}  # a run has thousands of findings in a few hundred files
 
+    def root(self, folder: str) -> str | None:
+        """The repository root of a folder: the nearest folder at or above it with `.git`, else None."""
+        return self._root(os.path.normpath(os.path.join(self._cwd, folder)))
+
     def _root(self, folder: str) -> str | None:
         if folder in self._roots:
             return self._roots[folder]

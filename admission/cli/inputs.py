@@ -11,7 +11,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from dataclasses import dataclass, field
 
 from admission.errors import InputError
@@ -19,12 +19,20 @@ from admission.findings import Problem
 from admission.model import Workload
 from admission.sources import text as textio
 
+if TYPE_CHECKING:
+    from admission.cli.excludes import Excludes, Pattern
+
 SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (DESIGN §2)
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-_API_HINT = re.compile(r'^apiVersion\s*:|"apiVersion"\s*:', re.M)
-_KIND_HINT = re.compile(r'^kind\s*:|"kind"\s*:', re.M)
+# Top-level keys of block YAML start a line. A walk takes only these for Kubernetes before parsing: `"apiVersion":` in
+# JSON can be a nested property name (a Helm values.schema.json), so there the parsed shape decides.
+_API_HINT = re.compile(r"^apiVersion\s*:", re.M)
+_KIND_HINT = re.compile(r"^kind\s*:", re.M)
+_JSON_API_HINT = re.compile(r'"apiVersion"\s*:')
+_JSON_KIND_HINT = re.compile(r'"kind"\s*:')
+_COMMENT = re.compile(r"(?:^|\s)#")
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
 # Case-sensitive, as DESIGN §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
 HELM_TEMPLATE = "a Helm template (render it: helm template CHART | admission-cli check -)"
@@ -58,6 +66,7 @@ class Options:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     platform: str = "linux/amd64"
     as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
+    excludes: Excludes | None = None  # --exclude and .admission.yaml patterns; walks (and --as-walk) honour them
     build_args: Mapping[str, str] = field(default_factory=dict)  # --build-arg NAME=VALUE, for Dockerfiles checked alone
 
 
@@ -68,6 +77,7 @@ class Collected:
     files: set[str] = field(default_factory=set)
     skipped: int = 0
     skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
+    excluded: dict[str, int] = field(default_factory=dict)  # files an exclude pattern left out, by pattern label
     contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
 
     def context_cache(self) -> Any:
@@ -85,16 +95,25 @@ class Collected:
         self.skipped_reasons.append((display, reason))
         self.skipped += 1
 
+    def exclude(self, display: str, pattern: Pattern) -> None:
+        """A file an exclude pattern left out: skipped with the pattern as its reason, so that a pattern hiding
+        more than it should shows in the report (and in review of the pull request that adds it)."""
+        self.skip(display, f"excluded by {pattern.label}")
+        self.excluded[pattern.label] = self.excluded.get(pattern.label, 0) + 1
+
 
 class UsageError(Exception):
     """A usage error (exit 2) found only once the inputs are known, e.g. -f without exactly one compose file."""
 
 
-def _classify_text(text: str, *, name: str) -> str | None:
-    """'kubernetes', 'compose', 'dockerfile' or None, from content (and the file name for Dockerfiles)."""
+def _classify_text(text: str, *, name: str, walk: bool = False) -> str | None:
+    """'kubernetes', 'compose', 'dockerfile' or 'yaml?' (parse it and look), from content (and the file name for
+    Dockerfiles). In a walk, JSON is Kubernetes only by its parsed shape."""
     if is_dockerfile_name(name):
         return "dockerfile"
     if _API_HINT.search(text) and _KIND_HINT.search(text):
+        return "kubernetes"
+    if not walk and _JSON_API_HINT.search(text) and _JSON_KIND_HINT.search(text):
         return "kubernetes"
     if _COMPOSE_HINT.search(text):
         return "compose"
@@ -139,10 +158,9 @@ def _load_dockerfile(text: str, *, display: str, out: Collected, path: str | Non
 def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, explicit: bool) -> None:
     """A YAML/JSON file with no obvious hint: parse it and look at the documents."""
     from admission.sources import compose, kubernetes
-    from admission.sources.yamlload import load_documents
 
     try:
-        documents = [d.value for d in load_documents(text, file=display, dialect="1.1") if d.value is not None]
+        documents = _documents(text, display=display)
     except InputError as exc:
         # DESIGN §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
         # another tool's template is not ours to judge.
@@ -166,11 +184,89 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
         raise InputError("not a recognised input: neither a compose file, a Kubernetes manifest nor a Dockerfile", file=display)
     else:
         out.files.discard(display)  # read only to recognise it: skipped, not checked
-        out.skip(display, "not compose or Kubernetes: no apiVersion and kind, no services")
+        out.skip(display, "not compose or Kubernetes: no top-level apiVersion and kind, no services")
 
 
 class _ComposeFromContent(Exception):
     pass
+
+
+def _documents(text: str, *, display: str) -> list[Any]:
+    """The non-empty documents of a YAML or JSON text, read as kubectl reads them: YAML 1.1, and JSON that libyaml
+    refuses (a tab before the first token) through the JSON reader."""
+    from admission.sources.yamlload import load_documents
+
+    try:
+        return [d.value for d in load_documents(text, file=display, dialect="1.1") if d.value is not None]
+    except InputError as yaml_error:
+        if text.lstrip()[:1] not in ("{", "["):
+            raise
+        import json
+
+        try:
+            value = json.loads(text)
+        except (ValueError, RecursionError):
+            raise yaml_error from None
+        return [] if value is None else [value]
+
+
+def _template(text: str, *, display: str) -> str | None:
+    """Why a walked YAML or JSON file is another tool's `{{ }}` template, or None (docs/decisions.md "Walks", which
+    amends DESIGN §2). Text that does not parse is a template when a `{{` stands outside a comment; text that parses
+    is one only when `{{` is in a mapping key, `metadata.name`, `metadata.namespace` or an `image`, where no object
+    could have it. In a comment or in any other string (Vault or Prometheus annotations) a `{{` is data: a comment
+    must not exempt a manifest from CI."""
+    try:
+        documents = _documents(text, display=display)
+    except InputError as exc:
+        line = _template_line(text)
+        if line is None:
+            return None  # a broken manifest, with `{{` only in comments: still an error where it is an input
+        at = f" (line {exc.line})" if exc.line else ""
+        return f"template: `{{{{` on line {line}, and not valid YAML/JSON: {exc.message}{at}"
+    for document in documents:
+        found = _template_field(document)
+        if found is not None:
+            return f"template: `{{{{` in {found}"
+    return None
+
+
+def _template_line(text: str) -> int | None:
+    """The first line with a `{{` before any comment on it."""
+    for number, line in enumerate(text.splitlines(), 1):
+        at = line.find("{{")
+        if at >= 0:
+            comment = _COMMENT.search(line)
+            if comment is None or comment.start() > at:
+                return number
+    return None
+
+
+def _template_field(document: Any) -> str | None:
+    """Where a parsed document has a `{{` that only a template would have, or None."""
+    from admission.sources.yamlload import line_of
+
+    def where(container: Any, key: Any) -> str:
+        line = line_of(container, key)
+        return f" (line {line})" if line else ""
+
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if isinstance(key, str) and "{{" in key:
+                    return f"a mapping key {key!r}{where(node, key)}"
+                if key == "image" and isinstance(value, str) and "{{" in value:
+                    return f"an image {value!r}{where(node, key)}"
+                if key == "metadata" and isinstance(value, dict):
+                    for name in ("name", "namespace"):
+                        if isinstance(value.get(name), str) and "{{" in value[name]:
+                            return f"metadata.{name} {value[name]!r}{where(value, name)}"
+            stack.extend(reversed(node.values()))  # depth first, in file order
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return None
 
 
 def _guarded(display: str, out: Collected, action: Callable[[], frozenset[str] | None]) -> frozenset[str]:
@@ -216,7 +312,12 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
                                  else "the Dockerfile is empty", file=display)
             out.skip(display, "empty file")
             return None
-        kind = _classify_text(text, name=name)
+        if not explicit and "{{" in text and not is_dockerfile_name(name):
+            reason = _template(text, display=display)
+            if reason is not None:
+                out.skip(display, reason)
+                return None
+        kind = _classify_text(text, name=name, walk=not explicit)
         if kind == "compose" and defer is not None:
             defer.append(_Pending(path, display, compose_overrides, text))
             return None
@@ -227,7 +328,9 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
                 return None
             except _ComposeFromContent:
                 kind = "compose"
-        if kind == "dockerfile":
+        if kind == "dockerfile" and not explicit and "{{" in text:
+            _dockerfile_or_template(text, display=display, path=path, options=options, out=out)
+        elif kind == "dockerfile":
             _load_dockerfile(text, display=display, out=out, path=path, build_args=options.build_args)
         elif kind == "kubernetes":
             _load_kubernetes(text, display=display, options=options, out=out)
@@ -236,6 +339,30 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
         return None
 
     return _guarded(display, out, read)
+
+
+def _dockerfile_or_template(text: str, *, display: str, path: str, options: Options, out: Collected) -> None:
+    """A walked Dockerfile with `{{`: another tool's template (docker-library's `Dockerfile.template`) when it does
+    not parse with a `{{` outside a comment, or when a FROM image has one; a `{{` in a RUN or a comment is data."""
+    part = Collected(contexts=out.context_cache())
+    try:
+        _load_dockerfile(text, display=display, out=part, path=path, build_args=options.build_args)
+    except InputError as exc:
+        line = _template_line(text)
+        if line is None:
+            raise
+        out.files.discard(display)
+        at = f" (line {exc.line})" if exc.line else ""
+        out.skip(display, f"template: `{{{{` on line {line}, and not a valid Dockerfile: {exc.message}{at}")
+        return
+    images = (image for w in part.workloads for c in w.containers for image in (c.image, *c.base_images) if image)
+    templated = next((image for image in images if "{{" in image.value), None)
+    if templated is None:
+        out.workloads.extend(part.workloads)
+        return
+    out.files.discard(display)
+    at = f" (line {templated.origin.line})" if templated.origin.line else ""
+    out.skip(display, f"template: `{{{{` in an image {templated.value!r}{at}")
 
 
 def _load_project(path: str, display: str, overrides: Sequence[tuple[str, str]], *, options: Options,
@@ -306,20 +433,48 @@ class _Walk:
 def _walk(root: str, *, options: Options, out: Collected) -> None:
     walk = _Walk(root)
     for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if _entered(folder, d))
+        if options.excludes:
+            dirs[:] = [d for d in dirs if not _excluded_folder(walk, os.path.join(folder, d), options.excludes, out)]
+            files = [name for name in files if not _excluded_file(walk, folder, name, options.excludes, out)]
         if "Chart.yaml" in files and "templates" in dirs:
             # Helm templates are Go templates, not YAML; `helm template | admission-cli check -` reads them rendered.
             for inner_folder, _, inner in os.walk(os.path.join(folder, "templates")):
                 for name in sorted(inner):
                     out.skip(walk.display(inner_folder, name), HELM_TEMPLATE)
             dirs.remove("templates")
-        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(folder, d))
-                         and not _virtualenv(os.path.join(folder, d)))
         if "oci-layout" in files and folder != root:
             _load_archive(folder, display=_display(root, folder, ""), options=options, out=out)
             dirs[:] = []  # an OCI layout is one input; its blobs are not files to check
             continue
         _scan_folder(walk, folder, sorted(files), options=options, out=out)
     _finish_walk(walk, options=options, out=out)
+
+
+def _entered(folder: str, name: str) -> bool:
+    """Whether a walk goes into a subfolder: never into SKIP_DIRS, links or virtualenvs."""
+    full = os.path.join(folder, name)
+    return name not in SKIP_DIRS and not os.path.islink(full) and not _virtualenv(full)
+
+
+def _excluded_folder(walk: _Walk, folder: str, excludes: Excludes, out: Collected) -> bool:
+    """Whether an exclude pattern leaves out a subfolder the walk met. Its files are listed with the pattern, so that
+    a pattern hiding more than it should is seen."""
+    pattern = excludes.match(folder, folder=True)
+    if pattern is None:
+        return False
+    for inner, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if _entered(inner, d))
+        for name in sorted(files):
+            out.exclude(walk.display(inner, name), pattern)
+    return True
+
+
+def _excluded_file(walk: _Walk, folder: str, name: str, excludes: Excludes, out: Collected) -> bool:
+    pattern = excludes.match(os.path.join(folder, name), folder=False)
+    if pattern is not None:
+        out.exclude(walk.display(folder, name), pattern)
+    return pattern is not None
 
 
 def _virtualenv(folder: str) -> bool:
@@ -387,6 +542,10 @@ def _as_walk(paths: Sequence[str], *, options: Options, out: Collected) -> None:
     for path in paths:
         folder, name = os.path.split(path)
         folder = folder or "."
+        excluded = options.excludes.match_with_parents(path) if options.excludes else None
+        if excluded is not None:
+            out.exclude(walk.display(folder, name), excluded)
+            continue
         if _helm_template(path):
             out.skip(walk.display(folder, name), HELM_TEMPLATE)
             continue

@@ -58,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--as-walk", action="store_true",
                        help="handle named files as a directory walk would (for pre-commit): files that are not "
                             "inputs are skipped, overrides are merged onto their base file")
+    check.add_argument("--exclude", action="append", default=[], metavar="PATTERN",
+                       help="leave out what a walk finds that matches PATTERN (gitignore-style, relative to the "
+                            "repository root; repeatable); added to the patterns of .admission.yaml")
+    check.add_argument("--no-config", action="store_true",
+                       help="ignore the repository's .admission.yaml (its excludes and policy overlay)")
 
     sub.add_parser("rules", help="list the rule catalogue")
     explain = sub.add_parser("explain", help="why a rule exists, how to fix it, examples")
@@ -81,17 +86,22 @@ def _build_arg(text: str) -> tuple[str, str]:
 
 def _check(args: argparse.Namespace) -> int:
     from admission.cli import identity, inputs
+    from admission.cli import repoconfig
     from admission.policy import engine
-    from admission.policy.config import load_policy
 
     try:
-        policy = load_policy(args.policy)
+        config = repoconfig.run_config(args.paths, exclude=args.exclude, no_config=args.no_config,
+                                       policy_file=args.policy)
+    except repoconfig.ConfigError as exc:
+        print(f"admission-cli: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     except PolicyError as exc:
         print(f"admission-cli: policy error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    policy = config.policy
     options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
                              overrides=tuple(args.overrides), platform=policy.images.platform, as_walk=args.as_walk,
-                             build_args=dict(args.build_args))
+                             build_args=dict(args.build_args), excludes=config.excludes)
     baselined: frozenset[str] | None = None
     if args.baseline:
         from admission.cli import baseline
@@ -123,6 +133,8 @@ def _check(args: argparse.Namespace) -> int:
     result.files = len(collected.files)
     result.skipped_files = collected.skipped
     result.skipped = sorted(collected.skipped_reasons)
+    result.config = config.config
+    result.excluded = dict(collected.excluded)
     paths = identity.RepoPaths()
     if args.format != "text" or baselined is not None or args.write_baseline:
         identity.assign(result, paths)  # the text report shows no fingerprint: its start-up skips hashlib

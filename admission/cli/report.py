@@ -25,17 +25,24 @@ def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (f.file, f.line or 0, f.rule, f.container or ""))
 
 
-def summary(report: Report) -> dict[str, int]:
+def summary(report: Report) -> dict[str, Any]:
     return {"files": report.files, "objects": report.objects, "deny": report.count("deny"), "warn": report.count("warn"),
             "suppressed": report.suppressed, "errors": len(report.errors), "skipped_files": report.skipped_files,
-            "stale_baseline_entries": report.stale_baseline_entries}
+            "stale_baseline_entries": report.stale_baseline_entries, "excluded_files": sum(report.excluded.values()),
+            "config": report.config}
 
 
 def summary_line(report: Report) -> str:
     s = summary(report)
     stale = f", {s['stale_baseline_entries']} stale baseline entries" if s["stale_baseline_entries"] else ""
+    # The config and what its excludes left out are on the summary line: a pull request that adds `exclude: ["**"]`
+    # shows in every CI log, not only in the JSON report's `skipped`.
+    config = f"; config {report.config}" if report.config else ""
+    if report.excluded:
+        by = ", ".join(f"{count} by {label}" for label, count in report.excluded.items())
+        config += f"; excluded {sum(report.excluded.values())} files: {by}"
     return (f"{s['deny']} deny, {s['warn']} warn, {s['suppressed']} suppressed, {s['errors']} errors "
-            f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files{stale})")
+            f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files{stale}){config}")
 
 
 def _object_label(f: Finding) -> str:
