@@ -17,8 +17,8 @@ import pytest
 
 from tests.chart.conftest import ROOT, render
 from tests.chart.pod import BIN, Pod, _local, start_pod
-from tests.webhook.conftest import ADMISSION_CORPUS, rules_in
-from tests.webhook.test_corpus import EXPECTED
+from tests.webhook.conftest import OWNED_REVIEWS, rules_in
+from tests.webhook.test_reviews import EXPECTED
 
 # The chart's default values, with a policy that resolves no image: this machine reaches no public registry.
 POLICY = "# offline test: no registry lookups\nimages:\n  resolve: false\n"
@@ -63,12 +63,11 @@ def test_rendered_container_becomes_ready_on_its_own_probes_over_the_charts_cert
     assert "plain HTTP" not in log, "the chart gives the server its certificate"
 
 
-@pytest.mark.parametrize("name", ["07-pod-image-latest-create.json", "10-deployment-runasuser-0-create.json",
-                                  "22-deployment-ghcr-pinned-create-fullreview.json",
-                                  "17-deployment-update-with-oldobject.json"])
-def test_rendered_container_answers_corpus_reviews_as_the_server_tests_expect(pod: Pod, name: str) -> None:
+@pytest.mark.parametrize("name", ["pod-host-port-root-latest-create.json", "deployment-root-create-v1beta1.json",
+                                  "pod-compliant-create.json", "deployment-update-replicas-and-labels.json"])
+def test_rendered_container_answers_reviews_as_the_server_tests_expect(pod: Pod, name: str) -> None:
     _probe(pod, pod.rendered.server["readinessProbe"])
-    body = (ADMISSION_CORPUS / name).read_bytes()
+    body = (OWNED_REVIEWS / name).read_bytes()
     with pod.client() as client:
         response = pod.post(client, body)
     assert response.status_code == 200, response.text
@@ -76,10 +75,10 @@ def test_rendered_container_answers_corpus_reviews_as_the_server_tests_expect(po
     assert answer["apiVersion"] == json.loads(body)["apiVersion"]
     assert answer["response"]["uid"] == json.loads(body)["request"].get("uid", "")
     expected = EXPECTED[name]
-    assert answer["response"]["allowed"] is (expected is None)
-    if expected is not None:
+    assert answer["response"]["allowed"] is expected.allowed
+    if not expected.allowed:
         assert answer["response"]["status"]["code"] == 403
-        assert rules_in(answer["response"]["status"]["message"]) == expected
+        assert rules_in(answer["response"]["status"]["message"]) == expected.deny
 
 
 def test_the_containers_environment_is_valid_server_settings_with_the_charts_values(pod: Pod) -> None:

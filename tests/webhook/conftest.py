@@ -18,14 +18,11 @@ import pytest
 
 from admission.webhook.app import create_app
 from admission.webhook.settings import Settings
-from tests.corpus import corpus_root
 
 ROOT = Path(__file__).resolve().parents[2]
 OWNED_REVIEWS = ROOT / "tests" / "fixtures" / "admission"
 OWNED_MANIFESTS = ROOT / "tests" / "fixtures" / "k8s"
 DEMO_REVIEWS = ROOT / "examples" / "webhook-demo"
-# The public corpus's reviews, for tests/chart/test_serve_chart.py until it moves to tests/corpus.py's marker.
-ADMISSION_CORPUS = corpus_root() / "admission"
 
 NO_RESOLVE = "images: {resolve: false}\n"
 
