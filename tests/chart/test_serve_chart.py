@@ -1,7 +1,8 @@
 """The rendered Deployment's container, run for real: the image's ENTRYPOINT with the container's args and env, its
 mounts backed by local folders holding what the cluster would put there (the rendered policy ConfigMap, the
 rendered self-signed TLS Secret, an empty /tmp), on loopback. It must become ready on its probes and answer the
-project's reviews (tests/fixtures/admission) over the chart's own certificate: chart and server agree on flags, settings and files."""
+project's reviews (tests/fixtures/admission) over the chart's own certificate: chart and server agree on flags,
+settings and files."""
 
 from __future__ import annotations
 
