@@ -39,7 +39,8 @@ BIN = Path(sys.executable).parent
 
 def missing_inputs() -> list[str]:
     """What the benchmarks need and cannot find, as sentences."""
-    missing = [f"{CORPUS / sub} (the public corpus's {sub} folder)" for sub in CORPUS_NEEDS if not (CORPUS / sub).is_dir()]
+    missing = [f"{CORPUS / sub} (the public corpus's {sub} folder)" for sub in CORPUS_NEEDS
+               if not (CORPUS / sub).is_dir()]
     if not EXAMPLE.is_file():
         missing.append(str(EXAMPLE))
     return missing

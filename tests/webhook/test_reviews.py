@@ -64,7 +64,7 @@ EXPECTED: dict[str, Answer] = {
         why="no uid, no request.kind (the object's kind decides), no oldObject: a CREATE"),
     "pod-object-without-kind-create.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES,
                                                   why="the object has no apiVersion/kind: request.kind decides"),
-    "deployment-update-replicas-and-labels.json": allowed("replicas, labels and annotations: the pod spec is unchanged"),
+    "deployment-update-replicas-and-labels.json": allowed("replicas, labels, annotations: the pod spec is unchanged"),
     "deployment-update-image-to-latest.json": denied("image-tag-pinned", why="the pod template changed"),
     "deployment-update-while-deleting.json": allowed("deletionTimestamp is set"),
     "deployment-delete.json": allowed("DELETE: nothing to validate"),
