@@ -32,7 +32,6 @@ from admission.images.reference import (
     with_name,
     with_tag,
 )
-
 from tests.corpus import corpus, corpus_params, corpus_path
 
 REPO = Path(__file__).resolve().parents[2]

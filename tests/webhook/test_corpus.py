@@ -16,7 +16,7 @@ from admission.policy import engine
 from admission.policy.config import load_policy
 from admission.sources import kubernetes
 from admission.webhook.settings import Settings
-from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
+from tests.corpus import corpus, corpus_files, corpus_params
 from tests.webhook.conftest import rules_in, running, write_policy
 
 pytestmark = [pytest.mark.anyio, corpus("admission")]
