@@ -784,13 +784,15 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 class _BuildOutcome:
     __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_user_from", "unknown",
-                 "unresolved_bases", "user_uid")
+                 "unresolved_bases", "user_uid", "windows")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
                  base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
                  user_uid: int | None = None, build_context: BuildContext | None = None,
-                 healthcheck: Located[str] | None = None, unresolved_bases: tuple[UnresolvedBase, ...] = ()) -> None:
+                 healthcheck: Located[str] | None = None, unresolved_bases: tuple[UnresolvedBase, ...] = (),
+                 windows: Setting | None = None) -> None:
         self.unresolved_bases = unresolved_bases  # FROMs named by a build arg that build.args leave without a value
+        self.windows = windows  # why the build makes a Windows image (its base image or SHELL), for the user rules
         self.build_context = build_context
         self.healthcheck = healthcheck  # the Dockerfile's HEALTHCHECK for the built stage: "check" or "none"
         self.user_uid = user_uid
@@ -803,6 +805,10 @@ class _BuildOutcome:
 def _shift(located: Located[str], offset: int, path: str) -> Located[str]:
     line = None if located.origin.line is None else located.origin.line + offset
     return Located(located.value, Origin(located.origin.file, line, path))
+
+
+def _shift_setting(setting: Setting, offset: int, path: str) -> Setting:
+    return Setting(setting.value, setting.text, _shift(Located(setting.value, setting.origin), offset, path).origin)
 
 
 def _build(reader: _Service, cache: dict[tuple[Any, ...], _BuildOutcome]) -> _BuildOutcome | None:
@@ -877,10 +883,11 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
                              info.user_uid, _context(loader, build, info, None, display, offset, path + "."),
                              _shift(info.healthcheck, offset, path) if info.healthcheck else None,
                              tuple(UnresolvedBase(u.text, u.args, _shift(Located(u.text, u.origin), offset, path).origin)
-                                   for u in info.unresolved_bases))
+                                   for u in info.unresolved_bases),
+                             _shift_setting(info.windows, offset, path) if info.windows else None)
     return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
                          _context(loader, build, info, real_key, display, 0, ""), info.healthcheck,
-                         info.unresolved_bases)
+                         info.unresolved_bases, info.windows)
 
 
 def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, display: str, offset: int,
@@ -1046,6 +1053,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             containers=(container,),
             runtime=True,
             host_network=host,
+            windows=built.windows if built else None,
             exemption_claims=_claims(reader),
             schema_issues=tuple(reader.issues),
             host_pid=runtime.host_pid,

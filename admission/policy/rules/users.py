@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from admission.findings import Violation
-from admission.model import Container, Located, Origin, Workload
+from admission.model import Container, Located, Origin, Setting, Workload
 from admission.policy.catalog import rule
 from admission.policy.rules.common import container_field, subject
 
 MAX_UID = 2147483647  # k8s IsValidUserID: 0..MaxInt32; 0 is root
 _INT = re.compile(r"[+-]?[0-9]+\Z")
+WINDOWS_ADMIN = "ContainerAdministrator"  # what a Windows container runs as when nothing says otherwise (servercore)
+WINDOWS_USER = "ContainerUser"  # the unprivileged account every Windows base image has (nanoserver's default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,80 @@ def _fix_unknown(workload: Workload) -> str:
             "and a numeric securityContext.runAsUser such as 10001")
 
 
+def windows(workload: Workload) -> Setting | None:
+    """Why the object's containers are Windows containers (`os.name: windows`, a Windows nodeSelector, a Windows base
+    image or SHELL, an image config's os), or None."""
+    if workload.windows is not None:
+        return workload.windows
+    if workload.os == "windows":
+        return Setting("windows", "os: windows", workload.origin)
+    return None
+
+
+def _windows_admin(name: str) -> bool:
+    """The kubelet's Windows runAsNonRoot test (isAdministratorUsername): ContainerAdministrator, in any case, with or
+    without a domain (`User Manager\\ContainerAdministrator`); an empty image user is that account too."""
+    name = name.strip()
+    return name == "" or name.rpartition("\\")[2].casefold() == WINDOWS_ADMIN.casefold()
+
+
+def _windows_fix(workload: Workload, known: KnownUser | None) -> str:
+    account = f"{WINDOWS_USER}, the unprivileged account of Windows base images"
+    if known is not None and known.via == "user":
+        return f"set user: {WINDOWS_USER} on the service ({account})"
+    if workload.source == "kubernetes":
+        return (f"set securityContext.windowsOptions.runAsUserName: {WINDOWS_USER} ({account}) and runAsNonRoot: true, "
+                f"or build the image with `USER {WINDOWS_USER}`; runAsUser and numeric uids do not apply to Windows")
+    if workload.source == "compose":
+        return (f"add `USER {WINDOWS_USER}` to the Dockerfile's final stage ({account}), or set user: {WINDOWS_USER} "
+                "on the service; useradd and numeric uids do not apply to Windows images")
+    if workload.source == "image":
+        return f"rebuild the image with `USER {WINDOWS_USER}` in its final stage ({account})"
+    return f"add `USER {WINDOWS_USER}` to the final stage ({account}); useradd and numeric uids do not apply to Windows"
+
+
+def _run_as_non_root_windows(workload: Workload, evidence: Setting) -> Iterator[Violation]:
+    """run-as-non-root for Windows containers: ContainerAdministrator is their root (the kubelet's Windows check)."""
+    on = f"a Windows container ({evidence.text})"
+    for container in workload.containers:
+        who = subject(workload, container)
+        name = container_field(workload, container)
+        if container.run_as_user_name is not None:
+            given = container.run_as_user_name
+            if _windows_admin(given.value):
+                yield Violation(
+                    message=(f"{who} runs as {WINDOWS_ADMIN}, the administrator of {on}: "
+                             f"windowsOptions.runAsUserName is {given.value!r}"),
+                    remediation=f"set securityContext.windowsOptions.runAsUserName to {WINDOWS_USER}",
+                    origin=given.origin, value=given.value, container=name, key="user")
+            continue
+        non_root = container.run_as_non_root is not None and container.run_as_non_root.value
+        known = known_user(container)
+        if known is None:
+            if non_root:
+                continue  # the kubelet refuses an image whose user is ContainerAdministrator
+            ignored = " (runAsUser applies only to Linux containers)" if container.run_as_user is not None else ""
+            if workload.source == "kubernetes":
+                why = f"sets neither windowsOptions.runAsUserName nor runAsNonRoot{ignored}, and its image user is unknown"
+            else:
+                why = "sets no user: and its image user is unknown"
+            if container.image_user_unknown:
+                why += f" ({container.image_user_unknown})"
+            elif container.image_config_error:
+                why += f" (its image config is unavailable: {container.image_config_error})"
+            yield Violation(message=f"{who} {why}; {on} runs as {WINDOWS_ADMIN} unless its image sets another user",
+                            remediation=_windows_fix(workload, None), origin=container.origin, value=None,
+                            container=name, key="user")
+            continue
+        if _windows_admin(known.value.value):
+            how = _describe(known)
+            if known.value.value == "":
+                how += f", and Windows runs a container as {WINDOWS_ADMIN} unless its image names another user"
+            yield Violation(message=f"{who} runs as {WINDOWS_ADMIN}, the administrator of {on}: {how}",
+                            remediation=_windows_fix(workload, known), origin=known.value.origin,
+                            value=known.value.value, container=name, key="user")
+
+
 @rule("run-as-non-root", severity="deny", summary="Containers must not run as root.",
       applies={"kubernetes": "every container, init and ephemeral", "compose": "every service",
                "dockerfile": "final stage (or the build.target stage)", "image": "config User"})
@@ -127,11 +203,22 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         the build Dockerfile's USER, or the image config. Empty, `root`, `0` and `0:*` are root; a uid outside
         1..2147483647 is invalid; a name with `runAsNonRoot: true` is refused by the kubelet. With no known user,
         `runAsNonRoot: true` passes (the kubelet enforces it) and anything else is denied.
-        Windows pods (`spec.os.name: windows`) are out of scope and skipped.
+
+        Windows containers have no root and no uids: their administrator is `ContainerAdministrator` (what a
+        servercore image runs as when nothing else is set), and `ContainerUser` is the unprivileged account every
+        Windows base image has. A Windows pod (`spec.os.name: windows`, or a `nodeSelector` of
+        `kubernetes.io/os: windows`), a Windows Dockerfile (its base image is windows/servercore, nanoserver,
+        server or windows, or a `*-windowsservercore-*`/`*-nanoserver-*` variant; or its SHELL is cmd or
+        PowerShell) and a Windows image config are judged as the kubelet judges Windows: an effective
+        `windowsOptions.runAsUserName` decides (ContainerAdministrator denies, any other account passes); else the
+        known image user decides (none, or ContainerAdministrator, denies); else `runAsNonRoot: true` passes and
+        nothing denies. `runAsUser` and numeric uids are ignored there.
 
     Fix:
         Create a user with a fixed numeric uid in the image and switch to it with `USER 10001`. In Kubernetes
         also set `securityContext.runAsNonRoot: true` and `runAsUser: 10001`; in compose set `user: "10001"`.
+        For Windows: `USER ContainerUser` in the Dockerfile; in Kubernetes
+        `securityContext.windowsOptions.runAsUserName: ContainerUser` and `runAsNonRoot: true`.
 
     Example:
         ```yaml
@@ -143,9 +230,21 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         # passes
         spec:
           securityContext: {runAsNonRoot: true, runAsUser: 10001}
+        # a Windows pod passes with
+        spec:
+          os: {name: windows}
+          securityContext: {runAsNonRoot: true, windowsOptions: {runAsUserName: ContainerUser}}
+        ```
+        ```dockerfile
+        # Windows: denied, it runs as ContainerAdministrator
+        FROM mcr.microsoft.com/windows/servercore:ltsc2022
+        # passes
+        USER ContainerUser
         ```
     """
-    if workload.os == "windows":
+    evidence = windows(workload)
+    if evidence is not None:
+        yield from _run_as_non_root_windows(workload, evidence)
         return
     for container in workload.containers:
         who = subject(workload, container)
@@ -221,7 +320,9 @@ def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         image whose user is a name ("image has non-numeric user (appuser), cannot verify user is non-root").
         Names also resolve through the image's /etc/passwd, so the same name can be a different uid (or root)
         in another base image. A number is what the kernel enforces.
-        This rule stays quiet where run-as-non-root already denies, for `root`, and for Windows pods.
+        This rule stays quiet where run-as-non-root already denies, for `root`, and for Windows containers (pods,
+        Dockerfiles and images that run-as-non-root recognises as Windows): Windows accounts are names by design
+        (`ContainerUser`), and no uid applies to them.
 
     Fix:
         Create the user with a fixed uid and refer to it by number: `RUN useradd -u 10001 app` then
@@ -235,7 +336,7 @@ def numeric_user(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         USER 10001
         ```
     """
-    if workload.os == "windows":
+    if windows(workload) is not None:
         return
     for container in workload.containers:
         if container.run_as_user is not None:
