@@ -195,3 +195,87 @@ def test_a_walk_skips_a_virtualenv_whatever_its_name(tmp_path, capsys) -> None:
     assert report["errors"] == [] and code in (0, 1)
     assert report["summary"]["objects"] == 1
     assert not any(".venv-bench" in s["file"] for s in report["skipped"])
+
+
+WALKS = Path(__file__).parent / "walks"  # small copies, in our own words, of shapes real repositories hold
+
+
+def test_a_helm_values_schema_naming_apiversion_and_kind_as_properties_is_skipped_not_an_error(capsys) -> None:
+    code, report = check(capsys, "--no-config", str(WALKS / "chart"))
+    assert code == 0 and report["errors"] == []
+    reasons = {Path(file).name: reason for file, reason in skipped(report).items()}
+    assert reasons["values.schema.json"] == "not compose or Kubernetes: no top-level apiVersion and kind, no services"
+    assert reasons["values.yaml"] == reasons["values.schema.json"]
+
+
+def test_a_template_that_does_not_parse_is_skipped_as_a_template_naming_its_first_placeholder(capsys) -> None:
+    code, report = check(capsys, "--no-config", str(WALKS / "templated"))
+    assert code == 0 and report["errors"] == [] and report["findings"] == []
+    reasons = {Path(file).name: reason for file, reason in skipped(report).items()}
+    assert reasons["tablet-statefulset-template.yaml"].startswith(
+        "template: `{{` on line 5, and not valid YAML/JSON: YAML syntax error")
+    assert reasons["plugin.yaml"].startswith("template: `{{` on line 6, and not valid YAML/JSON")  # a krew manifest
+    assert reasons["Dockerfile.template"].startswith("template: `{{` on line 2, and not a valid Dockerfile")
+
+
+def test_a_template_that_parses_is_skipped_when_a_placeholder_names_the_object_its_image_or_a_key(capsys) -> None:
+    code, report = check(capsys, "--no-config", str(WALKS / "templated"))
+    reasons = {Path(file).name: reason for file, reason in skipped(report).items()}
+    assert reasons["tablet-pod-template.yaml"] == "template: `{{` in metadata.name 'tablet-{{uid}}' (line 5)"
+    assert reasons["agent-daemonset-template.yaml"] == (
+        "template: `{{` in an image 'example.org/metrics-agent:{{AGENT_VERSION}}' (line 14)")
+    assert reasons["worker-template.yaml"] == "template: `{{` in a mapping key 'tier-{{TIER}}' (line 6)"
+    assert report["summary"]["objects"] == 0 and report["summary"]["files"] == 0
+
+
+def test_a_placeholder_in_a_comment_or_an_annotation_never_exempts_a_manifest_from_the_check(capsys) -> None:
+    code, report = check(capsys, "--no-config", str(WALKS / "annotated"))
+    assert code == 1 and report["errors"] == [] and report["skipped"] == []
+    found = {(Path(f["file"]).name, f["object"]["kind"], f["object"]["name"], f["rule"], f["line"])
+             for f in report["findings"] if f["severity"] == "deny"}
+    assert found == {("deployment.yaml", "Deployment", "billing", "run-as-non-root", 22),  # runAsUser: 0
+                     ("Dockerfile", "Dockerfile", "stage 0", "run-as-non-root", 1)}  # `--format '{{…}}'` in a RUN
+    assert report["summary"]["files"] == 3  # alerts.yaml (a PrometheusRule with `{{ $labels }}`) is read too
+
+
+def test_a_file_named_on_the_command_line_is_read_even_when_it_is_a_template(capsys) -> None:
+    templated = WALKS / "templated"
+    code, report = check(capsys, "--no-config", str(templated / "tablet-statefulset-template.yaml"))
+    assert code == 2 and report["errors"][0]["line"] == 15
+    code, report = check(capsys, "--no-config", str(templated / "tablet-pod-template.yaml"))
+    assert code == 1 and {f["object"]["name"] for f in report["findings"]} == {"tablet-{{uid}}"}
+
+
+def test_a_broken_manifest_with_a_placeholder_only_in_a_comment_still_exits_2(tmp_path, capsys) -> None:
+    write(tmp_path, {"k8s/deploy.yaml": "# image: {{ .Values.image }}\napiVersion: apps/v1\nkind: Deployment\n"
+                                        "metadata: {name: web  # {{ name }}\n"})
+    code, report = check(capsys, str(tmp_path))
+    assert code == 2 and [e["file"].rsplit("/", 1)[-1] for e in report["errors"]] == ["deploy.yaml"]
+
+
+def test_json_is_kubernetes_by_its_top_level_shape_in_a_walk(tmp_path, capsys) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "api"},
+           "spec": {"containers": [{"name": "api", "image": "example.org/api:1.0.0"}]}}
+    write(tmp_path, {"pod.json": json.dumps(pod, indent=2),
+                     "list.json": json.dumps({"apiVersion": "v1", "kind": "List", "items": [pod | {"metadata": {"name": "db"}}]}),
+                     "openapi.json": json.dumps({"components": {"schemas": {"Obj": {"properties": {
+                         "apiVersion": {"type": "string"}, "kind": {"type": "string"}}}}}})})
+    code, report = check(capsys, str(tmp_path))
+    assert report["errors"] == [] and code == 1
+    assert {(Path(f["file"]).name, f["object"]["name"]) for f in report["findings"]} == {("pod.json", "api"),
+                                                                                        ("list.json", "db")}
+    assert [Path(file).name for file in skipped(report)] == ["openapi.json"]
+
+
+def test_compose_templates_are_skipped_and_a_compose_file_with_a_placeholder_in_a_command_is_checked(tmp_path,
+                                                                                                     capsys) -> None:
+    write(tmp_path, {"roles/web/docker-compose.yml": "services:\n  web:\n    image: \"{{ registry }}/web:1.0\"\n",
+                     "roles/db/compose.yaml": "services:\n  db: {{ db_service | to_yaml }}\n",
+                     "app/compose.yaml": "services:\n  app:\n    image: example.org/app:1.0.0\n    ports: ['80:80']\n"
+                                         "    command: [\"sh\", \"-c\", \"echo '{{ not a template }}'\"]\n"})
+    code, report = check(capsys, str(tmp_path))
+    assert report["errors"] == [] and code == 1
+    reasons = {"/".join(Path(file).parts[-3:]): reason for file, reason in skipped(report).items()}
+    assert reasons["roles/web/docker-compose.yml"] == "template: `{{` in an image '{{ registry }}/web:1.0' (line 3)"
+    assert reasons["roles/db/compose.yaml"].startswith("template: `{{` on line 2")
+    assert {f["object"]["name"] for f in report["findings"] if f["rule"] == "no-host-port"} == {"app"}

@@ -290,9 +290,14 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
 
     With `defer`, a compose file is only queued: a walk loads compose projects last, so that files
     one project includes or extends are not also checked as projects of their own."""
+    from admission.cli.repoconfig import CONFIG_NAME
+
     name = os.path.basename(path)
     if not explicit and not (is_dockerfile_name(name) or name.endswith(YAML_SUFFIXES)):
         out.skip(display, UNRECOGNISED)
+        return frozenset()
+    if not explicit and name == CONFIG_NAME:
+        out.skip(display, "admission-cli's repository config")
         return frozenset()
 
     def read() -> frozenset[str] | None:

@@ -1,0 +1,216 @@
+"""The repository config, `.admission.yaml`, and `--exclude` (docs/decisions.md "Walks"): patterns relative to the
+repository root whatever PATH is walked, excluded files listed with their pattern, a strict file, policy overlays that
+stack under --policy and flags, and this repository's own `check .` passing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from admission.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+# Passes every rule as it is; ROOT_POD runs as root (run-as-non-root, a deny by default).
+APP = textwrap.dedent("""\
+    apiVersion: v1
+    kind: Pod
+    metadata: {name: NAME}
+    spec:
+      securityContext: {runAsNonRoot: true, runAsUser: 10001}
+      containers:
+        - name: app
+          image: example.org/app:1.0.0
+          resources: {limits: {cpu: 500m, memory: 256Mi}}
+          livenessProbe: {httpGet: {path: /, port: 8080}}
+""")
+ROOT_POD = APP.replace("runAsNonRoot: true, runAsUser: 10001", "runAsUser: 0")
+
+
+def repository(root: Path, files: dict[str, str]) -> Path:
+    (root / ".git").mkdir(parents=True)
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def pod(name: str, *, as_root: bool = False) -> str:
+    return (ROOT_POD if as_root else APP).replace("NAME", name)
+
+
+def check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
+    code = main(["check", "--format", "json", *argv])
+    out, _ = capsys.readouterr()
+    return code, json.loads(out)
+
+
+def denied(report: dict) -> set[str]:
+    return {f["object"]["name"] for f in report["findings"] if f["severity"] == "deny" and not f["suppressed"]}
+
+
+def test_patterns_are_relative_to_the_repository_root_when_a_subfolder_is_walked(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude:\n  - /sub/generated/\n  - '*.rendered.yaml'\n",
+                          "sub/app/pod.yaml": pod("kept", as_root=True),
+                          "sub/generated/pod.yaml": pod("generated", as_root=True),
+                          "sub/app/pod.rendered.yaml": pod("rendered", as_root=True)})
+    monkeypatch.chdir(tmp_path)
+    code, report = check(capsys, "sub/")
+    assert code == 1 and denied(report) == {"kept"}
+    assert {s["file"]: s["reason"] for s in report["skipped"]} == {
+        "sub/generated/pod.yaml": "excluded by /sub/generated/ (.admission.yaml:2)",
+        "sub/app/pod.rendered.yaml": "excluded by *.rendered.yaml (.admission.yaml:3)"}
+    assert report["summary"]["config"] == ".admission.yaml" and report["summary"]["excluded_files"] == 2
+    monkeypatch.chdir(tmp_path / "sub")
+    code, report = check(capsys, ".")
+    assert denied(report) == {"kept"} and report["summary"]["config"] == "../.admission.yaml"
+
+
+def test_the_text_summary_names_the_config_and_counts_what_each_pattern_excluded(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude: [/fixtures/]\n", "fixtures/a.yaml": pod("a", as_root=True),
+                          "fixtures/deep/b.yaml": pod("b", as_root=True), "k8s/app.yaml": pod("app")})
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "."]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.endswith("; config .admission.yaml; excluded 2 files: 2 by /fixtures/ (.admission.yaml:1)")
+
+
+def test_no_config_ignores_the_file_and_its_excludes(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude: [/fixtures/]\npolicy: {rules: {run-as-non-root: off}}\n",
+                          "fixtures/bad.yaml": pod("bad", as_root=True)})
+    monkeypatch.chdir(tmp_path)
+    assert check(capsys, ".")[0] == 0
+    code, report = check(capsys, "--no-config", ".")
+    assert code == 1 and denied(report) == {"bad"}
+    assert report["skipped"] == [{"file": ".admission.yaml", "reason": "admission-cli's repository config"}]
+    assert report["summary"]["config"] is None
+
+
+def test_a_path_named_on_the_command_line_is_checked_even_inside_an_excluded_folder(tmp_path, capsys,
+                                                                                   monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude: [/fixtures/]\n", "fixtures/bad.yaml": pod("bad", as_root=True)})
+    monkeypatch.chdir(tmp_path)
+    assert denied(check(capsys, "fixtures/bad.yaml")[1]) == {"bad"}
+    assert denied(check(capsys, "fixtures")[1]) == {"bad"}
+
+
+def test_as_walk_leaves_out_named_files_an_exclude_covers_as_a_walk_from_the_root_would(tmp_path, capsys,
+                                                                                     monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude: [/fixtures/]\n", "fixtures/bad.yaml": pod("bad", as_root=True),
+                          "k8s/app.yaml": pod("app")})
+    monkeypatch.chdir(tmp_path)
+    code, report = check(capsys, "--as-walk", "fixtures/bad.yaml", "k8s/app.yaml")
+    assert code == 0 and report["skipped"] == [{"file": "fixtures/bad.yaml",
+                                                "reason": "excluded by /fixtures/ (.admission.yaml:1)"}]
+
+
+def test_exclude_flags_come_after_the_files_patterns_and_can_re_include(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude: ['/fixtures/*']\n", "fixtures/keep.yaml": pod("keep", as_root=True),
+                          "fixtures/drop.yaml": pod("drop", as_root=True), "build/out.yaml": pod("out", as_root=True)})
+    monkeypatch.chdir(tmp_path)
+    code, report = check(capsys, ".", "--exclude", "!/fixtures/keep.yaml", "--exclude", "build/")
+    assert denied(report) == {"keep"}
+    assert {s["file"]: s["reason"] for s in report["skipped"]} == {
+        "fixtures/drop.yaml": "excluded by /fixtures/* (.admission.yaml:1)",
+        "build/out.yaml": "excluded by build/ (--exclude)", ".admission.yaml": "admission-cli's repository config"}
+
+
+def test_an_exclude_without_a_config_file_is_relative_to_the_repository_root(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {"a/gen/gen.yaml": pod("gen", as_root=True), "a/app.yaml": pod("app", as_root=True)})
+    monkeypatch.chdir(tmp_path / "a")
+    code, report = check(capsys, ".", "--exclude", "/a/gen/")
+    assert denied(report) == {"app"} and report["summary"]["config"] is None
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("exclude: [build/]\nexcludes: [dist/]\n", ".admission.yaml:2: unknown key 'excludes' (allowed: exclude, policy)"),
+    ("exclude: tests/\n", ".admission.yaml:1: `exclude` must be a list of patterns, not a string"),
+    ("exclude:\n  - ok/\n  - 'a[b'\n", ".admission.yaml:3: exclude[1]: pattern 'a[b' has a `[` without its `]`"),
+    ("exclude:\n  - 7\n", ".admission.yaml:2: exclude[0] must be a string pattern, not an integer"),
+    ("policy: strict.yaml\n", ".admission.yaml:1: `policy` must be a mapping"),
+    ("exclude: []\nexclude: [x]\n", ".admission.yaml:2"),
+    ("- /tests/\n", ".admission.yaml:1: must be a mapping with `exclude:` and `policy:`, not a list"),
+])
+def test_the_config_file_is_strict_and_every_error_names_file_and_line(tmp_path, capsys, monkeypatch, config,
+                                                                       message) -> None:
+    repository(tmp_path, {".admission.yaml": config, "k8s/app.yaml": pod("app")})
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "."]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("admission-cli: ") and message in err
+
+
+def test_a_bad_key_in_the_policy_overlay_names_the_config_file_and_line(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "exclude: []\npolicy:\n  rules:\n    no-such-rule: off\n",
+                          "k8s/app.yaml": pod("app")})
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "."]) == 2
+    assert "policy error: .admission.yaml:4: unknown rule 'no-such-rule'" in capsys.readouterr().err
+
+
+def test_paths_in_two_repositories_with_their_own_config_are_refused_unless_no_config(tmp_path, capsys) -> None:
+    for name in ("one", "two"):
+        repository(tmp_path / name, {".admission.yaml": "exclude: []\n", "app.yaml": pod(name)})
+    assert main(["check", str(tmp_path / "one"), str(tmp_path / "two")]) == 2
+    assert "2 repositories with their own .admission.yaml" in capsys.readouterr().err
+    assert main(["check", "--no-config", str(tmp_path / "one"), str(tmp_path / "two")]) == 0
+
+
+class _Resolutions:
+    """Stands in for image resolution: records whether a run resolved, and resolves nothing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, workloads: list, **_: object) -> list:
+        self.calls += 1
+        return workloads
+
+
+OVERLAY = "policy:\n  rules:\n    run-as-non-root: warn\n  images: {resolve: true}\n"
+
+
+def test_overlays_stack_built_in_then_the_config_file_then_policy_then_flags(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": OVERLAY, "k8s/app.yaml": pod("root", as_root=True),
+                          "offline.yaml": "images: {resolve: false}\n"})
+    resolutions = _Resolutions()
+    monkeypatch.setattr("admission.images.enrich.resolve_sync", resolutions)
+    monkeypatch.chdir(tmp_path)
+
+    def severities(*argv: str) -> dict[str, str]:
+        _, report = check(capsys, "k8s", *argv)
+        return {f["rule"]: f["severity"] for f in report["findings"] if f["object"]["name"] == "root"}
+
+    assert severities() == {"run-as-non-root": "warn"} and resolutions.calls == 1  # the file over the built-in
+    assert severities("--offline") == {"run-as-non-root": "warn"} and resolutions.calls == 1  # a flag over the file
+    assert severities("--policy", "offline.yaml") == {"run-as-non-root": "warn"}  # --policy keeps what it leaves alone
+    assert resolutions.calls == 1  # and beats the file where it speaks: resolve false
+    assert severities("--policy", "offline.yaml", "--resolve-images") and resolutions.calls == 2  # a flag over --policy
+    assert severities("--no-config") == {"run-as-non-root": "deny"}
+
+
+def test_policy_beats_the_config_file_on_the_rule_both_set(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {".admission.yaml": "policy:\n  rules:\n    run-as-non-root: warn\n",
+                          "k8s/root.yaml": pod("root", as_root=True), "deny.yaml": "rules:\n  run-as-non-root: deny\n"})
+    monkeypatch.chdir(tmp_path)
+    assert check(capsys, "k8s")[0] == 0
+    code, report = check(capsys, "k8s", "--policy", "deny.yaml")
+    assert code == 1 and denied(report) == {"root"}
+
+
+def test_this_repository_passes_its_own_check_with_its_config() -> None:
+    """`admission-cli check .` at the repository root, as CI and the pre-commit hook run it."""
+    proc = subprocess.run([sys.executable, "-m", "admission", "check", ".", "--format", "json"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0, (report["errors"], [f for f in report["findings"] if not f["suppressed"]][:20])
+    assert report["summary"]["config"] == ".admission.yaml"
+    excluded = {s["file"] for s in report["skipped"] if s["reason"].startswith("excluded by ")}
+    assert "examples/flask-prod-app/Dockerfile" in excluded
+    assert not {f for f in excluded if f.startswith("examples/flask-prod-app/fixed/")}  # the fixed example is checked
