@@ -211,8 +211,9 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         server or windows, or a `*-windowsservercore-*`/`*-nanoserver-*` variant; or its SHELL is cmd or
         PowerShell) and a Windows image config are judged as the kubelet judges Windows: an effective
         `windowsOptions.runAsUserName` decides (ContainerAdministrator denies, any other account passes); else the
-        known image user decides (none, or ContainerAdministrator, denies); else `runAsNonRoot: true` passes and
-        nothing denies. `runAsUser` and numeric uids are ignored there.
+        known image user decides (none, or ContainerAdministrator, denies); else `runAsNonRoot: true` passes (the
+        kubelet then refuses ContainerAdministrator) and anything else is denied. `runAsUser` and numeric uids are
+        ignored there.
 
     Fix:
         Create a user with a fixed numeric uid in the image and switch to it with `USER 10001`. In Kubernetes
