@@ -113,6 +113,15 @@ def _fix_unknown(workload: Workload) -> str:
             "and a numeric securityContext.runAsUser such as 10001")
 
 
+def _unknown_because(container: Container) -> str:
+    """Why the image user is unknown, as a parenthesis for a message ("" when there is nothing more to say)."""
+    if container.image_user_unknown:
+        return f" ({container.image_user_unknown})"
+    if container.image_config_error:
+        return f" (its image config is unavailable: {container.image_config_error})"
+    return ""
+
+
 def windows(workload: Workload) -> Setting | None:
     """Why the object's containers are Windows containers (`os.name: windows`, a Windows nodeSelector, a Windows base
     image or SHELL, an image config's os), or None."""
@@ -170,10 +179,7 @@ def _run_as_non_root_windows(workload: Workload, evidence: Setting) -> Iterator[
                 why = f"sets neither windowsOptions.runAsUserName nor runAsNonRoot{ignored}, and its image user is unknown"
             else:
                 why = "sets no user: and its image user is unknown"
-            if container.image_user_unknown:
-                why += f" ({container.image_user_unknown})"
-            elif container.image_config_error:
-                why += f" (its image config is unavailable: {container.image_config_error})"
+            why += _unknown_because(container)
             yield Violation(message=f"{who} {why}; {on} runs as {WINDOWS_ADMIN} unless its image sets another user",
                             remediation=_windows_fix(workload, None), origin=container.origin, value=None,
                             container=name, key="user")
@@ -270,10 +276,7 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
                 origin = container.run_as_non_root.origin
             else:
                 why = "sets neither runAsUser nor runAsNonRoot, and its image user is unknown"
-            if container.image_user_unknown:
-                why += f" ({container.image_user_unknown})"
-            elif container.image_config_error:
-                why += f" (its image config is unavailable: {container.image_config_error})"
+            why += _unknown_because(container)
             if workload.source == "kubernetes":
                 why += "; nothing stops it running as root"
             yield Violation(message=f"{who} {why}", remediation=_fix_unknown(workload),
