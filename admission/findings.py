@@ -48,6 +48,9 @@ class Finding:
     key: str = ""
     fingerprint: str | None = None
     object_file: str = ""  # the file of the object the finding belongs to (finding.file may be its Dockerfile)  # set by the CLI, which knows the repository root (cli/identity.py)
+    # Under `enforcement: warn`, a finding whose rule would have denied: reported at warn, counted apart so that an
+    # operator sees what switching to deny would refuse (warn-level rules stay plain warnings).
+    would_deny: bool = False
 
 
 @dataclass(frozen=True, slots=True)

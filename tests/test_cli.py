@@ -48,8 +48,8 @@ def test_json_finding_has_exactly_the_contract_fields_and_values(capsys, monkeyp
     monkeypatch.chdir(EXAMPLE)
     _, report = run_json(capsys, "docker-compose.prod.yml")
     assert report["version"] == 1 and report["tool"]["name"] == "admission"
-    assert set(report["summary"]) == {"files", "objects", "deny", "warn", "suppressed", "errors", "skipped_files",
-                                      "stale_baseline_entries", "excluded_files", "config"}
+    assert set(report["summary"]) == {"files", "objects", "deny", "warn", "would_deny", "suppressed", "errors",
+                                      "skipped_files", "stale_baseline_entries", "excluded_files", "config"}
     found = by_rule(report, "no-host-port")
     assert len(found) == 1 and len(found[0].pop("fingerprint")) == 32
     assert found == [{
@@ -58,7 +58,22 @@ def test_json_finding_has_exactly_the_contract_fields_and_values(capsys, monkeyp
         "remediation": "publish through a load balancer or reverse proxy, or bind to 127.0.0.1: \"127.0.0.1:5000:5000\"",
         "value": "5000:5000", "file": "docker-compose.prod.yml", "line": 7, "path": "services.flask-app.ports[0]",
         "source": "compose", "object": {"kind": "ComposeService", "name": "flask-app", "namespace": None},
-        "container": "flask-app"}]
+        "container": "flask-app", "would_deny": False}]
+
+
+def test_warn_enforcement_marks_what_deny_would_refuse_and_keeps_warn_rules_plain(capsys, monkeypatch, tmp_path) -> None:
+    policy = tmp_path / "rollout.yaml"
+    policy.write_text("enforcement: warn\n")
+    monkeypatch.chdir(EXAMPLE)
+    code, report = run_json(capsys, "--policy", str(policy), "docker-compose.prod.yml", "Dockerfile")
+    assert code == 0 and report["summary"]["deny"] == 0
+    (port,) = by_rule(report, "no-host-port")
+    assert port["severity"] == "warn" and port["would_deny"] is True
+    (named,) = by_rule(report, "numeric-user")  # a warn-level rule: nothing to refuse when deny is switched on
+    assert named["severity"] == "warn" and named["would_deny"] is False
+    assert report["summary"]["would_deny"] == sum(1 for f in report["findings"] if f["would_deny"]) >= 2
+    _, plain = run_json(capsys, "docker-compose.prod.yml", "Dockerfile")
+    assert plain["summary"]["would_deny"] == 0 and plain["summary"]["deny"] == report["summary"]["would_deny"]
 
 
 def test_fixed_example_passes_every_rule(capsys) -> None:

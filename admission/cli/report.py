@@ -27,6 +27,7 @@ def sorted_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 def summary(report: Report) -> dict[str, Any]:
     return {"files": report.files, "objects": report.objects, "deny": report.count("deny"), "warn": report.count("warn"),
+            "would_deny": sum(1 for f in report.findings if f.would_deny and not f.suppressed),
             "suppressed": report.suppressed, "errors": len(report.errors), "skipped_files": report.skipped_files,
             "stale_baseline_entries": report.stale_baseline_entries, "excluded_files": sum(report.excluded.values()),
             "config": report.config}
@@ -41,7 +42,8 @@ def summary_line(report: Report) -> str:
     if report.excluded:
         by = ", ".join(f"{count} by {label}" for label, count in report.excluded.items())
         config += f"; excluded {sum(report.excluded.values())} files: {by}"
-    return (f"{s['deny']} deny, {s['warn']} warn, {s['suppressed']} suppressed, {s['errors']} errors "
+    would = f" ({s['would_deny']} would deny)" if s["would_deny"] else ""
+    return (f"{s['deny']} deny, {s['warn']} warn{would}, {s['suppressed']} suppressed, {s['errors']} errors "
             f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files{stale}){config}")
 
 
@@ -65,7 +67,8 @@ def render_text(report: Report, *, colour: bool) -> str:
         path = f" ({problem.path})" if problem.path else ""
         lines.append(f"{_where(problem.file, problem.line)}  {paint('error', 'error')}  {problem.message}{path}")
     for f in sorted_findings(report.findings):
-        severity = paint(f"{f.severity} (suppressed)", "suppressed") if f.suppressed else paint(f.severity, f.severity)
+        label = f"{f.severity} (would deny)" if f.would_deny else f.severity
+        severity = paint(f"{label} (suppressed)", "suppressed") if f.suppressed else paint(label, f.severity)
         lines.append(f"{_where(f.file, f.line)}  {severity}  {f.rule}  {_object_label(f)}  {f.message}")
         lines.append(f"    fix: {f.remediation}")
         if f.reason:
@@ -79,7 +82,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
             "message": f.message, "remediation": f.remediation, "value": f.value, "file": f.file, "line": f.line,
             "path": f.path, "source": f.source,
             "object": {"kind": f.object_kind, "name": f.object_name, "namespace": f.object_namespace},
-            "container": f.container, "fingerprint": f.fingerprint}
+            "container": f.container, "fingerprint": f.fingerprint, "would_deny": f.would_deny}
 
 
 def problem_json(p: Problem) -> dict[str, Any]:

@@ -80,14 +80,14 @@ def _suppression(rule: str, workload: Workload, container: str | None, claims: l
 
 
 def _finding(rule: str, severity: Severity, workload: Workload, violation: Violation, *,
-             suppressed: bool, reason: str | None) -> Finding:
+             suppressed: bool, reason: str | None, would_deny: bool) -> Finding:
     origin = violation.origin
     return Finding(rule=rule, severity=severity, message=violation.message, remediation=violation.remediation,
                    value=violation.value, file=origin.file, line=origin.line, path=origin.path,
                    source=workload.source, object_kind=workload.kind, object_name=workload.name,
                    object_namespace=workload.namespace, container=violation.container,
                    suppressed=suppressed, reason=reason, key=violation.key or _INDEX.sub("[]", origin.path),
-                   object_file=workload.origin.file)
+                   object_file=workload.origin.file, would_deny=would_deny)
 
 
 def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | None = None) -> Report:
@@ -104,6 +104,8 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
     def severity_of(configured: str) -> Severity:
         return "warn" if policy.enforcement == "warn" or configured == "warn" else "deny"
 
+    rolling_out = policy.enforcement == "warn"
+
     ran: dict[str, tuple[str, ...]] = {}  # source -> ids of the active rules that apply to it
 
     for workload in workloads:
@@ -116,18 +118,20 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
         report.evaluated.append(Evaluated(kind=workload.kind, name=workload.name, namespace=workload.namespace,
                                           file=workload.origin.file, source=workload.source, rules=rule_ids))
         claims = _validate_claims(workload, policy, known, report.errors)
-        produced: list[tuple[str, Severity, Violation]] = []
+        produced: list[tuple[str, str, Violation]] = []  # (rule, configured severity, violation)
         for rule, setting in active:
             for violation in rule.func(workload, setting.params):  # type: ignore[misc]
-                produced.append((rule.id, severity_of(violation.severity or setting.severity), violation))
+                produced.append((rule.id, violation.severity or setting.severity, violation))
         if schema is not None and schema.severity != "off":
             for issue in workload.schema_issues:
                 fix = getattr(issue, "remediation", None) or _GENERIC_SCHEMA_FIX
-                produced.append((SCHEMA_RULE, severity_of(schema.severity),
+                produced.append((SCHEMA_RULE, schema.severity,
                                  Violation(message=issue.message, remediation=fix, origin=issue.origin,
                                            value=issue.value, container=issue.container,
                                            key=_INDEX.sub("[]", issue.origin.path))))
-        for rule_id, severity, violation in produced:
+        for rule_id, configured, violation in produced:
             suppressed, reason = _suppression(rule_id, workload, violation.container, claims, policy.exemptions, today)
-            report.findings.append(_finding(rule_id, severity, workload, violation, suppressed=suppressed, reason=reason))
+            report.findings.append(_finding(rule_id, severity_of(configured), workload, violation,
+                                            suppressed=suppressed, reason=reason,
+                                            would_deny=rolling_out and configured == "deny"))
     return report

@@ -113,7 +113,7 @@ class _Webhook:
         self.cluster = cluster  # admission.webhook.cluster.ClusterReads, or None when cluster reads are off
         self.started = False
         self.redacting = settings.redact_details and bool(settings.docker_config or settings.pull_secrets)
-        self._finding_children: dict[tuple[str, str], Any] = {}
+        self._finding_children: dict[tuple[str, str, str], Any] = {}
 
     # --- endpoints -------------------------------------------------------------------------------------------
 
@@ -290,9 +290,11 @@ class _Webhook:
         self.metrics.observe(req.operation, kind, decision.result, duration)
         report = decision.report
         if report is not None and report.findings:
-            tally: dict[tuple[str, str], int] = {}
+            tally: dict[tuple[str, str, str], int] = {}
             for f in report.findings:
-                key = (f.rule, "suppressed" if f.suppressed else f.severity)
+                severity = "deny" if f.would_deny else f.severity
+                action = "suppressed" if f.suppressed else "would-deny" if f.would_deny else f.severity
+                key = (f.rule, severity, action)
                 tally[key] = tally.get(key, 0) + 1
             for key, count in tally.items():
                 child = self._finding_children.get(key)
@@ -302,7 +304,9 @@ class _Webhook:
         if self.images is not None and decision.report is not None and self.holder.policy is not None \
                 and self.holder.policy.images.resolve in ("auto", True):
             self.metrics.sync_resolver(self.images.stats())
-        self.audit.write(record(req, decision, duration=duration, deadline=budget))
+        policy = self.holder.policy
+        extra = {"enforcement": policy.enforcement} if policy is not None and decision.report is not None else None
+        self.audit.write(record(req, decision, duration=duration, deadline=budget, extra=extra))
 
 
 def create_app(settings: Settings | None = None, *, policy: Policy | None = None, audit_stream: IO[str] | None = None,

@@ -32,6 +32,8 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
                 suppressed.append({"rule": f.rule, "container": f.container, "reason": f.reason})
                 continue
             entry = rules.setdefault(f.rule, {"rule": f.rule, "severity": f.severity, "containers": []})
+            if f.would_deny:
+                entry["would_deny"] = True
             if f.container and f.container not in entry["containers"]:
                 entry["containers"].append(f.container)
     user = request.userInfo.username if request is not None and request.userInfo is not None else ""
@@ -52,6 +54,7 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
         "rules": list(rules.values()),
         "suppressed": suppressed,
         "warnings": len(decision.warnings),
+        "would_deny": decision.would_deny,
         "duration_ms": round(duration * 1000, 3),
     }
     if decision.skipped:

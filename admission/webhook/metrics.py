@@ -29,8 +29,9 @@ class Metrics:
                                 ("operation", "kind", "result"), registry=r)
         self.latency = Histogram("admission_request_duration_seconds", "Time from body read to answer, per decision",
                                  ("result",), buckets=_BUCKETS, registry=r)
-        self.findings = Counter("admission_findings", "Findings by rule and severity (suppressed ones as severity "
-                                "'suppressed')", ("rule", "severity"), registry=r)
+        self.findings = Counter("admission_findings", "Findings by rule, the rule's severity, and what was done: deny, "
+                                "warn, would-deny (enforcement: warn let through what deny would refuse) or suppressed",
+                                ("rule", "severity", "action"), registry=r)
         self.image_cache = Counter("admission_image_cache_lookups", "Image config lookups by cache outcome "
                                    "(hit, miss, dedup, negative_hit, disk_hit, revalidate)", ("result",), registry=r)
         self.registry_calls = Counter("admission_registry_requests", "HTTP requests to registries by registry and "

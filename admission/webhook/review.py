@@ -161,6 +161,7 @@ class Decision:
     warnings: list[str] = field(default_factory=list)
     skipped: str | None = None  # why nothing was evaluated (operation, kind, unchanged spec, ...)
     result: str = "allowed"  # metrics/audit: allowed | denied | warned | skipped | invalid
+    would_deny: bool = False  # enforcement: warn let through what deny would have refused
     report: Report | None = None
     kind: str = ""
     namespace: str = ""
@@ -325,10 +326,14 @@ def _names(names: Sequence[str], room: int) -> str:
 
 def warning_lines(warns: Sequence[Finding], problems: Sequence[Problem] = (), notes: Sequence[str] = (),
                   *, each: int = WARNING_CAP, total: int = WARNINGS_TOTAL_CAP, describe: Describe = plain) -> list[str]:
-    """`[rule-id] message` per unsuppressed warn finding (deduplicated), each under 120 characters, ~4 KiB in all."""
+    """`[rule-id] message` per unsuppressed warn finding (deduplicated), each under 120 characters, ~4 KiB in all.
+
+    Under `enforcement: warn`, findings that deny would refuse come first as `[would deny] [rule-id] message`: when
+    the API server's budget runs out, plain warnings are the ones dropped."""
     lines: list[str] = []
     seen: set[str] = set()
-    candidates = [f"[{f.rule}] {describe(f)[0]}" for f in warns]
+    ordered = sorted(warns, key=lambda f: not f.would_deny)  # stable: the report's order within each group
+    candidates = [f"{WOULD_DENY if f.would_deny else ''}[{f.rule}] {describe(f)[0]}" for f in ordered]
     candidates += [f"[admission] {p.message}" for p in problems]
     candidates += [f"[admission] {n}" for n in notes]
     used = 0
@@ -346,6 +351,9 @@ def warning_lines(warns: Sequence[Finding], problems: Sequence[Problem] = (), no
     return lines
 
 
+WOULD_DENY = "[would deny] "
+
+
 def subject_of(plan_: Plan) -> str:
     where = f"{plan_.namespace}/{plan_.name}" if plan_.namespace else plan_.name
     return f"{plan_.kind} {where or '(unnamed)'}"
@@ -358,7 +366,8 @@ def finish(plan_: Plan, report: Report, *, notes: Sequence[str] = (), describe: 
     warns = [f for f in report.findings if not f.suppressed and f.severity == "warn"]
     warnings = warning_lines(warns, report.errors, notes, describe=describe)
     base = Decision(allowed=True, warnings=warnings, report=report, kind=plan_.kind, namespace=plan_.namespace,
-                    name=plan_.name, result="warned" if warnings else "allowed")
+                    name=plan_.name, result="warned" if warnings else "allowed",
+                    would_deny=any(f.would_deny for f in warns))
     if denying:
         base.allowed = False
         base.code = 403

@@ -204,7 +204,39 @@ async def test_enforcement_warn_turns_denials_into_warnings(tmp_path: Path) -> N
     async with running(settings(tmp_path, "enforcement: warn\nimages: {resolve: false}\n")) as hook:
         got = await hook.answer(review(pod(containers=[bad_container()])))
     assert got["allowed"] is True and "status" not in got
-    assert any(w.startswith("[run-as-non-root] ") for w in got["warnings"])
+    assert any(w.startswith("[would deny] [run-as-non-root] ") for w in got["warnings"])
+
+
+async def test_warn_mode_marks_what_deny_would_refuse_in_warnings_audit_and_metrics(tmp_path: Path) -> None:
+    """A Deployment breaking four deny rules under enforcement: warn: every place says 'would deny', apart from the
+    warn-level healthcheck finding, which stays a plain warning and comes after them."""
+    container = bad_container()  # nginx:latest, root, no limits, no probes
+    policy = "enforcement: warn\nimages: {resolve: false}\n"
+    async with running(settings(tmp_path, policy)) as hook:
+        got = await hook.answer(review(deployment(containers=[container])))
+        metrics = (await hook.client.get("/metrics")).text
+    assert got["allowed"] is True
+    warnings = got["warnings"]
+    marked = [w for w in warnings if w.startswith("[would deny] ")]
+    assert {w.split("] ", 2)[1].lstrip("[") for w in marked} >= {"run-as-non-root", "image-tag-pinned",
+                                                                 "resource-limits"}
+    assert warnings[: len(marked)] == marked, "would-deny lines come first"
+    assert any(w.startswith("[healthcheck] ") for w in warnings[len(marked):])
+    line = hook.audit()[-1]
+    assert line["enforcement"] == "warn" and line["would_deny"] is True and line["result"] == "warned"
+    rules = {r["rule"]: r for r in line["rules"]}
+    assert rules["image-tag-pinned"]["would_deny"] is True and "would_deny" not in rules["healthcheck"]
+    assert 'admission_findings_total{action="would-deny",rule="image-tag-pinned",severity="deny"} 1.0' in metrics
+    assert 'admission_findings_total{action="warn",rule="healthcheck",severity="warn"} 1.0' in metrics
+    assert 'action="deny"' not in metrics
+
+
+async def test_deny_mode_audit_names_the_enforcement_and_no_would_deny(tmp_path: Path) -> None:
+    async with running(settings(tmp_path, "images: {resolve: false}\n")) as hook:
+        got = await hook.answer(review(pod(containers=[bad_container()])))
+    line = hook.audit()[-1]
+    assert got["allowed"] is False and line["enforcement"] == "deny" and line["would_deny"] is False
+    assert not any(w.startswith("[would deny]") for w in got.get("warnings", []))
 
 
 @pytest.mark.parametrize("policy", ["images: {resolve: false}\n", "enforcement: warn\nimages: {resolve: false}\n"])
@@ -322,7 +354,7 @@ async def test_health_readiness_and_metrics_endpoints(tmp_path: Path) -> None:
     assert health.status_code == 200 and ready.status_code == 200 and ready.json() == {"ready": True}
     assert 'admission_requests_total{kind="Pod",operation="CREATE",result="denied"} 1.0' in metrics
     assert 'admission_requests_total{kind="Pod",operation="CREATE",result="allowed"} 1.0' in metrics
-    assert 'admission_findings_total{rule="run-as-non-root",severity="deny"} 1.0' in metrics
+    assert 'admission_findings_total{action="deny",rule="run-as-non-root",severity="deny"} 1.0' in metrics
     assert "admission_request_duration_seconds_bucket" in metrics
     assert "admission_policy_reloads_total" in metrics.replace("# HELP admission_policy_reloads", "") or \
         "admission_policy_reloads" in metrics
