@@ -192,22 +192,11 @@ class _ComposeFromContent(Exception):
 
 
 def _documents(text: str, *, display: str) -> list[Any]:
-    """The non-empty documents of a YAML or JSON text, read as kubectl reads them: YAML 1.1, and JSON that libyaml
-    refuses (a tab before the first token) through the JSON reader."""
-    from admission.sources.yamlload import load_documents
+    """The non-empty documents of a YAML or JSON text, read as kubectl reads them (and as the Kubernetes adapter
+    does: YAML 1.1, and JSON that libyaml refuses through the JSON reader)."""
+    from admission.sources import kubernetes
 
-    try:
-        return [d.value for d in load_documents(text, file=display, dialect="1.1") if d.value is not None]
-    except InputError as yaml_error:
-        if text.lstrip()[:1] not in ("{", "["):
-            raise
-        import json
-
-        try:
-            value = json.loads(text)
-        except (ValueError, RecursionError):
-            raise yaml_error from None
-        return [] if value is None else [value]
+    return kubernetes.read_documents(text, file=display)
 
 
 def _template(text: str, *, display: str) -> str | None:

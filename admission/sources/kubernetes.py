@@ -671,6 +671,11 @@ def _parse(text: str, file: str) -> tuple[list[Document], int | None]:
     return [Document(value, 1)], 1
 
 
+def read_documents(text: str, *, file: str) -> list[Any]:
+    """The non-empty documents of a stream, read as load_text reads them: a walk looks at their shape first."""
+    return [d.value for d in _parse(text, file)[0] if d.value is not None]
+
+
 def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult:
     """Every pod-bearing object of a YAML or JSON stream. Non-pod kinds and empty documents are skipped.
 
