@@ -214,3 +214,10 @@ def test_this_repository_passes_its_own_check_with_its_config() -> None:
     excluded = {s["file"] for s in report["skipped"] if s["reason"].startswith("excluded by ")}
     assert "examples/flask-prod-app/Dockerfile" in excluded
     assert not {f for f in excluded if f.startswith("examples/flask-prod-app/fixed/")}  # the fixed example is checked
+
+
+def test_a_bad_exclude_flag_is_a_usage_error_naming_the_pattern(tmp_path, capsys, monkeypatch) -> None:
+    repository(tmp_path, {"k8s/app.yaml": pod("app")})
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", ".", "--exclude", "k8s/[ab"]) == 2
+    assert "--exclude: pattern 'k8s/[ab' has a `[` without its `]`" in capsys.readouterr().err

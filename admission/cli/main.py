@@ -134,7 +134,8 @@ def _check(args: argparse.Namespace) -> int:
     result.skipped_files = collected.skipped
     result.skipped = sorted(collected.skipped_reasons)
     result.config = config.config
-    result.excluded = dict(collected.excluded)
+    patterns = config.excludes.patterns if config.excludes else ()
+    result.excluded = {p.label: collected.excluded[p.label] for p in patterns if p.label in collected.excluded}
     paths = identity.RepoPaths()
     if args.format != "text" or baselined is not None or args.write_baseline:
         identity.assign(result, paths)  # the text report shows no fingerprint: its start-up skips hashlib
