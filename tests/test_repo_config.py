@@ -162,6 +162,28 @@ def test_paths_in_two_repositories_with_their_own_config_are_refused_unless_no_c
     assert main(["check", "--no-config", str(tmp_path / "one"), str(tmp_path / "two")]) == 0
 
 
+@pytest.mark.parametrize(("pattern", "path", "folder", "excluded"), [
+    ("*.tmp", "a/b/x.tmp", False, True),  # no slash: at any depth
+    ("/x.tmp", "a/x.tmp", False, False),  # a leading slash anchors at the root
+    ("a/x.tmp", "b/a/x.tmp", False, False),  # and so does one in the middle
+    ("build/", "src/build", False, False),  # a trailing slash: folders only
+    ("build/", "src/build", True, True),
+    ("**/gen", "gen", True, True),  # ** spans zero or more folders
+    ("a/**/b", "a/b", False, True),
+    ("a/**/b", "a/x/y/b", False, True),
+    ("docs/**", "docs", True, False),  # everything inside docs, not docs itself
+    ("docs/**", "docs/x/y.md", False, True),
+    ("a?c", "a/c", False, False),  # ? and * stay within one folder
+    ("[!a]x.yaml", "bx.yaml", False, True),
+    ("\\!x", "!x", False, True),  # an escaped ! is a name, not a re-include
+])
+def test_exclude_patterns_follow_gitignore(pattern, path, folder, excluded) -> None:
+    from admission.cli.excludes import Excludes, compile_pattern
+
+    excludes = Excludes([compile_pattern(pattern, origin="test")], root="/repo")
+    assert (excludes.match(f"/repo/{path}", folder=folder) is not None) is excluded
+
+
 class _Resolutions:
     """Stands in for image resolution: records whether a run resolved, and resolves nothing."""
 
