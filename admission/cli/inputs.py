@@ -32,7 +32,7 @@ _API_HINT = re.compile(r"^apiVersion\s*:", re.M)
 _KIND_HINT = re.compile(r"^kind\s*:", re.M)
 _JSON_API_HINT = re.compile(r'"apiVersion"\s*:')
 _JSON_KIND_HINT = re.compile(r'"kind"\s*:')
-_COMMENT = re.compile(r"(?:^|\s)#")
+_COMMENT = re.compile(r"(?:^|\s)#")  # where a YAML comment starts: `#` first on the line or after whitespace
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
 # Case-sensitive, as DESIGN §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
 HELM_TEMPLATE = "a Helm template (render it: helm template CHART | admission-cli check -)"
@@ -160,7 +160,7 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
     from admission.sources import compose, kubernetes
 
     try:
-        documents = _documents(text, display=display)
+        documents = kubernetes.read_documents(text, file=display)  # YAML 1.1 as kubectl reads it, JSON too
     except InputError as exc:
         # DESIGN §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
         # another tool's template is not ours to judge.
@@ -191,22 +191,16 @@ class _ComposeFromContent(Exception):
     pass
 
 
-def _documents(text: str, *, display: str) -> list[Any]:
-    """The non-empty documents of a YAML or JSON text, read as kubectl reads them (and as the Kubernetes adapter
-    does: YAML 1.1, and JSON that libyaml refuses through the JSON reader)."""
-    from admission.sources import kubernetes
-
-    return kubernetes.read_documents(text, file=display)
-
-
 def _template(text: str, *, display: str) -> str | None:
     """Why a walked YAML or JSON file is another tool's `{{ }}` template, or None (docs/decisions.md "Walks", which
     amends DESIGN §2). Text that does not parse is a template when a `{{` stands outside a comment; text that parses
     is one only when `{{` is in a mapping key, `metadata.name`, `metadata.namespace` or an `image`, where no object
     could have it. In a comment or in any other string (Vault or Prometheus annotations) a `{{` is data: a comment
     must not exempt a manifest from CI."""
+    from admission.sources import kubernetes
+
     try:
-        documents = _documents(text, display=display)
+        documents = kubernetes.read_documents(text, file=display)
     except InputError as exc:
         line = _template_line(text)
         if line is None:
