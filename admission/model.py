@@ -259,6 +259,16 @@ class SchemaIssue:
 
 
 @dataclass(frozen=True, slots=True)
+class OwnerRef:
+    """A controller ownerReference (`metadata.ownerReferences[]` with `controller: true`), or a verified owner."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
 class Workload:
     """One object the rules evaluate: a pod-bearing k8s object, a compose service, a Dockerfile or an image.
 
@@ -293,3 +303,8 @@ class Workload:
     # What is known about namespace LimitRange defaults, for resource-limits messages: None in CI (which cannot see
     # LimitRanges); the webhook says which applied, or why none could be counted.
     limits_note: str | None = None
+    # The object's own controller reference as written (Kubernetes only); nothing trusts it until it is verified.
+    controller: OwnerRef | None = None
+    # The top controller (Deployment, StatefulSet, ...) that the webhook verified through the API for a request made
+    # by a controller identity: exemptions match it as well as the object itself (DESIGN §5 as amended).
+    owner: OwnerRef | None = None

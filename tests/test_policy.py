@@ -251,6 +251,8 @@ SAMPLES: dict[str, Any] = {
     "exemptions[].reason": "legacy",
     "exemptions[].expires": "2027-06-30",
     "exemptions_from_annotations": True,
+    "owners": {"controllers": ["system:serviceaccount:ci:deployer"]},
+    "owners.controllers": ["system:kube-controller-manager"],
     "images": {"tag_ttl": 60},
     "images.resolve": True,
     "images.on_error": "deny",
@@ -296,6 +298,7 @@ UNKNOWN_AT_EACH_LEVEL = {  # level -> (policy text, line of the unknown name, wh
     "exemptions[]": ("exemptions:\n  - rule: '*'\n    reason: r\n    bogus: 1\n", 4,
                      "unknown key 'bogus' in exemptions[0]"),
     "images": ("images:\n  tag_ttl: 60\n  bogus: 1\n", 3, "unknown key 'bogus' in images"),
+    "owners": ("owners:\n  controllers: []\n  bogus: 1\n", 3, "unknown key 'bogus' in owners"),
 }
 
 
@@ -322,6 +325,7 @@ def test_the_key_tables_defaults_are_the_built_in_policys_values() -> None:
     policy = default_policy()
     actual = {"enforcement": policy.enforcement, "exemptions": policy.exemptions,
               "exemptions_from_annotations": policy.exemptions_from_annotations,
+              "owners.controllers": policy.controllers,
               **{f"images.{name}": getattr(policy.images, name) for name in ImagesSettings.__dataclass_fields__}}
     assert {key.path: key.default for key in KEYS if not isinstance(key.default, Stated)} == actual
     assert ImagesSettings() == policy.images, "a policy that never names images gets the same settings"

@@ -65,6 +65,12 @@ class Key:
         return self.path.rpartition(".")[2]
 
 
+# Who creates Pods, ReplicaSets and Jobs for their owners: kube-controller-manager as one identity, or each controller
+# as its own ServiceAccount (--use-service-account-credentials, as kubeadm and managed clusters run it).
+CONTROLLER_IDENTITIES: tuple[str, ...] = ("system:kube-controller-manager",) + tuple(
+    f"system:serviceaccount:kube-system:{name}-controller"
+    for name in ("replicaset", "deployment", "job", "cronjob", "statefulset", "daemon-set", "replication"))
+
 KEYS: tuple[Key, ...] = (
     Key("enforcement", kind="choice", choices=("deny", "warn"), default="deny",
         doc="`warn` turns every deny into a warning (roll-out mode, like PSA warn)."),
@@ -86,9 +92,11 @@ KEYS: tuple[Key, ...] = (
     Key("exemptions[].namespace", kind="string",
         doc="Glob on the object's namespace; an exemption with a namespace never matches an object without one."),
     Key("exemptions[].name", kind="string",
-        doc="Glob on the object's own name; a glob covers a controller's ReplicaSets and Pods."),
+        doc="Glob on the object's name. In the webhook an object a controller creates also matches by its top "
+            "owner's name, once verified (`owners`): `name: api` covers Deployment api's ReplicaSets and Pods."),
     Key("exemptions[].kind", kind="string",
-        doc="The object's own kind, exactly (ownerReferences are never followed)."),
+        doc="The object's kind, exactly; or, for an object a controller creates, its verified top owner's kind "
+            "(`kind: Deployment` covers the Deployment's Pods in the webhook)."),
     Key("exemptions[].container", kind="string",
         doc="Glob on the container; omitted or `*` also matches findings without a container."),
     Key("exemptions[].reason", kind="string", required=True,
@@ -100,6 +108,12 @@ KEYS: tuple[Key, ...] = (
         doc="`true`: the annotations `admission.policy/exempt: \"rule,rule\"` and `admission.policy/exempt-reason` "
             "on an object (or its pod template) exempt it. Off by default, so owners cannot self-exempt; compose "
             "`x-admission` exemptions are always honoured."),
+    Key("owners", kind="mapping", default=Stated("the `owners.*` rows"),
+        doc="When an object's exemptions may be borrowed from its controller (a Pod from its ReplicaSet's "
+            "Deployment), in the webhook."),
+    Key("owners.controllers", kind="strings", default=CONTROLLER_IDENTITIES,
+        doc="The request users (`userInfo.username`) trusted to create objects for their owners. Only their "
+            "requests borrow the verified top owner's exemptions; a list here replaces the default."),
     Key("images", kind="mapping", default=Stated("the `images.*` rows"),
         doc="Image resolution and the registry gates."),
     Key("images.resolve", kind="choice", choices=("auto", True, False), default="auto",
@@ -194,6 +208,7 @@ class Policy:
     exemptions_from_annotations: bool
     images: ImagesSettings
     source: str = "default"
+    controllers: tuple[str, ...] = CONTROLLER_IDENTITIES
 
     def setting(self, rule_id: str) -> RuleSetting:
         return self.rules[rule_id]
@@ -445,8 +460,14 @@ def merge_policy(overlay: Mapping[str, Any] | None, *, file: str, base: Policy |
         from_annotations = _value(reader, annotations, root[annotations.name], what=annotations.path, container=root,
                                   key=annotations.name)
     images = _images(reader, root.get("images"), base.images if base else ImagesSettings(), root)
+    controllers = base.controllers if base else CONTROLLER_IDENTITIES
+    owners = reader.mapping(root.get("owners"), "owners", root, "owners")
+    reader.keys(owners, "owners", "owners")
+    if "controllers" in owners:
+        controllers = _value(reader, KEY_TABLE["owners.controllers"], owners["controllers"],
+                             what="owners.controllers", container=owners, key="controllers")
     return Policy(enforcement=enforcement, rules=rules, exemptions=exemptions,
-                  exemptions_from_annotations=from_annotations, images=images, source=file)
+                  exemptions_from_annotations=from_annotations, images=images, source=file, controllers=controllers)
 
 
 def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:

@@ -69,13 +69,21 @@ def _suppression(rule: str, workload: Workload, container: str | None, claims: l
                 expired = expired or f"expired {claim.expires.isoformat()}: {claim.reason}"
                 continue
             return True, claim.reason
+    owner = workload.owner
     for exemption in exemptions:
-        if exemption.matches(rule=rule, kind=workload.kind, name=workload.name, namespace=workload.namespace,
-                             container=container):
-            if exemption.expired(today):
-                expired = expired or f"expired {exemption.expires.isoformat() if exemption.expires else ''}: {exemption.reason}"
+        via = ""
+        if not exemption.matches(rule=rule, kind=workload.kind, name=workload.name, namespace=workload.namespace,
+                                 container=container):
+            # A verified top owner lends its exemptions to what its controllers create (never its namespace: an
+            # owner lives in its object's namespace).
+            if owner is None or not exemption.matches(rule=rule, kind=owner.kind, name=owner.name,
+                                                      namespace=workload.namespace, container=container):
                 continue
-            return True, exemption.reason
+            via = f" (through its owner {owner.kind} {owner.name})"
+        if exemption.expired(today):
+            expired = expired or f"expired {exemption.expires.isoformat() if exemption.expires else ''}: {exemption.reason}{via}"
+            continue
+        return True, exemption.reason + via
     return False, expired
 
 

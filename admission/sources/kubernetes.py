@@ -18,6 +18,7 @@ from admission.model import (
     ContainerKind,
     ExemptionClaim,
     HostMount,
+    OwnerRef,
     Located,
     Origin,
     Port,
@@ -333,7 +334,23 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         apparmor_annotations=_apparmor_annotations(pod_meta, pod_meta_path, walker) if pod_meta else (),
         host_users=walker.boolean(spec, "hostUsers", f"{path}.hostUsers"),
         restart_policy=walker.string(spec, "restartPolicy", f"{path}.restartPolicy"),
+        controller=controller_of(meta),
     )
+
+
+def controller_of(meta: Mapping[str, Any] | None) -> OwnerRef | None:
+    """The ownerReference marked `controller: true` (the API server allows at most one), if it is well formed.
+
+    Only a claim: anyone who may create the object may write it, uid included."""
+    refs = meta.get("ownerReferences") if isinstance(meta, Mapping) else None
+    if not isinstance(refs, list):
+        return None
+    for ref in refs:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            fields = [ref.get(k) for k in ("apiVersion", "kind", "name", "uid")]
+            if all(isinstance(f, str) and f for f in fields):
+                return OwnerRef(*fields)
+    return None
 
 
 # --- least-privilege and healthcheck fields (PSA's checks read these) ------------------------------

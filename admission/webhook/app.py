@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from admission.errors import PolicyError
 from admission.findings import Finding
-from admission.model import Workload
+from admission.model import OwnerRef, Workload
 from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
 from admission.webhook import review
@@ -39,6 +39,9 @@ from admission.webhook.settings import Settings
 __all__ = ["create_app", "create_app_from_env", "request_deadline"]
 
 log = logging.getLogger("admission.webhook")
+# Why a request does not borrow its owner's exemptions when its user is not a controller: audited, not warned (a user
+# who writes ownerReferences by hand has nothing to be told).
+NOT_A_CONTROLLER = "the request's user is not a controller identity (policy owners.controllers)"
 
 _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
@@ -212,12 +215,34 @@ class _Webhook:
 
                 workloads = apply_limit_defaults(workloads, defaults)
         note = self._limits_note(limit_problem, template=planned.template)
-        workloads = [replace(w, limits_note=note) for w in workloads]
+        controller = workloads[0].controller if workloads else None
+        owner: OwnerRef | None = None
+        owner_problem = ""
+        if controller is not None and policy.exemptions:  # with no exemption there is nothing to borrow
+            owner, owner_problem = await self._verified_owner(req, policy, planned.namespace, controller, deadline)
+            if owner_problem and owner_problem != NOT_A_CONTROLLER:
+                notes.append(owner_problem)
+        workloads = [replace(w, limits_note=note, owner=owner) for w in workloads]
         report = engine.evaluate(workloads, policy)
-        if not report.findings:
-            return review.finish(planned, report, notes=notes)
-        describe = self._describer(workloads)
-        return review.finish(planned, report, notes=notes, describe=describe)
+        describe = self._describer(workloads) if report.findings else review.plain
+        decision = review.finish(planned, report, notes=notes, describe=describe)
+        if controller is not None and policy.exemptions:
+            decision.owner = f"{(owner or controller).kind} {(owner or controller).name}"
+            decision.owner_verified = owner is not None
+            decision.owner_problem = owner_problem or None
+        return decision
+
+    async def _verified_owner(self, req: review.AdmissionRequest, policy: Policy, namespace: str, ref: OwnerRef,
+                              deadline: float) -> tuple[OwnerRef | None, str]:
+        """The top owner whose exemptions this object may borrow, or why it may not: only a controller identity's
+        request borrows (a uid is no secret), and only an owner chain read back from the API with matching uids."""
+        user = req.userInfo.username if req.userInfo is not None else ""
+        if user not in policy.controllers:
+            return None, NOT_A_CONTROLLER
+        if self.cluster is None or not self.cluster.owners:
+            return None, "owners not verified: cluster reads off"
+        top, why = await self.cluster.top_owner(namespace, ref, deadline=deadline)
+        return (top, "") if top is not None else (None, f"owner not verified: {why}")
 
     def _limits_note(self, limit_problem: str | None, *, template: bool) -> str:
         """What the cluster knows and CI does not about LimitRange defaults, for resource-limits messages."""
@@ -329,7 +354,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
-        if hook.cluster is None and (settings.limitrange_reads or settings.pull_secrets):
+        if hook.cluster is None and (settings.limitrange_reads or settings.pull_secrets or settings.owner_reads):
             from admission.webhook.cluster import connect
 
             hook.cluster = await connect(settings, metrics=metrics)

@@ -57,6 +57,11 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
         "would_deny": decision.would_deny,
         "duration_ms": round(duration * 1000, 3),
     }
+    if decision.owner_verified is not None:
+        out["owner"] = decision.owner
+        out["owner_verified"] = decision.owner_verified
+        if decision.owner_problem:
+            out["owner_problem"] = decision.owner_problem
     if decision.skipped:
         out["skipped"] = decision.skipped
     if decision.result == "invalid" and decision.message:

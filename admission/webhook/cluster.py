@@ -11,6 +11,10 @@ may list LimitRanges in every namespace, keeps them current with a watch instead
 - **Pull secrets** (ADMISSION_PULL_SECRETS): the Pod's `imagePullSecrets` and its ServiceAccount's, as the
   kubelet uses them, so an image is looked up with the credentials its pull would use (then the static
   ADMISSION_DOCKER_CONFIG, like node credentials). Cached image answers are keyed by a hash of the credentials.
+- **Owners** (ADMISSION_OWNER_READS): for an object a controller identity creates, each controller
+  ownerReference up the chain is read in the object's namespace and its uid compared, so the top owner
+  (Deployment, StatefulSet, DaemonSet, CronJob, Job) can lend its exemptions. A uid is no secret: the identity
+  check (the policy's `owners.controllers`) is what keeps users from borrowing, the reads keep controllers honest.
 - With no cluster configuration (no in-cluster service account, no kubeconfig) `connect` returns None and logs
   that cluster reads are off.
 """
@@ -30,14 +34,26 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from admission.images.credentials import Credentials
-from admission.model import Located, Origin, Workload
-from admission.sources.kubernetes import POD_SPEC_PATHS
+from admission.model import Located, Origin, OwnerRef, Workload
+from admission.sources.kubernetes import POD_SPEC_PATHS, controller_of
 from admission.webhook.imaging import PullCredentials
 
 __all__ = ["ClusterReads", "KubeApi", "LimitDefaults", "apply_limit_defaults", "connect"]
 
 log = logging.getLogger("admission.webhook")
 _MAX_CACHED = 4096
+# Owner kinds that are followed: (apiVersion, kind) -> the kubernetes client's API class and read method. An owner
+# of any other kind (an operator's custom resource) ends the chain unverified.
+OWNER_KINDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("apps/v1", "ReplicaSet"): ("AppsV1Api", "read_namespaced_replica_set"),
+    ("apps/v1", "Deployment"): ("AppsV1Api", "read_namespaced_deployment"),
+    ("apps/v1", "StatefulSet"): ("AppsV1Api", "read_namespaced_stateful_set"),
+    ("apps/v1", "DaemonSet"): ("AppsV1Api", "read_namespaced_daemon_set"),
+    ("batch/v1", "Job"): ("BatchV1Api", "read_namespaced_job"),
+    ("batch/v1", "CronJob"): ("BatchV1Api", "read_namespaced_cron_job"),
+    ("v1", "ReplicationController"): ("CoreV1Api", "read_namespaced_replication_controller"),
+}
+OWNER_DEPTH = 4  # Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob: real chains are two links
 
 
 class ReadError(Exception):
@@ -68,6 +84,7 @@ class KubeApi:
 
         self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
+        self._apis: dict[str, Any] = {"CoreV1Api": self.core}
 
     def _call(self, method: Any, *args: Any, timeout: float) -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
@@ -102,6 +119,16 @@ class KubeApi:
 
     def service_account(self, namespace: str, name: str, *, timeout: float) -> dict[str, Any]:
         return self._call(self.core.read_namespaced_service_account, name, namespace, timeout=timeout)
+
+    def owner(self, namespace: str, ref: OwnerRef, *, timeout: float) -> dict[str, Any]:
+        """The object an ownerReference names, in `namespace` (owners are never in another namespace)."""
+        from kubernetes import client
+
+        api_class, method = OWNER_KINDS[(ref.api_version, ref.kind)]
+        api = self._apis.get(api_class)
+        if api is None:
+            api = self._apis[api_class] = getattr(client, api_class)(self.api_client)
+        return self._call(getattr(api, method), ref.name, namespace, timeout=timeout)
 
     def watch_limit_ranges(self, stop: threading.Event, on_list: Any, on_event: Any) -> None:
         """List LimitRanges in every namespace, then follow the watch until `stop` (raises ReadError)."""
@@ -182,6 +209,12 @@ def apply_limit_defaults(workloads: Sequence[Workload], defaults: LimitDefaults)
     return out
 
 
+def _uid(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata")
+    uid = meta.get("uid") if isinstance(meta, dict) else None
+    return uid if isinstance(uid, str) else ""
+
+
 def _docker_auths(secret: Mapping[str, Any]) -> dict[str, Any]:
     """`auths` of a kubernetes.io/dockerconfigjson (or legacy dockercfg) Secret; {} when it has none."""
     data = secret.get("data") if isinstance(secret.get("data"), dict) else {}
@@ -207,11 +240,12 @@ class _Entry:
 class ClusterReads:
     """Cached reads. Every method takes the request's deadline and never raises: failures come back as `problem`."""
 
-    def __init__(self, api: Any, *, limitranges: bool, pull_secrets: bool, ttl: float = 30.0, metrics: Any = None,
-                 static_auths: Mapping[str, Any] | None = None, watch: bool = True) -> None:
+    def __init__(self, api: Any, *, limitranges: bool, pull_secrets: bool, owners: bool = False, ttl: float = 30.0,
+                 metrics: Any = None, static_auths: Mapping[str, Any] | None = None, watch: bool = True) -> None:
         self.api = api
         self.limitranges = limitranges
         self.pull_secrets = pull_secrets
+        self.owners = owners
         self.ttl = ttl
         self.metrics = metrics
         self.static_auths = dict(static_auths or {})
@@ -307,6 +341,40 @@ class ClusterReads:
             return LimitDefaults(problem=exc.short())
         return defaults_of(namespace, items)
 
+    async def top_owner(self, namespace: str, ref: OwnerRef, *, deadline: float) -> tuple[OwnerRef | None, str]:
+        """(the verified top controller, "") or (None, why not). Each link is read and its uid must be the one the
+        reference below it names; an owner of a kind that is not followed ends the chain there."""
+        verified: OwnerRef | None = None
+        current: OwnerRef | None = ref
+        for _ in range(OWNER_DEPTH):
+            if current is None:
+                break
+            if (current.api_version, current.kind) not in OWNER_KINDS:
+                if verified is None:
+                    return None, f"owner {current.kind} {namespace}/{current.name} is not a kind that is followed"
+                break
+            key = ("owners", namespace, current.kind, current.name)
+            try:
+                obj = await self._read(key, lambda timeout, r=current: self.api.owner(namespace, r, timeout=timeout),
+                                       deadline)
+                if _uid(obj) != current.uid:
+                    # A cached read may predate a delete and re-create under the same name: read once more.
+                    self._cache.pop(key, None)
+                    obj = await self._read(key, lambda timeout, r=current: self.api.owner(namespace, r,
+                                                                                          timeout=timeout), deadline)
+            except ReadError as exc:
+                return None, f"{current.kind} {namespace}/{current.name} could not be read ({exc.short()})"
+            if _uid(obj) != current.uid:
+                return None, (f"{current.kind} {namespace}/{current.name} has uid {_uid(obj) or '(none)'}, not the "
+                              f"reference's {current.uid}")
+            verified = current
+            meta = obj.get("metadata")
+            current = controller_of(meta if isinstance(meta, dict) else None)
+        else:
+            if current is not None:
+                return None, f"the owner chain is longer than {OWNER_DEPTH} links"
+        return verified, ""
+
     async def pull_credentials(self, obj: Mapping[str, Any], kind: str, namespace: str, *,
                                deadline: float) -> PullCredentials:
         """The credentials a pull of this object's images would use: its pull secrets, its ServiceAccount's, then
@@ -386,7 +454,9 @@ async def connect(settings: Any, *, metrics: Any = None) -> ClusterReads | None:
         except (OSError, ValueError):
             static = {}
     api = KubeApi(client.ApiClient(configuration))
-    log.info("cluster reads on (%s): LimitRange defaults %s, pull secrets %s", where,
-             "on" if settings.limitrange_reads else "off", "on" if settings.pull_secrets else "off")
+    log.info("cluster reads on (%s): LimitRange defaults %s, pull secrets %s, owners %s", where,
+             "on" if settings.limitrange_reads else "off", "on" if settings.pull_secrets else "off",
+             "on" if settings.owner_reads else "off")
     return ClusterReads(api, limitranges=settings.limitrange_reads, pull_secrets=settings.pull_secrets,
-                        ttl=settings.cluster_cache_ttl, metrics=metrics, static_auths=static)
+                        owners=settings.owner_reads, ttl=settings.cluster_cache_ttl, metrics=metrics,
+                        static_auths=static)

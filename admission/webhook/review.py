@@ -162,6 +162,9 @@ class Decision:
     skipped: str | None = None  # why nothing was evaluated (operation, kind, unchanged spec, ...)
     result: str = "allowed"  # metrics/audit: allowed | denied | warned | skipped | invalid
     would_deny: bool = False  # enforcement: warn let through what deny would have refused
+    owner: str | None = None  # "Kind name" of the controller the object names (the verified top one when verified)
+    owner_verified: bool | None = None  # None: no owner was considered (no controller reference, or no exemptions)
+    owner_problem: str | None = None
     report: Report | None = None
     kind: str = ""
     namespace: str = ""

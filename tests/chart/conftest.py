@@ -30,7 +30,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "network-policy": {"networkPolicy": {"enabled": True}},
     "pull-secrets": {"clusterReads": {"pullSecrets": True}, "registryCredentialsSecret": "registry-credentials"},
     "service-monitor": {"serviceMonitor": {"enabled": True, "force": True, "labels": {"release": "prometheus"}}},
-    "reads-off": {"clusterReads": {"limitRanges": False, "pullSecrets": False}, "networkPolicy": {"enabled": True}},
+    "reads-off": {"clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
+                  "networkPolicy": {"enabled": True}},
     "everything": {
         "image": {"digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": ["pull-secret"],

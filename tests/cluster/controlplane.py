@@ -199,6 +199,10 @@ class ControlPlane:
         return self.kubectl("apply", "-f", "-", *extra, stdin=yaml.safe_dump_all(objects), check=check,
                             kubeconfig=kubeconfig)
 
+    def create(self, objects: Sequence[dict[str, Any]], *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`kubectl create`: unlike apply it needs no `get` first, so an impersonated controller may use it."""
+        return self.kubectl("create", "-f", "-", *extra, stdin=yaml.safe_dump_all(objects), check=check)
+
     def get(self, path: str) -> Any:  # noqa: ANN401
         response = self._client.get(path)
         response.raise_for_status()
