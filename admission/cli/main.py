@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     from admission.cli import checkpolicy  # argparse only: the policy loader loads when it runs
 
     checkpolicy.add_parser(sub)
+    from admission.cli import audit  # argparse only: the kubernetes client loads when `audit` runs
+
+    audit.add_parser(sub)
     return parser
 
 
@@ -229,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from admission.cli import serve
 
             return serve.run(args)
+        if args.command == "audit":
+            from admission.cli import audit
+
+            return audit.run(args)
         return _explain(args.rule)
     except BrokenPipeError:
         return EXIT_OK
