@@ -63,16 +63,16 @@ class Authenticator:
         self._locks: dict[object, list[Any]] = {}  # key -> [lock, holders and waiters]
 
     async def request(self, endpoint: Endpoint, repo: str, method: str, path: str, *, kind: Kind,
-                        accept: str | None, cap: int, deadline: float, subject: str,
-                        cap_words: str | None = None) -> Answer:
+                      accept: str | None, cap: int, deadline: float, subject: str,
+                      cap_words: str | None = None) -> Answer:
         """A request to the registry API with whatever auth it asks for; one re-auth on a 401."""
         headers = {"Accept": accept} if accept else {}
         for attempt in range(2):
             authorization = await self._authorization(endpoint, repo, deadline)
             answer = await self._transport.follow(method, endpoint.url(path), kind=kind, headers=headers,
-                                        authorization=authorization, cap=cap, deadline=deadline,
-                                        what=endpoint.what, listed=endpoint.listed, gates=endpoint.gates,
-                                        origin=endpoint, cap_words=cap_words)
+                                                  authorization=authorization, cap=cap, deadline=deadline,
+                                                  what=endpoint.what, listed=endpoint.listed, gates=endpoint.gates,
+                                                  origin=endpoint, cap_words=cap_words)
             if answer.status == 401 and not same_origin(answer.url, endpoint.url("/")):
                 raise foreign_challenge(answer, endpoint, subject)
             if answer.status != 401 or attempt == 1:
@@ -110,9 +110,10 @@ class Authenticator:
             cached = self._challenges.get(ident)
             if cached is not None:
                 return cached
-            answer = await self._transport.follow("GET", endpoint.url("/v2/"), kind="ping", headers={}, authorization=None,
-                                        cap=ERROR_BODY_CAP, deadline=deadline, what=endpoint.what,
-                                        listed=endpoint.listed, gates=endpoint.gates, origin=endpoint, truncate=True)
+            answer = await self._transport.follow("GET", endpoint.url("/v2/"), kind="ping", headers={},
+                                                  authorization=None, cap=ERROR_BODY_CAP, deadline=deadline,
+                                                  what=endpoint.what, listed=endpoint.listed, gates=endpoint.gates,
+                                                  origin=endpoint, truncate=True)
             challenge: Challenge | None
             if 200 <= answer.status < 300:
                 challenge = Challenge("none")
@@ -170,9 +171,10 @@ class Authenticator:
                 if credential is not None:
                     raw = f"{credential.username}:{credential.password}".encode()
                     authorization = "Basic " + base64.b64encode(raw).decode()
-            answer = await self._transport.follow(method, url, kind="token", headers=headers, authorization=authorization,
-                                        cap=_TOKEN_CAP, deadline=deadline, what=what,
-                                        listed=realm_key in gates.allowed, gates=gates, origin=None, content=content)
+            answer = await self._transport.follow(method, url, kind="token", headers=headers,
+                                                  authorization=authorization, cap=_TOKEN_CAP, deadline=deadline,
+                                                  what=what, listed=realm_key in gates.allowed, gates=gates,
+                                                  origin=None, content=content)
             if answer.status in (401, 403):
                 who = "the configured credentials" if credential else "anonymous access"
                 raise RegistryError(f"{what} refused {who} for {scope} ({answer.status})", reason="auth")

@@ -95,9 +95,9 @@ class RegistryClient:
     outcome of a check. Challenges are kept per scheme://host: what a server asks for, not what we may do.
     """
 
-    def __init__(self, settings: ImagesSettings, *, credentials: Credentials | None = None, timeouts: Timeouts = _TIMEOUTS,
-                 resolver: Resolver | None = None, verify: bool | str | ssl.SSLContext = True,
-                 transport: httpx.AsyncBaseTransport | None = None,
+    def __init__(self, settings: ImagesSettings, *, credentials: Credentials | None = None,
+                 timeouts: Timeouts = _TIMEOUTS, resolver: Resolver | None = None,
+                 verify: bool | str | ssl.SSLContext = True, transport: httpx.AsyncBaseTransport | None = None,
                  on_exchange: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings
         self._transport = Transport(timeouts=timeouts, resolver=resolver, verify=verify, transport=transport,
@@ -226,13 +226,13 @@ class RegistryClient:
         tag = ref.tag or "latest"
         subject = f"{ref.path}:{tag}"
         path = f"/v2/{ref.path}/manifests/{tag}"
-        head = await self._auth.request(endpoint, ref.path, "HEAD", path, kind="head", accept=ACCEPT_MANIFESTS,
-                                    cap=0, deadline=deadline, subject=f"manifest {subject}")
+        head = await self._auth.request(endpoint, ref.path, "HEAD", path, kind="head", accept=ACCEPT_MANIFESTS, cap=0,
+                                        deadline=deadline, subject=f"manifest {subject}")
         said = head.headers.get("docker-content-digest")
         if said and valid_digest(said):
             return said, None, head.headers.get("content-type", "")
         got = await self._auth.request(endpoint, ref.path, "GET", path, kind="manifest", accept=ACCEPT_MANIFESTS,
-                                   cap=MANIFEST_CAP, deadline=deadline, subject=f"manifest {subject}")
+                                       cap=MANIFEST_CAP, deadline=deadline, subject=f"manifest {subject}")
         said = got.headers.get("docker-content-digest")
         algorithm = said.split(":", 1)[0] if said and valid_digest(said) else "sha256"
         digest = f"{algorithm}:{HASHES[algorithm](got.body).hexdigest()}"
@@ -243,8 +243,8 @@ class RegistryClient:
 
     async def _manifest(self, endpoint: Endpoint, repo: str, digest: str, deadline: float) -> tuple[bytes, str]:
         answer = await self._auth.request(endpoint, repo, "GET", f"/v2/{repo}/manifests/{digest}", kind="manifest",
-                                      accept=ACCEPT_MANIFESTS, cap=MANIFEST_CAP, deadline=deadline,
-                                      subject=f"manifest {repo}@{digest}")
+                                          accept=ACCEPT_MANIFESTS, cap=MANIFEST_CAP, deadline=deadline,
+                                          subject=f"manifest {repo}@{digest}")
         verify(answer.body, digest, f"{endpoint.what} sent a manifest for {repo}@{digest}")
         return answer.body, answer.headers.get("content-type", "")
 
@@ -253,7 +253,8 @@ class RegistryClient:
         if not valid_digest(digest):
             raise RegistryError(f"{endpoint.what}: {repo} names an invalid blob digest {digest!r}", reason="error")
         answer = await self._auth.request(endpoint, repo, "GET", f"/v2/{repo}/blobs/{digest}", kind=kind, accept=None,
-                                      cap=cap, deadline=deadline, subject=f"blob {repo}@{digest}", cap_words=cap_words)
+                                          cap=cap, deadline=deadline, subject=f"blob {repo}@{digest}",
+                                          cap_words=cap_words)
         verify(answer.body, digest, f"{endpoint.what} sent blob {repo}@{digest}")
         return answer.body
 

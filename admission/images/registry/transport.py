@@ -233,9 +233,9 @@ class Transport:
         """The addresses to dial for `url`, after the address check (netguard): RegistryError when refused."""
         port = url.port or (443 if url.scheme == "https" else 80)
         return await check_host(url.host, port, what=what, key=url_key(url), listed=listed,
-                                resolver=self._cached_resolver, timeout=self.wait(deadline, self.timeouts.connect))
+                                resolver=self._cached_resolver, timeout=self._wait(deadline, self.timeouts.connect))
 
-    def wait(self, deadline: float, limit: float) -> float:
+    def _wait(self, deadline: float, limit: float) -> float:
         return max(0.0, min(limit, deadline - time.monotonic()))
 
     async def _cached_resolver(self, host: str, port: int) -> list[str]:
@@ -331,7 +331,8 @@ async def bounded(deadline: float, what: str) -> AsyncIterator[None]:
         raise RegistryError(f"{what} did not answer before the deadline", reason="timeout") from None
 
 
-async def _read_capped(response: httpx.Response, cap: int, *, truncate: bool, what: str, cap_words: str | None) -> bytes:
+async def _read_capped(response: httpx.Response, cap: int, *, truncate: bool, what: str,
+                       cap_words: str | None) -> bytes:
     """Read at most `cap` bytes; a longer body is an error (or cut, for error bodies) without reading the rest."""
     encoding = response.headers.get("content-encoding", "identity").strip().lower()
     if not truncate and encoding not in ("", "identity"):
