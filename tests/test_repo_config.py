@@ -184,6 +184,40 @@ def test_exclude_patterns_follow_gitignore(pattern, path, folder, excluded) -> N
     assert (excludes.match(f"/repo/{path}", folder=folder) is not None) is excluded
 
 
+DIFFERENTIAL_PATTERNS = ("*.tmp", "/x.tmp", "a/x.tmp", "build/", "**/gen", "a/**/b", "docs/**", "a?c", "[!a]x.yaml",
+                         "\\!x", "gen", "/gen/", "a/*", "*/b", "tests/rules/", "**/*.yaml", "a/**", "x[ab].y",
+                         "foo bar\\ ", "?", "**", "!keep.tmp", "!/gen/keep")
+DIFFERENTIAL_FILES = ("a/b/x.tmp", "x.tmp", "a/x.tmp", "b/a/x.tmp", "src/build/o.o", "build/o", "gen/x", "gen/keep",
+                      "a/gen/x", "a/b", "a/x/y/b", "docs/x/y.md", "docs/r.md", "a/c", "abc", "bx.yaml", "ax.yaml", "!x",
+                      "a/b/c", "c/b/x", "tests/rules/x.yaml", "q/w.yaml", "xa.y", "foo bar ", "z", "keep.tmp",
+                      "d/keep.tmp")
+
+
+def test_exclude_patterns_agree_with_pathspec_on_every_pair_except_where_git_keeps_a_folder_excluded() -> None:
+    """pathspec's GitIgnoreSpec is the oracle, on each pattern and each pair of patterns over every file. It differs
+    from git in one place, and there we follow git: a file inside an excluded folder cannot be re-included."""
+    import itertools
+
+    import pathspec
+
+    from admission.cli.excludes import Excludes, compile_pattern
+
+    differ = []
+    for patterns in [[p] for p in DIFFERENTIAL_PATTERNS] + [list(c) for c in itertools.combinations(DIFFERENTIAL_PATTERNS, 2)]:
+        spec = pathspec.GitIgnoreSpec.from_lines(patterns)
+        ours = Excludes([compile_pattern(p, origin="t") for p in patterns], root="/repo")
+        for path in DIFFERENTIAL_FILES:
+            excluded = ours.match_with_parents(f"/repo/{path}") is not None
+            if excluded != spec.match_file(path):
+                differ.append((tuple(patterns), path, excluded))
+    # E.g. `?` excludes the folder d, so git never looks inside it for `!keep.tmp`; pathspec re-includes the file.
+    assert (("?", "!keep.tmp"), "d/keep.tmp", True) in differ and (("gen", "!/gen/keep"), "gen/keep", True) in differ
+    for patterns, path, excluded in differ:
+        folders = Excludes([compile_pattern(p, origin="t") for p in patterns], root="/repo")
+        parents = ["/".join(path.split("/")[:depth]) for depth in range(1, path.count("/") + 1)]
+        assert excluded and any(folders.match(f"/repo/{parent}", folder=True) for parent in parents), (patterns, path)
+
+
 class _Resolutions:
     """Stands in for image resolution: records whether a run resolved, and resolves nothing."""
 

