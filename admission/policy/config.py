@@ -478,6 +478,11 @@ def parse_policy(text: str, *, file: str, base: Policy | None) -> Policy:
         raise PolicyError(str(exc)) from None
     if len(documents) > 1:
         raise PolicyError(f"{file}: a policy file holds one YAML document, found {len(documents)}")
+    if not documents and base is not None:
+        # A truncated or emptied file (a 0-byte ConfigMap key) must not quietly mean "the defaults": a reload would
+        # drop a stricter policy. A file that wants the defaults says so.
+        raise PolicyError(f"{file}: the policy file is empty (or only comments); write {{}} to use the built-in "
+                          "defaults")
     return merge_policy(documents[0].value if documents else None, file=file, base=base)
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,17 @@ class PolicyHolder:
         self._loaded = _digest(path) if path else None
         self._rejected: str | None = None
         self.generation = 0
+        self.loaded_at = time.time()  # wall clock of the last good load, for admission_policy_last_reload_*
+
+    @property
+    def stale(self) -> bool:
+        """The newest file was rejected (or cannot be read): what is served is older than what is mounted."""
+        return self._rejected is not None
+
+    @property
+    def digest(self) -> str:
+        """The served policy file's sha256 (first 16 hex digits), or "default" for the built-in policy alone."""
+        return self._loaded[:16] if self._loaded else "default"
 
     def check(self, on_change: Callable[[Policy], None] | None = None) -> bool | None:
         """Reload when the file's content changed: True applied, False rejected (old kept), None unchanged."""
@@ -84,6 +96,7 @@ class PolicyHolder:
             on_change(new)  # the images gates first, then the rules: both are in place before the next request
         self.policy = new
         self._loaded, self._rejected = digest, None
+        self.loaded_at = time.time()
         self.generation += 1
         self.metrics.policy_reloads.labels("success").inc()
         log.info("policy reloaded from %s", self.path)
