@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Answer", "ApiError", "CallStats", "Kube", "Resource", "TokenBucket", "pages"]
+__all__ = ["Answer", "ApiError", "CallStats", "Kube", "Resource", "TokenBucket", "api_client", "pages"]
 
 log = logging.getLogger("admission.audit")
 
@@ -125,8 +125,18 @@ def retry_after(value: str | None, *, default: float, cap: float) -> float:
     return max(0.0, min(when.timestamp() - time.time(), cap))
 
 
+def api_client(configuration: Any) -> Any:  # noqa: ANN401 - kubernetes.client types
+    """An ApiClient for `Kube`: urllib3's own retries off (by default it silently retries a 429 that carries
+    Retry-After, up to 3 times), so every retry is ours: paced, capped and counted."""
+    from kubernetes import client
+
+    configuration.retries = False
+    return client.ApiClient(configuration)
+
+
 class Kube:
-    """Every call the audit makes: rate-limited, retried on 429/503 as the server asks, counted by resource."""
+    """Every call the audit makes: rate-limited, retried on 429/503 as the server asks, counted by resource.
+    Give it an ApiClient from `api_client()`."""
 
     def __init__(self, api_client: Any, *, qps: float = 20.0, burst: int = 40, max_retries: int = 8,  # noqa: ANN401
                  retry_cap: float = 30.0, timeout: float = 60.0, sleep: Callable[[float], None] = time.sleep) -> None:

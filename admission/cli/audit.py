@@ -84,6 +84,8 @@ def _api_client(args: argparse.Namespace) -> tuple[Any, str]:  # noqa: ANN401
     in-cluster service account (the chart's CronJob)."""
     from kubernetes import client, config
 
+    from admission.audit.api import api_client
+
     configuration = client.Configuration()
     explicit = args.kubeconfig or args.context
     default_file = os.path.expanduser(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0])
@@ -95,14 +97,14 @@ def _api_client(args: argparse.Namespace) -> tuple[Any, str]:  # noqa: ANN401
             contexts, _ = config.list_kube_config_contexts(config_file=args.kubeconfig)
             active = next((c for c in contexts if c.get("name") == args.context), active)
         namespace = ((active or {}).get("context") or {}).get("namespace") or "default"
-        return client.ApiClient(configuration), namespace
+        return api_client(configuration), namespace
     config.load_incluster_config(client_configuration=configuration)
     try:
         with open(_IN_CLUSTER_NAMESPACE, encoding="utf-8") as f:
             namespace = f.read().strip() or "default"
     except OSError:
         namespace = "default"
-    return client.ApiClient(configuration), namespace
+    return api_client(configuration), namespace
 
 
 def run(args: argparse.Namespace) -> int:

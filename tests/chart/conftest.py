@@ -32,6 +32,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "service-monitor": {"serviceMonitor": {"enabled": True, "force": True, "labels": {"release": "prometheus"}}},
     "reads-off": {"clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
                   "networkPolicy": {"enabled": True}},
+    "audit": {"audit": {"enabled": True, "installReportCRDs": True}},
+    "audit-openreports": {"audit": {"enabled": True, "installReportCRDs": True, "reportApi": "openreports.io/v1alpha1",
+                                    "schedule": "@daily", "qps": 5.5, "chunkSize": 200},
+                          "registryCredentialsSecret": "registry-credentials", "imagePullSecrets": ["pull-secret"]},
     "everything": {
         "image": {"digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": ["pull-secret"],
