@@ -73,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     from admission.cli import checkpolicy  # argparse only: the policy loader loads when it runs
 
     checkpolicy.add_parser(sub)
+    from admission.cli import pin  # argparse only: the pin modules load when it runs
+
+    pin.add_parser(sub)
     from admission.cli import audit  # argparse only: the kubernetes client loads when `audit` runs
 
     audit.add_parser(sub)
@@ -228,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from admission.cli import checkpolicy
 
             return checkpolicy.run(args)
+        if args.command == "pin":
+            from admission.cli import pin
+
+            return pin.run(args)
         if args.command == "serve":
             from admission.cli import serve
 

@@ -537,6 +537,45 @@ class ImageResolver:
             return replace(cached.config, reference=image)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def digest_for(self, image: str, *, deadline: float, cred_key: str = "",
+                         settings: ImagesSettings | None = None) -> str:
+        """The digest the tag of `image` points at (an index's own digest for a multi-platform image), for `pin`.
+
+        The same gates, tag cache (memory and disk, `images.tag_ttl`) and failure cache as `config_for`: one HEAD
+        for a tag not known or no longer fresh, nothing for a fresh one. A digest in `image` is ignored: this asks
+        what the tag says now (drift). Raises RegistryError with the client's reason.
+        """
+        chosen = self.settings if settings is None else settings
+        scope = _Scope(cred_key, chosen, Gates.of(chosen))
+        try:
+            named = reference.parse_normalized_named(image)
+        except reference.ReferenceError as exc:
+            raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
+        ref = Reference(domain=named.domain, path=named.path, tag=named.tag or reference.DEFAULT_TAG)
+        tag_key = scope.tag_key(ref)
+        failure_key = f"{tag_key}\ndigest"  # not the config's key: a tag can have a digest and no usable config
+        failed = self._negative(failure_key)
+        if failed is not None:
+            self.stats["negative_hit"] += 1
+            raise RegistryError(failed.message, reason=failed.reason)
+        await self._admit(scope, ref, failure_key, image=image, deadline=deadline)
+        known = self._tag(scope, tag_key)
+        if known is not None and known[1]:
+            self.stats["hit"] += 1
+            return known[0]
+        if known is not None:
+            self.stats["revalidate"] += 1
+        client = self.client
+        try:
+            digest = await self._call(
+                ref, lambda: client.resolve_digest(ref, deadline=deadline, settings=chosen), deadline=deadline)
+        except Exception as exc:  # noqa: BLE001 - as in _resolve: cached like any failure, never a crash
+            error = _registry_error(exc)
+            self._remember_failure(failure_key, error)
+            raise error from None
+        self._store_tag(tag_key, digest)
+        return digest
+
     async def cancel_pending(self) -> None:
         """Cancel lookups still running (e.g. after the caller's deadline) and wait for them to end."""
         tasks = list(self._inflight.values())

@@ -18,6 +18,7 @@ __all__ = [
     "ACCEPT_MANIFESTS",
     "CONFIG_CAP",
     "MANIFEST_CAP",
+    "index_entries",
     "json_object",
     "media_type_of",
     "parse_config",
@@ -108,6 +109,21 @@ def _normal_arch(arch: str, variant: str) -> tuple[str, str]:
     elif arch == "arm" and variant in ("8", "6", "5"):
         variant = "v" + variant
     return arch, variant
+
+
+def index_entries(index: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """(digest, "os/arch[/variant]") of each well-formed entry of an index, in its order (the platform as containerd
+    normalises it; "" for an entry without one, such as an attestation manifest)."""
+    manifests = index.get("manifests")
+    entries: list[tuple[str, str]] = []
+    for entry in manifests if isinstance(manifests, list) else ():
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str) or not valid_digest(entry["digest"]):
+            continue
+        spec: dict[str, Any] = entry["platform"] if isinstance(entry.get("platform"), dict) else {}
+        os_name = str(spec.get("os", "")).lower()
+        arch, variant = _normal_arch(str(spec.get("architecture", "")).lower(), str(spec.get("variant", "")).lower())
+        entries.append((entry["digest"], "/".join(p for p in (os_name, arch, variant) if p)))
+    return tuple(entries)
 
 
 def pick_platform(index: Mapping[str, Any], platform: str, *, subject: str = "the image") -> dict[str, Any]:

@@ -43,6 +43,7 @@ from admission.images.registry.manifest import (
     MANIFEST_TYPES,
     MAX_INDEX_DEPTH,
     SCHEMA1_TYPES,
+    index_entries,
     json_object,
     media_type_of,
     parse_config,
@@ -145,6 +146,23 @@ class RegistryClient:
 
         async def attempt(endpoint: Endpoint, until: float) -> Fetched:
             return await self._fetch_on(endpoint, ref, digest or ref.digest, until, platform=platform)
+
+        return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
+
+    async def index_manifests(self, ref: Reference, digest: str, *, deadline: float,
+                              settings: ImagesSettings | None = None) -> tuple[tuple[str, str], ...]:
+        """(digest, "os/arch[/variant]") of each manifest the index `digest` of `ref`'s repository lists; () when that
+        digest is a single image's manifest. One GET of the manifest by digest (pin: is a pinned platform manifest
+        still part of what its tag points at?)."""
+        if not valid_digest(digest):
+            raise RegistryError(f"{ref} has an unusable digest {digest!r}", reason="error")
+
+        async def attempt(endpoint: Endpoint, until: float) -> tuple[tuple[str, str], ...]:
+            body, content_type = await self._manifest(endpoint, ref.path, digest, until)
+            document = json_object(body, f"{endpoint.what}: manifest {ref.path}@{digest}")
+            if media_type_of(document, content_type) not in INDEX_TYPES:
+                return ()
+            return index_entries(document)
 
         return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
 
