@@ -69,6 +69,26 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("admission.webhook")
+    manager = None
+    if settings.tls_managed:
+        if settings.tls_cert or settings.tls_key:
+            print("admission-cli serve: managed TLS (ADMISSION_TLS_MANAGED) and --tls-cert/--tls-key exclude each "
+                  "other", file=sys.stderr)
+            return EXIT_ERROR
+        if settings.tls_cert_validity >= settings.tls_ca_validity:
+            print("admission-cli serve: ADMISSION_TLS_CERT_VALIDITY must be shorter than ADMISSION_TLS_CA_VALIDITY",
+                  file=sys.stderr)
+            return EXIT_ERROR
+        from admission.webhook.certs import connect as managed_tls
+
+        try:
+            manager = managed_tls(settings)
+        except ValueError as exc:
+            print(f"admission-cli serve: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        manager.prepare()  # a placeholder pair to listen with; readiness waits for the Secret's certificate
+        settings.tls_cert, settings.tls_key = str(manager.cert_file), str(manager.key_file)
+        settings.tls_held = str(manager.held)
     if bool(settings.tls_cert) != bool(settings.tls_key):
         print("admission-cli serve: --tls-cert and --tls-key go together", file=sys.stderr)
         return EXIT_ERROR
@@ -107,5 +127,11 @@ def run(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"admission-cli serve: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    started = run_server(config, drain_delay=settings.drain_delay)
+    if manager is not None:
+        manager.start()
+    try:
+        started = run_server(config, drain_delay=settings.drain_delay)
+    finally:
+        if manager is not None:
+            manager.stop()
     return EXIT_OK if started else EXIT_ERROR

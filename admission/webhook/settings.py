@@ -24,6 +24,20 @@ class Settings(BaseSettings):
     port: int = Field(8443, ge=0, le=65535)
     tls_cert: str | None = None
     tls_key: str | None = None
+    # Managed TLS (chart tls.mode=managed, admission/webhook/certs.py): the server keeps its CA and serving
+    # certificate in a Secret and the caBundle of its webhook configuration in step; exclusive with tls_cert.
+    tls_managed: bool = False
+    tls_secret: str | None = None  # the Secret holding the CA, the serving pair and the bundle
+    tls_lease: str | None = None  # the Lease that picks the one writer (default: the Secret's name)
+    tls_webhook: str | None = None  # the ValidatingWebhookConfiguration whose caBundle is kept
+    tls_hosts: str | None = None  # comma-separated DNS names / IPs of the serving certificate
+    tls_ca_validity: float = Field(5 * 365 * 86400.0, ge=30)  # seconds; rotated with a third left
+    tls_cert_validity: float = Field(90 * 86400.0, ge=10)  # seconds; renewed with a third left
+    tls_propagation_delay: float = Field(60.0, ge=0, le=3600)  # bundle change -> serving what needs it
+    tls_report_interval: float = Field(30.0, ge=1, le=3600)  # how often a replica says which CA it serves
+    tls_held: str | None = None  # set by serve: a file that exists once the managed certificate is served
+    pod_name: str | None = None  # this replica's identity for the Lease and its report (downward API)
+    pod_namespace: str | None = None  # where the Secret and Lease live (downward API)
     workers: int = Field(1, ge=1, le=64)
     policy: str | None = None  # a policy file overlaid on the built-in default; None: the default alone
 
@@ -43,6 +57,10 @@ class Settings(BaseSettings):
     kubeconfig: str | None = None  # outside a cluster; in a pod the service account is used
 
     metrics_dir: str | None = None  # prometheus-client multiprocess directory (needed for workers > 1)
+    # /metrics on a port of its own (plain HTTP), and not on the webhook's port: a NetworkPolicy can then open
+    # scraping to the monitoring namespace apart from the API server's path. None: /metrics on the webhook's port.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    registry_labels: int = Field(20, ge=1, le=1000)  # distinct `registry` label values; further registries: other
     audit: bool = True  # one JSON line per decision on stdout
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     watch_interval: float = Field(1.0, gt=0, le=60)  # how often the policy and TLS folders are checked
@@ -52,7 +70,8 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("tls_cert", "tls_key", "policy", "docker_config", "metrics_dir", "kubeconfig", mode="before")
+    @field_validator("tls_cert", "tls_key", "tls_secret", "tls_lease", "tls_webhook", "tls_hosts", "tls_held",
+                     "pod_name", "pod_namespace", "policy", "docker_config", "metrics_dir", "kubeconfig", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
