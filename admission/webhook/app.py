@@ -35,7 +35,6 @@ from admission.webhook import review
 from admission.webhook.audit import AuditLog, record
 from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
 from admission.webhook.reload import LIFECYCLE, PolicyHolder
-from admission.webhook.imaging import ImageFailure, failures
 from admission.webhook.settings import Settings
 
 __all__ = ["create_app", "create_app_from_env", "request_deadline"]
@@ -48,12 +47,6 @@ NOT_A_CONTROLLER = "the request's user is not a controller identity (policy owne
 _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-# What the answer says of a failed image lookup (by enrich.failure_reason), and its fix; the audit line has the rest.
-_VERDICT = {"not-allowed": "not allowed by policy"}
-_VERDICT_FIX = {
-    "not allowed by policy": "use an image from a registry in the policy's images.allowed_registries",
-    "unavailable": "check the image reference and its registry; the webhook's audit log says why the lookup failed",
-}
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
 _IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
 
@@ -146,47 +139,41 @@ class _Webhook:
         return Response(json.dumps({"ready": False, "reason": why}).encode(), status_code=503, media_type=_JSON)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        if self.settings.metrics_port is not None:  # served on its own port (ADMISSION_METRICS_PORT) only
-            return Response(b'{"error":"metrics are served on the metrics port"}', status_code=404, media_type=_JSON)
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    def refresh_gauges(self) -> None:
-        """The state gauges, set just before a scrape reads them (Metrics.refreshers)."""
         self.metrics.ready.set(1 if self.ready() else 0)
-        self.metrics.policy_state(self.holder.digest, self.holder.loaded_at, self.holder.stale)
-        self.metrics.certificate(self.settings.tls_cert)
         if self.images is not None:
             self.metrics.sync_resolver(self.images.stats())
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def validate(self, request: Request) -> Response:
         """The Starlette route (what a mounted or wrapped app reaches); the app itself takes the raw path below."""
-        status, content = await self.handle(request.scope, request.receive)
-        return Response(content, status_code=status, media_type=_JSON)
+        status, content, draining = await self.handle(request.scope, request.receive)
+        return Response(content, status_code=status, media_type=_JSON,
+                        headers={"Connection": "close"} if draining else None)
 
     async def asgi_validate(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """POST /validate as plain ASGI: no middleware stack, Request or Response objects on the hot path.
-
-        No `Connection: close` while draining: keep-alive is kept through the drain delay (a new TLS handshake per
-        request cost 5x the throughput), and uvicorn closes each connection after its in-flight request at shutdown."""
-        status, content = await self.handle(scope, receive)
+        """POST /validate as plain ASGI: no middleware stack, Request or Response objects on the hot path."""
+        status, content, draining = await self.handle(scope, receive)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        if draining:
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
-        """(HTTP status, JSON body) for one POST /validate."""
+    async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, bool]:
+        """(HTTP status, JSON body, draining) for one POST /validate."""
         start = time.monotonic()
+        draining = LIFECYCLE.draining
         try:
             body = await self._read_body(scope, receive)
         except _Disconnected:
-            return 400, b'{"error":"the client went away"}'
+            return 400, b'{"error":"the client went away"}', draining
         if body is None:
-            return 413, self._refused(413, {"error": f"the body is larger than {self.settings.max_body} bytes"},
-                                      "too_large", start, scope, None)
+            return 413, self._error(413, {"error": f"the body is larger than {self.settings.max_body} bytes"},
+                                    "too_large", start), draining
         try:
             parsed = review.parse(body)
         except review.EnvelopeError as exc:
-            return 400, self._refused(400, exc.body(), "bad_request", start, scope, body)
+            return 400, self._error(400, exc.body(), "bad_request", start), draining
         req = parsed.request
         query = scope.get("query_string", b"")
         budget = request_deadline(self.settings, _timeout_param(query) if b"timeout=" in query else None)
@@ -199,8 +186,8 @@ class _Webhook:
         except Exception:  # noqa: BLE001 - our bug: 500 with the uid, logged; the worker lives on
             log.exception("internal error deciding uid=%s", req.uid)
             return 500, self._error(500, {"error": "internal error in the admission webhook", "uid": req.uid},
-                                    "error", start, request=req)
-        return 200, content
+                                    "error", start, request=req), draining
+        return 200, content, draining
 
     # --- the decision ----------------------------------------------------------------------------------------
 
@@ -212,7 +199,6 @@ class _Webhook:
         assert policy is not None
         workloads: list[Workload] = planned.workloads
         notes: list[str] = []
-        image_failures: list[ImageFailure] = []
         # The LimitRange read and the image lookups run side by side, both inside the deadline.
         limit_task = None
         if planned.template and self.cluster is not None and self.cluster.limitranges:
@@ -225,7 +211,6 @@ class _Webhook:
                 if credentials.problem:
                     notes.append(credentials.problem)
             workloads = await self.images.enrich(workloads, policy.images, deadline=deadline, pulls=credentials)
-            image_failures = failures(workloads)
         limit_problem = None
         if limit_task is not None:
             defaults = await limit_task
@@ -245,10 +230,8 @@ class _Webhook:
                 notes.append(owner_problem)
         workloads = [replace(w, limits_note=note, owner=owner) for w in workloads]
         report = engine.evaluate(workloads, policy)
-        describe = self._describer(workloads, image_failures) if report.findings else review.plain
+        describe = self._describer(workloads) if report.findings else review.plain
         decision = review.finish(planned, report, notes=notes, describe=describe)
-        if image_failures:
-            decision.images = [failure.audit() for failure in image_failures]
         if controller is not None and policy.exemptions:
             decision.owner = f"{(owner or controller).kind} {(owner or controller).name}"
             decision.owner_verified = owner is not None
@@ -277,14 +260,9 @@ class _Webhook:
             return "no LimitRange of the namespace gives a default for it"
         return "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
 
-    def _describer(self, workloads: Sequence[Workload], image_failures: Sequence[ImageFailure] = ()) -> review.Describe:
-        """Image details withheld when redacting, and why an image lookup failed always. Applied to the findings the
-        answer shows, when it shows them (the audit line carries no messages).
-
-        A failed lookup is only "unavailable" or "not allowed by policy", said before the reference so that a long
-        reference cannot cut it off: the precise reason (a DNS failure, a private address refused) would let anyone
-        who can create Pods map which names resolve to private addresses. The audit line has it."""
-        verdicts = {(f.container, f.image): _VERDICT.get(f.reason, "unavailable") for f in image_failures}
+    def _describer(self, workloads: Sequence[Workload]) -> review.Describe:
+        """Image details withheld when redacting. Applied to the findings the answer shows, when it shows them
+        (the audit line carries no messages)."""
         configured: dict[str, str] = {}
         if self.redacting:
             for workload in workloads:
@@ -292,9 +270,6 @@ class _Webhook:
                     if c.image_config is not None and c.image is not None:
                         configured[c.name] = c.image.value
         def describe(f: Finding) -> tuple[str, str]:
-            if f.rule == "image-config-unavailable" and verdicts:
-                verdict = verdicts.get((f.container or "", f.value or ""), "unavailable")
-                return f"{verdict}: {f.value} (container {f.container})", _VERDICT_FIX[verdict]
             if configured and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
                 return ((f"container '{f.container}': the config of image '{configured[f.container]}' fails "
