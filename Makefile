@@ -37,7 +37,7 @@ demo: setup
 	  echo '$$ admission-cli check $(EXAMPLE)/fixed'; \
 	  $(BIN)/admission-cli check $(EXAMPLE)/fixed
 
-# Starts `admission-cli serve` on loopback with a throwaway self-signed certificate, sends two corpus reviews
+# Starts `admission-cli serve` on loopback with a throwaway self-signed certificate, sends the two reviews in examples/webhook-demo/
 # (one allowed, one denied), prints the answers and audit lines, and stops it with SIGTERM.
 demo-webhook: setup
 	@$(BIN)/python examples/webhook-demo/demo.py

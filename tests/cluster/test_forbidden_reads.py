@@ -24,7 +24,7 @@ def without_rbac(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Releas
     """LimitRange reads turned on in the server (extraEnv) while the chart grants no read: RBAC forbids them."""
     namespaces(control_plane, LOCKED)
     control_plane.apply([limit_range(LOCKED)])  # there are defaults; the server may not read them
-    values = {"policy": "images:\n  resolve: false\n", "clusterReads": {"limitRanges": False, "pullSecrets": False},
+    values = {"policy": "images:\n  resolve: false\n", "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
               "server": {"extraEnv": [{"name": "ADMISSION_LIMITRANGE_READS", "value": "true"}]}}
     yield from installed(control_plane, tmp_path, values)
 
