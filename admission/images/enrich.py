@@ -29,9 +29,37 @@ from admission.policy.config import ImagesSettings
 if TYPE_CHECKING:
     from admission.images.cache import ImageResolver
 
-__all__ = ["enrich", "offline", "resolve_sync"]
+__all__ = ["enrich", "failure_reason", "offline", "resolve_sync"]
 
 DEADLINE_MESSAGE = "timeout: not resolved within the deadline"
+_DNS = ("cannot resolve ", "resolves to no address", ": resolving ")
+
+
+def failure_reason(error: str) -> str:
+    """The precise reason of an `image_config_error` ("<reason>: <message>"), for the audit line and metrics:
+    timeout, dns, connection, not-found, auth, address-guard (a private or special address refused), not-allowed
+    (images.restrict_to_allowed), blocked (another guard: a redirect or realm refused), too-large,
+    digest-mismatch, error. The registry client's own reasons are coarser (DNS failures are "error", both
+    guards are "blocked"), so the message decides within them."""
+    reason, _, message = error.partition(": ")
+    if any(marker in message for marker in _DNS):
+        return "dns"
+    if reason == "blocked":
+        if "images.restrict_to_allowed is on" in message:
+            return "not-allowed"
+        if "is not in images.allowed_registries" in message:
+            return "address-guard"
+        return "blocked"
+    if reason == "error" and ": connection failed (" in message:
+        return "connection"
+    if reason in ("timeout", "not-found", "auth", "too-large", "digest-mismatch"):
+        return reason
+    return "error"
+
+
+def deadline_missed(error: str) -> bool:
+    """A lookup cut off by the request's deadline (not a registry's own timeout answer)."""
+    return error.startswith("timeout: ") and "deadline" in error
 
 
 def _wants_image(workload: Workload, container: Container) -> bool:

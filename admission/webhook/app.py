@@ -33,6 +33,7 @@ from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
 from admission.webhook import review
 from admission.webhook.audit import AuditLog, record
+from admission.webhook.imaging import ImageFailure, failures
 from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
 from admission.webhook.reload import LIFECYCLE, PolicyHolder
 from admission.webhook.settings import Settings
@@ -47,6 +48,12 @@ NOT_A_CONTROLLER = "the request's user is not a controller identity (policy owne
 _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+# What the answer says of a failed image lookup (by enrich.failure_reason), and its fix; the audit line has the rest.
+_VERDICT = {"not-allowed": "not allowed by policy"}
+_VERDICT_FIX = {
+    "not allowed by policy": "use an image from a registry in the policy's images.allowed_registries",
+    "unavailable": "check the image reference and its registry; the webhook's audit log says why the lookup failed",
+}
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
 _IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
 
@@ -91,6 +98,37 @@ def _timeout_param(query: bytes) -> str | None:
     return None
 
 
+def _uid_of(body: bytes) -> str:
+    """request.uid of a body that failed validation, when it is JSON and has a string one (rate-limited path only)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return ""
+    request = data.get("request") if isinstance(data, dict) else None
+    uid = request.get("uid") if isinstance(request, dict) else None
+    return uid[:128] if isinstance(uid, str) else ""
+
+
+class _RateLimit:
+    """A token bucket (hand-written: a dozen lines, no library needed): `take()` is (allowed, dropped since the
+    last allowed one)."""
+
+    def __init__(self, *, per_second: float, burst: int) -> None:
+        self.rate, self.burst = per_second, float(burst)
+        self.tokens, self.at, self.dropped = float(burst), time.monotonic(), 0
+
+    def take(self) -> tuple[bool, int]:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            self.dropped += 1
+            return False, 0
+        self.tokens -= 1.0
+        dropped, self.dropped = self.dropped, 0
+        return True, dropped
+
+
 class _App(FastAPI):
     """FastAPI for every endpoint but POST /validate, which goes straight to the webhook's ASGI handler: the
     profile showed the middleware stack and the Request/Response objects as a tenth of a decision's cost."""
@@ -118,6 +156,7 @@ class _Webhook:
         self.started = False
         self.redacting = settings.redact_details and bool(settings.docker_config or settings.pull_secrets)
         self._finding_children: dict[tuple[str, str, str], Any] = {}
+        self._refusals = _RateLimit(per_second=5.0, burst=20)
 
     # --- endpoints -------------------------------------------------------------------------------------------
 
@@ -139,41 +178,47 @@ class _Webhook:
         return Response(json.dumps({"ready": False, "reason": why}).encode(), status_code=503, media_type=_JSON)
 
     async def metrics_endpoint(self, request: Request) -> Response:
+        if self.settings.metrics_port is not None:  # served on its own port (ADMISSION_METRICS_PORT) only
+            return Response(b'{"error":"metrics are served on the metrics port"}', status_code=404, media_type=_JSON)
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    def refresh_gauges(self) -> None:
+        """The state gauges, set just before a scrape reads them (Metrics.refreshers)."""
         self.metrics.ready.set(1 if self.ready() else 0)
+        self.metrics.policy_state(self.holder.digest, self.holder.loaded_at, self.holder.stale)
+        self.metrics.certificate(self.settings.tls_cert)
         if self.images is not None:
             self.metrics.sync_resolver(self.images.stats())
-        return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     async def validate(self, request: Request) -> Response:
         """The Starlette route (what a mounted or wrapped app reaches); the app itself takes the raw path below."""
-        status, content, draining = await self.handle(request.scope, request.receive)
-        return Response(content, status_code=status, media_type=_JSON,
-                        headers={"Connection": "close"} if draining else None)
+        status, content = await self.handle(request.scope, request.receive)
+        return Response(content, status_code=status, media_type=_JSON)
 
     async def asgi_validate(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """POST /validate as plain ASGI: no middleware stack, Request or Response objects on the hot path."""
-        status, content, draining = await self.handle(scope, receive)
+        """POST /validate as plain ASGI: no middleware stack, Request or Response objects on the hot path.
+
+        No `Connection: close` while draining: keep-alive is kept through the drain delay (a new TLS handshake per
+        request cost 5x the throughput), and uvicorn closes each connection after its in-flight request at shutdown."""
+        status, content = await self.handle(scope, receive)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
-        if draining:
-            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes, bool]:
-        """(HTTP status, JSON body, draining) for one POST /validate."""
+    async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one POST /validate."""
         start = time.monotonic()
-        draining = LIFECYCLE.draining
         try:
             body = await self._read_body(scope, receive)
         except _Disconnected:
-            return 400, b'{"error":"the client went away"}', draining
+            return 400, b'{"error":"the client went away"}'
         if body is None:
-            return 413, self._error(413, {"error": f"the body is larger than {self.settings.max_body} bytes"},
-                                    "too_large", start), draining
+            return 413, self._refused(413, {"error": f"the body is larger than {self.settings.max_body} bytes"},
+                                      "too_large", start, scope, None)
         try:
             parsed = review.parse(body)
         except review.EnvelopeError as exc:
-            return 400, self._error(400, exc.body(), "bad_request", start), draining
+            return 400, self._refused(400, exc.body(), "bad_request", start, scope, body)
         req = parsed.request
         query = scope.get("query_string", b"")
         budget = request_deadline(self.settings, _timeout_param(query) if b"timeout=" in query else None)
@@ -186,8 +231,8 @@ class _Webhook:
         except Exception:  # noqa: BLE001 - our bug: 500 with the uid, logged; the worker lives on
             log.exception("internal error deciding uid=%s", req.uid)
             return 500, self._error(500, {"error": "internal error in the admission webhook", "uid": req.uid},
-                                    "error", start, request=req), draining
-        return 200, content, draining
+                                    "error", start, request=req)
+        return 200, content
 
     # --- the decision ----------------------------------------------------------------------------------------
 
@@ -199,6 +244,7 @@ class _Webhook:
         assert policy is not None
         workloads: list[Workload] = planned.workloads
         notes: list[str] = []
+        image_failures: list[ImageFailure] = []
         # The LimitRange read and the image lookups run side by side, both inside the deadline.
         limit_task = None
         if planned.template and self.cluster is not None and self.cluster.limitranges:
@@ -211,6 +257,7 @@ class _Webhook:
                 if credentials.problem:
                     notes.append(credentials.problem)
             workloads = await self.images.enrich(workloads, policy.images, deadline=deadline, pulls=credentials)
+            image_failures = failures(workloads)
         limit_problem = None
         if limit_task is not None:
             defaults = await limit_task
@@ -230,8 +277,10 @@ class _Webhook:
                 notes.append(owner_problem)
         workloads = [replace(w, limits_note=note, owner=owner) for w in workloads]
         report = engine.evaluate(workloads, policy)
-        describe = self._describer(workloads) if report.findings else review.plain
+        describe = self._describer(workloads, image_failures) if report.findings else review.plain
         decision = review.finish(planned, report, notes=notes, describe=describe)
+        if image_failures:
+            decision.images = [failure.audit() for failure in image_failures]
         if controller is not None and policy.exemptions:
             decision.owner = f"{(owner or controller).kind} {(owner or controller).name}"
             decision.owner_verified = owner is not None
@@ -260,9 +309,14 @@ class _Webhook:
             return "no LimitRange of the namespace gives a default for it"
         return "LimitRange defaults are not counted (ADMISSION_LIMITRANGE_READS is off)"
 
-    def _describer(self, workloads: Sequence[Workload]) -> review.Describe:
-        """Image details withheld when redacting. Applied to the findings the answer shows, when it shows them
-        (the audit line carries no messages)."""
+    def _describer(self, workloads: Sequence[Workload], image_failures: Sequence[ImageFailure] = ()) -> review.Describe:
+        """Image details withheld when redacting, and why an image lookup failed always. Applied to the findings the
+        answer shows, when it shows them (the audit line carries no messages).
+
+        A failed lookup is only "unavailable" or "not allowed by policy", said before the reference so that a long
+        reference cannot cut it off: the precise reason (a DNS failure, a private address refused) would let anyone
+        who can create Pods map which names resolve to private addresses. The audit line has it."""
+        verdicts = {(f.container, f.image): _VERDICT.get(f.reason, "unavailable") for f in image_failures}
         configured: dict[str, str] = {}
         if self.redacting:
             for workload in workloads:
@@ -270,6 +324,9 @@ class _Webhook:
                     if c.image_config is not None and c.image is not None:
                         configured[c.name] = c.image.value
         def describe(f: Finding) -> tuple[str, str]:
+            if f.rule == "image-config-unavailable" and verdicts:
+                verdict = verdicts.get((f.container or "", f.value or ""), "unavailable")
+                return f"{verdict}: {f.value} (container {f.container})", _VERDICT_FIX[verdict]
             if configured and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
                 return ((f"container '{f.container}': the config of image '{configured[f.container]}' fails "
@@ -305,12 +362,35 @@ class _Webhook:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
+    def _refused(self, status: int, body: dict[str, Any], result: str, start: float, scope: dict[str, Any],
+                 received: bytes | None) -> bytes:
+        """A 400 or 413: counted always; an audit line (with the uid when the body was read and has one; a 413 body is
+        not read past the cap) and a log line, both rate-limited, since anyone who reaches the port can send them."""
+        self.metrics.envelope_refusals.labels(result).inc()
+        content = self._error(status, body, result, start)
+        allowed, dropped = self._refusals.take()
+        if not allowed:
+            return content
+        uid = _uid_of(received) if received is not None else ""
+        client = scope.get("client") or ("", 0)
+        line: dict[str, Any] = {"ts": round(time.time(), 3), "audit": "admission", "uid": uid, "result": result,
+                                "code": status, "allowed": False, "error": body.get("error", ""),
+                                "client": str(client[0]), "duration_ms": round((time.monotonic() - start) * 1000, 3)}
+        if body.get("details"):
+            line["details"] = body["details"][:3]
+        if dropped:
+            line["refusals_not_logged"] = dropped
+        self.audit.write(line)
+        log.warning("refused a request from %s with %d (%s)%s%s", client[0], status, body.get("error", ""),
+                    f" uid={uid}" if uid else "", f"; {dropped} more refusals were not logged" if dropped else "")
+        return content
+
     def _error(self, status: int, body: dict[str, Any], result: str, start: float,
                request: review.AdmissionRequest | None = None) -> bytes:
         duration = time.monotonic() - start
         operation = request.operation if request is not None else ""
         kind = request.kind.kind if request is not None and request.kind is not None else ""
-        self.metrics.observe(operation, kind, result, duration)
+        self.metrics.observe(operation, kind, result, duration, dry_run=bool(request is not None and request.dryRun))
         if result == "error" and request is not None:
             self.audit.write({**record(request, review.Decision(allowed=False, result="error"), duration=duration),
                               "error": body.get("error")})
@@ -318,7 +398,7 @@ class _Webhook:
 
     def _account(self, req: review.AdmissionRequest, decision: review.Decision, duration: float, budget: float) -> None:
         kind = decision.kind or (req.kind.kind if req.kind is not None else "")
-        self.metrics.observe(req.operation, kind, decision.result, duration)
+        self.metrics.observe(req.operation, kind, decision.result, duration, dry_run=bool(req.dryRun))
         report = decision.report
         if report is not None and report.findings:
             tally: dict[tuple[str, str, str], int] = {}
@@ -356,6 +436,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
 
         images = ImageService.from_settings(settings, holder.policy.images, metrics=metrics)
     hook = _Webhook(settings, holder, metrics, audit, images=images, cluster=cluster)
+    metrics.refreshers.append(hook.refresh_gauges)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -66,6 +66,8 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
         out["skipped"] = decision.skipped
     if decision.result == "invalid" and decision.message:
         out["message"] = decision.message
+    if decision.images:
+        out["images"] = decision.images  # image, container, precise reason and message: never in the answer
     if report is not None and report.errors:
         out["problems"] = [p.message for p in report.errors]
     if deadline is not None:

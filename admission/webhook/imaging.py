@@ -22,12 +22,12 @@ from typing import Any
 
 from admission.images.cache import ImageResolver, MemoryCache
 from admission.images.credentials import Credentials
-from admission.images.enrich import enrich
+from admission.images.enrich import deadline_missed, enrich, failure_reason
 from admission.images.registry import RegistryClient
 from admission.model import Workload
 from admission.policy.config import ImagesSettings
 
-__all__ = ["ImageService", "PullCredentials"]
+__all__ = ["ImageFailure", "ImageService", "PullCredentials", "failures"]
 
 log = logging.getLogger("admission.webhook")
 _MAX_CREDENTIAL_SETS = 256
@@ -41,6 +41,40 @@ class PullCredentials:
     key: str = ""
     credentials: Credentials | None = None
     problem: str | None = None  # a read that failed: said in the answer, the lookup goes on without them
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFailure:
+    """One image whose config could not be had: for the audit line (with the precise reason) and the counters.
+    The answer itself says only "unavailable" or "not allowed by policy" (app.py)."""
+
+    image: str
+    container: str
+    reason: str  # enrich.failure_reason
+    detail: str  # the registry client's message
+
+    def audit(self) -> dict[str, str]:
+        return {"image": self.image, "container": self.container, "reason": self.reason, "detail": self.detail[:300]}
+
+
+def failures(workloads: Sequence[Workload]) -> list[ImageFailure]:
+    """Every container whose image config is missing, with why."""
+    out = []
+    for workload in workloads:
+        for c in workload.containers:
+            if c.image_config_error and c.image is not None:
+                out.append(ImageFailure(c.image.value, c.name, failure_reason(c.image_config_error),
+                                        c.image_config_error))
+    return out
+
+
+def _registry_of(image: str) -> str:
+    from admission.images import reference
+
+    try:
+        return reference.parse_normalized_named(image).domain
+    except reference.ReferenceError:
+        return "invalid"
 
 
 @dataclass
@@ -67,7 +101,7 @@ class ImageService:
 
     def _count_exchange(self, registry: str, status: str) -> None:
         """Every HTTP exchange with a registry, by registry and status, for /metrics."""
-        self.metrics.registry_calls.labels(registry, status).inc()
+        self.metrics.registry_calls.labels(self.metrics.registry_label(registry), status).inc()
 
     def _pair(self, pulls: PullCredentials | None) -> tuple[_Pair, str]:
         key = pulls.key if pulls is not None and pulls.credentials is not None else ""
@@ -90,7 +124,22 @@ class ImageService:
                      pulls: PullCredentials | None = None) -> list[Workload]:
         pair, key = self._pair(pulls)
         until = deadline - min(_EVALUATION_RESERVE, max(0.0, (deadline - time.monotonic()) * 0.1))
-        return await enrich(workloads, pair.resolver, deadline=until, cred_key=key, settings=settings)
+        enriched = await enrich(workloads, pair.resolver, deadline=until, cred_key=key, settings=settings)
+        if self.metrics is not None:
+            self._count_failures(enriched)
+        return enriched
+
+    def _count_failures(self, workloads: Sequence[Workload]) -> None:
+        """Per failed lookup (an image named by two containers was looked up once): its reason, DNS failures by
+        registry, and lookups the deadline cut off."""
+        counted: set[str] = set()
+        for failure in failures(workloads):
+            if failure.image in counted:
+                continue
+            counted.add(failure.image)
+            self.metrics.image_failed(failure.reason, _registry_of(failure.image))
+            if deadline_missed(failure.detail):
+                self.metrics.deadline_misses.inc()
 
     def update(self, settings: ImagesSettings) -> None:
         """A policy reload: requests pass their policy's settings themselves; these are the defaults of new clients."""

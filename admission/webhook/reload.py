@@ -107,6 +107,9 @@ class PolicyHolder:
             await asyncio.sleep(interval)
             try:
                 self.check(on_change)
+                # workers > 1 with a metrics port: the parent serves the workers' files, so their gauges are kept
+                # current here rather than at scrape time
+                self.metrics.refresh()
             except Exception:  # noqa: BLE001 - the watcher must outlive any one bad reload
                 log.exception("policy reload failed")
 

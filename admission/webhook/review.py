@@ -166,6 +166,7 @@ class Decision:
     owner_verified: bool | None = None  # None: no owner was considered (no controller reference, or no exemptions)
     owner_problem: str | None = None
     report: Report | None = None
+    images: list[dict[str, str]] | None = None  # failed image lookups with their precise reasons (audit only)
     kind: str = ""
     namespace: str = ""
     name: str = ""

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     kubeconfig: str | None = None  # outside a cluster; in a pod the service account is used
 
     metrics_dir: str | None = None  # prometheus-client multiprocess directory (needed for workers > 1)
+    # /metrics on a port of its own (plain HTTP), and not on the webhook's port: a NetworkPolicy can then open
+    # scraping to the monitoring namespace apart from the API server's path. None: /metrics on the webhook's port.
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    registry_labels: int = Field(20, ge=1, le=1000)  # distinct `registry` label values; further registries: other
     audit: bool = True  # one JSON line per decision on stdout
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     watch_interval: float = Field(1.0, gt=0, le=60)  # how often the policy and TLS folders are checked

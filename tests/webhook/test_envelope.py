@@ -126,12 +126,25 @@ async def test_the_default_cap_takes_an_update_with_two_large_objects(tmp_path: 
     assert response.status_code == 200 and response.json()["response"]["allowed"] is True
 
 
-async def test_envelope_errors_are_counted_and_not_audited_as_decisions(tmp_path: Path) -> None:
-    async with running(_settings(tmp_path)) as hook:
-        await hook.post(None, raw=b"nope")
+async def test_refused_envelopes_leave_a_rate_limited_audit_line_with_the_uid_when_it_was_read(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    wrong = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+             "request": {"uid": "7f0c-uid", "operation": 5}}
+    async with running(_settings(tmp_path, max_body=4096)) as hook:
+        await hook.post(wrong)
+        await hook.post(None, raw=b"x" * 5000)
+        for _ in range(60):
+            await hook.post(None, raw=b"nope")
         metrics = (await hook.client.get("/metrics")).text
-    assert 'result="bad_request"' in metrics
-    assert hook.audit() == []
+    lines = hook.audit()
+    assert lines[0]["uid"] == "7f0c-uid" and lines[0]["result"] == "bad_request" and lines[0]["code"] == 400
+    assert lines[0]["details"] == ["request.operation: Input should be a valid string"]
+    assert lines[1]["uid"] == "" and lines[1]["result"] == "too_large" and lines[1]["code"] == 413
+    assert len(lines) < 40  # a burst of 20, then 5 a second: a flood of junk is not a flood of lines
+    assert 'admission_envelope_refusals_total{result="bad_request"} 61.0' in metrics
+    assert 'admission_envelope_refusals_total{result="too_large"} 1.0' in metrics
+    refusals = [r for r in caplog.records if r.getMessage().startswith("refused a request")]
+    assert 2 <= len(refusals) < 40 and "uid=7f0c-uid" in refusals[0].getMessage()
 
 
 async def test_get_on_validate_is_not_allowed(tmp_path: Path) -> None:

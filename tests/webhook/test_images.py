@@ -147,13 +147,20 @@ async def test_a_hanging_registry_is_answered_inside_the_deadline(tmp_path: Path
     policy = tmp_path / "policy.yaml"
     policy.write_text(images_policy(faults.host, on_error="warn"))
     image = f"{faults.host}/slow/app:1"
+    other = f"{faults.host}/slow/worker:2"
     async with running(Settings(policy=str(policy), deadline=0.6)) as hook:
         started = time.monotonic()
-        got = await hook.answer(review(pod(containers=[good_container(image=image)])))
+        got = await hook.answer(review(pod(containers=[good_container(image=image),
+                                                       good_container("worker", image=other)])))
         elapsed = time.monotonic() - started
+        metrics = (await hook.client.get("/metrics")).text
     assert elapsed < 0.6, f"answered after {elapsed:.3f} s"
     assert got["allowed"] is True
-    assert any(w.startswith("[image-config-unavailable] ") and "timeout" in w for w in got["warnings"])
+    # the answer says only "unavailable", before the reference; the audit line and the counters say why
+    assert f"[image-config-unavailable] unavailable: {image} (container app)" in got["warnings"]
+    assert {"image": image, "container": "app", "reason": "timeout"}.items() <= hook.audit()[-1]["images"][0].items()
+    assert "admission_image_deadline_misses_total 2.0" in metrics
+    assert 'admission_image_failures_total{reason="timeout"} 2.0' in metrics
 
 
 async def test_the_api_servers_timeout_shortens_the_deadline(tmp_path: Path, faults: Faults) -> None:
