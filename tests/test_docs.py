@@ -55,3 +55,24 @@ def test_the_readme_policy_section_links_the_policy_reference() -> None:
     section = readme[readme.index("\n## Policy\n"):]
     section = section[: section.index("\n## ", 1)]
     assert "(docs/policy.md)" in section
+
+
+def test_readme_make_demo_output_is_a_real_run_of_the_demo() -> None:
+    """The quick start's `make demo` transcript is what the two commands the Makefile runs print today."""
+    import subprocess
+    import sys
+
+    cli = str(Path(sys.executable).parent / "admission-cli")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("<!-- demo:begin -->"):readme.index("<!-- demo:end -->")]
+    shown = block.split("```text\n", 1)[1].split("```", 1)[0]
+    example = "examples/flask-prod-app"
+    published = subprocess.run([cli, "check", f"{example}/docker-compose.prod.yml", f"{example}/Dockerfile"],
+                               capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+    fixed = subprocess.run([cli, "check", f"{example}/fixed"], capture_output=True, text=True, cwd=ROOT,
+                           env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+    assert published.returncode == 1 and fixed.returncode == 0
+    expected = (f"$ admission-cli check {example}/docker-compose.prod.yml {example}/Dockerfile\n{published.stdout}\n"
+                f"exit code 1 (1 = findings at or above --fail-on); now the fixed example:\n"
+                f"$ admission-cli check {example}/fixed\n{fixed.stdout}")
+    assert shown == expected, f"README's make demo output is stale; a real run prints:\n{expected}"
