@@ -8,6 +8,7 @@ stay plain dicts: sources/kubernetes.py reads them, exactly as it reads a manife
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -279,65 +280,131 @@ def plain(finding: Finding) -> tuple[str, str]:
 
 
 def _clip(text: str, limit: int) -> str:
+    """`text` within `limit` characters, cut at a word boundary (never mid-word) with "…"."""
     if "\n" in text or "\r" in text or "\t" in text:
         text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(0, limit - 1)].rstrip() + "…"
+    if len(text) <= limit:
+        return text
+    cut = text[: max(0, limit - 1)]
+    space = cut.rfind(" ")
+    if not text[len(cut)].isspace() and space > limit // 2:  # the cut is inside a word: back to its start
+        cut = cut[:space]
+    return cut.rstrip(" ,;:") + "…"
+
+
+# `container 'web' has ...`: the subject every Kubernetes finding's message starts with (rules/common.subject).
+_SUBJECT = re.compile(r"^((?:init |ephemeral )?container) '([^']*)' (has|is|runs|sets|uses|adds|mounts|does) ")
+_PLURAL = {"has": "have", "is": "are", "runs": "run", "sets": "set", "uses": "use", "adds": "add", "mounts": "mount",
+           "does": "do"}
+
+
+@dataclass(slots=True)
+class _Entry:
+    """One line of the answer: a finding, or the findings of one rule that say the same of several containers."""
+
+    rule: str
+    would_deny: bool
+    fix: str
+    message: str  # one finding's own message
+    predicate: str | None = None  # "have no memory limit ...": what the merged containers share
+    noun: str = "containers"
+    names: list[str] = field(default_factory=list)
+
+    def text(self, room: int) -> str:
+        """The message within about `room` characters: a merged entry lists as many names as fit in a third."""
+        if len(self.names) < 2 or self.predicate is None:
+            return self.message
+        head = f"{len(self.names)} {self.noun}: "
+        shown: list[str] = []
+        budget = max(24, room // 3)
+        for name in self.names:
+            if shown and len(", ".join([*shown, name])) + 3 > budget:
+                break
+            shown.append(name)
+        listed = ", ".join(shown) + (", …" if len(shown) < len(self.names) else "")
+        return f"{head}{listed} {self.predicate}"
+
+
+def _entries(findings: Sequence[Finding], describe: Describe) -> list[_Entry]:
+    """Findings of one rule whose messages differ only by the container are merged into one entry, in the order
+    of their first finding: 30 containers without probes are one line, not 30 of the API server's 4 KiB."""
+    entries: list[_Entry] = []
+    merged: dict[tuple[str, bool, str, str, str], _Entry] = {}
+    for f in findings:
+        message, fix = describe(f)
+        match = _SUBJECT.match(message)
+        if match is None:
+            entries.append(_Entry(f.rule, f.would_deny, fix, message))
+            continue
+        kind, name, verb = match.groups()
+        rest = message[match.end():]
+        key = (f.rule, f.would_deny, kind, verb + " " + rest, fix)
+        entry = merged.get(key)
+        if entry is None:
+            entry = merged[key] = _Entry(f.rule, f.would_deny, fix, message, f"{_PLURAL[verb]} {rest}",
+                                         f"{kind}s", [name])
+            entries.append(entry)
+        elif name not in entry.names:
+            entry.names.append(name)
+    return entries
 
 
 def deny_message(subject: str, denying: Sequence[Finding], *, cap: int = DENY_MESSAGE_CAP,
                  describe: Describe = plain) -> str:
-    """One message naming every denying rule, its containers and the fix, within `cap` characters.
+    """One message naming the denying rules, their containers and fixes, within `cap` characters.
 
-    In full while it fits; otherwise one entry per rule (its containers listed, the first message and fix
-    shortened to an equal share), so that every rule and container is still named.
-    """
+    Findings that say the same of several containers are one entry. Entries are whole: the first of each rule
+    first (so that every rule is named while room lasts), and what does not fit is counted at a finding
+    boundary ("… and 2 more: resource-limits 2"), never cut mid-word."""
     head = f"{subject} denied by the admission policy: "
-    described = [(f, *describe(f)) for f in denying]
-    full = head + " | ".join(f"[{f.rule}] {message}; fix: {fix}" for f, message, fix in described)
-    if len(full) <= cap:
-        return _clip(full, cap)
-    by_rule: dict[str, list[tuple[Finding, str, str]]] = {}
-    for item in described:
-        by_rule.setdefault(item[0].rule, []).append(item)
-    more = f" ({len(denying)} findings in all; `admission-cli check` on the manifest lists each)"
-    share = max(60, (cap - len(head) - len(more)) // max(1, len(by_rule)) - 3)
-    parts = []
-    for rule_id, items in by_rule.items():
-        containers = list(dict.fromkeys(f.container for f, _, _ in items if f.container))
-        _, first_message, first_fix = items[0]
-        text = f"[{rule_id}] "
-        if len(containers) > 1:
-            text += _names(containers, max(30, share // 3)) + ": "
-        room = share - len(text)
-        fix = _clip(first_fix, max(20, room // 3))
-        message = _clip(first_message, max(20, room - len(fix) - 7))
-        parts.append(f"{text}{message}; fix: {fix}")
-    return _clip(head + " | ".join(parts) + more, cap)
+    entries = _entries(denying, describe)
+    firsts: list[_Entry] = []
+    rest: list[_Entry] = []
+    seen: set[str] = set()
+    for entry in entries:
+        (rest if entry.rule in seen else firsts).append(entry)
+        seen.add(entry.rule)
+    ordered = firsts + rest
+    texts = [f"[{e.rule}] {e.text(cap // 3)}; fix: {e.fix}" for e in ordered]
+    parts: list[str] = []
+    for index, text in enumerate(texts):
+        if len(head + " | ".join([*parts, text]) + _more(ordered[index + 1:])) <= cap:
+            parts.append(text)
+            continue
+        if not parts:  # the first entry alone is over the cap: it is cut, at a word
+            parts.append(_clip(text, max(80, cap - len(head) - len(_more(ordered[1:])))))
+        break
+    # the previous round checked that what is shown, with the count of the rest, fits; _clip is for the first
+    return _clip(head + " | ".join(parts) + _more(ordered[len(parts):]), cap)
 
 
-def _names(names: Sequence[str], room: int) -> str:
-    """`containers a, b, c` or `containers a, b (+5 more)` within about `room` characters."""
-    shown: list[str] = []
-    used = len("containers ")
-    for index, name in enumerate(names):
-        tail = len(f" (+{len(names) - index} more)") if index < len(names) - 1 else 0
-        if shown and used + len(name) + 2 + tail > room:
-            return f"containers {', '.join(shown)} (+{len(names) - len(shown)} more)"
-        shown.append(name)
-        used += len(name) + 2
-    return f"containers {', '.join(shown)}"
+def _more(left: Sequence[_Entry]) -> str:
+    """` … and 5 more: [run-as-non-root] 2, [healthcheck] 3; `admission-cli check` on the manifest lists each`:
+    every denying rule is named, in the entries or here."""
+    if not left:
+        return ""
+    count = sum(max(1, len(e.names)) for e in left)
+    by_rule: dict[str, int] = {}
+    for e in left:
+        by_rule[e.rule] = by_rule.get(e.rule, 0) + max(1, len(e.names))
+    rules = ", ".join(f"[{rule}] {n}" for rule, n in by_rule.items())
+    return f" … and {count} more: {rules}; `admission-cli check` on the manifest lists each"
 
 
 def warning_lines(warns: Sequence[Finding], problems: Sequence[Problem] = (), notes: Sequence[str] = (),
                   *, each: int = WARNING_CAP, total: int = WARNINGS_TOTAL_CAP, describe: Describe = plain) -> list[str]:
-    """`[rule-id] message` per unsuppressed warn finding (deduplicated), each under 120 characters, ~4 KiB in all.
+    """`[rule-id] message` per unsuppressed warn finding, each under 120 characters, ~4 KiB in all. Findings that
+    say the same of several containers are one line: `[healthcheck] 30 containers: c0, c1, … have neither ...`.
 
     Under `enforcement: warn`, findings that deny would refuse come first as `[would deny] [rule-id] message`: when
     the API server's budget runs out, plain warnings are the ones dropped."""
     lines: list[str] = []
     seen: set[str] = set()
     ordered = sorted(warns, key=lambda f: not f.would_deny)  # stable: the report's order within each group
-    candidates = [f"{WOULD_DENY if f.would_deny else ''}[{f.rule}] {describe(f)[0]}" for f in ordered]
+    candidates = []
+    for entry in _entries(ordered, describe):
+        prefix = f"{WOULD_DENY if entry.would_deny else ''}[{entry.rule}] "
+        candidates.append(prefix + entry.text(each - len(prefix)))
     candidates += [f"[admission] {p.message}" for p in problems]
     candidates += [f"[admission] {n}" for n in notes]
     used = 0

@@ -115,7 +115,9 @@ async def test_owned_review_gets_the_contracted_answer(name: str, tmp_path: Path
     assert response.status_code == expected.http, response.text
     assert response.headers["content-type"] == "application/json"
     if expected.http != 200:
-        assert response.json()["error"] and audit == [], "an envelope error is not a decision"
+        # an envelope error is not a decision: its audit line is a refusal, with no verdict of the policy's
+        assert response.json()["error"] and [line["result"] for line in audit] == ["bad_request"]
+        assert "rules" not in audit[0]
         return
     sent, answer = json.loads(body), response.json()
     assert answer["apiVersion"] == sent["apiVersion"] and answer["kind"] == "AdmissionReview"

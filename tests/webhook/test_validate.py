@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -181,9 +182,41 @@ async def test_deny_message_stays_within_a_kibibyte_and_still_names_every_rule(t
     message = got["status"]["message"]
     assert len(message) <= 1024
     assert {"run-as-non-root", "image-tag-pinned", "resource-limits", "no-host-port"} <= rules_in(message)
-    assert "'edge'" in message and "worker-00" in message
-    assert "more)" in message  # containers that do not fit are counted, not dropped silently
+    assert "worker-00" in message and "30 containers: worker-00, worker-01" in message  # said once for all
+    # what does not fit is counted by rule at a finding boundary, not cut off mid-word
+    assert re.search(r"\S; fix: [^|]*[^ …] … and \d+ more: \[", message)
     assert "admission-cli check" in message  # says where the full list is
+
+
+async def test_deny_names_a_missing_cpu_limit_and_a_missing_memory_limit_apart(tmp_path: Path) -> None:
+    container = {**good_container(), "resources": {}}
+    async with running(settings(tmp_path)) as hook:
+        got = await hook.answer(review(pod(containers=[container])))
+    message = got["status"]["message"]
+    assert "container 'app' has no cpu limit (resources.limits.cpu)" in message
+    assert "container 'app' has no memory limit (resources.limits.memory)" in message
+
+
+async def test_repeated_warnings_are_merged_into_one_line_per_rule(tmp_path: Path) -> None:
+    containers = [{**good_container(f"c{i}"), "livenessProbe": None, "readinessProbe": None} for i in range(30)]
+    async with running(settings(tmp_path)) as hook:
+        got = await hook.answer(review(pod(containers=containers)))
+    health = [w for w in got["warnings"] if w.startswith("[healthcheck]")]
+    assert len(health) == 1 and len(health[0]) < 120
+    assert health[0].startswith("[healthcheck] 30 containers: c0, c1, c2, ") and " … have neither a livenessProbe" \
+        in health[0]
+
+
+async def test_merged_would_deny_warnings_keep_their_prefix_and_come_first(tmp_path: Path) -> None:
+    containers = [{**good_container(f"c{i}"), "image": f"registry.example/app{i}:latest", "livenessProbe": None,
+                   "readinessProbe": None} for i in range(5)]
+    policy = "enforcement: warn\nrules: {healthcheck: deny}\nimages: {resolve: false}\n"
+    async with running(settings(tmp_path, policy)) as hook:
+        got = await hook.answer(review(pod(containers=containers)))
+    assert all(w.startswith("[would deny] ") for w in got["warnings"][:2])
+    assert got["warnings"][0].startswith("[would deny] [image-tag-pinned] ")
+    assert "[would deny] [healthcheck] 5 containers: c0, c1, c2, c3, c4 have neither a livenessProbe nor a " \
+           "readinessProbe…" in got["warnings"]
 
 
 async def test_warnings_are_rule_prefixed_short_and_capped(tmp_path: Path) -> None:
