@@ -26,6 +26,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "cert-manager-issuer": {"tls": {"mode": "certManager",
                                     "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}},
     "self-signed": {"tls": {"mode": "selfSigned", "selfSigned": {"validityDays": 825}}},
+    "managed": {"tls": {"mode": "managed", "managed": {"caValidityDays": 3650, "certValidityDays": 30,
+                                                       "propagationSeconds": 120}}, "replicas": 3},
     "replicas-3": {"replicas": 3},
     "network-policy": {"networkPolicy": {"enabled": True}},
     "pull-secrets": {"clusterReads": {"pullSecrets": True}, "registryCredentialsSecret": "registry-credentials"},
@@ -109,7 +111,13 @@ class Rendered:
         return hook
 
     def env(self) -> dict[str, str]:
-        return {e["name"]: e["value"] for e in self.server.get("env", [])}
+        """Literal values (the downward API's pod name and namespace have none: see `env_from`)."""
+        return {e["name"]: e["value"] for e in self.server.get("env", []) if "value" in e}
+
+    def env_from(self) -> dict[str, str]:
+        """Variables the downward API sets: name -> fieldPath."""
+        return {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in self.server.get("env", [])
+                if "fieldRef" in e.get("valueFrom", {})}
 
     def flags(self) -> dict[str, str]:
         """`--name=value` arguments of the server container."""

@@ -63,10 +63,11 @@ def _local(value: str, mounts: dict[str, Path]) -> str:
 
 
 def start_pod(rendered: Rendered, root: Path, *, kubeconfig: Path | None = None,
-              tls: dict[str, bytes] | None = None) -> Pod:
+              tls: dict[str, bytes] | None = None, name: str = "admission-0",
+              env_extra: dict[str, str] | None = None) -> Pod:
     """Run the rendered server container on loopback. `kubeconfig` is the cluster it reads (none by default: reads
     off); `tls` replaces the rendered TLS Secret's keys (a certificate for 127.0.0.1, as the control-plane tests
-    need)."""
+    need); `name` is the pod's name as the downward API gives it; `env_extra` adds to or replaces the container's."""
     pod_spec = rendered.deployment["spec"]["template"]["spec"]
     container = rendered.server
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
@@ -94,7 +95,10 @@ def start_pod(rendered: Rendered, root: Path, *, kubeconfig: Path | None = None,
     argv = [str(BIN / entrypoint.value[0]), *(_local(a, mounts) for a in container["args"]),
             "--host=127.0.0.1", f"--port={port}"]  # loopback, and a free port instead of 8443 (last flag wins)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADMISSION_")}
-    env.update({e["name"]: _local(e["value"], mounts) for e in container["env"]})
+    env.update({k: _local(v, mounts) for k, v in rendered.env().items()})
+    downward = {"metadata.name": name, "metadata.namespace": NAMESPACE}
+    env.update({k: downward[path] for k, path in rendered.env_from().items()})
+    env.update(env_extra or {})
     # Outside a cluster and without a kubeconfig, the server turns its reads off.
     env["KUBECONFIG"] = str(kubeconfig or root / "no-kubeconfig")
     env["TMPDIR"] = str(mounts["/tmp"])

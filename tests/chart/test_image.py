@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.chart.conftest import ROOT, Rendered
+from tests.chart.conftest import ROOT, Rendered, render
 
 DOCKERFILE = ROOT / "Dockerfile"
 BIN = Path(sys.executable).parent
@@ -94,7 +94,10 @@ def test_default_command_and_the_charts_arguments_are_accepted_by_the_real_parse
     args = _parser().parse_args(list(cmd.value))
     assert args.command == "serve" and args.port == 8443 and args.host == "0.0.0.0"
     chart = _parser().parse_args(default_render.server["args"])
-    assert chart.command == "serve" and chart.port == 8443 and chart.tls_cert and chart.policy
+    assert chart.command == "serve" and chart.port == 8443 and chart.policy
+    assert chart.tls_cert is None, "managed TLS (the default): the server makes its own certificate"
+    files = _parser().parse_args(render({"tls": {"mode": "selfSigned"}}).server["args"])
+    assert files.tls_cert and files.tls_key
     job = default_render.one("Job")["spec"]["template"]["spec"]["containers"][0]
     assert _parser().parse_args(job["args"]).command == "check-policy"
 

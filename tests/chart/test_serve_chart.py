@@ -21,13 +21,16 @@ from tests.chart.pod import BIN, Pod, _local, start_pod
 from tests.webhook.conftest import OWNED_REVIEWS, rules_in
 from tests.webhook.test_reviews import EXPECTED
 
-# The chart's default values, with a policy that resolves no image: this machine reaches no public registry.
+# The chart's default values, with a policy that resolves no image: this machine reaches no public registry. The
+# self-signed mode: with no API server here, the rendered Secret is the certificate (managed mode, which writes its
+# own through the API, is run behind the real API server in tests/cluster/test_certificates.py).
 POLICY = "# offline test: no registry lookups\nimages:\n  resolve: false\n"
+OFFLINE = {"policy": POLICY, "tls": {"mode": "selfSigned"}}
 
 
 @pytest.fixture(scope="module")
 def pod(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
-    rendered = render({"policy": POLICY})
+    rendered = render(OFFLINE)
     running = start_pod(rendered, tmp_path_factory.mktemp("pod"))
     try:
         yield running
@@ -86,7 +89,7 @@ def test_the_containers_environment_is_valid_server_settings_with_the_charts_val
     """The container's ADMISSION_* variables, read by the server's own Settings model, give the chart's values."""
     from admission.webhook.settings import Settings
 
-    env = {e["name"]: e["value"] for e in pod.rendered.server["env"]}
+    env = pod.rendered.env()
     settings = Settings(**{k.removeprefix("ADMISSION_").lower(): v for k, v in env.items()})
     assert settings.deadline == 2.0 and settings.drain_delay == 5.0 and settings.grace == 20.0
     assert settings.limitrange_reads is True and settings.pull_secrets is False and settings.workers == 1

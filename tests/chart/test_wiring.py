@@ -13,6 +13,10 @@ from admission.sources.kubernetes import POD_SPEC_PATHS
 from tests.chart.conftest import NAMESPACE, VALUE_SETS, Rendered, render
 
 ALL = sorted(VALUE_SETS)
+
+
+def _mode(label: str) -> str:
+    return VALUE_SETS[label].get("tls", {}).get("mode", "managed")  # the chart's default
 _GROUP = {"Deployment": "apps", "ReplicaSet": "apps", "StatefulSet": "apps", "DaemonSet": "apps", "Job": "batch",
           "CronJob": "batch"}
 
@@ -33,13 +37,23 @@ def test_namespace_exclusion_holds_the_release_namespace_kube_system_and_kube_no
     (expression,) = rendered[label].webhook["namespaceSelector"]["matchExpressions"]
     assert expression["key"] == "kubernetes.io/metadata.name" and expression["operator"] == "NotIn"
     assert {NAMESPACE, "kube-system", "kube-node-lease"} <= set(expression["values"])
-    assert set(expression["values"]) == {NAMESPACE, "kube-system", "kube-node-lease",
+    cert_manager = {"cert-manager"} if _mode(label) == "certManager" else set()
+    assert set(expression["values"]) == {NAMESPACE, "kube-system", "kube-node-lease", *cert_manager,
                                          *VALUE_SETS[label].get("excludedNamespaces", ())}
+
+
+def test_cert_manager_namespace_is_excluded_only_in_cert_manager_mode_and_follows_its_value() -> None:
+    moved = render({"tls": {"mode": "certManager", "certManager": {"namespace": "security"}}})
+    (expression,) = moved.webhook["namespaceSelector"]["matchExpressions"]
+    assert "security" in expression["values"] and "cert-manager" not in expression["values"]
+    assert "security" in moved.notes
+    (expression,) = render({"tls": {"mode": "managed"}}).webhook["namespaceSelector"]["matchExpressions"]
+    assert "cert-manager" not in expression["values"]
 
 
 def test_excluded_namespaces_are_added_once_and_follow_the_release_namespace(rendered: dict[str, Rendered]) -> None:
     (expression,) = rendered["everything"].webhook["namespaceSelector"]["matchExpressions"]
-    assert expression["values"] == [NAMESPACE, "kube-system", "kube-node-lease", "monitoring"]
+    assert expression["values"] == [NAMESPACE, "kube-system", "kube-node-lease", "cert-manager", "monitoring"]
     elsewhere = render({}, name="guard", namespace="platform")
     (expression,) = elsewhere.webhook["namespaceSelector"]["matchExpressions"]
     assert expression["values"][0] == "platform"
@@ -109,8 +123,7 @@ def _cert(pem_b64: str):  # noqa: ANN202
     return x509.load_pem_x509_certificate(base64.b64decode(pem_b64))
 
 
-@pytest.mark.parametrize("label", [label for label in ALL if VALUE_SETS[label].get("tls", {}).get("mode")
-                                   != "certManager"])
+@pytest.mark.parametrize("label", [label for label in ALL if _mode(label) == "selfSigned"])
 def test_self_signed_ca_bundle_is_the_ca_that_signed_the_served_certificate(
         rendered: dict[str, Rendered], label: str) -> None:
     from cryptography import x509
@@ -134,8 +147,8 @@ def test_self_signed_ca_bundle_is_the_ca_that_signed_the_served_certificate(
         "annotations", {})
 
 
-def test_self_signed_default_validity_is_ten_years(default_render: Rendered) -> None:
-    served = _cert(default_render.one("Secret")["data"]["tls.crt"])
+def test_self_signed_default_validity_is_ten_years() -> None:
+    served = _cert(render({"tls": {"mode": "selfSigned"}}).one("Secret")["data"]["tls.crt"])
     assert (served.not_valid_after_utc - served.not_valid_before_utc).days >= 3649
 
 
@@ -164,6 +177,49 @@ def test_cert_manager_injects_the_ca_of_the_certificate_the_pods_serve(rendered:
         assert r.one("Issuer", ca_certificate["spec"]["issuerRef"]["name"])["spec"] == {"selfSigned": {}}
 
 
+@pytest.mark.parametrize("label", [label for label in ALL if _mode(label) == "managed"])
+def test_managed_tls_renders_no_certificate_and_no_ca_bundle(rendered: dict[str, Rendered], label: str) -> None:
+    r = rendered[label]
+    assert "caBundle" not in r.webhook["clientConfig"], "the server writes it: a GitOps diff stays clean"
+    assert not r.has("Secret") and not r.has("Certificate"), "the server owns its Secret; Helm never deletes it"
+    env = r.env()
+    assert env["ADMISSION_TLS_MANAGED"] == "true"
+    assert env["ADMISSION_TLS_WEBHOOK"] == r.one("ValidatingWebhookConfiguration")["metadata"]["name"]
+    assert f"admission.{NAMESPACE}.svc" in env["ADMISSION_TLS_HOSTS"].split(",")
+    assert float(env["ADMISSION_TLS_CERT_VALIDITY"]) < float(env["ADMISSION_TLS_CA_VALIDITY"])
+    assert r.env_from() == {"ADMISSION_POD_NAME": "metadata.name", "ADMISSION_POD_NAMESPACE": "metadata.namespace"}
+    assert all(v["name"] != "tls" for v in r.deployment["spec"]["template"]["spec"]["volumes"])
+    assert r.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+
+
+def test_managed_tls_grants_name_their_objects_and_create_stays_namespaced(default_render: Rendered) -> None:
+    r = default_render
+    env = r.env()
+    hook_role = r.one("ClusterRole", "admission-webhook-ca")
+    (rule,) = hook_role["rules"]
+    assert rule["resourceNames"] == [env["ADMISSION_TLS_WEBHOOK"]]
+    assert set(rule["verbs"]) == {"get", "list", "watch", "patch"}
+    binding = r.one("ClusterRoleBinding", "admission-webhook-ca")
+    assert binding["subjects"][0]["name"] == r.one("ServiceAccount")["metadata"]["name"]
+    role = r.one("Role", "admission-managed-tls")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    named = {(res, verb): rule.get("resourceNames") for rule in role["rules"] for res in rule["resources"]
+             for verb in rule["verbs"]}
+    secret, lease = [env["ADMISSION_TLS_SECRET"]], [env["ADMISSION_TLS_LEASE"]]
+    assert named == {**{("secrets", verb): secret for verb in ("get", "list", "watch", "patch")},
+                     ("leases", "get"): lease, ("leases", "patch"): lease,
+                     ("secrets", "create"): None, ("leases", "create"): None}
+    assert r.one("RoleBinding", "admission-managed-tls")["roleRef"]["name"] == "admission-managed-tls"
+    assert not render({"tls": {"mode": "selfSigned"}}).has("Role"), "no grant outside managed mode"
+
+
+def test_a_certificate_outliving_its_ca_fails_the_render() -> None:
+    import helm_python
+
+    with pytest.raises(helm_python.HelmError, match="certValidityDays .* must be under tls.managed.caValidityDays"):
+        render({"tls": {"managed": {"caValidityDays": 30, "certValidityDays": 30}}})
+
+
 # --- the pods ---------------------------------------------------------------------------------------------------
 
 
@@ -173,7 +229,10 @@ def test_probes_use_the_servers_port_over_https(rendered: dict[str, Rendered], l
     flags, container = r.flags(), r.server
     (port,) = container["ports"]
     assert int(flags["--port"]) == port["containerPort"] == 8443
-    assert flags["--tls-cert"] and flags["--tls-key"], "the server speaks TLS, as the probes' scheme says"
+    if _mode(label) == "managed":  # the server makes its own certificate
+        assert "--tls-cert" not in flags and r.env()["ADMISSION_TLS_MANAGED"] == "true"
+    else:
+        assert flags["--tls-cert"] and flags["--tls-key"], "the server speaks TLS, as the probes' scheme says"
     for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz"), ("startupProbe", "/healthz")):
         get = container[probe]["httpGet"]
         assert get["path"] == path and get["scheme"] == "HTTPS", probe
@@ -193,7 +252,7 @@ def test_policy_and_certificates_are_mounted_as_directories_never_sub_path(rende
     config_map = r.one("ConfigMap", volumes[policy_mount["name"]]["configMap"]["name"])
     assert posixpath.basename(flags["--policy"]) in config_map["data"]
     assert "items" not in volumes[policy_mount["name"]]["configMap"]
-    for flag in ("--tls-cert", "--tls-key"):
+    for flag in ("--tls-cert", "--tls-key") if _mode(label) != "managed" else ():
         (tls_mount,) = [m for m in mounts.values() if m["mountPath"] == posixpath.dirname(flags[flag])]
         assert "secret" in volumes[tls_mount["name"]]
 
@@ -319,9 +378,11 @@ def test_server_settings_reach_the_container_as_admission_variables(rendered: di
 
 
 def _rbac(r: Rendered) -> set[tuple[str, str]]:
-    if not r.has("ClusterRole"):
+    """The cluster reads' grants (the ClusterRole named as the release; managed TLS has its own, tested apart)."""
+    name = r.deployment["metadata"]["name"]
+    if not [o for o in r.all("ClusterRole") if o["metadata"]["name"] == name]:
         return set()
-    return {(resource, verb) for rule in r.one("ClusterRole")["rules"] for resource in rule["resources"]
+    return {(resource, verb) for rule in r.one("ClusterRole", name)["rules"] for resource in rule["resources"]
             for verb in rule["verbs"]}
 
 
@@ -334,10 +395,10 @@ def test_limit_range_and_owner_reads_are_on_by_default_with_exactly_their_permis
     assert r.env()["ADMISSION_LIMITRANGE_READS"] == "true" and r.env()["ADMISSION_PULL_SECRETS"] == "false"
     assert r.env()["ADMISSION_OWNER_READS"] == "true"
     assert _rbac(r) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")} | OWNER_READS
-    binding = r.one("ClusterRoleBinding")
+    binding = r.one("ClusterRoleBinding", r.deployment["metadata"]["name"])
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
                                     "namespace": NAMESPACE}]
-    assert binding["roleRef"]["name"] == r.one("ClusterRole")["metadata"]["name"]
+    assert binding["roleRef"]["name"] == r.deployment["metadata"]["name"]
     assert r.deployment["spec"]["template"]["spec"]["serviceAccountName"] == r.one("ServiceAccount")["metadata"]["name"]
     assert r.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
 
@@ -360,13 +421,13 @@ def test_owner_reads_are_gets_only_and_their_toggle_removes_them() -> None:
     off = render({"clusterReads": {"owners": False}})
     assert off.env()["ADMISSION_OWNER_READS"] == "false"
     assert _rbac(off) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")}
-    groups = {rule["apiGroups"][0] for rule in render({}).one("ClusterRole")["rules"]
+    groups = {rule["apiGroups"][0] for rule in render({}).one("ClusterRole", "admission")["rules"]
               if {(res, "get") for res in rule["resources"]} <= OWNER_READS}
     assert groups == {"apps", "batch", ""}
 
 
 def test_with_no_cluster_read_there_is_no_token_and_no_rbac(rendered: dict[str, Rendered]) -> None:
-    r = rendered["reads-off"]
+    r = render({**VALUE_SETS["reads-off"], "tls": {"mode": "selfSigned"}})
     assert _rbac(r) == set() and not r.has("ClusterRoleBinding")
     assert r.deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     assert r.one("ServiceAccount")["automountServiceAccountToken"] is False
@@ -450,15 +511,22 @@ def test_service_monitor_needs_the_api_or_force(rendered: dict[str, Rendered]) -
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] == r.one("Service")["spec"]["ports"][0]["name"]
     assert endpoint["scheme"] == "https" and endpoint["path"] == "/metrics"
-    assert endpoint["tlsConfig"]["ca"]["secret"]["name"] == r.one("Secret")["metadata"]["name"]
+    # The bundle of the Secret the server writes (managed, the default): it trusts the served certificate
+    # through a CA rotation too.
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": r.env()["ADMISSION_TLS_SECRET"], "key": "ca-bundle.crt"}
+    selfsigned = render({**VALUE_SETS["service-monitor"], "tls": {"mode": "selfSigned"}})
+    assert selfsigned.one("ServiceMonitor")["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"] == {
+        "name": selfsigned.one("Secret")["metadata"]["name"], "key": "ca.crt"}
 
 
 def test_notes_say_what_is_excluded_and_how_to_try_it(rendered: dict[str, Rendered]) -> None:
     notes = rendered["everything"].notes
-    assert f"namespaces {NAMESPACE}, kube-system, kube-node-lease, monitoring" in notes
+    assert f"namespaces {NAMESPACE}, kube-system, kube-node-lease, cert-manager, monitoring" in notes
     assert "kubectl run admission-demo --image=nginx" in notes
     assert "cert-manager" in notes and "Ignore" in notes
-    assert "helm template" in rendered["defaults"].notes
+    assert "ignoreDifferences" in rendered["defaults"].notes and "/webhooks/0/clientConfig/caBundle" in \
+        rendered["defaults"].notes
+    assert "helm template" in rendered["self-signed"].notes
     assert "WARNING: one replica" not in rendered["defaults"].notes
     single = render({"replicas": 1}).notes
     assert "WARNING: one replica" in single and "blocks node drains" in single

@@ -26,9 +26,34 @@
 {{- printf "%s-tls" (include "admission.fullname" .) -}}
 {{- end -}}
 
+{{/* Managed TLS: the Secret the server writes (not the chart: Helm must never own or delete it) and its Lease. */}}
+{{- define "admission.managedSecretName" -}}
+{{- printf "%s-managed-tls" (include "admission.fullname" .) -}}
+{{- end -}}
+{{- define "admission.managedLeaseName" -}}
+{{- printf "%s-tls-writer" (include "admission.fullname" .) -}}
+{{- end -}}
+
+{{/* The Secret whose ca.crt / ca-bundle.crt names the CA that the server's certificate chains to. */}}
+{{- define "admission.caSecretName" -}}
+{{- if eq .Values.tls.mode "managed" -}}{{ include "admission.managedSecretName" . }}{{- else -}}{{ include "admission.tlsSecretName" . }}{{- end -}}
+{{- end -}}
+
+{{/* Whether the pod talks to the API server at all (cluster reads, or managed TLS): then it gets a token. */}}
+{{- define "admission.needsToken" -}}
+{{- if or (include "admission.clusterReads" .) (eq .Values.tls.mode "managed") -}}true{{- end -}}
+{{- end -}}
+
 {{/* The DNS name the API server calls: <service>.<namespace>.svc */}}
 {{- define "admission.serviceHost" -}}
 {{- printf "%s.%s.svc" (include "admission.fullname" .) .Release.Namespace -}}
+{{- end -}}
+
+{{/* Every name the serving certificate carries (a YAML list): the Service's short and full DNS names. */}}
+{{- define "admission.serviceNames" -}}
+{{- $full := include "admission.fullname" . -}}
+{{- $host := include "admission.serviceHost" . -}}
+{{- toYaml (list $host $full (printf "%s.%s" $full .Release.Namespace) (printf "%s.cluster.local" $host)) -}}
 {{- end -}}
 
 {{/* Labels ---------------------------------------------------------------------------------------------- */}}
@@ -95,5 +120,8 @@ seccompProfile:
 {{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
+{{- end -}}
+{{- if and (eq .Values.tls.mode "managed") (ge (int .Values.tls.managed.certValidityDays) (int .Values.tls.managed.caValidityDays)) -}}
+{{- fail (printf "tls.managed.certValidityDays (%v) must be under tls.managed.caValidityDays (%v): a serving certificate never outlives its CA" .Values.tls.managed.certValidityDays .Values.tls.managed.caValidityDays) -}}
 {{- end -}}
 {{- end -}}
