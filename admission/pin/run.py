@@ -46,6 +46,7 @@ class PinOptions:
     no_cache: bool = False
     registry_config: str | None = None
     cwd: str | None = None
+    deadline_s: float = 60.0  # for every lookup of the run together
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +160,8 @@ def _lookups(options: PinOptions, *, wanted: Sequence[str], pinned: Sequence[str
 
     try:
         return lookup(wanted=wanted, pinned=pinned, settings=options.settings, platform=options.platform,
-                      cache_dir=options.cache_dir, no_cache=options.no_cache, registry_config=options.registry_config)
+                      cache_dir=options.cache_dir, no_cache=options.no_cache, registry_config=options.registry_config,
+                      deadline_s=options.deadline_s)
     except InputError as exc:
         out.errors.append(Problem(message=exc.message, file=exc.file, line=exc.line, path=exc.path))
     except RecursionError:

@@ -126,19 +126,31 @@ def find_sites(workloads: Iterable[Workload], *, parser: Literal["c", "pure"] = 
             written = raw
         out.sites.append(Site(file, line, origin.path, written, source, span, why, services, built))
 
-    def bases(container: Container) -> None:
+    def inline_bases(container: Container) -> None:
+        # dockerfile_inline: a Dockerfile inside the compose file; its FROM is still one line of that file's text
         for base in container.base_images:
-            # dockerfile_inline: a Dockerfile inside the compose file, its FROM still one line of that file's text
-            add(base, "compose" if ".dockerfile_inline" in base.origin.path else "dockerfile", yaml_key=None)
-        for unset in container.unresolved_bases:
-            key = (unset.origin.file, -1, unset.origin.line or 0)
-            if key in by_span:
-                continue
-            by_span[key] = len(out.sites)
-            names = ", ".join(unset.args)
-            out.sites.append(Site(unset.origin.file, unset.origin.line or 0, unset.origin.path, unset.text,
-                                  "dockerfile", None, f"set by build arg {names}, which has no value here"))
+            if ".dockerfile_inline" in base.origin.path:
+                add(base, "compose", yaml_key=None)
 
+    def dockerfile_sites(file: str) -> None:
+        """Every stage's FROM image and every COPY --from / RUN --mount from= image, as written (ARGs unexpanded):
+        any stage can be a build target, so each is pinned, not only those one build needs."""
+        from admission.sources import dockerfile  # only when there is a Dockerfile
+
+        try:
+            parsed = dockerfile.parse(text_of(file).text, file=file)
+        except InputError as exc:
+            out.errors.append(Problem(message=exc.message, file=exc.file or file, line=exc.line, path=exc.path))
+            return
+        names = {stage.name for stage in parsed.stages if stage.name is not None}
+        for stage in parsed.stages:
+            if stage.parent is None and stage.base.value.lower() != dockerfile.SCRATCH:
+                add(stage.base, "dockerfile", yaml_key=None)
+            for ref, origin in zip(stage.copies_from, stage.copies_from_origins):
+                if not (ref.isdigit() or ref.lower() in names or ref.lower() == dockerfile.SCRATCH):
+                    add(Located(ref, origin), "dockerfile", yaml_key=None)
+
+    dockerfiles: list[str] = []  # standalone ones and those compose builds read
     for workload in workloads:
         if workload.source == "kubernetes":
             for container in workload.containers:
@@ -148,8 +160,11 @@ def find_sites(workloads: Iterable[Workload], *, parser: Literal["c", "pure"] = 
             container = workload.containers[0]
             if container.image is not None:
                 add(container.image, "compose", yaml_key="image", service=workload.name, built=_has_build(workload))
-            bases(container)
+            inline_bases(container)
+            origins = [b.origin for b in container.base_images] + [u.origin for u in container.unresolved_bases]
+            dockerfiles.extend(o.file for o in origins if ".dockerfile_inline" not in o.path)
         elif workload.source == "dockerfile":
-            for container in workload.containers:
-                bases(container)
+            dockerfiles.append(workload.origin.file)
+    for file in dict.fromkeys(dockerfiles):
+        dockerfile_sites(file)
     return out

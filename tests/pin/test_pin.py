@@ -1,0 +1,364 @@
+"""`admission-cli pin` end to end against a real registry (Debian docker-registry on loopback), with images whose
+digests `skopeo inspect --raw` confirms: what is rewritten, byte for byte; what is left and why; --check, drift,
+--platform, --lock, caches, credentials, and the exit codes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from admission.cli.main import main
+from admission.pin.run import PinOptions, pin
+from admission.policy.config import ImagesSettings
+from tests.images import faults as F
+from tests.images.conftest import REGISTRY_PASSWORD, REGISTRY_USER
+from tests.images.registry import Registry
+from tests.images.tokenserver import TokenServer
+from tests.pin import images, project
+from tests.sources.compose_oracle import ORACLE
+
+ROOT = Path(__file__).resolve().parents[2]
+# Every repository:tag the fixture project pulls; each is its own image, so each has its own digest.
+TAGS = ("pin/app:1", "pin/cache:7", "pin/cache:8", "pin/db:16", "pin/proxy:1", "pin/side:1", "pin/ext:1",
+        "pin/base:1", "pin/tools:3", "pin/migrate:2", "pin/web:1", "pin/job:1")
+CREDS = f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"
+
+
+@dataclass(frozen=True)
+class Pushed:
+    layout: Path
+    digests: dict[str, str]  # "host/repo:tag" -> digest, as skopeo inspect --raw hashes it
+    multi: dict[str, str]  # the multi-platform index: "index", "amd64", "arm64"
+
+
+@pytest.fixture(scope="module")
+def pushed(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Pushed:
+    layout = tmp_path_factory.mktemp("pin-images") / "layout"
+    digests = {}
+    for tag in TAGS:
+        images.image(layout, tag.replace("/", "-").replace(":", "-"), release=tag)
+        images.push(layout, tag.replace("/", "-").replace(":", "-"), f"{registry.host}/{tag}")
+        digests[f"{registry.host}/{tag}"] = images.skopeo_digest(f"{registry.host}/{tag}")
+    images.image(layout, "multi-amd64", release="multi", architecture="amd64")
+    images.image(layout, "multi-arm64", release="multi", architecture="arm64")
+    multi = images.index(layout, "multi", [("multi-amd64", "amd64"), ("multi-arm64", "arm64")])
+    images.push(layout, "multi", f"{registry.host}/pin/multi:1")
+    return Pushed(layout, digests, multi)
+
+
+@pytest.fixture()
+def policy(registry: Registry, tmp_path: Path) -> Path:
+    """The registry gates `check --resolve-images` would need for a loopback registry: listed, plain HTTP."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"images:\n  allowed_registries: ['{registry.host}']\n  insecure_registries: ['{registry.host}']\n")
+    return path
+
+
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, cwd: Path, *argv: str) -> tuple[int, str]:
+    monkeypatch.chdir(cwd)
+    code = main(["pin", *argv])
+    return code, capsys.readouterr().out
+
+
+def lines_with(out: str, status: str) -> list[str]:
+    return [line for line in out.splitlines() if f"  {status}  " in line]
+
+
+def compose_repo(root: Path, text: str) -> Path:
+    root.mkdir(parents=True)
+    (root / ".git").mkdir()
+    (root / "compose.yaml").write_text(text)
+    return root
+
+
+# --- what is rewritten, and nothing else -------------------------------------------------------------------------
+
+
+def test_pin_writes_each_tags_digest_as_skopeo_sees_it_and_nothing_else(capsys, monkeypatch, tmp_path, registry,
+                                                                          pushed, policy) -> None:
+    root = project.make(tmp_path / "repo", registry.host, crlf=True)
+    before = project.files(root)
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
+    assert code == 0, out
+    expected = {name: [n for n in lines if (name, n) != project.MISSING] for name, lines in project.PINNED_LINES.items()}
+    project.assert_only_references_changed(before, project.files(root), digest_of=pushed.digests, expected=expected)
+    assert len(lines_with(out, "pinned")) == sum(len(v) for v in expected.values()) + 1  # pod.json: two on one line
+    (missing,) = lines_with(out, "unresolved")
+    assert missing.startswith("compose.yaml:31  services.missing.image  unresolved  ") and "not found" in missing
+    left = {line.split("  ")[0]: line for line in lines_with(out, "left alone")}
+    assert "interpolated" in left["compose.yaml:24"] and "build" in left["compose.yaml:29"]
+    assert "app/Dockerfile:5" in left, "FROM ${BASE} is set by a build arg"
+    assert out.splitlines()[-1].endswith("; wrote 7 files")
+
+
+def test_a_second_run_changes_nothing_and_check_names_only_what_could_not_be_resolved(capsys, monkeypatch, tmp_path,
+                                                                                      registry, pushed, policy) -> None:
+    root = project.make(tmp_path / "repo", registry.host)
+    assert run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")[0] == 0
+    pinned = project.files(root)
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
+    assert code == 0 and project.files(root) == pinned
+    assert out.splitlines()[-1].startswith("0 pinned, 17 already pinned, 1 unresolved")
+    code, out = run(capsys, monkeypatch, root, "--check", ".")
+    assert code == 1 and [line.split("  ")[0] for line in lines_with(out, "unpinned")] == ["compose.yaml:31"]
+
+
+def test_what_was_pinned_passes_the_strict_policys_digest_requirement(capsys, monkeypatch, tmp_path, registry,
+                                                                       pushed, policy) -> None:
+    root = project.make(tmp_path / "repo", registry.host)
+    run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
+    code = main(["check", "--format", "json", "--policy", str(ROOT / "policies" / "strict.yaml"), "."])
+    report = json.loads(capsys.readouterr().out)
+    assert code in (1, 2)  # the fixture breaks other rules on purpose
+    unpinned = {(f["file"], f["line"]) for f in report["findings"] if f["rule"] == "image-tag-pinned"}
+    pinned = {(name, n) for name, lines in project.PINNED_LINES.items() for n in lines} - {project.MISSING}
+    assert not unpinned & pinned, unpinned & pinned
+    assert project.MISSING in unpinned, "the reference pin could not resolve is still reported"
+
+
+def test_an_override_named_with_f_is_pinned_where_its_value_comes_from(capsys, monkeypatch, tmp_path, registry,
+                                                                        pushed, policy) -> None:
+    root = project.make(tmp_path / "repo", registry.host)
+    before = project.files(root)
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "-f", "override.yaml",
+                    "compose.yaml")
+    after = project.files(root)
+    assert code == 0, out
+    assert pushed.digests[f"{registry.host}/pin/cache:8"] in after["override.yaml"].decode()
+    assert before["compose.yaml"].splitlines()[16] == after["compose.yaml"].splitlines()[16], "cache:7 is overridden"
+    assert f"{registry.host}/pin/ext:1@" in after["base.yaml"].decode()  # extends
+    assert f"{registry.host}/pin/side:1@" in after["included.yaml"].decode()  # include
+
+
+def test_a_file_outside_the_repository_is_listed_not_written(capsys, monkeypatch, tmp_path, registry, pushed,
+                                                             policy) -> None:
+    outside = tmp_path / "shared" / "common.yaml"
+    outside.parent.mkdir()
+    outside.write_text(f"services:\n  common:\n    image: {registry.host}/pin/ext:1\n")
+    root = compose_repo(tmp_path / "repo", "include:\n  - ../shared/common.yaml\nservices:\n  web:\n"
+                                           f"    image: {registry.host}/pin/web:1\n")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "compose.yaml")
+    assert code == 0
+    assert outside.read_text() == f"services:\n  common:\n    image: {registry.host}/pin/ext:1\n"
+    (line,) = lines_with(out, "not written")
+    assert line.startswith("../shared/common.yaml:3  services.common.image  not written") and "outside" in line
+    assert pushed.digests[f"{registry.host}/pin/web:1"] in (root / "compose.yaml").read_text()
+
+
+# --- multi-platform images -----------------------------------------------------------------------------------
+
+
+def test_the_index_digest_is_the_default_and_platform_picks_one_manifest(capsys, monkeypatch, tmp_path, registry,
+                                                                         pushed, policy) -> None:
+    reference = f"{registry.host}/pin/multi:1"
+    assert images.skopeo_digest(reference) == pushed.multi["index"]
+    index_repo = compose_repo(tmp_path / "index", f"services:\n  web:\n    image: {reference}\n")
+    run(capsys, monkeypatch, index_repo, "--policy", str(policy), "--no-cache", ".")
+    assert (index_repo / "compose.yaml").read_text().endswith(f"image: {reference}@{pushed.multi['index']}\n")
+
+    arm_repo = compose_repo(tmp_path / "arm", f"services:\n  web:\n    image: {reference}\n")
+    code, out = run(capsys, monkeypatch, arm_repo, "--policy", str(policy), "--no-cache", "--platform", "linux/arm64",
+                    ".")
+    arm = images.skopeo_platform_digest(reference, {"architecture": "arm64"})
+    assert code == 0 and arm == pushed.multi["arm64"]
+    assert (arm_repo / "compose.yaml").read_text().endswith(f"image: {reference}@{arm}\n")
+    assert "linux/arm64 manifest, not the index" in out and "digests are linux/arm64 manifests" in out
+
+
+def test_platform_on_a_single_platform_image_of_another_platform_is_unresolved(capsys, monkeypatch, tmp_path,
+                                                                               registry, pushed, policy) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1\n")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--platform", "linux/arm64", ".")
+    (line,) = lines_with(out, "unresolved")
+    assert code == 0 and "not found" in line and "no image for linux/arm64 (it is linux/amd64)" in line
+    assert "@" not in (root / "compose.yaml").read_text()
+
+
+# --- --check and drift -------------------------------------------------------------------------------------------
+
+
+def test_check_asks_no_registry_and_lists_every_unpinned_reference_with_file_and_line(capsys, monkeypatch, tmp_path,
+                                                                                      registry, pushed) -> None:
+    root = project.make(tmp_path / "repo", registry.host)
+    before = project.files(root)
+    mark = registry.mark()
+    code, out = run(capsys, monkeypatch, root, "--check", ".")
+    assert code == 1 and registry.since(mark) == [] and project.files(root) == before
+    listed = {line.split("  ")[0] for line in lines_with(out, "unpinned")}
+    assert listed == {f"{name}:{n}" for name, lines in project.PINNED_LINES.items() for n in lines}
+
+
+def test_drift_is_reported_and_fails_the_check_only_when_asked(capsys, monkeypatch, tmp_path, registry, pushed,
+                                                               policy) -> None:
+    images.image(pushed.layout, "drift-v1", release="drift v1")
+    images.push(pushed.layout, "drift-v1", f"{registry.host}/pin/drift:1")
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/drift:1\n")
+    run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
+    images.image(pushed.layout, "drift-v2", release="drift v2")
+    images.push(pushed.layout, "drift-v2", f"{registry.host}/pin/drift:1")  # an upstream push moves the tag
+    moved = images.skopeo_digest(f"{registry.host}/pin/drift:1")
+
+    mark = registry.mark()
+    assert run(capsys, monkeypatch, root, "--check", ".")[0] == 0
+    assert registry.since(mark) == [], "the default --check is offline, and a pinned repository passes it"
+    code, out = run(capsys, monkeypatch, root, "--check", "--drift", "--policy", str(policy), "--no-cache", ".")
+    (line,) = lines_with(out, "drift")
+    assert code == 0 and line.startswith("compose.yaml:3  services.web.image  drift  ") and moved in line
+    code, out = run(capsys, monkeypatch, root, "--check", "--fail-on-drift", "--policy", str(policy), "--no-cache", ".")
+    assert code == 1 and len(lines_with(out, "drift")) == 1
+
+
+def test_a_pin_to_one_platforms_manifest_is_not_drift_while_the_index_lists_it(capsys, monkeypatch, tmp_path,
+                                                                              registry, pushed, policy) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/multi:1\n")
+    run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--platform", "linux/arm64", ".")
+    code, out = run(capsys, monkeypatch, root, "--check", "--fail-on-drift", "--policy", str(policy), "--no-cache", ".")
+    assert code == 0 and lines_with(out, "drift") == [] and "1 already pinned" in out
+
+
+# --- registry costs and caches -------------------------------------------------------------------------------------
+
+
+def test_a_digest_costs_one_head_per_tag_and_a_warm_cache_costs_nothing(capsys, monkeypatch, tmp_path, registry,
+                                                                        pushed, policy) -> None:
+    cache = tmp_path / "cache"
+    cold_repo = project.make(tmp_path / "cold", registry.host)
+    mark = registry.mark()
+    run(capsys, monkeypatch, cold_repo, "--policy", str(policy), "--cache-dir", str(cache), ".")
+    sent = registry.since(mark)
+    heads = sorted(path for method, path, _ in sent if method == "HEAD")
+    tags = sorted({f"/v2/{t.rsplit(':', 1)[0]}/manifests/{t.rsplit(':', 1)[1]}" for t in TAGS} |
+                  {"/v2/pin/missing/manifests/1"})
+    assert heads == tags
+    assert [(m, p) for m, p, _ in sent if m != "HEAD"] == [("GET", "/v2/")]
+
+    warm_repo = project.make(tmp_path / "warm", registry.host)
+    mark = registry.mark()
+    code, _ = run(capsys, monkeypatch, warm_repo, "--policy", str(policy), "--cache-dir", str(cache), ".")
+    assert code == 0
+    assert [m for m, p, _ in registry.since(mark) if m == "HEAD"] == ["HEAD"], "only the unresolvable one is asked"
+    assert project.files(warm_repo) == project.files(cold_repo)
+
+
+# --- what cannot be resolved ---------------------------------------------------------------------------------------
+
+
+def test_an_unlisted_loopback_registry_is_refused_and_the_file_left_as_it_is(capsys, monkeypatch, tmp_path, registry,
+                                                                           pushed) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1\n")
+    code, out = run(capsys, monkeypatch, root, "--no-cache", ".")
+    (line,) = lines_with(out, "unresolved")
+    assert code == 0 and ": refused: " in line and "@" not in (root / "compose.yaml").read_text()
+
+
+def test_basic_auth_without_credentials_is_unresolved_and_with_them_pins(capsys, monkeypatch, tmp_path,
+                                                                         htpasswd_registry, pushed) -> None:
+    host = htpasswd_registry.host
+    images.push(pushed.layout, "pin-web-1", f"{host}/pin/web:1", creds=CREDS)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"images:\n  allowed_registries: ['{host}']\n  insecure_registries: ['{host}']\n")
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {host}/pin/web:1\n")
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--registry-config", str(empty),
+                    ".")
+    (line,) = lines_with(out, "unresolved")
+    assert code == 0 and ": auth: " in line
+    config = _docker_config(tmp_path, host)
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--registry-config", str(config),
+                    ".")
+    assert code == 0 and images.skopeo_digest(f"{host}/pin/web:1", creds=CREDS) in (root / "compose.yaml").read_text()
+
+
+def test_token_auth_pins_with_the_registrys_own_token_server(capsys, monkeypatch, tmp_path, token_registry: Registry,
+                                                             token_server: TokenServer, pushed) -> None:
+    host = token_registry.host
+    repo = f"{token_server.private_prefix}pin/db:16"  # the token server grants it to the user only
+    images.push(pushed.layout, "pin-db-16", f"{host}/{repo}", creds=CREDS)
+    realm = token_server.host
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"images:\n  allowed_registries: ['{host}', '{realm}']\n"
+                      f"  insecure_registries: ['{host}', '{realm}']\n")
+    root = compose_repo(tmp_path / "repo", f"services:\n  db:\n    image: {host}/{repo}\n")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
+    (line,) = lines_with(out, "unresolved")
+    assert code == 0 and ": auth: " in line, "anonymous: the token server grants no pull"
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--registry-config",
+                    str(_docker_config(tmp_path, host)), ".")
+    assert code == 0, out
+    assert images.skopeo_digest(f"{host}/{repo}", creds=CREDS) in (root / "compose.yaml").read_text()
+
+
+def _docker_config(folder: Path, host: str) -> Path:
+    path = folder / "config.json"
+    path.write_text(json.dumps({"auths": {host: {"auth": base64.b64encode(CREDS.encode()).decode()}}}))
+    return path
+
+
+def test_a_registry_that_does_not_answer_is_a_timeout_not_an_error(tmp_path, faults: F.Faults) -> None:
+    from admission.cli import inputs
+
+    served = F.serve_image(faults, "app", "1")
+    faults.route(served.tag_path, F.hang())
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {faults.host}/app:1\n")
+    settings = ImagesSettings(allowed_registries=(faults.host,), insecure_registries=(faults.host,))
+    outcome = pin([str(root)], options=PinOptions(settings=settings, no_cache=True, deadline_s=1.0),
+                  inputs_options=inputs.Options())
+    (entry,) = outcome.entries
+    assert entry.status == "unresolved" and entry.detail.split(": ")[1] == "timeout" and outcome.code == 0
+    assert "@" not in (root / "compose.yaml").read_text()
+
+
+# --- --lock ---------------------------------------------------------------------------------------------------------
+
+
+def test_lock_writes_a_compose_override_that_compose_itself_merges(capsys, monkeypatch, tmp_path, registry, pushed,
+                                                                   policy) -> None:
+    text = (f"services:\n  web:\n    image: {registry.host}/pin/web:1\n  db:\n    image: {registry.host}/pin/db:16\n"
+            f"  app:\n    build: .\n    image: {registry.host}/pin/built:dev\n")
+    root = compose_repo(tmp_path / "repo", text)
+    (root / "Dockerfile").write_text(f"FROM {registry.host}/pin/base:1\n")
+    (root / "pod.yaml").write_text(f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers:\n"
+                                   f"  - name: a\n    image: {registry.host}/pin/web:1\n")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--lock", "lock.yaml", ".")
+    assert code == 0 and (root / "compose.yaml").read_text() == text
+    assert {line.split("  ")[0] for line in lines_with(out, "not locked")} == {"Dockerfile:1", "pod.yaml:7"}
+    proc = subprocess.run([str(ORACLE), "-f", "compose.yaml", "-f", "lock.yaml", "config", "--format", "json"],
+                          cwd=root, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    services = json.loads(proc.stdout)["services"]
+    assert services["web"]["image"] == f"{registry.host}/pin/web:1@{pushed.digests[f'{registry.host}/pin/web:1']}"
+    assert services["db"]["image"] == f"{registry.host}/pin/db:16@{pushed.digests[f'{registry.host}/pin/db:16']}"
+    assert services["app"]["image"] == f"{registry.host}/pin/built:dev", "a build's output name is not locked"
+
+    lock = (root / "lock.yaml").read_bytes()
+    mark = registry.mark()
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--lock", "lock.yaml", ".")
+    assert code == 0 and (root / "lock.yaml").read_bytes() == lock and registry.since(mark) == []
+    assert run(capsys, monkeypatch, root, "--check", "--lock", "lock.yaml", "compose.yaml")[0] == 0
+    (root / "lock.yaml").unlink()
+    code, out = run(capsys, monkeypatch, root, "--check", "--lock", "lock.yaml", "compose.yaml")
+    assert code == 1 and len(lines_with(out, "unpinned")) == 2
+
+
+# --- exit codes -------------------------------------------------------------------------------------------------------
+
+
+def test_an_unreadable_input_exits_2_and_the_other_files_are_still_pinned(capsys, monkeypatch, tmp_path, registry,
+                                                                          pushed, policy) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1\n")
+    (root / "broken.yaml").write_text("apiVersion: v1\nkind: Pod\nspec: [\n")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "compose.yaml", "broken.yaml")
+    assert code == 2 and "broken.yaml:" in out and "  error  " in out
+    assert "@sha256:" in (root / "compose.yaml").read_text()
+
+
+def test_stdin_is_a_usage_error(capsys, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["pin", "-"]) == 2
+    assert "cannot read stdin" in capsys.readouterr().err
