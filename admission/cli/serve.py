@@ -13,7 +13,7 @@ EXIT_OK, EXIT_ERROR = 0, 2
 
 # flag -> setting; a flag that is not given leaves the ADMISSION_* variable (or the default) in force
 _FLAGS = ("host", "port", "tls_cert", "tls_key", "policy", "workers", "deadline", "max_body", "drain_delay", "grace",
-          "docker_config", "metrics_dir", "log_level")
+          "docker_config", "metrics_dir", "metrics_port", "log_level")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -35,6 +35,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     serve.add_argument("--grace", type=float, metavar="SECONDS", help="for in-flight requests (ADMISSION_GRACE, 20)")
     serve.add_argument("--docker-config", metavar="FILE", help="static registry credentials (ADMISSION_DOCKER_CONFIG)")
     serve.add_argument("--metrics-dir", metavar="DIR", help="prometheus multiprocess dir (ADMISSION_METRICS_DIR)")
+    serve.add_argument("--metrics-port", type=int, metavar="PORT",
+                       help="serve /metrics over plain HTTP on this port only (ADMISSION_METRICS_PORT)")
     serve.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"))
     return serve
 
@@ -96,6 +98,18 @@ def run(args: argparse.Namespace) -> int:
         if path and not os.path.isfile(path):
             print(f"admission-cli serve: {path}: file not found", file=sys.stderr)
             return EXIT_ERROR
+    from admission.webhook.server import StartError, bind, check_tls
+
+    try:
+        if settings.tls_cert and settings.tls_key:
+            check_tls(settings.tls_cert, settings.tls_key)
+        # bound here, so a port in use is one line and exit 2 rather than uvicorn's exit 3 (or a traceback)
+        sockets = [bind(settings.host, settings.port, what="port")]
+        if settings.metrics_port is not None:
+            bind(settings.host, settings.metrics_port, what="metrics port").close()
+    except StartError as exc:
+        print(f"admission-cli serve: {exc}", file=sys.stderr)
+        return EXIT_ERROR
     if not settings.tls_cert:
         log.warning("serving plain HTTP: the API server calls webhooks over HTTPS only (give --tls-cert/--tls-key)")
     if settings.workers > 1:
@@ -107,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     from admission.errors import InputError, PolicyError
     from admission.policy.config import load_policy
+    from admission.webhook.metrics import start_metrics_port
     from admission.webhook.server import config_for, run_server
 
     try:
@@ -117,20 +132,31 @@ def run(args: argparse.Namespace) -> int:
                 if value is not None:
                     os.environ[f"ADMISSION_{name.upper()}"] = str(value)
             config = config_for("admission.webhook.app:create_app_from_env", settings, factory=True)
+            metrics = None  # the parent serves the workers' files on the metrics port
         else:
             from admission.webhook.app import create_app
 
-            config = config_for(create_app(settings), settings)
+            app = create_app(settings)
+            metrics = app.state.webhook.metrics
+            config = config_for(app, settings)
     except PolicyError as exc:
         print(f"admission-cli serve: policy error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except InputError as exc:
         print(f"admission-cli serve: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    if settings.metrics_port is not None:
+        try:
+            start_metrics_port(metrics, host=settings.host, port=settings.metrics_port,
+                               multiprocess_dir=settings.metrics_dir)
+        except OSError as exc:
+            print(f"admission-cli serve: metrics port {settings.metrics_port} on {settings.host}: {exc.strerror}",
+                  file=sys.stderr)
+            return EXIT_ERROR
     if manager is not None:
         manager.start()
     try:
-        started = run_server(config, drain_delay=settings.drain_delay)
+        started = run_server(config, drain_delay=settings.drain_delay, sockets=sockets)
     finally:
         if manager is not None:
             manager.stop()

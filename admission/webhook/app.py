@@ -199,9 +199,11 @@ class _Webhook:
         """POST /validate as plain ASGI: no middleware stack, Request or Response objects on the hot path.
 
         No `Connection: close` while draining: keep-alive is kept through the drain delay (a new TLS handshake per
-        request cost 5x the throughput), and uvicorn closes each connection after its in-flight request at shutdown."""
+        request cost 5x the throughput); only once the listener is closed does each answer close its connection."""
         status, content = await self.handle(scope, receive)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
+        if LIFECYCLE.closing:
+            headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
@@ -437,6 +439,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
         images = ImageService.from_settings(settings, holder.policy.images, metrics=metrics)
     hook = _Webhook(settings, holder, metrics, audit, images=images, cluster=cluster)
     metrics.refreshers.append(hook.refresh_gauges)
+    hook.refresh_gauges()  # in multiprocess mode the state gauges are in the files from the start
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -37,6 +37,7 @@ class Lifecycle:
     """Per process: set by the SIGTERM handler (serve.py); /readyz turns false and answers close connections."""
 
     draining: bool = False
+    closing: bool = False  # after the drain delay: every answer closes its connection (server.py)
 
 
 LIFECYCLE = Lifecycle()

@@ -1,18 +1,24 @@
 """uvicorn glue for `admission-cli serve`: TLS with hot reload, and a SIGTERM that drains instead of dropping.
 
 On SIGTERM (what the kubelet sends when a pod is deleted): /readyz turns false at once, so the endpoint leaves the
-Service; the listening socket stays open and new connections are still served for ADMISSION_DRAIN_DELAY, because
-the API server and kube-proxy learn of the endpoint's removal only after a while; answers in that window carry
-`Connection: close`, so clients reconnect to another replica instead of reusing this one. Then uvicorn stops
-accepting, lets in-flight requests finish within ADMISSION_GRACE, and the process exits 0. A second SIGTERM, or
-SIGINT, stops at once as uvicorn does.
+Service; the listening socket stays open and connections, new and kept-alive, are served as before for
+ADMISSION_DRAIN_DELAY, because the API server and kube-proxy learn of the endpoint's removal only after a while
+(answering with `Connection: close` there made every request pay a new TLS handshake: 5x less throughput).
+Then no accepted connection is reset: the listener stops being watched, the connections the kernel has already
+accepted into its backlog are taken and served (closing the listener with them in it would reset them), and only
+then is it closed; from then on every answer carries `Connection: close`, so each connection closes after its
+in-flight or next request, and connections still idle after a moment are closed by uvicorn. In-flight requests get
+ADMISSION_GRACE, and the process exits 0. A second SIGTERM, or SIGINT, stops at once as uvicorn does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
+import socket
+import ssl
 import time
 from types import FrameType
 from typing import Any
@@ -25,7 +31,8 @@ from admission.webhook.reload import LIFECYCLE, ssl_context_factory
 __all__ = ["DrainingServer", "config_for", "run_server"]
 
 log = logging.getLogger("admission.webhook")
-_SETTLE = 0.5  # seconds between closing the listening socket and closing idle connections
+_SETTLE = 1.0  # at most this many seconds for kept-alive connections to send their next request before uvicorn
+# closes the idle ones (a busy client sends within milliseconds, gets `Connection: close` and goes elsewhere)
 
 
 class DrainingServer(uvicorn.Server):
@@ -48,16 +55,45 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[Any] | None = None) -> None:
-        """Stop accepting first; then give connections accepted just before that a moment to send their request,
-        which they do at once, before uvicorn closes the connections that have no request in progress (a client
-        whose fresh connection is closed before its request arrives has lost that request)."""
+        """After the drain delay: answers close their connection, the backlog is served, then uvicorn's own
+        shutdown (idle connections closed, in-flight requests given the grace period)."""
         if self._stop_at is not None:
-            for server in getattr(self, "servers", []):
-                server.close()
+            LIFECYCLE.closing = True
+            await self._take_backlog()
             for sock in sockets or []:
                 sock.close()
-            await asyncio.sleep(min(_SETTLE, self.config.timeout_graceful_shutdown or _SETTLE))
+            settle = min(_SETTLE, self.config.timeout_graceful_shutdown or _SETTLE)
+            until = time.monotonic() + settle
+            while self.server_state.connections and time.monotonic() < until:
+                await asyncio.sleep(0.02)
         await super().shutdown(sockets=sockets)
+
+    async def _take_backlog(self) -> None:
+        """Stop watching each listening socket, accept what the kernel already accepted for us, serve it as
+        asyncio would have, and close the listener. asyncio's Server keeps the protocol factory and TLS context
+        of create_server privately; there is no public way to hand it an accepted socket of its own."""
+        loop = asyncio.get_running_loop()
+        taken: list[Any] = []
+        for server in getattr(self, "servers", []):
+            factory = getattr(server, "_protocol_factory", None)
+            for sock in list(getattr(server, "_sockets", None) or ()):
+                loop.remove_reader(sock.fileno())
+                while factory is not None:
+                    try:
+                        conn, _ = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    except OSError:
+                        break
+                    conn.setblocking(False)
+                    taken.append(loop.create_task(loop.connect_accepted_socket(
+                        factory, conn, ssl=getattr(server, "_ssl_context", None),
+                        ssl_handshake_timeout=getattr(server, "_ssl_handshake_timeout", None) if
+                        getattr(server, "_ssl_context", None) else None)))
+            server.close()
+        if taken:
+            log.info("shutdown: serving %d connections taken from the listen backlog", len(taken))
+            await asyncio.gather(*taken, return_exceptions=True)
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
@@ -105,12 +141,54 @@ def config_for(app: Any, settings: Any, *, factory: bool = False) -> uvicorn.Con
     return config
 
 
-def run_server(config: uvicorn.Config, *, drain_delay: float) -> bool:
-    """Serve until shut down; False when the server never started (bad TLS files, port in use)."""
+class StartError(Exception):
+    """Why the server cannot start, in one line naming the file or the port."""
+
+
+def check_tls(certfile: str, keyfile: str) -> None:
+    """The pair uvicorn will load, loaded first here, so that a bad one is a line naming the file (StartError)."""
+    for path in (certfile, keyfile):
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise StartError(f"{path}: cannot be read: {exc.strerror}") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_verify_locations(cafile=certfile)
+    except (ssl.SSLError, ValueError) as exc:
+        raise StartError(f"{certfile}: not a PEM certificate ({_ssl_reason(exc)})") from None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        if "KEY_VALUES_MISMATCH" in str(exc) or "values mismatch" in str(exc):
+            raise StartError(f"{keyfile}: not the private key of the certificate {certfile}") from None
+        raise StartError(f"{keyfile}: not a PEM private key (for the certificate {certfile})") from None
+
+
+def _ssl_reason(exc: Exception) -> str:
+    return getattr(exc, "reason", None) or str(exc)
+
+
+def bind(host: str, port: int, *, what: str) -> socket.socket:
+    """The listening socket as uvicorn binds it (SO_REUSEADDR, inheritable for workers), or StartError."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        why = "already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise StartError(f"{what} {port} on {host}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run_server(config: uvicorn.Config, *, drain_delay: float, sockets: list[socket.socket] | None = None) -> bool:
+    """Serve until shut down; False when the server never started."""
     if config.workers > 1:
-        sock = config.bind_socket()
-        _Multiprocess(config, sockets=[sock]).run()
+        _Multiprocess(config, sockets=sockets or [config.bind_socket()]).run()
         return True
     server = DrainingServer(config, drain_delay=drain_delay)
-    server.run()
+    server.run(sockets=sockets)
     return server.started
