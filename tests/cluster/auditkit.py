@@ -17,8 +17,10 @@ from tests.cluster.controlplane import ControlPlane
 
 CLI = Path(sys.executable).parent / "admission-cli"
 REPORT_APIS = ("wgpolicyk8s.io/v1alpha2", "openreports.io/v1alpha1")
-KUBECTL_KINDS = {"wgpolicyk8s.io/v1alpha2": ("policyreports.wgpolicyk8s.io", "clusterpolicyreports.wgpolicyk8s.io"),
-                 "openreports.io/v1alpha1": ("reports.openreports.io", "clusterreports.openreports.io")}
+# resource.version.group: kubectl would otherwise read the CRD's preferred version (wgpolicyk8s.io's is v1beta1).
+KUBECTL_KINDS = {"wgpolicyk8s.io/v1alpha2": ("policyreports.v1alpha2.wgpolicyk8s.io",
+                                             "clusterpolicyreports.v1alpha2.wgpolicyk8s.io"),
+                 "openreports.io/v1alpha1": ("reports.v1alpha1.openreports.io", "clusterreports.v1alpha1.openreports.io")}
 
 
 @dataclass
