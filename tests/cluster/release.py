@@ -115,7 +115,12 @@ def _wait_ready(pod: Pod, timeout: float = 60) -> None:
 
 def install(plane: ControlPlane, root: Path, values: dict[str, Any]) -> Release:
     """Render the chart with `values`, apply it, run the server as the chart's ServiceAccount, then register the
-    webhook (last, so that a failurePolicy Fail webhook is never registered before its server answers)."""
+    webhook (last, so that a failurePolicy Fail webhook is never registered before its server answers).
+
+    The certificate files are this test CA's whatever the values say, so the chart's TLS is pinned to `selfSigned`
+    (served from files) unless `values` name a mode; managed TLS, where the server writes its own certificate
+    through the API, has its own install in tests/cluster/test_certificates.py."""
+    values = {**values, "tls": {"mode": "selfSigned", **values.get("tls", {})}}
     rendered = render(values)
     plane.kubectl("create", "namespace", NAMESPACE, check=False)
     objects = [o for o in rendered.objects if o["kind"] != "ValidatingWebhookConfiguration"]

@@ -1,0 +1,317 @@
+"""Managed TLS (tls.mode=managed) behind the real API server: two `serve` replicas, each its own pod name, make,
+share and rotate their certificate through the API, and keep the webhook configuration's caBundle in step.
+
+As in release.py, the rendered clientConfig.service becomes a loopback url: here the url of a round-robin TCP
+balancer in front of both replicas (what the Service does in a cluster), and the caBundle is NOT set by the test:
+the configuration is applied as rendered, without one, and the server writes it. The replicas run with short
+lifetimes (CA 30 s, serving certificate 10 s, propagation 3 s), so a CA rotation happens inside the test while
+server-side dry-run creates go through the API server, which dials the webhook with whatever bundle it holds.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+
+from tests.chart.conftest import NAMESPACE, Rendered, render
+from tests.chart.pod import Pod, start_pod
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.test_failure_modes import calling_errors
+from tests.cluster.test_webhook_in_cluster import compliant_deployment
+
+pytestmark = pytest.mark.controlplane
+
+SHORT = {"ADMISSION_TLS_CA_VALIDITY": "30", "ADMISSION_TLS_CERT_VALIDITY": "10",
+         "ADMISSION_TLS_PROPAGATION_DELAY": "3", "ADMISSION_TLS_REPORT_INTERVAL": "2"}
+POLICY = "images:\n  resolve: false\n"  # this machine reaches no registry
+
+
+class Balancer:
+    """A TCP round-robin forwarder on loopback (the Service's part): each connection goes to the next replica
+    that accepts it, so the API server's calls reach both."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports = ports
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._next = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        for _ in range(len(self.ports)):
+            port = self.ports[self._next % len(self.ports)]
+            self._next += 1
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+                break
+            except OSError:
+                continue
+        else:
+            client.close()
+            return
+        upstream.settimeout(None)
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@dataclass
+class Managed:
+    plane: ControlPlane
+    rendered: Rendered
+    root: Path
+    pods: dict[str, Pod] = field(default_factory=dict)
+    balancer: Balancer | None = None
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def webhook_name(self) -> str:
+        return self.rendered.one("ValidatingWebhookConfiguration")["metadata"]["name"]
+
+    def env(self, key: str) -> str:
+        return self.rendered.env()[key]
+
+    def start(self, name: str, kubeconfig: Path) -> Pod:
+        hosts = self.env("ADMISSION_TLS_HOSTS") + ",127.0.0.1"  # the API server dials the loopback url
+        folder = self.root / name
+        folder.mkdir()
+        pod = start_pod(self.rendered, folder, kubeconfig=kubeconfig, name=name,
+                        env_extra={**SHORT, "ADMISSION_TLS_HOSTS": hosts})
+        self.pods[name] = pod
+        return pod
+
+    def readyz(self, pod: Pod) -> httpx.Response | None:
+        try:
+            return httpx.get(f"https://127.0.0.1:{pod.port}/readyz", verify=False, timeout=5)  # noqa: S501
+        except httpx.TransportError:
+            return None
+
+    def wait_ready(self, pod: Pod, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while (answer := self.readyz(pod)) is None or answer.status_code != 200:
+            assert pod.process.poll() is None, f"serve exited {pod.process.returncode}:\n{pod.log()[-3000:]}"
+            assert time.monotonic() < deadline, f"not ready: {answer and answer.text}\n{pod.log()[-3000:]}"
+            time.sleep(0.2)
+
+    def hook(self) -> dict[str, Any]:
+        return self.plane.get(f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/"
+                              f"{self.webhook_name}")
+
+    def bundle(self) -> list[str]:
+        """Fingerprints of the CAs in the live caBundle, in order ([] when there is none)."""
+        from admission.webhook.certs import fingerprint, split
+
+        b64 = self.hook()["webhooks"][0]["clientConfig"].get("caBundle")
+        return [fingerprint(c)[:12] for c in split(base64.b64decode(b64))] if b64 else []
+
+    def secret(self) -> dict[str, Any]:
+        return self.plane.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{self.env('ADMISSION_TLS_SECRET')}")
+
+    def lease_holder(self) -> str:
+        lease = self.plane.get(f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
+                               f"{self.env('ADMISSION_TLS_LEASE')}")
+        return lease["spec"].get("holderIdentity") or ""
+
+    def audited(self) -> set[str]:
+        import json
+
+        names: set[str] = set()
+        for pod in self.pods.values():
+            log = pod.root / "stdout.log"
+            for line in log.read_text().splitlines() if log.exists() else []:
+                if line.startswith("{") and '"audit":"admission"' in line:
+                    names.add(json.loads(line)["name"])
+        return names
+
+    def stop(self) -> None:
+        for pod in self.pods.values():
+            if pod.process.poll() is None:
+                pod.process.terminate()
+        for pod in self.pods.values():
+            try:
+                pod.process.wait(timeout=30)
+            except Exception:  # noqa: BLE001
+                pod.process.kill()
+        if self.balancer is not None:
+            self.balancer.close()
+
+
+def _admin(plane: ControlPlane) -> httpx.Client:
+    pki = plane.root / "pki"
+    context = ssl.create_default_context(cafile=str(plane.ca_file))
+    context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    return httpx.Client(base_url=plane.url, verify=context, timeout=15)
+
+
+def _dry_run(client: httpx.Client, name: str) -> httpx.Response:
+    return client.post("/apis/apps/v1/namespaces/default/deployments", params={"dryRun": "All"},
+                       json=compliant_deployment(name, namespace="default"))
+
+
+@pytest.fixture(scope="module")
+def managed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managed]:
+    plane = control_plane
+    root = tmp_path_factory.mktemp("managed")
+    rendered = render({"policy": POLICY, "replicas": 2})
+    assert rendered.env()["ADMISSION_TLS_MANAGED"] == "true", "managed is the chart's default"
+    release = Managed(plane, rendered, root)
+    plane.kubectl("create", "namespace", NAMESPACE, check=False)
+    plane.ensure_default_service_accounts("default")
+    objects = [o for o in rendered.objects if o["kind"] != "ValidatingWebhookConfiguration"]
+    plane.apply(objects, "--dry-run=server")
+    account = rendered.one("ServiceAccount")
+    plane.apply([account, *[o for o in objects if o["kind"] == "ConfigMap"]])
+    kubeconfig = plane.token_kubeconfig(root / "sa.kubeconfig", namespace=NAMESPACE,
+                                        service_account=account["metadata"]["name"])
+    try:
+        first = release.start("admission-0", kubeconfig)
+        # Without its RBAC the server cannot get a certificate: it listens (a placeholder) but is not ready.
+        deadline = time.monotonic() + 30
+        while (answer := release.readyz(first)) is None:
+            assert time.monotonic() < deadline, first.log()[-3000:]
+            time.sleep(0.2)
+        time.sleep(2)
+        answer = release.readyz(first)
+        assert answer is not None and answer.status_code == 503
+        assert answer.json()["reason"] == "no certificate yet (managed TLS)"
+        plane.apply([o for o in objects if o["kind"] in ("ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")])
+        second = release.start("admission-1", kubeconfig)
+        for pod in (first, second):
+            release.wait_ready(pod)
+        release.balancer = Balancer([first.port, second.port])
+        configuration = copy.deepcopy(rendered.one("ValidatingWebhookConfiguration"))
+        for hook in configuration["webhooks"]:
+            service = hook["clientConfig"].pop("service")
+            hook["clientConfig"]["url"] = f"https://127.0.0.1:{release.balancer.port}{service['path']}"
+            assert "caBundle" not in hook["clientConfig"]
+        release.configuration = configuration
+        plane.apply([configuration])
+        yield release
+    finally:
+        release.stop()
+        plane.kubectl("delete", "validatingwebhookconfiguration", release.webhook_name, "--ignore-not-found")
+        plane.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true",
+                      stdin=__import__("yaml").safe_dump_all([o for o in objects if o["kind"] in (
+                          "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap")]))
+        plane.kubectl("delete", "secret,lease", "-n", NAMESPACE, rendered.env()["ADMISSION_TLS_SECRET"],
+                      rendered.env()["ADMISSION_TLS_LEASE"], "--ignore-not-found")
+
+
+def _wait(predicate: Any, *, timeout: float, what: str) -> float:  # noqa: ANN401
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def test_the_server_writes_the_ca_bundle_the_chart_leaves_out_and_one_replica_holds_the_lease(
+        managed: Managed) -> None:
+    took = _wait(lambda: len(managed.bundle()) >= 1, timeout=15, what="the caBundle written")
+    assert took < 10
+    assert managed.lease_holder() in managed.pods
+    secret = managed.secret()
+    assert secret["type"] == "kubernetes.io/tls"
+    ca = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["ca.crt"]))
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    # Both replicas report on the Secret which CA they serve: the writer reads them before dropping an old CA.
+    _wait(lambda: {k.rsplit(".", 1)[-1] for k in (managed.secret()["metadata"].get("annotations") or {})
+                   if k.startswith("admission.policy/serves-ca.")} >= {"admission-0", "admission-1"},
+          timeout=15, what="both replicas' reports")
+
+
+def test_no_request_fails_through_a_ca_rotation_and_serving_certificate_renewals(
+        managed: Managed, control_plane: ControlPlane) -> None:
+    _wait(lambda: len(managed.bundle()) >= 1, timeout=15, what="the caBundle written")
+    client = _admin(control_plane)
+    # Registered: the API server calls us (an informer picks the configuration up a moment after it is stored).
+    _wait(lambda: _dry_run(client, "probe-registered").status_code == 201 and "probe-registered" in managed.audited(),
+          timeout=30, what="the webhook registered")
+    errors_before = calling_errors(control_plane, managed.rendered.webhook["name"])
+    first = managed.bundle()
+    seen: list[list[str]] = [first]
+    served_leaves: set[bytes] = set()
+    sent, failed = 0, []
+    deadline = time.monotonic() + 75
+    # Until the CA has rotated: a second CA joined, and then the first one left.
+    while not (len(seen[-1]) == 1 and seen[-1] != first):
+        assert time.monotonic() < deadline, f"no complete CA rotation in 75 s; bundles seen: {seen}"
+        name = f"rotation-{sent}"
+        answer = _dry_run(client, name)
+        sent += 1
+        if answer.status_code != 201:
+            failed.append(f"{name}: {answer.status_code} {answer.text[:300]}")
+        bundle = managed.bundle()
+        if bundle != seen[-1]:
+            seen.append(bundle)
+        served_leaves.add(base64.b64decode(managed.secret()["data"]["tls.crt"]))
+        time.sleep(0.05)
+    print(f"rotation: {sent} requests, {len(failed)} failed; bundles {seen}; {len(served_leaves)} serving "
+          f"certificates")
+    assert failed == []
+    assert seen[0] == first and len(seen) >= 3
+    assert any(len(b) == 2 and b[0] == first[0] for b in seen), "the new CA joins before the old one leaves"
+    assert seen[-1][0] not in first
+    assert len(served_leaves) >= 3, "the serving certificate was renewed (and reissued by the new CA)"
+    missing = {f"rotation-{i}" for i in range(sent)} - managed.audited()
+    assert not missing, f"answered without the webhook: {sorted(missing)[:5]}"
+    assert calling_errors(control_plane, managed.rendered.webhook["name"]) == errors_before
+
+
+def test_a_removed_ca_bundle_is_restored_within_seconds(managed: Managed, control_plane: ControlPlane) -> None:
+    _wait(lambda: len(managed.bundle()) >= 1, timeout=15, what="the caBundle written")
+    # What `kubectl apply` or a sync of the rendered manifest does: the configuration without a caBundle.
+    control_plane.kubectl("patch", "validatingwebhookconfiguration", managed.webhook_name, "--type=json",
+                          "-p", '[{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]')
+    took = _wait(lambda: len(managed.bundle()) >= 1, timeout=10, what="the caBundle restored")
+    print(f"caBundle restored {took:.2f} s after its removal")
+    assert took < 5
+
+
+def test_the_lease_passes_to_the_other_replica_which_then_keeps_the_bundle(
+        managed: Managed, control_plane: ControlPlane) -> None:
+    holder = managed.lease_holder()
+    other = next(name for name in managed.pods if name != holder)
+    managed.pods[holder].process.terminate()  # SIGTERM: it gives the Lease up on its way out
+    managed.pods[holder].process.wait(timeout=60)
+    took = _wait(lambda: managed.lease_holder() == other, timeout=20, what="the Lease taken over")
+    print(f"Lease taken over by {other} {took:.2f} s after {holder} stopped")
+    control_plane.kubectl("patch", "validatingwebhookconfiguration", managed.webhook_name, "--type=json",
+                          "-p", '[{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]')
+    _wait(lambda: len(managed.bundle()) >= 1, timeout=10, what="the caBundle restored by the new writer")
