@@ -1,10 +1,12 @@
-"""Webhook throughput and latency under wrk (Debian), against a bare FastAPI echo in the same run (issue 7).
+"""Webhook throughput and latency under wrk (Debian), against a minimal echo in the same run (issues 7, 15).
 
 Load: wrk with a Lua script that POSTs a realistic 3-container Deployment AdmissionReview (kubectl's
 last-applied annotation and managedFields included, ~7 KB) whose uid, name and image tags change on every
 request, 32 connections, over TLS, one uvicorn worker, the audit log on as shipped (to a file, as a container
-runtime collects stdout). The baseline is a bare FastAPI endpoint on the same uvicorn, TLS and worker count
-that parses the body and echoes an allow. Also: 2 workers each, a deny-heavy request, and requests that each
+runtime collects stdout) and every signal of issue 15 on (a separate metrics port, the standard collectors, labels by
+kind, operation and dry_run). The baseline is the minimal echo on the same uvicorn, TLS and worker count: a route
+that `json.loads` the body and returns `json.dumps` of an allow in a raw Response (no request.json(), no dict
+encoding by FastAPI). Also: 2 workers each, a deny-heavy request, and requests that each
 carry one cold image on a loopback docker-registry.
 
 Reported per case: requests/s, p50/p99 latency, non-2xx answers, and the server's own CPU microseconds per
@@ -39,16 +41,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def baseline_app() -> Any:
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Request, Response
 
-    globals()["Request"] = Request  # FastAPI resolves the (postponed) annotation through the module's globals
+    globals()["Request"] = Request  # FastAPI resolves the (postponed) annotations through the module's globals
+    globals()["Response"] = Response
     app = FastAPI()
 
     @app.post("/validate")
-    async def validate(request: Request) -> dict[str, Any]:
-        review = await request.json()
-        return {"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
-                "response": {"uid": review["request"]["uid"], "allowed": True}}
+    async def validate(request: Request) -> Response:
+        review = json.loads(await request.body())
+        answer = {"apiVersion": review["apiVersion"], "kind": "AdmissionReview",
+                  "response": {"uid": review["request"]["uid"], "allowed": True}}
+        return Response(json.dumps(answer), media_type="application/json")
 
     return app
 
@@ -234,7 +238,7 @@ def ours(tls: tuple[Path, Path], policy: Path, work: Path, *, workers: int = 1, 
     port = free_port()
     args = [str(BIN / "admission-cli"), "serve", "--host", "127.0.0.1", "--port", str(port), "--tls-cert", str(tls[0]),
             "--tls-key", str(tls[1]), "--policy", str(policy), "--workers", str(workers), "--log-level", "warning"]
-    env = {"ADMISSION_DRAIN_DELAY": "0", "ADMISSION_GRACE": "5"}
+    env = {"ADMISSION_DRAIN_DELAY": "0", "ADMISSION_GRACE": "5", "ADMISSION_METRICS_PORT": str(free_port())}
     if workers > 1:
         env["ADMISSION_METRICS_DIR"] = str(work / f"metrics-{tag}")
     return Server(args, port, work / f"{tag}.log", env)

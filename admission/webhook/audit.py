@@ -8,12 +8,13 @@ because the logging module's formatting costs more than the line itself on the h
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sys
 import threading
 import time
 from typing import IO, Any
+
+from pydantic_core import to_json
 
 from admission.webhook.review import AdmissionRequest, Decision
 
@@ -100,7 +101,8 @@ class AuditLog:
     def write(self, fields: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        line = json.dumps(fields, separators=(",", ":"), ensure_ascii=False, default=str) + "\n"
+        # pydantic-core's encoder (compact, UTF-8 as is): a fraction of json.dumps's time on the hot path
+        line = to_json(fields, fallback=str).decode() + "\n"
         if self._fd is not None:
             with self._lock:
                 self._pending.append(line)
