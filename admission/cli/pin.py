@@ -95,6 +95,8 @@ def render(outcome: Any, *, check: bool, platform: str | None) -> str:
     if outcome.errors:
         counts.append(f"{len(outcome.errors)} error{'s' if len(outcome.errors) != 1 else ''}")
     summary = ", ".join(counts)
+    if check and outcome.count("unpinned"):
+        summary += "; `admission-cli pin` pins them"
     if outcome.files_written:
         summary += f"; wrote {len(outcome.files_written)} file{'s' if len(outcome.files_written) != 1 else ''}"
     if outcome.lock_written:

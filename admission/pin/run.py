@@ -209,7 +209,7 @@ def _in_place(judged: Sequence[_Judged], found: Sites, out: Outcome, *, options:
             out.entries.append(_entry(site, "not written", f"{site.written}: {site.file} is outside the repository "
                                                            f"root ({', '.join(roots.roots)})"))
         elif options.check:
-            out.entries.append(_entry(site, "unpinned", f"{site.written} has no digest; `admission-cli pin` pins it"))
+            out.entries.append(_entry(site, "unpinned", f"{site.written} has no digest"))
         else:
             answer = answers.get(site.written)
             if answer is None or answer.digest is None:
@@ -219,7 +219,7 @@ def _in_place(judged: Sequence[_Judged], found: Sites, out: Outcome, *, options:
             value = _new_value(site.written, answer.digest, has_tag=j.has_tag)
             assert site.span is not None  # a site without a span is judged "left alone"
             edits.setdefault(site.file, []).append((site.span, value))
-            out.entries.append(_entry(site, "pinned", f"{site.written} -> {value}{_platform_note(options)}",
+            out.entries.append(_entry(site, "pinned", f"{value}{_platform_note(options)}",
                                       pinned=value))
     _drift_entries(drift_wanted, drifts, out)
     for file, file_edits in sorted(edits.items()):
@@ -286,7 +286,7 @@ def _lock(judged: Sequence[_Judged], out: Outcome, *, options: PinOptions, lock:
         site = j.site
         if options.check:
             out.entries.append(_entry(site, "unpinned", f"{site.written}: service {name} has no digest here "
-                                                        f"or in {lock}; `admission-cli pin --lock {lock}` pins it"))
+                                                        f"or in {lock}"))
             continue
         answer = answers.get(site.written)
         if answer is None or answer.digest is None:
@@ -295,7 +295,7 @@ def _lock(judged: Sequence[_Judged], out: Outcome, *, options: PinOptions, lock:
             continue
         value = _new_value(site.written, answer.digest, has_tag=j.has_tag)
         result[name] = value
-        out.entries.append(_entry(site, "pinned", f"service {name}: {site.written} -> {value} in {lock}"
+        out.entries.append(_entry(site, "pinned", f"service {name}: {value} in {lock}"
                                                   f"{_platform_note(options)}", pinned=value))
     for j, pin in drift_wanted:
         drift = drifts.get(pin)

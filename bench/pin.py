@@ -1,0 +1,179 @@
+"""`admission-cli pin` on 200 references against a real registry on loopback (Debian docker-registry), as users run
+it: the installed CLI in a fresh process each time, request counts from the registry's own access log.
+
+Inputs: a compose file with 100 services and a Kubernetes stream of 100 Deployments, 200 distinct tags, each its
+own image. Cases, each on a fresh unpinned copy of the files:
+1. cold: an empty --cache-dir (one HEAD per tag, and one /v2/ ping);
+2. warm: the cache the cold run left (tags younger than images.tag_ttl: no request at all);
+3. `pin --check` (offline: the CI guard).
+Baselines measured in the same run: a minimal httpx script in a fresh process (import httpx, one client, a HEAD per
+tag reading Docker-Content-Digest, sequential), and `skopeo inspect --raw | sha256sum` per reference.
+
+Usage: python bench/pin.py [--refs N] [--runs N]  -> prints a table and writes bench/results/pin.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.append(str(ROOT))  # for tests.images only: `admission` itself comes from the installed package
+
+from tests.images.registry import Registry, free_port
+
+CLI = str(Path(sys.executable).parent / "admission-cli")
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+REPO = "bench/pin"
+
+HEAD_LOOP = """
+import sys, httpx
+host, tags = sys.argv[1], sys.argv[2:]
+with httpx.Client() as client:
+    for tag in tags:
+        r = client.head(f"http://{host}/v2/%s/manifests/{tag}" % "REPO",
+                        headers={"Accept": "application/vnd.oci.image.index.v1+json, "
+                                           "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200 and r.headers["docker-content-digest"].startswith("sha256:")
+""".replace("REPO", REPO)
+
+
+def _upload(client: httpx.Client, host: str, data: bytes) -> dict[str, object]:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    start = client.post(f"http://{host}/v2/{REPO}/blobs/uploads/")
+    location = httpx.URL(f"http://{host}").join(start.headers["location"])
+    client.put(location.copy_merge_params({"digest": digest}), content=data,
+               headers={"Content-Type": "application/octet-stream"}).raise_for_status()
+    return {"digest": digest, "size": len(data)}
+
+
+def push_images(host: str, count: int) -> list[str]:
+    """`count` distinct images (each its own config) under tags t000..., through the registry API. Returns tags."""
+    tags = []
+    with httpx.Client() as client:
+        layer = _upload(client, host, b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+        for n in range(count):
+            config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": "1000"},
+                                 "rootfs": {"type": "layers", "diff_ids": [
+                                     "sha256:" + hashlib.sha256(b"").hexdigest()]},
+                                 "history": [{"created_by": f"bench image {n}"}]}).encode()
+            manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                                   "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                              **_upload(client, host, config)},
+                                   "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                               **layer}]}).encode()
+            tag = f"t{n:03d}"
+            client.put(f"http://{host}/v2/{REPO}/manifests/{tag}", content=manifest,
+                       headers={"Content-Type": OCI_MANIFEST}).raise_for_status()
+            tags.append(tag)
+    return tags
+
+
+def write_inputs(folder: Path, host: str, tags: list[str]) -> None:
+    """Half the references in one compose file, half in a Kubernetes stream; a repository of its own."""
+    folder.mkdir(parents=True)
+    (folder / ".git").mkdir()
+    half = len(tags) // 2
+    compose = ["# bench: one compose file", "services:"]
+    for tag in tags[:half]:
+        compose += [f"  svc-{tag}:", f"    image: {host}/{REPO}:{tag}   # service {tag}"]
+    (folder / "compose.yaml").write_text("\n".join(compose) + "\n")
+    docs = []
+    for tag in tags[half:]:
+        docs.append(f"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d-{tag}\nspec:\n  template:\n"
+                    f"    spec:\n      containers:\n        - name: app\n          image: \"{host}/{REPO}:{tag}\"\n")
+    (folder / "deploy.yaml").write_text("---\n".join(docs))
+
+
+def timed(cmd: list[str], cwd: Path | None = None, *, ok: tuple[int, ...] = (0,)) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in ok:
+        raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-500:]}")
+    return elapsed
+
+
+def requests_since(registry: Registry, mark: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for method, path, _status in registry.since(mark):
+        kind = "ping" if path.rstrip("/") == "/v2" else method
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--refs", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-pin-") as tmp:
+        work = Path(tmp)
+        (work / "registry").mkdir()
+        registry = Registry(work / "registry", free_port()).start()
+        try:
+            tags = push_images(registry.host, args.refs)
+            policy = work / "policy.yaml"
+            policy.write_text(f"images:\n  allowed_registries: ['{registry.host}']\n"
+                              f"  insecure_registries: ['{registry.host}']\n")
+            pin = [CLI, "pin", "--policy", str(policy)]
+            cold, warm, check, cold_requests, warm_requests = [], [], [], {}, {}
+            for run in range(args.runs):
+                cache = work / f"cache-{run}"
+                for case, times in (("cold", cold), ("warm", warm)):
+                    inputs = work / f"{case}-{run}"
+                    write_inputs(inputs, registry.host, tags)
+                    mark = registry.mark()
+                    times.append(timed([*pin, "--cache-dir", str(cache), "."], cwd=inputs))
+                    counted = requests_since(registry, mark)
+                    (cold_requests if case == "cold" else warm_requests).update(counted)
+                    pinned = (inputs / "compose.yaml").read_text().count("@sha256:")
+                    pinned += (inputs / "deploy.yaml").read_text().count("@sha256:")
+                    assert pinned == len(tags), f"{case}: {pinned} of {len(tags)} pinned"
+                unpinned = work / f"check-{run}"
+                write_inputs(unpinned, registry.host, tags)
+                check.append(timed([CLI, "pin", "--check", "."], cwd=unpinned, ok=(1,)))
+                shutil.rmtree(unpinned)
+            head_loop = [timed([sys.executable, "-c", HEAD_LOOP, registry.host, *tags]) for _ in range(args.runs)]
+            skopeo = []
+            for _ in range(args.runs):
+                start = time.perf_counter()
+                for tag in tags:
+                    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                          f"docker://{registry.host}/{REPO}:{tag}"], capture_output=True,
+                                         check=True).stdout
+                    hashlib.sha256(raw).hexdigest()  # what `| sha256sum` computes
+                skopeo.append(time.perf_counter() - start)
+        finally:
+            registry.stop()
+    median = statistics.median
+    results = {
+        "references": len(tags),
+        "runs": args.runs,
+        "pin_cold_s": median(cold), "pin_cold_runs_s": cold, "pin_cold_requests": cold_requests,
+        "pin_warm_s": median(warm), "pin_warm_runs_s": warm, "pin_warm_requests": warm_requests,
+        "pin_check_s": median(check),
+        "baseline_httpx_head_loop_s": median(head_loop),
+        "baseline_skopeo_inspect_raw_s": median(skopeo),
+        "ratio_cold_vs_head_loop": median(cold) / median(head_loop),
+        "ratio_warm_vs_head_loop": median(warm) / median(head_loop),
+        "ratio_cold_vs_skopeo": median(cold) / median(skopeo),
+    }
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "pin.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
