@@ -9,10 +9,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from admission import __version__
 from admission.errors import InputError, PolicyError
 from admission.findings import Problem, Report
+
+if TYPE_CHECKING:
+    from admission.cli import repoconfig
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
@@ -92,17 +96,10 @@ def _build_arg(text: str) -> tuple[str, str]:
 
 def _check(args: argparse.Namespace) -> int:
     from admission.cli import identity, inputs
-    from admission.cli import repoconfig
     from admission.policy import engine
 
-    try:
-        config = repoconfig.run_config(args.paths, exclude=args.exclude, no_config=args.no_config,
-                                       policy_file=args.policy)
-    except repoconfig.ConfigError as exc:
-        print(f"admission-cli: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except PolicyError as exc:
-        print(f"admission-cli: policy error: {exc}", file=sys.stderr)
+    config = run_config(args)
+    if config is None:
         return EXIT_ERROR
     policy = config.policy
     options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
@@ -172,6 +169,21 @@ def _check(args: argparse.Namespace) -> int:
     if any(not f.suppressed and f.severity in threshold for f in result.findings):
         return EXIT_FINDINGS
     return EXIT_OK
+
+
+def run_config(args: argparse.Namespace) -> repoconfig.RunConfig | None:
+    """The run's policy and excludes from PATHs, --exclude, --no-config and --policy (`check` and `pin`); None after
+    printing why they could not be read (a usage error, exit 2)."""
+    from admission.cli import repoconfig
+
+    try:
+        return repoconfig.run_config(args.paths, exclude=args.exclude, no_config=args.no_config,
+                                     policy_file=args.policy)
+    except repoconfig.ConfigError as exc:
+        print(f"admission-cli: {exc}", file=sys.stderr)
+    except PolicyError as exc:
+        print(f"admission-cli: policy error: {exc}", file=sys.stderr)
+    return None
 
 
 def _render(fmt: str, result: Report, *, fail_on: str, relative: Callable[[str], str]) -> str:

@@ -11,8 +11,6 @@ import re
 import sys
 from typing import Any
 
-from admission.errors import PolicyError
-
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 
 
@@ -52,17 +50,12 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from admission.cli import inputs, repoconfig
+    from admission.cli import inputs
+    from admission.cli.main import run_config
     from admission.pin.run import EXIT_ERROR, PinOptions, pin
 
-    try:
-        config = repoconfig.run_config(args.paths, exclude=args.exclude, no_config=args.no_config,
-                                       policy_file=args.policy)
-    except repoconfig.ConfigError as exc:
-        print(f"admission-cli: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except PolicyError as exc:
-        print(f"admission-cli: policy error: {exc}", file=sys.stderr)
+    config = run_config(args)
+    if config is None:
         return EXIT_ERROR
     options = PinOptions(settings=config.policy.images, check=args.check, lock=args.lock, platform=args.platform,
                          drift=args.drift or args.fail_on_drift, fail_on_drift=args.fail_on_drift,

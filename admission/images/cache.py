@@ -27,7 +27,6 @@ import asyncio
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
@@ -41,6 +40,7 @@ from admission.images.gates import Gates
 from admission.images.reference import Reference
 from admission.model import HistoryEntry, ImageConfig
 from admission.policy.config import ImagesSettings
+from admission.sources.text import write_atomic
 
 __all__ = ["DiskCache", "ImageResolver", "LayerUnreadable", "MemoryCache", "default_cache_dir", "passwd_uid"]
 
@@ -290,17 +290,7 @@ class DiskCache:
         target = self._path(kind, key)
         try:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump({"key": key, **body}, f, separators=(",", ":"))
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            write_atomic(str(target), json.dumps({"key": key, **body}, separators=(",", ":")).encode())
         except OSError:
             self.writable = False  # read-only or full: keep answering, just stop trying to write
 
@@ -493,20 +483,12 @@ class ImageResolver:
         Raises RegistryError: reason `error` for an invalid reference, else the client's reason
         (blocked, timeout, not-found, auth, too-large, digest-mismatch, error).
         """
-        chosen = self.settings if settings is None else settings
-        scope = _Scope(cred_key, chosen, Gates.of(chosen))
-        try:
-            ref = reference.tag_name_only(reference.parse_normalized_named(image))  # no tag means :latest, as the kubelet pulls
-        except reference.ReferenceError as exc:
-            raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
+        scope, named = self._begin(image, cred_key=cred_key, settings=settings)
+        ref = reference.tag_name_only(named)  # no tag means :latest, as the kubelet pulls
         ref_key = scope.ref_key(ref)
-        failed = self._negative(ref_key)
-        if failed is not None:
-            self.stats["negative_hit"] += 1
-            raise RegistryError(failed.message, reason=failed.reason)
         # The gates first, then the caches: every answer below (cached or in flight) was obtained under the
         # same gate settings (the key says so), and this re-runs what depends on DNS instead.
-        await self._admit(scope, ref, ref_key, image=image, deadline=deadline)
+        await self._gate(scope, ref, ref_key, image=image, deadline=deadline)
         cached = self._fast(scope, ref)
         if cached is not None:
             self.stats["hit"] += 1
@@ -545,20 +527,11 @@ class ImageResolver:
         for a tag not known or no longer fresh, nothing for a fresh one. A digest in `image` is ignored: this asks
         what the tag says now (drift). Raises RegistryError with the client's reason.
         """
-        chosen = self.settings if settings is None else settings
-        scope = _Scope(cred_key, chosen, Gates.of(chosen))
-        try:
-            named = reference.parse_normalized_named(image)
-        except reference.ReferenceError as exc:
-            raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
+        scope, named = self._begin(image, cred_key=cred_key, settings=settings)
         ref = Reference(domain=named.domain, path=named.path, tag=named.tag or reference.DEFAULT_TAG)
         tag_key = scope.tag_key(ref)
         failure_key = f"{tag_key}\ndigest"  # not the config's key: a tag can have a digest and no usable config
-        failed = self._negative(failure_key)
-        if failed is not None:
-            self.stats["negative_hit"] += 1
-            raise RegistryError(failed.message, reason=failed.reason)
-        await self._admit(scope, ref, failure_key, image=image, deadline=deadline)
+        await self._gate(scope, ref, failure_key, image=image, deadline=deadline)
         known = self._tag(scope, tag_key)
         if known is not None and known[1]:
             self.stats["hit"] += 1
@@ -568,7 +541,7 @@ class ImageResolver:
         client = self.client
         try:
             digest = await self._call(
-                ref, lambda: client.resolve_digest(ref, deadline=deadline, settings=chosen), deadline=deadline)
+                ref, lambda: client.resolve_digest(ref, deadline=deadline, settings=scope.settings), deadline=deadline)
         except Exception as exc:  # noqa: BLE001 - as in _resolve: cached like any failure, never a crash
             error = _registry_error(exc)
             self._remember_failure(failure_key, error)
@@ -585,6 +558,23 @@ class ImageResolver:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- internals --
+
+    def _begin(self, image: str, *, cred_key: str, settings: ImagesSettings | None) -> tuple[_Scope, Reference]:
+        """The call's scope and its parsed reference; RegistryError (reason error) for an invalid one."""
+        chosen = self.settings if settings is None else settings
+        scope = _Scope(cred_key, chosen, Gates.of(chosen))
+        try:
+            return scope, reference.parse_normalized_named(image)
+        except reference.ReferenceError as exc:
+            raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
+
+    async def _gate(self, scope: _Scope, ref: Reference, key: str, *, image: str, deadline: float) -> None:
+        """A failure remembered under `key` answers again; then the client's pre-request gates (`_admit`)."""
+        failed = self._negative(key)
+        if failed is not None:
+            self.stats["negative_hit"] += 1
+            raise RegistryError(failed.message, reason=failed.reason)
+        await self._admit(scope, ref, key, image=image, deadline=deadline)
 
     async def _admit(self, scope: _Scope, ref: Reference, ref_key: str, *, image: str, deadline: float) -> None:
         """The client's pre-request gates for `ref`; a refusal is remembered as a lookup's would be."""

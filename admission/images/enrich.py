@@ -18,9 +18,9 @@ import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from admission.errors import RegistryError
 from admission.model import Container, ImageConfig, Workload
@@ -29,9 +29,10 @@ from admission.policy.config import ImagesSettings
 if TYPE_CHECKING:
     from admission.images.cache import ImageResolver
 
-__all__ = ["enrich", "failure_reason", "offline", "resolve_sync"]
+__all__ = ["enrich", "failure_reason", "offline", "resolve_sync", "with_resolver"]
 
 DEADLINE_MESSAGE = "timeout: not resolved within the deadline"
+T = TypeVar("T")
 _DNS = ("cannot resolve ", "resolves to no address", ": resolving ")
 
 
@@ -157,14 +158,23 @@ def offline(workloads: Sequence[Workload]) -> list[Workload]:
 
 def resolve_sync(workloads: Sequence[Workload], *, settings: ImagesSettings, cache_dir: str | None, no_cache: bool,
                  registry_config: str | None, deadline_s: float = 30.0) -> list[Workload]:
-    """The CLI's entry: build a registry client and a resolver (with the on-disk cache unless `no_cache`),
-    enrich within `deadline_s` seconds, and close the client.
+    """The CLI's entry: enrich within `deadline_s` seconds through `with_resolver`.
+
+    Registry failures never raise; an unreadable registry config is the caller's input error and does (InputError).
+    """
+    return with_resolver(lambda resolver: enrich(workloads, resolver, deadline=time.monotonic() + deadline_s),
+                         settings=settings, cache_dir=cache_dir, no_cache=no_cache, registry_config=registry_config)
+
+
+def with_resolver(work: Callable[[ImageResolver], Awaitable[T]], *, settings: ImagesSettings, cache_dir: str | None,
+                  no_cache: bool, registry_config: str | None) -> T:
+    """Run `work` with a registry client and a resolver as the CLI builds them (the on-disk cache unless `no_cache`),
+    then close them: `check --resolve-images` and `pin` share the client, gates, credentials and caches this way.
 
     Credentials come from `registry_config`, else from $DOCKER_CONFIG/config.json or ~/.docker/config.json
-    when present, as the docker CLI reads them. Registry failures never raise; an unreadable registry config
-    is the caller's input error and does (InputError).
+    when present, as the docker CLI reads them; an unreadable one is an InputError.
     """
-    # Imported here: the CLI loads httpx (via registry.py) only when it resolves images.
+    # Imported here: the CLI loads httpx (via the registry package) only when it resolves images.
     from admission.images.cache import DiskCache, ImageResolver, default_cache_dir
     from admission.images.credentials import Credentials
     from admission.images.registry import RegistryClient
@@ -172,11 +182,11 @@ def resolve_sync(workloads: Sequence[Workload], *, settings: ImagesSettings, cac
     credentials = Credentials.load(registry_config)
     disk = None if no_cache else DiskCache(cache_dir if cache_dir else default_cache_dir())
 
-    async def run() -> list[Workload]:
+    async def run() -> T:
         client = RegistryClient(settings, credentials=credentials)
         resolver = ImageResolver(client, settings=settings, disk=disk)
         try:
-            return await enrich(workloads, resolver, deadline=time.monotonic() + deadline_s)
+            return await work(resolver)
         finally:
             await resolver.cancel_pending()
             await client.aclose()

@@ -57,19 +57,12 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
     """Digests for the references in `wanted` (as written, without a digest) and the drift of those in `pinned`
     (as written, `name:tag@digest`), all concurrently within `deadline_s`. InputError for an unreadable
     registry config (the caller's input), nothing else raises."""
-    # Imported here: the CLI loads httpx only when a command needs the network.
-    from admission.images.cache import DiskCache, ImageResolver, default_cache_dir
-    from admission.images.credentials import Credentials
-    from admission.images.enrich import _DaemonExecutor  # the CLI's executor: a stuck getaddrinfo cannot hold the exit
-    from admission.images.registry import RegistryClient
+    from admission.images.cache import ImageResolver
+    from admission.images.enrich import with_resolver
 
-    credentials = Credentials.load(registry_config)
-    disk = None if no_cache else DiskCache(cache_dir if cache_dir else default_cache_dir())
     chosen = settings if platform is None else replace(settings, platform=platform)
 
-    async def run() -> tuple[dict[str, Found], dict[str, Drift]]:
-        client = RegistryClient(settings, credentials=credentials)
-        resolver = ImageResolver(client, settings=settings, disk=disk)
+    async def run(resolver: ImageResolver) -> tuple[dict[str, Found], dict[str, Drift]]:
         deadline = time.monotonic() + deadline_s
 
         async def digest_of(image: str) -> str:
@@ -97,7 +90,8 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
                 if current == ref.digest:
                     return Drift(current, moved=False)
                 if platform is None:
-                    entries = await client.index_manifests(reference.trim_named(ref), current, deadline=deadline)
+                    entries = await resolver.client.index_manifests(  # type: ignore[attr-defined]
+                        reference.trim_named(ref), current, deadline=deadline)
                     platforms = [p for d, p in entries if d == ref.digest]
                     if platforms:
                         return Drift(current, moved=False,
@@ -108,26 +102,21 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
             except Exception as exc:  # noqa: BLE001 - as in find
                 return Drift(None, moved=False, error=_error_text(exc))
 
-        try:
-            found_tasks = {image: asyncio.ensure_future(find(image)) for image in dict.fromkeys(wanted)}
-            drift_tasks = {written: asyncio.ensure_future(drift(written)) for written in dict.fromkeys(pinned)}
-            everything = [*found_tasks.values(), *drift_tasks.values()]
-            if everything:
-                _done, pending = await asyncio.wait(everything, timeout=max(0.0, deadline - time.monotonic()))
-                for task in pending:
-                    task.cancel()
-                await asyncio.gather(*pending, return_exceptions=True)
-            late = f"timeout: not resolved within {deadline_s:g} s"
-            return ({k: t.result() if not t.cancelled() else Found(None, late) for k, t in found_tasks.items()},
-                    {k: t.result() if not t.cancelled() else Drift(None, moved=False, error=late)
-                     for k, t in drift_tasks.items()})
-        finally:
-            await resolver.cancel_pending()
-            await client.aclose()
+        found_tasks = {image: asyncio.ensure_future(find(image)) for image in dict.fromkeys(wanted)}
+        drift_tasks = {written: asyncio.ensure_future(drift(written)) for written in dict.fromkeys(pinned)}
+        everything = [*found_tasks.values(), *drift_tasks.values()]
+        if everything:
+            _done, pending = await asyncio.wait(everything, timeout=max(0.0, deadline - time.monotonic()))
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        late = f"timeout: not resolved within {deadline_s:g} s"
+        return ({k: t.result() if not t.cancelled() else Found(None, late) for k, t in found_tasks.items()},
+                {k: t.result() if not t.cancelled() else Drift(None, moved=False, error=late)
+                 for k, t in drift_tasks.items()})
 
-    with asyncio.Runner() as runner:
-        runner.get_loop().set_default_executor(_DaemonExecutor())
-        return runner.run(run())
+    return with_resolver(run, settings=settings, cache_dir=cache_dir, no_cache=no_cache,
+                         registry_config=registry_config)
 
 
 def _same_platform(os_name: str, architecture: str, platform: str, image: str) -> None:

@@ -27,6 +27,7 @@ from admission.images import reference
 from admission.pin.sites import Site, Sites, find_sites
 from admission.policy.config import ImagesSettings
 from admission.sources.spans import SourceText, Span, splice
+from admission.sources.text import write_atomic
 
 __all__ = ["Entry", "Outcome", "PinOptions", "pin"]
 
@@ -170,6 +171,16 @@ def _lookups(options: PinOptions, *, wanted: Sequence[str], pinned: Sequence[str
     return {}, {}
 
 
+def _answered(j: _Judged, answers: dict, out: Outcome) -> str | None:
+    """The pinned form of an unpinned reference from its lookup, or None after listing it `unresolved`."""
+    answer = answers.get(j.site.written)
+    if answer is None or answer.digest is None:
+        error = answer.error if answer is not None else "error: not looked up"
+        out.entries.append(_entry(j.site, "unresolved", f"{j.site.written}: {error}"))
+        return None
+    return _new_value(j.site.written, answer.digest, has_tag=j.has_tag)
+
+
 def _platform_note(options: PinOptions) -> str:
     if options.platform is None:
         return ""
@@ -211,12 +222,9 @@ def _in_place(judged: Sequence[_Judged], found: Sites, out: Outcome, *, options:
         elif options.check:
             out.entries.append(_entry(site, "unpinned", f"{site.written} has no digest"))
         else:
-            answer = answers.get(site.written)
-            if answer is None or answer.digest is None:
-                error = answer.error if answer is not None else "error: not looked up"
-                out.entries.append(_entry(site, "unresolved", f"{site.written}: {error}"))
+            value = _answered(j, answers, out)
+            if value is None:
                 continue
-            value = _new_value(site.written, answer.digest, has_tag=j.has_tag)
             assert site.span is not None  # a site without a span is judged "left alone"
             edits.setdefault(site.file, []).append((site.span, value))
             out.entries.append(_entry(site, "pinned", f"{value}{_platform_note(options)}",
@@ -288,12 +296,9 @@ def _lock(judged: Sequence[_Judged], out: Outcome, *, options: PinOptions, lock:
             out.entries.append(_entry(site, "unpinned", f"{site.written}: service {name} has no digest here "
                                                         f"or in {lock}"))
             continue
-        answer = answers.get(site.written)
-        if answer is None or answer.digest is None:
-            error = answer.error if answer is not None else "error: not looked up"
-            out.entries.append(_entry(site, "unresolved", f"{site.written}: {error}"))
+        value = _answered(j, answers, out)
+        if value is None:
             continue
-        value = _new_value(site.written, answer.digest, has_tag=j.has_tag)
         result[name] = value
         out.entries.append(_entry(site, "pinned", f"service {name}: {value} in {lock}"
                                                   f"{_platform_note(options)}", pinned=value))
@@ -354,8 +359,10 @@ def _write_lock(lock: str, images: dict[str, str]) -> None:
              "services:" if images else "services: {}"]
     for name, image in images.items():
         lines += [f"  {json.dumps(name)}:", f"    image: {json.dumps(image)}"]
-    target = os.path.realpath(lock)
-    tmp = f"{target}.pin-tmp"
-    with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-        fh.write("\n".join(lines) + "\n")
-    os.replace(tmp, target)
+    try:
+        mode = os.stat(lock).st_mode & 0o7777
+    except FileNotFoundError:
+        mask = os.umask(0)  # a new file gets what open() would give it (mkstemp makes 0600)
+        os.umask(mask)
+        mode = 0o666 & ~mask
+    write_atomic(lock, ("\n".join(lines) + "\n").encode(), mode=mode)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -25,7 +24,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from admission.errors import InputError
-from admission.sources.text import MAX_TEXT_BYTES
+from admission.sources.text import MAX_TEXT_BYTES, write_atomic
 
 __all__ = ["SourceText", "Span", "Unspannable", "YamlIndex", "dockerfile_span", "splice"]
 
@@ -83,22 +82,8 @@ class SourceText:
         return self.bom + text.encode("utf-8")
 
     def write(self, text: str) -> None:
-        """Replace the file with `text`, encoded as it was read: a temp file in the same folder, renamed over it, so
-        a reader sees the old file or the new one. OSError when the folder is not writable."""
-        target = os.path.realpath(self.path)  # through a symlink: the link stays a link
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".pin-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(self.encode(text))
-            if self.mode is not None:
-                os.chmod(tmp, self.mode)
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        """Replace the file with `text`, encoded as it was read, keeping its mode (see `write_atomic`)."""
+        write_atomic(self.path, self.encode(text), mode=self.mode)
 
     def line_text(self, line: int) -> str:
         lines = self.text.splitlines(keepends=True)

@@ -1,6 +1,10 @@
-"""Reading text inputs safely: a size cap, strict UTF-8, no NUL bytes. Errors name file and line."""
+"""Reading text inputs safely: a size cap, strict UTF-8, no NUL bytes. Errors name file and line. And replacing a
+file so that a reader never sees half of it (`write_atomic`: `pin`'s rewrites, the image cache's entries)."""
 
 from __future__ import annotations
+
+import os
+import tempfile
 
 from admission.errors import InputError
 
@@ -33,3 +37,23 @@ def read_path(path: str, *, display: str) -> str:
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror or exc}", file=display) from None
     return decode(data, file=display)
+
+
+def write_atomic(path: str, data: bytes, *, mode: int | None = None) -> None:
+    """Write `data` to a temp file in the target's folder and rename it over the target, so a reader sees the old
+    file or the new one (no fsync: a torn file after a crash is as if never written). Through a symlink the link stays
+    a link. The temp file is 0600 unless `mode` says otherwise. OSError when the folder is not writable."""
+    target = os.path.realpath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
