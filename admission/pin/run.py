@@ -209,7 +209,8 @@ def _in_place(judged: Sequence[_Judged], found: Sites, out: Outcome, *, options:
     drift_wanted = [j for j in judged if j.kind == "pinned" and j.has_tag] if options.drift else []
     answers, drifts = _lookups(options, wanted=[] if options.check else [j.site.written for j in to_pin],
                                pinned=[j.site.written for j in drift_wanted], out=out)
-    edits: dict[str, list[tuple[Span, str]]] = {}
+    edits: dict[str, list[tuple[Span, str]]] = {}  # by real path: a file reached by two names is written once
+    shown: dict[str, str] = {}
     for j in judged:
         site = j.site
         if j.kind == "pinned":
@@ -226,13 +227,14 @@ def _in_place(judged: Sequence[_Judged], found: Sites, out: Outcome, *, options:
             if value is None:
                 continue
             assert site.span is not None  # a site without a span is judged "left alone"
-            edits.setdefault(site.file, []).append((site.span, value))
+            edits.setdefault(found.texts[site.file].path, []).append((site.span, value))
+            shown.setdefault(found.texts[site.file].path, site.file)
             out.entries.append(_entry(site, "pinned", f"{value}{_platform_note(options)}",
                                       pinned=value))
     _drift_entries(drift_wanted, drifts, out)
-    for file, file_edits in sorted(edits.items()):
-        source = found.texts[file]
-        _write(source, file, file_edits, out)
+    sources = {text.path: text for text in found.texts.values()}
+    for real, file_edits in sorted(edits.items()):
+        _write(sources[real], shown[real], file_edits, out)
 
 
 def _write(source: SourceText, file: str, edits: list[tuple[Span, str]], out: Outcome) -> None:

@@ -44,7 +44,7 @@ class Site:
 @dataclass(slots=True)
 class Sites:
     sites: list[Site] = field(default_factory=list)
-    texts: dict[str, SourceText] = field(default_factory=dict)  # by file as shown, read once
+    texts: dict[str, SourceText] = field(default_factory=dict)  # by file as shown; one object per real file
     errors: list[Problem] = field(default_factory=list)
 
 
@@ -61,9 +61,14 @@ def find_sites(workloads: Iterable[Workload], *, parser: Literal["c", "pure"] = 
     indexes: dict[str, YamlIndex | InputError] = {}
     by_span: dict[tuple[str, int, int], int] = {}  # (file, start, end) -> index in out.sites
 
+    by_real: dict[str, SourceText] = {}  # one read per file, however many names it is reached by
+
     def text_of(file: str) -> SourceText:
         if file not in out.texts:
-            out.texts[file] = SourceText.read(os.path.abspath(file), display=file)
+            real = os.path.realpath(file)
+            if real not in by_real:
+                by_real[real] = SourceText.read(real, display=file)
+            out.texts[file] = by_real[real]
         return out.texts[file]
 
     def index_of(file: str) -> YamlIndex:
@@ -112,7 +117,7 @@ def find_sites(workloads: Iterable[Workload], *, parser: Literal["c", "pure"] = 
             return
         services = (service,) if service is not None else ()
         if span is not None:
-            key = (file, span.start, span.end)
+            key = (text_of(file).path, span.start, span.end)
             if key in by_span:
                 i = by_span[key]
                 old = out.sites[i]

@@ -362,3 +362,13 @@ def test_stdin_is_a_usage_error(capsys, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["pin", "-"]) == 2
     assert "cannot read stdin" in capsys.readouterr().err
+
+
+def test_a_file_reached_by_two_names_is_pinned_once(capsys, monkeypatch, tmp_path, registry, pushed, policy) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1  # once\n")
+    (root / "link.yaml").symlink_to("compose.yaml")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "compose.yaml", "link.yaml")
+    digest = pushed.digests[f"{registry.host}/pin/web:1"]
+    assert code == 0, out
+    assert (root / "compose.yaml").read_text() == f"services:\n  web:\n    image: {registry.host}/pin/web:1@{digest}  # once\n"
+    assert (root / "link.yaml").is_symlink() and out.splitlines()[-1].endswith("; wrote 1 file")
