@@ -65,7 +65,8 @@ class ObjectResults:
     uid: str
     rules: tuple[str, ...]
     findings: tuple[Finding, ...] = ()
-    error: str | None = None  # why the object could not be interpreted
+    error: str | None = None  # why the object could not be interpreted (or, with no kind, a kind not listed)
+    error_rule: str = "interpretable"
 
     def ref(self) -> dict[str, str]:
         out = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid}
@@ -92,8 +93,11 @@ def results_of(obj: ObjectResults, *, timestamp: Mapping[str, int]) -> Iterator[
     ref = obj.ref()
     base = {"source": SOURCE, "category": "admission", "scored": True, "timestamp": dict(timestamp)}
     if obj.error is not None:
-        yield {**base, "policy": "admission", "rule": "interpretable", "result": "error", "severity": "high",
-               "message": _clip(f"the object cannot be interpreted: {obj.error}"), "resources": [ref]}
+        error = {**base, "policy": "admission", "rule": obj.error_rule, "result": "error", "severity": "high"}
+        if obj.kind:
+            yield {**error, "message": _clip(f"the object cannot be interpreted: {obj.error}"), "resources": [ref]}
+        else:  # not about one object: what the run could not do
+            yield {**error, "message": _clip(obj.error)}
         return
     by_rule: dict[str, list[Finding]] = {}
     for f in obj.findings:

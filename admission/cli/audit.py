@@ -209,8 +209,8 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
                                          file=file_label(ns)))
     if namespace is None:
         try:
-            unlisted = [reports.ObjectResults("admission.policy/v1", "AuditRun", this_run, None, "", (),
-                                              error=p.message) for p in outcome.unlisted]
+            unlisted = [reports.ObjectResults("", "", "", None, "", (), error=p.message, error_rule="list")
+                        for p in outcome.unlisted]
             writer.write(None, outcome.objects.get(None, []) + unlisted, timestamp=stamp, always=True)
         except ApiError as exc:
             failed = True

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     tls_cert_validity: float = Field(90 * 86400.0, ge=10)  # seconds; renewed with a third left
     tls_propagation_delay: float = Field(60.0, ge=0, le=3600)  # bundle change -> serving what needs it
     tls_report_interval: float = Field(30.0, ge=1, le=3600)  # how often a replica says which CA it serves
+    tls_handover: float = Field(600.0, ge=0, le=86400)  # seconds the caBundle's earlier CAs stay trusted
     tls_held: str | None = None  # set by serve: a file that exists once the managed certificate is served
     pod_name: str | None = None  # this replica's identity for the Lease and its report (downward API)
     pod_namespace: str | None = None  # where the Secret and Lease live (downward API)

@@ -65,3 +65,11 @@ def test_long_messages_are_clipped_so_one_result_cannot_bloat_a_report() -> None
     (result,) = [r for r in results_of(_object(_finding("image-tag-pinned", message="x" * 5000)), timestamp=STAMP)
                  if r["policy"] == "image-tag-pinned"]
     assert len(result["message"]) == 1024 and result["message"].endswith("…")
+
+
+def test_a_kind_the_run_could_not_list_is_an_error_result_about_no_object() -> None:
+    unlisted = ObjectResults("", "", "", None, "", (), error="cannot list deployments.apps: 403 Forbidden",
+                             error_rule="list")
+    (result,) = results_of(unlisted, timestamp=STAMP)
+    assert (result["policy"], result["rule"], result["result"]) == ("admission", "list", "error")
+    assert result["message"] == "cannot list deployments.apps: 403 Forbidden" and "resources" not in result

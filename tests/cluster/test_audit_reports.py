@@ -185,3 +185,36 @@ def test_the_charts_audit_account_may_list_and_write_reports_and_nothing_else(
         control_plane.kubectl("delete", "-f", "-", "--ignore-not-found", stdin=json.dumps({"apiVersion": "v1",
                               "kind": "List", "items": rbac}))
         control_plane.kubectl("delete", "deployment", "rbac-probe", "-n", TEAM, "--ignore-not-found")
+
+
+def test_a_run_that_could_not_list_a_kind_says_so_in_the_cluster_report_and_deletes_no_stale_report(
+        control_plane: ControlPlane, crds: list[str], tmp_path: Path) -> None:
+    api = REPORT_APIS[0]
+    namespace(control_plane, OTHER)
+    control_plane.apply([workload("Deployment", "kept", OTHER, replicas=0)])
+    complete = audit(control_plane.admin_kubeconfig, "-A", "--write-reports")
+    assert complete.returncode == 0, complete.stderr
+    (earlier,) = reports(control_plane, api, OTHER)
+    # The chart's audit role without deployments: the run is partial.
+    role = render({"audit": {"enabled": True}}).one("ClusterRole", "admission-audit")
+    role["metadata"]["name"] = "audit-partial"
+    role["rules"][1]["resources"].remove("deployments")
+    control_plane.kubectl("create", "serviceaccount", "audit-partial", "-n", OTHER, check=False)
+    control_plane.apply([role])
+    control_plane.kubectl("create", "clusterrolebinding", "audit-partial", "--clusterrole=audit-partial",
+                          f"--serviceaccount={OTHER}:audit-partial", check=False)
+    try:
+        kubeconfig = control_plane.token_kubeconfig(tmp_path / "partial.kubeconfig", namespace=OTHER,
+                                                    service_account="audit-partial")
+        partial = audit(kubeconfig, "-A", "--write-reports")
+        assert partial.returncode == 2
+        (cluster_report,) = reports(control_plane, api, None)
+        (error,) = [r for r in cluster_report["results"] if r["result"] == "error"]
+        assert error["rule"] == "list" and "cannot list deployments.apps" in error["message"]
+        assert cluster_report["summary"]["error"] == 1
+        (still,) = reports(control_plane, api, OTHER)
+        assert still["metadata"]["labels"][RUN_LABEL] == earlier["metadata"]["labels"][RUN_LABEL], \
+            "the Deployment's report from the complete run stays: a partial run deletes nothing"
+    finally:
+        control_plane.kubectl("delete", "clusterrolebinding,clusterrole", "audit-partial", "--ignore-not-found")
+        control_plane.kubectl("delete", "deployment", "kept", "-n", OTHER, "--ignore-not-found")
