@@ -13,6 +13,9 @@ One replica, the Lease holder, writes; every replica reads the Secret through an
   certificate of the new one (each replica checks with a TLS handshake to itself, so a report is what it serves).
 - The bundle is patched into the webhook configuration whenever it differs, and the writer watches that object,
   so a caBundle dropped by `helm upgrade` (3-way merge) or a GitOps sync is restored within a second or two.
+- CAs already in that caBundle when the writer first creates its Secret (the chart's selfSigned or cert-manager CA,
+  on a switch to managed) stay in the bundle for the handover time, so the pods still serving them stay trusted
+  while the rollout replaces them.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ log = logging.getLogger("admission.webhook.certs")
 REPORT_PREFIX = "admission.policy/serves-ca."
 # On the Secret: when the current CA rotation started (phase 1: next CA in the bundle, old one still serving).
 ROTATION = "admission.policy/ca-rotation-started"
+# On the Secret: until when the CAs found in the caBundle at creation (inherited-ca.crt) stay trusted.
+INHERITED_UNTIL = "admission.policy/inherited-ca-until"
 _BACKDATE = 60.0  # seconds a certificate's notBefore lies in the past: clocks of the API server and ours differ
 
 
@@ -149,12 +154,21 @@ class Material:
     next_ca: bytes = b""
     next_key: bytes = b""
     rotation_started: float | None = None
+    inherited: tuple[bytes, ...] = ()  # CAs of the previous TLS mode, trusted until inherited_until
+    inherited_until: float | None = None
+
+    @property
+    def trusted(self) -> tuple[bytes, ...]:
+        """What the webhook configuration's caBundle holds."""
+        return (*self.inherited, *self.bundle)
 
     def data(self) -> dict[str, str]:
         keys = {"ca.crt": self.ca, "ca.key": self.ca_key, "tls.crt": self.cert, "tls.key": self.key,
-                "ca-bundle.crt": b"".join(self.bundle)}
+                "ca-bundle.crt": b"".join(self.trusted)}
         if self.next_ca:
             keys.update({"next-ca.crt": self.next_ca, "next-ca.key": self.next_key})
+        if self.inherited:
+            keys["inherited-ca.crt"] = b"".join(self.inherited)
         return {k: base64.b64encode(v).decode() for k, v in keys.items()}
 
     @classmethod
@@ -163,16 +177,21 @@ class Material:
         raw = secret.get("data") or {}
         try:
             got = {k: base64.b64decode(v) for k, v in raw.items()}
+            inherited = tuple(split(got.get("inherited-ca.crt", b"")))
+            # ca-bundle.crt is the whole trusted bundle (what a ServiceMonitor reads); ours is the rest of it.
             material = cls(ca=got["ca.crt"], ca_key=got["ca.key"], cert=got["tls.crt"], key=got["tls.key"],
-                           bundle=tuple(split(got["ca-bundle.crt"])), next_ca=got.get("next-ca.crt", b""),
-                           next_key=got.get("next-ca.key", b""))
+                           bundle=tuple(c for c in split(got["ca-bundle.crt"]) if c not in inherited),
+                           next_ca=got.get("next-ca.crt", b""), next_key=got.get("next-ca.key", b""),
+                           inherited=inherited)
             x509.load_pem_x509_certificate(material.ca)
             x509.load_pem_x509_certificate(material.cert)
         except (KeyError, ValueError, TypeError):
             return None
-        started = ((secret.get("metadata") or {}).get("annotations") or {}).get(ROTATION)
+        annotations = (secret.get("metadata") or {}).get("annotations") or {}
+        started, until = annotations.get(ROTATION), annotations.get(INHERITED_UNTIL)
         try:
-            return replace(material, rotation_started=float(started) if started else None)
+            material = replace(material, rotation_started=float(started) if started else None)
+            return replace(material, inherited_until=float(until) if until else None)
         except ValueError:
             return material
 
@@ -186,6 +205,7 @@ class Managed:
     ca_validity: float
     cert_validity: float
     propagation: float  # seconds between a bundle change and serving a certificate that needs it
+    handover: float = 600.0  # seconds the CAs found in the caBundle at creation stay trusted
     renew_fraction: float = 1 / 3  # renew a certificate when less than this part of its lifetime is left
 
 
@@ -204,13 +224,22 @@ def _hosts(pem: bytes) -> set[str]:
         {str(v) for v in names.value.get_values_for_type(x509.IPAddress)}
 
 
-def advance(current: Material | None, cfg: Managed, *, now: float, reports: dict[str, str]) -> tuple[Material, str]:
+def advance(current: Material | None, cfg: Managed, *, now: float, reports: dict[str, str],
+            found: Sequence[bytes] = ()) -> tuple[Material, str]:
     """The writer's next state and why ("" when nothing changes). `reports`: pod -> fingerprint of the CA that
-    signed what it serves, fresh reports only, the writer's own included."""
+    signed what it serves, fresh reports only, the writer's own included. `found`: the CAs in the webhook
+    configuration's caBundle now (kept for the handover when the Secret is created)."""
     if current is None:
         ca, ca_key = new_ca(cfg.name, validity=cfg.ca_validity, now=now)
         cert, key = issue(ca, ca_key, cfg.hosts, validity=cfg.cert_validity, now=now)
-        return Material(ca, ca_key, cert, key, (ca,)), "created a CA and a serving certificate"
+        inherited = tuple(dict.fromkeys(found))
+        why = "created a CA and a serving certificate"
+        if inherited:
+            why += f"; the {len(inherited)} CA(s) already in the caBundle stay trusted for {cfg.handover:.0f} s"
+        return Material(ca, ca_key, cert, key, (ca,), inherited=inherited,
+                        inherited_until=now + cfg.handover if inherited else None), why
+    if current.inherited and now >= (current.inherited_until or 0):
+        return replace(current, inherited=(), inherited_until=None), "the previous mode's CAs left the caBundle"
     if current.next_ca:  # phase 1: the next CA is in the bundle
         if now - (current.rotation_started or 0) < cfg.propagation:
             return current, ""
@@ -488,10 +517,19 @@ class CertManager:
 
     def _write(self, secret: dict[str, Any] | None, now: float) -> dict[str, Any] | None:
         current = Material.from_secret(secret) if secret else None
-        new, why = advance(current, self.cfg, now=now, reports=self._reports(secret or {}, now))
+        found: list[bytes] = []
+        if current is None:
+            hook = self._hook if self._hook is not None else self.api.get("webhook", self.webhook)
+            for webhook in (hook or {}).get("webhooks") or []:
+                try:
+                    found += split(base64.b64decode((webhook.get("clientConfig") or {}).get("caBundle") or ""))
+                except ValueError:
+                    continue  # not a bundle of certificates: nothing to keep trusting
+        new, why = advance(current, self.cfg, now=now, reports=self._reports(secret or {}, now), found=found)
         if not why:
             return secret
-        annotations: dict[str, Any] = {ROTATION: str(new.rotation_started) if new.rotation_started else None}
+        annotations: dict[str, Any] = {ROTATION: str(new.rotation_started) if new.rotation_started else None,
+                                       INHERITED_UNTIL: str(new.inherited_until) if new.inherited_until else None}
         try:
             if secret is None:
                 annotations = {k: v for k, v in annotations.items() if v is not None}
@@ -582,7 +620,7 @@ class CertManager:
         hook = self._hook if self._hook is not None else self.api.get("webhook", self.webhook)
         if hook is None:
             return  # not registered yet (the chart applies it with the rest); the watch wakes us when it is
-        bundle = base64.b64encode(b"".join(material.bundle)).decode()
+        bundle = base64.b64encode(b"".join(material.trusted)).decode()
         drifted = [w["name"] for w in hook.get("webhooks") or [] if (w.get("clientConfig") or {}).get("caBundle") != bundle]
         if not drifted:
             return
@@ -591,8 +629,8 @@ class CertManager:
                                  content_type="application/strategic-merge-patch+json")
         if patched is not None:
             self._hook = patched
-        log.info("managed TLS: caBundle of %s set (%d CA%s)", self.webhook, len(material.bundle),
-                 "" if len(material.bundle) == 1 else "s")
+        log.info("managed TLS: caBundle of %s set (%d CA%s)", self.webhook, len(material.trusted),
+                 "" if len(material.trusted) == 1 else "s")
 
 
 def connect(settings: Any) -> CertManager:  # noqa: ANN401
@@ -623,7 +661,8 @@ def connect(settings: Any) -> CertManager:  # noqa: ANN401
     return CertManager(
         api=_Api(client.ApiClient(configuration), settings.pod_namespace),
         cfg=Managed(name=settings.tls_webhook, hosts=hosts, ca_validity=settings.tls_ca_validity,
-                    cert_validity=settings.tls_cert_validity, propagation=settings.tls_propagation_delay),
+                    cert_validity=settings.tls_cert_validity, propagation=settings.tls_propagation_delay,
+                    handover=settings.tls_handover),
         secret=settings.tls_secret, lease=settings.tls_lease or settings.tls_secret, webhook=settings.tls_webhook,
         identity=settings.pod_name, folder=folder, probe=(probe_host, settings.port),
         interval=settings.watch_interval, report_interval=settings.tls_report_interval)

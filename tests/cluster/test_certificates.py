@@ -315,3 +315,131 @@ def test_the_lease_passes_to_the_other_replica_which_then_keeps_the_bundle(
     control_plane.kubectl("patch", "validatingwebhookconfiguration", managed.webhook_name, "--type=json",
                           "-p", '[{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]')
     _wait(lambda: len(managed.bundle()) >= 1, timeout=10, what="the caBundle restored by the new writer")
+
+
+# --- helm upgrade from selfSigned to managed ---------------------------------------------------------------------
+
+UPGRADE_NS, UPGRADE_RELEASE = "admission-upgrade", "upgrade"
+
+
+def _verifies(bundle_b64: str | None, port: int, host: str) -> bool:
+    """The TLS handshake the API server makes: trusting exactly the live caBundle, checking the Service's name."""
+    if not bundle_b64:
+        return False
+    context = ssl.create_default_context(cadata=base64.b64decode(bundle_b64).decode())
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
+                context.wrap_socket(raw, server_hostname=host):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_helm_upgrade_from_self_signed_keeps_the_ca_bundle_and_every_server_trusted(
+        control_plane: ControlPlane, tmp_path: Path) -> None:
+    """A real `helm install` (selfSigned) and `helm upgrade` (managed) through the Helm SDK (helm-python-sdk, the
+    same action code as the helm CLI) against this API server. The API server cannot reach a Service's ClusterIP
+    here, so the release's webhook is scoped to nothing (an objectSelector no object carries) and the test makes,
+    every 50 ms, the handshake the API server would make with the live caBundle, to the old pod (the selfSigned
+    pair Helm made) and to the new one (managed), once each is ready."""
+    import helm_python
+
+    from tests.chart.conftest import CHART
+
+    plane = control_plane
+    plane.kubectl("create", "namespace", UPGRADE_NS, check=False)
+    helm = helm_python.Config(kubeconfig_path=str(plane.admin_kubeconfig), namespace=UPGRADE_NS)
+    chart = helm_python.Chart.load(str(CHART))
+    base = {"policy": POLICY, "policyCheck": {"enabled": False}, "failurePolicy": "Ignore",
+            "objectSelector": {"matchLabels": {"admission.test/helm-upgrade": "nothing-carries-this"}}}
+    full = f"{UPGRADE_RELEASE}-admission"
+    host = f"{full}.{UPGRADE_NS}.svc"
+    hook_path = f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/{full}"
+
+    def live_bundle() -> str | None:
+        return plane.get(hook_path)["webhooks"][0]["clientConfig"].get("caBundle")
+
+    pods: list[Pod] = []
+    failures: list[str] = []
+    checks = 0
+    stop = threading.Event()
+
+    def watch_trust() -> None:
+        nonlocal checks
+        while not stop.is_set():
+            # Only ready pods: the Service sends nothing to the others (a managed pod is not ready before it
+            # serves the Secret's certificate; until then it presents a placeholder).
+            ready = [p for p in pods if p.process.poll() is None and _ready(p)]
+            bundle = live_bundle()
+            for pod in ready:
+                checks += 1
+                if not _verifies(bundle, pod.port, host):
+                    failures.append(f"{pod.root.name} not trusted by the live caBundle at {time.monotonic():.2f}")
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch_trust, daemon=True)
+    try:
+        helm.install(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "selfSigned"}}, namespace=UPGRADE_NS)
+        secret = plane.get(f"/api/v1/namespaces/{UPGRADE_NS}/secrets/{full}-tls")
+        self_signed = live_bundle()
+        assert self_signed == secret["data"]["ca.crt"]
+        old_render = render({**base, "tls": {"mode": "selfSigned"}}, name=UPGRADE_RELEASE, namespace=UPGRADE_NS)
+        (tmp_path / "old").mkdir()
+        pods.append(start_pod(old_render, tmp_path / "old",
+                              tls={k: base64.b64decode(v) for k, v in secret["data"].items()}))
+        _wait(lambda: _verifies(self_signed, pods[0].port, host), timeout=30, what="the selfSigned pod serving")
+        thread.start()
+
+        helm.upgrade(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "managed"}}, namespace=UPGRADE_NS)
+        assert live_bundle() == self_signed, "Helm's merge kept the caBundle (the chart renders the live one back)"
+        assert plane.kubectl("get", "secret", f"{full}-tls", "-n", UPGRADE_NS, check=False).returncode != 0, \
+            "Helm removed the selfSigned Secret; the old pod serves what it loaded"
+
+        new_render = render({**base, "tls": {"mode": "managed"}}, name=UPGRADE_RELEASE, namespace=UPGRADE_NS)
+        kubeconfig = plane.token_kubeconfig(tmp_path / "sa.kubeconfig", namespace=UPGRADE_NS, service_account=full)
+        (tmp_path / "new").mkdir()
+        new = start_pod(new_render, tmp_path / "new", kubeconfig=kubeconfig, name=f"{full}-new",
+                        env_extra={"ADMISSION_POD_NAMESPACE": UPGRADE_NS, "ADMISSION_TLS_HANDOVER": "8",
+                                   "ADMISSION_TLS_PROPAGATION_DELAY": "2"})
+        pods.append(new)
+        _wait(lambda: _ready(new), timeout=60, what="the managed pod ready")
+        _wait(lambda: len(_split(live_bundle())) == 2, timeout=15, what="the managed CA added to the caBundle")
+        assert _split(live_bundle())[0] == _split(self_signed)[0], "the selfSigned CA stays while its pod serves"
+        # The rollout ends: the old pod goes; after the handover the selfSigned CA leaves the bundle.
+        pods[0].process.terminate()
+        pods[0].process.wait(timeout=60)
+        _wait(lambda: len(_split(live_bundle())) == 1, timeout=30, what="the selfSigned CA dropped after the handover")
+        time.sleep(1)
+        stop.set()
+        thread.join(timeout=10)
+        print(f"helm upgrade selfSigned -> managed: {checks} handshakes with the live caBundle, {len(failures)} failed")
+        assert failures == []
+        assert checks > 50
+        assert _split(live_bundle()) != _split(self_signed)
+        # A later `helm upgrade` renders the server's bundle back: it stays as the server wrote it.
+        written = live_bundle()
+        helm.upgrade(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "managed"}, "replicas": 3}, namespace=UPGRADE_NS)
+        assert live_bundle() == written
+    finally:
+        stop.set()
+        for pod in pods:
+            if pod.process.poll() is None:
+                pod.process.kill()
+                pod.process.wait(timeout=10)
+        try:
+            helm.uninstall(UPGRADE_RELEASE, ignore_not_found=True)
+        finally:
+            plane.kubectl("delete", "namespace", UPGRADE_NS, "--ignore-not-found", "--wait=false")
+
+
+def _ready(pod: Pod) -> bool:
+    try:
+        return httpx.get(f"https://127.0.0.1:{pod.port}/readyz", verify=False, timeout=5).status_code == 200  # noqa: S501
+    except httpx.TransportError:
+        return False
+
+
+def _split(bundle_b64: str | None) -> list[bytes]:
+    from admission.webhook.certs import split
+
+    return split(base64.b64decode(bundle_b64)) if bundle_b64 else []

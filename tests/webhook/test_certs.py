@@ -137,3 +137,16 @@ def test_serving_certificate_never_outlives_its_ca() -> None:
     cert, _ = issue(ca, key, ("a.svc",), validity=3600, now=T0)
     assert x509.load_pem_x509_certificate(cert).not_valid_after_utc == \
         x509.load_pem_x509_certificate(ca).not_valid_after_utc
+
+
+def test_cas_found_in_the_bundle_stay_trusted_for_the_handover_then_leave() -> None:
+    earlier, _ = new_ca("self-signed", validity=3000, now=T0)
+    cfg = replace(CFG, handover=60)
+    material, why = advance(None, cfg, now=T0, reports={}, found=[earlier])
+    assert "stay trusted for 60 s" in why
+    assert material.trusted == (earlier, material.ca) and material.bundle == (material.ca,)
+    assert Material.from_secret({"data": material.data(), "metadata": {"annotations": {
+        "admission.policy/inherited-ca-until": str(material.inherited_until)}}}) == material
+    assert advance(material, cfg, now=T0 + 59, reports={})[1] == ""
+    after, why = advance(material, cfg, now=T0 + 60, reports={})
+    assert why == "the previous mode's CAs left the caBundle" and after.trusted == (material.ca,)
