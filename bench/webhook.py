@@ -234,11 +234,13 @@ class Server:
         self.out.close()
 
 
-def ours(tls: tuple[Path, Path], policy: Path, work: Path, *, workers: int = 1, tag: str = "ours") -> Server:
+def ours(tls: tuple[Path, Path], policy: Path, work: Path, *, workers: int = 1, tag: str = "ours",
+         env: dict[str, str] | None = None) -> Server:
     port = free_port()
     args = [str(BIN / "admission-cli"), "serve", "--host", "127.0.0.1", "--port", str(port), "--tls-cert", str(tls[0]),
             "--tls-key", str(tls[1]), "--policy", str(policy), "--workers", str(workers), "--log-level", "warning"]
-    env = {"ADMISSION_DRAIN_DELAY": "0", "ADMISSION_GRACE": "5", "ADMISSION_METRICS_PORT": str(free_port())}
+    env = {"ADMISSION_DRAIN_DELAY": "0", "ADMISSION_GRACE": "5", "ADMISSION_METRICS_PORT": str(free_port()),
+           **(env or {})}
     if workers > 1:
         env["ADMISSION_METRICS_DIR"] = str(work / f"metrics-{tag}")
     return Server(args, port, work / f"{tag}.log", env)

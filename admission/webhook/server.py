@@ -31,6 +31,7 @@ from admission.webhook.reload import LIFECYCLE, ssl_context_factory
 __all__ = ["DrainingServer", "config_for", "run_server"]
 
 log = logging.getLogger("admission.webhook")
+_OTHER_WORKERS = 0.3  # seconds for the other workers to close the shared listener too
 _SETTLE = 1.0  # at most this many seconds for kept-alive connections to send their next request before uvicorn
 # closes the idle ones (a busy client sends within milliseconds, gets `Connection: close` and goes elsewhere)
 
@@ -58,8 +59,14 @@ class DrainingServer(uvicorn.Server):
         """After the drain delay: answers close their connection, the backlog is served, then uvicorn's own
         shutdown (idle connections closed, in-flight requests given the grace period)."""
         if self._stop_at is not None:
-            LIFECYCLE.closing = True
+            # The listener first, then `Connection: close`: clients told to reconnect while the listener is still
+            # open would be mid-handshake when it closes, and those half-open connections are reset.
             await self._take_backlog()
+            if self.config.workers > 1:
+                # The other workers close their copies of the shared listener within a tick of ours (uvicorn checks
+                # every 0.1 s); until they have, a client sent elsewhere by `Connection: close` would reconnect here
+                await asyncio.sleep(_OTHER_WORKERS)
+            LIFECYCLE.closing = True
             for sock in sockets or []:
                 sock.close()
             settle = min(_SETTLE, self.config.timeout_graceful_shutdown or _SETTLE)
@@ -118,6 +125,14 @@ class _Multiprocess(multiprocess.Multiprocess):
             process = _Process(self.config, self.sockets)
             process.start()
             self.processes.append(process)
+
+    def terminate_all(self) -> None:
+        """The workers hold copies of the listening socket of their own and keep accepting through the drain delay;
+        the supervisor's copy would keep the socket listening after the last worker closed its own, and the
+        connections the kernel queued there then were reset at exit (16 with 16 clients). So it is closed first."""
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
     def restart_all(self) -> None:  # pragma: no cover - as uvicorn's, with our Process
         for idx, process in enumerate(self.processes):
