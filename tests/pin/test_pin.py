@@ -85,7 +85,8 @@ def test_pin_writes_each_tags_digest_as_skopeo_sees_it_and_nothing_else(capsys, 
     before = project.files(root)
     code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
     assert code == 0, out
-    expected = {name: [n for n in lines if (name, n) != project.MISSING] for name, lines in project.PINNED_LINES.items()}
+    expected = {name: [n for n in lines if (name, n) != project.MISSING]
+                for name, lines in project.PINNED_LINES.items()}
     project.assert_only_references_changed(before, project.files(root), digest_of=pushed.digests, expected=expected)
     assert len(lines_with(out, "pinned")) == sum(len(v) for v in expected.values()) + 1  # pod.json: two on one line
     (missing,) = lines_with(out, "unresolved")
@@ -370,5 +371,29 @@ def test_a_file_reached_by_two_names_is_pinned_once(capsys, monkeypatch, tmp_pat
     code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "compose.yaml", "link.yaml")
     digest = pushed.digests[f"{registry.host}/pin/web:1"]
     assert code == 0, out
-    assert (root / "compose.yaml").read_text() == f"services:\n  web:\n    image: {registry.host}/pin/web:1@{digest}  # once\n"
+    pinned = f"services:\n  web:\n    image: {registry.host}/pin/web:1@{digest}  # once\n"
+    assert (root / "compose.yaml").read_text() == pinned
     assert (root / "link.yaml").is_symlink() and out.splitlines()[-1].endswith("; wrote 1 file")
+
+
+def test_tag_lookups_share_one_connection_to_the_registry(monkeypatch, tmp_path, registry, pushed) -> None:
+    """A HEAD has no body, but its connection returns to the pool only once it is read to the end: otherwise every
+    tag would cost a new connection (and, over HTTPS, a TLS handshake)."""
+    import socket
+
+    from admission.cli import inputs
+
+    connects = []
+    real_connect = socket.socket.connect
+
+    def connect(sock: socket.socket, address: object) -> None:
+        connects.append(address)
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    root = project.make(tmp_path / "repo", registry.host)
+    settings = ImagesSettings(allowed_registries=(registry.host,), insecure_registries=(registry.host,))
+    outcome = pin([str(root)], options=PinOptions(settings=settings, no_cache=True), inputs_options=inputs.Options())
+    assert outcome.count("pinned") == 16
+    host, port = registry.host.split(":")
+    assert len([a for a in connects if a == (host, int(port))]) <= 8, "at most one per concurrent lookup"

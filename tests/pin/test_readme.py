@@ -62,7 +62,8 @@ def test_the_readme_pin_run_is_what_pin_prints(tmp_path: Path, registry: Registr
                               timeout=120, check=False)
         shown += [f"$ {command}", proc.stdout.rstrip("\n").replace(registry.host, SHOWN_HOST),
                   f"$ echo $?\n{proc.returncode}"]
-    assert "\n".join(shown) + "\n" == transcript, "the README's pin run is stale; a real run prints:\n" + "\n".join(shown)
+    real = "\n".join(shown) + "\n"
+    assert real == transcript, f"the README's pin run is stale; a real run prints:\n{real}"
     for name, text in _blocks(section, "after").items():
         assert (repo / name).read_text().replace(registry.host, SHOWN_HOST) == text, name
 

@@ -219,8 +219,15 @@ class Transport:
             try:
                 ok = 200 <= response.status_code < 300
                 limit = cap if ok and not truncate else ERROR_BODY_CAP
-                body = b"" if method == "HEAD" else await _read_capped(
-                    response, limit, truncate=truncate or not ok, what=what, cap_words=cap_words)
+                if method == "HEAD":
+                    # No body, but the connection goes back to the pool only once the parser has seen the response
+                    # end: closing it unread would cost a new connection (and TLS handshake) per tag lookup.
+                    async for _chunk in response.aiter_raw():
+                        pass
+                    body = b""
+                else:
+                    body = await _read_capped(response, limit, truncate=truncate or not ok, what=what,
+                                              cap_words=cap_words)
             finally:
                 await response.aclose()
         finally:
