@@ -22,7 +22,8 @@ def audit_on() -> Rendered:
 def test_the_audit_and_its_crds_are_off_by_default() -> None:
     default_render = render({})
     assert not default_render.has("CronJob") and not default_render.has("CustomResourceDefinition")
-    assert [o["metadata"]["name"] for o in default_render.all("ClusterRole")] == ["admission"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in default_render.objects}
+    assert not {("ClusterRole", "admission-audit"), ("ServiceAccount", "admission-audit")} & names
 
 
 def test_the_cronjob_never_overlaps_and_runs_the_audit_with_the_webhooks_policy(audit_on: Rendered) -> None:
