@@ -1,14 +1,16 @@
-"""A cluster read that RBAC forbids, against the real API server (DESIGN §3: count no defaults and say so): the
-server's LimitRange reads are turned on (extraEnv) while the chart's values grant no read. Its own module, so no
-other release's ClusterRole is bound to the same ServiceAccount meanwhile."""
+"""LimitRange reads without the chart's cluster-wide grant, against the real API server: the server's reads are turned on
+(extraEnv) while the chart's values grant none. The cluster-wide list and watch are then forbidden, so the server
+reads per namespace: where a namespace's own Role grants `list`, its defaults count; where RBAC forbids the read, no
+defaults are counted and the message says so (DESIGN §3). Its own module, so no other release's ClusterRole is bound
+to the same ServiceAccount meanwhile."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.chart.conftest import NAMESPACE
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.release import Release, installed
 from tests.cluster.test_cluster_reads import limit_range, namespaces, no_limits
@@ -16,17 +18,30 @@ from tests.cluster.test_webhook_in_cluster import compliant_deployment
 
 pytestmark = pytest.mark.controlplane
 
-LOCKED = "reads-locked"
+LOCKED, GRANTED = "reads-locked", "reads-granted"
 
 
-@pytest.fixture()
-def without_rbac(control_plane: ControlPlane, tmp_path: Path) -> Iterator[Release]:
-    """LimitRange reads turned on in the server (extraEnv) while the chart grants no read: RBAC forbids them."""
-    namespaces(control_plane, LOCKED)
-    control_plane.apply([limit_range(LOCKED)])  # there are defaults; the server may not read them
-    values = {"policy": "images:\n  resolve: false\n", "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
+@pytest.fixture(scope="module")
+def without_rbac(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
+    namespaces(control_plane, LOCKED, GRANTED)
+    control_plane.apply([limit_range(LOCKED), limit_range(GRANTED)])  # both have defaults; one may not be read
+    values = {"policy": "images:\n  resolve: false\n",
+              "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
               "server": {"extraEnv": [{"name": "ADMISSION_LIMITRANGE_READS", "value": "true"}]}}
-    yield from installed(control_plane, tmp_path, values)
+    install = installed(control_plane, tmp_path_factory.mktemp("no-rbac"), values)
+    release = next(install)
+    account = release.rendered.one("ServiceAccount")["metadata"]["name"]
+    # A namespace owner may grant the read in their own namespace: list only, no cluster-wide watch.
+    control_plane.apply([
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "admission-limitranges", "namespace": GRANTED},
+         "rules": [{"apiGroups": [""], "resources": ["limitranges"], "verbs": ["list"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "admission-limitranges", "namespace": GRANTED},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "admission-limitranges"},
+         "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]}])
+    yield release
+    next(install, None)  # uninstall
 
 
 def test_a_limitrange_read_that_rbac_forbids_counts_no_defaults_and_says_so(
@@ -35,3 +50,11 @@ def test_a_limitrange_read_that_rbac_forbids_counts_no_defaults_and_says_so(
     run = control_plane.apply([no_limits(compliant_deployment("forbidden", namespace=LOCKED))], check=False)
     assert run.returncode == 1 and "[resource-limits]" in run.stderr
     assert "LimitRange could not be read (403 Forbidden), so no defaults were counted" in run.stderr
+
+
+def test_a_namespace_role_that_grants_list_lets_its_defaults_count(
+        control_plane: ControlPlane, without_rbac: Release) -> None:
+    run = control_plane.apply([no_limits(compliant_deployment("granted", namespace=GRANTED))], check=False)
+    assert run.returncode == 0, run.stderr
+    log = without_rbac.pod.log()
+    assert "LimitRanges cannot be watched cluster-wide (403 Forbidden); reading them per namespace" in log
