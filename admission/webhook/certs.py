@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -66,7 +67,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def _when(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
 
 
 def new_ca(name: str, *, validity: float, now: float | None = None) -> tuple[bytes, bytes]:
@@ -96,7 +97,8 @@ def issue(ca_pem: bytes, ca_key_pem: bytes, hosts: Sequence[str], *, validity: f
     now = time.time() if now is None else now
     ca = x509.load_pem_x509_certificate(ca_pem)
     ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"the CA key is a {type(ca_key).__name__}, not the EC key this module makes")
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
     for host in hosts:
@@ -130,7 +132,7 @@ def split(bundle: bytes) -> list[bytes]:
 def _issued_by(cert_pem: bytes, ca_pem: bytes) -> bool:
     try:
         x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
-    except (ValueError, TypeError, Exception):  # noqa: BLE001 - InvalidSignature and friends: not issued by it
+    except (InvalidSignature, ValueError, TypeError):  # another issuer's name, key type or signature
         return False
     return True
 
@@ -290,7 +292,7 @@ class _Api:
         self.leases = client.CoordinationV1Api(self.api_client)
         self.hooks = client.AdmissionregistrationV1Api(self.api_client)
 
-    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any] | None:  # noqa: ANN401
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         from kubernetes.client.exceptions import ApiException
 
         try:
@@ -316,11 +318,13 @@ class _Api:
         assert found is not None
         return found
 
-    def patch(self, kind: str, name: str, body: Any, *, content_type: str = "application/merge-patch+json") -> dict[str, Any] | None:  # noqa: ANN401
+    def patch(self, kind: str, name: str, body: Any, *,
+              content_type: str = "application/merge-patch+json") -> dict[str, Any] | None:
         if kind == "secret":
             return self._call(self.core.patch_namespaced_secret, name, self.namespace, body, _content_type=content_type)
         if kind == "lease":
-            return self._call(self.leases.patch_namespaced_lease, name, self.namespace, body, _content_type=content_type)
+            return self._call(self.leases.patch_namespaced_lease, name, self.namespace, body,
+                              _content_type=content_type)
         return self._call(self.hooks.patch_validating_webhook_configuration, name, body, _content_type=content_type)
 
     def watch(self, kind: str, name: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
@@ -438,7 +442,7 @@ class CertManager:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:  # noqa: BLE001 - the next tick retries; the certificate being served stays
+            except Exception:
                 log.exception("managed TLS")
             self._wake.wait(self.interval)
             self._wake.clear()
@@ -621,7 +625,8 @@ class CertManager:
         if hook is None:
             return  # not registered yet (the chart applies it with the rest); the watch wakes us when it is
         bundle = base64.b64encode(b"".join(material.trusted)).decode()
-        drifted = [w["name"] for w in hook.get("webhooks") or [] if (w.get("clientConfig") or {}).get("caBundle") != bundle]
+        drifted = [w["name"] for w in hook.get("webhooks") or []
+                   if (w.get("clientConfig") or {}).get("caBundle") != bundle]
         if not drifted:
             return
         patched = self.api.patch("webhook", self.webhook,
@@ -633,7 +638,7 @@ class CertManager:
                  "" if len(material.trusted) == 1 else "s")
 
 
-def connect(settings: Any) -> CertManager:  # noqa: ANN401
+def connect(settings: Any) -> CertManager:
     """The manager for `serve`'s settings (ADMISSION_TLS_* and the pod's identity); raises ValueError when one is
     missing, naming it."""
     import tempfile
@@ -654,7 +659,8 @@ def connect(settings: Any) -> CertManager:  # noqa: ANN401
         try:
             config.load_kube_config(config_file=settings.kubeconfig, client_configuration=configuration)
         except (config.ConfigException, OSError, TypeError) as exc:
-            raise ValueError(f"managed TLS needs the API server (no service account token, no kubeconfig): {exc}") from None
+            raise ValueError("managed TLS needs the API server (no service account token, no kubeconfig): "
+                             f"{exc}") from None
     hosts = tuple(h.strip() for h in settings.tls_hosts.split(",") if h.strip())
     folder = Path(tempfile.mkdtemp(prefix="admission-tls-"))
     probe_host = "127.0.0.1" if settings.host in ("0.0.0.0", "", "::") else settings.host
