@@ -6,10 +6,11 @@ own image. Cases, each on a fresh unpinned copy of the files:
 1. cold: an empty --cache-dir (one HEAD per tag, and one /v2/ ping);
 2. warm: the cache the cold run left (tags younger than images.tag_ttl: no request at all);
 3. `pin --check` (offline: the CI guard).
-Baselines measured in the same run: a minimal httpx script in a fresh process (import httpx, one client, a HEAD per
+Baselines, measured in every round right after ours (so a load change on a shared machine moves both; each ratio is
+the median of the rounds' ratios): a minimal httpx script in a fresh process (import httpx, one client, a HEAD per
 tag reading Docker-Content-Digest, sequential), and `skopeo inspect --raw | sha256sum` per reference.
 
-Usage: python bench/pin.py [--refs N] [--runs N]  -> prints a table and writes bench/results/pin.json
+Usage: python bench/pin.py [--refs N] [--runs N]  -> prints the figures and writes bench/results/pin.json
 """
 
 from __future__ import annotations
@@ -128,47 +129,58 @@ def main() -> None:
             policy.write_text(f"images:\n  allowed_registries: ['{registry.host}']\n"
                               f"  insecure_registries: ['{registry.host}']\n")
             pin = [CLI, "pin", "--policy", str(policy)]
-            cold, warm, check, cold_requests, warm_requests = [], [], [], {}, {}
+            rounds: list[dict[str, float]] = []
+            cold_requests: dict[str, int] = {}
+            warm_requests: dict[str, int] = {}
+            # Each round measures ours and both baselines back to back, so a load change on a shared machine moves
+            # all of them: the ratios are per round, then the median.
             for run in range(args.runs):
+                figures: dict[str, float] = {}
                 cache = work / f"cache-{run}"
-                for case, times in (("cold", cold), ("warm", warm)):
+                for case in ("cold", "warm"):
                     inputs = work / f"{case}-{run}"
                     write_inputs(inputs, registry.host, tags)
                     mark = registry.mark()
-                    times.append(timed([*pin, "--cache-dir", str(cache), "."], cwd=inputs))
-                    counted = requests_since(registry, mark)
-                    (cold_requests if case == "cold" else warm_requests).update(counted)
+                    figures[case] = timed([*pin, "--cache-dir", str(cache), "."], cwd=inputs)
+                    (cold_requests if case == "cold" else warm_requests).update(requests_since(registry, mark))
                     pinned = (inputs / "compose.yaml").read_text().count("@sha256:")
                     pinned += (inputs / "deploy.yaml").read_text().count("@sha256:")
                     assert pinned == len(tags), f"{case}: {pinned} of {len(tags)} pinned"
                 unpinned = work / f"check-{run}"
                 write_inputs(unpinned, registry.host, tags)
-                check.append(timed([CLI, "pin", "--check", "."], cwd=unpinned, ok=(1,)))
+                figures["check"] = timed([CLI, "pin", "--check", "."], cwd=unpinned, ok=(1,))
                 shutil.rmtree(unpinned)
-            head_loop = [timed([sys.executable, "-c", HEAD_LOOP, registry.host, *tags]) for _ in range(args.runs)]
-            skopeo = []
-            for _ in range(args.runs):
+                figures["head_loop"] = timed([sys.executable, "-c", HEAD_LOOP, registry.host, *tags])
                 start = time.perf_counter()
                 for tag in tags:
                     raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
                                           f"docker://{registry.host}/{REPO}:{tag}"], capture_output=True,
                                          check=True).stdout
                     hashlib.sha256(raw).hexdigest()  # what `| sha256sum` computes
-                skopeo.append(time.perf_counter() - start)
+                figures["skopeo"] = time.perf_counter() - start
+                rounds.append(figures)
         finally:
             registry.stop()
     median = statistics.median
+
+    def of(case: str) -> float:
+        return median(r[case] for r in rounds)
+
+    def ratio(case: str, baseline: str) -> float:
+        return median(r[case] / r[baseline] for r in rounds)
+
     results = {
         "references": len(tags),
         "runs": args.runs,
-        "pin_cold_s": median(cold), "pin_cold_runs_s": cold, "pin_cold_requests": cold_requests,
-        "pin_warm_s": median(warm), "pin_warm_runs_s": warm, "pin_warm_requests": warm_requests,
-        "pin_check_s": median(check),
-        "baseline_httpx_head_loop_s": median(head_loop),
-        "baseline_skopeo_inspect_raw_s": median(skopeo),
-        "ratio_cold_vs_head_loop": median(cold) / median(head_loop),
-        "ratio_warm_vs_head_loop": median(warm) / median(head_loop),
-        "ratio_cold_vs_skopeo": median(cold) / median(skopeo),
+        "pin_cold_s": of("cold"), "pin_cold_requests": cold_requests,
+        "pin_warm_s": of("warm"), "pin_warm_requests": warm_requests,
+        "pin_check_s": of("check"),
+        "baseline_httpx_head_loop_s": of("head_loop"),
+        "baseline_skopeo_inspect_raw_s": of("skopeo"),
+        "ratio_cold_vs_head_loop": ratio("cold", "head_loop"),
+        "ratio_warm_vs_head_loop": ratio("warm", "head_loop"),
+        "ratio_cold_vs_skopeo": ratio("cold", "skopeo"),
+        "rounds": rounds,
     }
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)

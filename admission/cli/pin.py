@@ -9,7 +9,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from admission.pin.run import Outcome
 
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$")
 
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     return outcome.code
 
 
-def render(outcome: Any, *, check: bool, platform: str | None) -> str:
+def render(outcome: Outcome, *, check: bool, platform: str | None) -> str:
     """The listing: one line per reference that is not simply pinned already, errors, then a summary."""
     lines = [f"{e.file}:{e.line}  {e.field}  {e.status}  {e.detail}" for e in outcome.entries]
     for error in outcome.errors:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from admission.errors import InputError
 from admission.findings import Problem
@@ -28,6 +28,10 @@ from admission.pin.sites import Site, Sites, find_sites
 from admission.policy.config import ImagesSettings
 from admission.sources.spans import SourceText, Span, splice
 from admission.sources.text import write_atomic
+
+if TYPE_CHECKING:
+    from admission.cli.inputs import Options as InputOptions
+    from admission.pin.lookup import Drift, Found
 
 __all__ = ["Entry", "Outcome", "PinOptions", "pin"]
 
@@ -128,7 +132,7 @@ class _Roots:
         return any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in self.roots)
 
 
-def pin(paths: Sequence[str], *, options: PinOptions, inputs_options: object) -> Outcome:
+def pin(paths: Sequence[str], *, options: PinOptions, inputs_options: InputOptions) -> Outcome:
     """Run `pin` over `paths` (files or directories, read as `check` reads them). `inputs_options` is the CLI's
     inputs.Options (compose -f overrides, --env-file, excludes). Raises inputs.UsageError for a usage error."""
     from admission.cli import inputs
@@ -136,7 +140,7 @@ def pin(paths: Sequence[str], *, options: PinOptions, inputs_options: object) ->
     cwd = os.path.abspath(options.cwd or os.getcwd())
     if "-" in paths:
         raise inputs.UsageError("pin rewrites files in place, so it cannot read stdin (-); name the files")
-    collected = inputs.collect(paths, options=inputs_options)  # type: ignore[arg-type]
+    collected = inputs.collect(paths, options=inputs_options)
     out = Outcome(errors=list(collected.errors))
     found = find_sites(collected.workloads)
     out.errors.extend(found.errors)
@@ -154,7 +158,8 @@ def pin(paths: Sequence[str], *, options: PinOptions, inputs_options: object) ->
     return out
 
 
-def _lookups(options: PinOptions, *, wanted: Sequence[str], pinned: Sequence[str], out: Outcome) -> tuple[dict, dict]:
+def _lookups(options: PinOptions, *, wanted: Sequence[str], pinned: Sequence[str],
+             out: Outcome) -> tuple[dict[str, Found], dict[str, Drift]]:
     if not wanted and not pinned:
         return {}, {}
     from admission.pin.lookup import lookup
@@ -171,7 +176,7 @@ def _lookups(options: PinOptions, *, wanted: Sequence[str], pinned: Sequence[str
     return {}, {}
 
 
-def _answered(j: _Judged, answers: dict, out: Outcome) -> str | None:
+def _answered(j: _Judged, answers: dict[str, Found], out: Outcome) -> str | None:
     """The pinned form of an unpinned reference from its lookup, or None after listing it `unresolved`."""
     answer = answers.get(j.site.written)
     if answer is None or answer.digest is None:
@@ -191,7 +196,7 @@ def _entry(site: Site, status: Status, detail: str, *, pinned: str | None = None
     return Entry(site.file, site.line, site.path, status, detail, site.written, pinned)
 
 
-def _drift_entries(judged: Sequence[_Judged], drifts: dict, out: Outcome) -> None:
+def _drift_entries(judged: Sequence[_Judged], drifts: dict[str, Drift], out: Outcome) -> None:
     for j in judged:
         drift = drifts.get(j.site.written)
         if drift is None:
