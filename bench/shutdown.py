@@ -3,7 +3,8 @@ accepted connections were reset, and the throughput before SIGTERM, during the d
 
 A client counts `reset` when a request it sent on an open connection got no answer (the connection was closed or
 reset under it) or when a connection the kernel had accepted was reset in its TLS handshake, `refused` when a new
-connection was refused (the listener is closed: that client would go to another replica), `ok` for a whole answer. Run once per worker count; figures are per run (the machine is shared).
+connection was refused (the listener is closed: that client would go to another replica), `ok` for a whole
+answer. Run once per worker count; figures are per run (the machine is shared).
 
     python bench/shutdown.py [--workers 1] [--connections 16] [--drain 3] [--out bench/results/shutdown.json]
 """

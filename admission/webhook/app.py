@@ -431,7 +431,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     default cluster reads start in the lifespan when configured, and images resolve through a registry client.
     """
     settings = settings or Settings()
-    metrics = Metrics(multiprocess_dir=settings.metrics_dir)
+    metrics = Metrics(multiprocess_dir=settings.metrics_dir, registry_labels=settings.registry_labels)
     holder = PolicyHolder(settings.policy, metrics=metrics, initial=policy if policy is not None else load_policy(settings.policy))
     audit = AuditLog(audit_stream, enabled=settings.audit)
     if images is None:

@@ -167,7 +167,8 @@ def test_serve_with_two_workers_answers_and_sums_metrics(tmp_path: Path) -> None
                     assert fresh.post("/validate", json=review(pod())).json()["response"]["allowed"] is True
             metrics = client.get("/metrics").text
         line = next(line for line in metrics.splitlines()
-                    if line.startswith('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",result="allowed"}'))
+                    if line.startswith('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",'
+                                       'result="allowed"}'))
         assert float(line.split()[-1]) == 20.0
     finally:
         assert server.terminate() == 0
