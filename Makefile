@@ -63,6 +63,7 @@ bench: $(APT_STAMP) setup
 	$(BENCH_VENV)/bin/python bench/run.py
 	$(BENCH_VENV)/bin/python bench/images.py
 	$(BENCH_VENV)/bin/python bench/webhook.py
+	$(BENCH_VENV)/bin/python bench/shutdown.py
 	$(BENCH_VENV)/bin/python bench/audit.py
 	$(BENCH_VENV)/bin/python bench/pin.py
 

@@ -13,7 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the parser is built without importing the policy loader
+    from datetime import date
+
+    from admission.policy.config import Policy
 
 EXIT_OK, EXIT_ERROR = 0, 2
 
@@ -30,14 +35,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def exemption_warnings(policy: Any, today: Any) -> list[str]:  # noqa: ANN401 - Policy, date: imported lazily
+def exemption_warnings(policy: Policy, today: date) -> list[str]:
     """What is valid but probably not meant: an exemption past its date (it matches nothing any more) and one that
     names no namespace and no name (it exempts every workload in the cluster from its rule)."""
     out = []
     for exemption in policy.exemptions:
         where = f"{exemption.where}: " if exemption.where else ""
         if exemption.expired(today):
-            out.append(f"{where}exemption for rule {exemption.rule} expired on {exemption.expires.isoformat()}; "
+            out.append(f"{where}exemption for rule {exemption.rule} expired on {exemption.expires}; "
                        "remove it or renew its date")
         if exemption.namespace in (None, "*") and exemption.name in (None, "*"):
             out.append(f"{where}exemption for rule {exemption.rule} names no namespace and no name: it applies "

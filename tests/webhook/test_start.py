@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -66,3 +67,6 @@ def test_the_metrics_port_serves_metrics_and_the_webhook_port_does_not(tmp_path:
         assert server.terminate() == 0
     assert 'admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",result="allowed"} 1.0' in scraped
     assert "admission_policy_info{" in scraped
+    expiry = next(line for line in scraped.splitlines()
+                  if line.startswith("admission_tls_certificate_expiry_timestamp_seconds"))
+    assert float(expiry.split()[-1]) > time.time()  # trustme's certificate: valid for years
