@@ -442,7 +442,7 @@ class CertManager:
         while not self._stop.is_set():
             try:
                 self.tick()
-            except Exception:
+            except Exception:  # the next tick retries; the certificate being served stays as it is
                 log.exception("managed TLS")
             self._wake.wait(self.interval)
             self._wake.clear()
