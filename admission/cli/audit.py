@@ -160,17 +160,16 @@ def run(args: argparse.Namespace) -> int:
         if images is not None:
             images.close()
         kube.close()
+    outcome.objects.clear()  # the reports are written: the findings are the report's alone from here
     _fingerprints(result)
-    rendered = _render(args.format, result, fail_on=args.fail_on)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(rendered)
+                _emit(args.format, result, fh, fail_on=args.fail_on)
         except OSError as exc:
             print(f"admission-cli audit: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
-        rendered = _render("text", result, fail_on=args.fail_on)
-    sys.stdout.write(rendered)
+    _emit("text" if args.output else args.format, result, sys.stdout, fail_on=args.fail_on)
     calls = sum(s.calls for s in outcome.stats.values())
     retries = sum(s.retries for s in outcome.stats.values())
     where = "every namespace" if namespace is None else f"namespace {namespace}"
@@ -224,6 +223,44 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
         result.errors.append(Problem(message=f"cannot delete stale reports: {exc}", file=file_label(namespace)))
     print(f"admission-cli audit: {len(writer.written)} reports written ({api_name}), {writer.deleted} stale "
           "deleted", file=sys.stderr)
+
+
+def _emit(fmt: str, result: Any, out: Any, *, fail_on: str) -> None:  # noqa: ANN401 - a Report, a text stream
+    """The report in `fmt` on `out`. JSON goes out a finding at a time (a cluster's report can be megabytes: built
+    whole, it was the largest allocation of a 5,000-object audit); the other formats are rendered, then written in
+    slices, since a text stream encodes what it is given at once."""
+    if fmt == "json":
+        stream_json(result, out)
+        return
+    text = _render(fmt, result, fail_on=fail_on)
+    step = 1 << 20
+    for start in range(0, len(text), step):
+        out.write(text[start:start + step])
+
+
+def stream_json(result: Any, out: Any) -> None:  # noqa: ANN401 - a Report, a text stream
+    """`report.render_json(result)`, written a line at a time (tests/audit/test_cli.py holds the two equal)."""
+    import json
+
+    from admission import __version__
+    from admission.cli import report
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    out.write('{\n  "version": 1,\n')
+    out.write(f'  "tool": {encode({"name": "admission", "version": __version__})},\n')
+    out.write(f'  "summary": {encode(report.summary(result))},\n')
+    lists = (("findings", (report.finding_json(f) for f in report.sorted_findings(result.findings))),
+             ("errors", (report.problem_json(p) for p in result.errors)),
+             ("skipped", ({"file": file, "reason": reason} for file, reason in result.skipped)))
+    for index, (key, items) in enumerate(lists):
+        out.write(f'  "{key}": [')
+        empty = True
+        for item in items:
+            out.write(("\n    " if empty else ",\n    ") + encode(item))
+            empty = False
+        out.write("]" if empty else "\n  ]")
+        out.write(",\n" if index < len(lists) - 1 else "\n")
+    out.write("}\n")
 
 
 def _fingerprints(result: Any) -> None:  # noqa: ANN401
