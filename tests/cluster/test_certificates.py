@@ -118,7 +118,7 @@ class Managed:
 
     def readyz(self, pod: Pod) -> httpx.Response | None:
         try:
-            return httpx.get(f"https://127.0.0.1:{pod.port}/readyz", verify=False, timeout=5)  # noqa: S501
+            return httpx.get(f"https://127.0.0.1:{pod.port}/readyz", verify=False, timeout=5)
         except httpx.TransportError:
             return None
 
@@ -233,7 +233,7 @@ def managed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
                       rendered.env()["ADMISSION_TLS_LEASE"], "--ignore-not-found")
 
 
-def _wait(predicate: Any, *, timeout: float, what: str) -> float:  # noqa: ANN401
+def _wait(predicate: Any, *, timeout: float, what: str) -> float:
     started = time.monotonic()
     while not predicate():
         assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
@@ -319,7 +319,6 @@ def test_the_lease_passes_to_the_other_replica_which_then_keeps_the_bundle(
 
 # --- helm upgrade from selfSigned to managed ---------------------------------------------------------------------
 
-UPGRADE_NS, UPGRADE_RELEASE = "admission-upgrade", "upgrade"
 
 
 def _verifies(bundle_b64: str | None, port: int, host: str) -> bool:
@@ -335,21 +334,103 @@ def _verifies(bundle_b64: str | None, port: int, host: str) -> bool:
         return False
 
 
+class HelmCli:
+    """The helm v3 CLI built by tests/cluster/build.sh: its upgrade is the client-side 3-way merge."""
+
+    def __init__(self, binary: Path, plane: ControlPlane, namespace: str, root: Path) -> None:
+        self.binary, self.plane, self.namespace, self.root = binary, plane, namespace, root
+
+    def _run(self, *args: str, values: dict[str, Any] | None = None) -> None:
+        import subprocess
+
+        import yaml
+
+        argv = [str(self.binary), *args, f"--kubeconfig={self.plane.admin_kubeconfig}", "-n", self.namespace]
+        if values is not None:
+            path = self.root / "values.yaml"
+            path.write_text(yaml.safe_dump(values))
+            argv += ["-f", str(path)]
+        env = {"HOME": str(self.root), "PATH": "/usr/bin:/bin", "HELM_CACHE_HOME": str(self.root / "cache"),
+               "HELM_CONFIG_HOME": str(self.root / "config"), "HELM_DATA_HOME": str(self.root / "data")}
+        run = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)
+        assert run.returncode == 0, f"helm {' '.join(args)}: {run.stderr}{run.stdout}"
+
+    def install(self, chart: Path, name: str, values: dict[str, Any]) -> None:
+        self._run("install", name, str(chart), values=values)
+
+    def upgrade(self, chart: Path, name: str, values: dict[str, Any]) -> None:
+        self._run("upgrade", name, str(chart), values=values)
+
+    def uninstall(self, name: str) -> None:
+        self._run("uninstall", name, "--ignore-not-found")
+
+
+class HelmSdk:
+    """The Helm 4 SDK through helm-python-sdk: the same action code as the helm v4 CLI (server-side apply)."""
+
+    def __init__(self, plane: ControlPlane, namespace: str) -> None:
+        import helm_python
+
+        self.config = helm_python.Config(kubeconfig_path=str(plane.admin_kubeconfig), namespace=namespace)
+        self.namespace = namespace
+
+    def install(self, chart: Path, name: str, values: dict[str, Any]) -> None:
+        import helm_python
+
+        self.config.install(helm_python.Chart.load(str(chart)), name, values, namespace=self.namespace)
+
+    def upgrade(self, chart: Path, name: str, values: dict[str, Any]) -> None:
+        import helm_python
+
+        self.config.upgrade(helm_python.Chart.load(str(chart)), name, values, namespace=self.namespace)
+
+    def uninstall(self, name: str) -> None:
+        self.config.uninstall(name, ignore_not_found=True)
+
+
+def _helm_cli() -> Path | None:
+    import subprocess
+
+    from tests.cluster.controlplane import BUILD
+
+    try:
+        folder = subprocess.run(["bash", str(BUILD), "--print-helm-dir"], capture_output=True, text=True, timeout=60,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    binary = Path(folder) / "helm"
+    return binary if binary.exists() else None
+
+
+@pytest.mark.parametrize("driver", ["helm-cli-v3", "helm-sdk-v4"])
 def test_helm_upgrade_from_self_signed_keeps_the_ca_bundle_and_every_server_trusted(
-        control_plane: ControlPlane, tmp_path: Path) -> None:
-    """A real `helm install` (selfSigned) and `helm upgrade` (managed) through the Helm SDK (helm-python-sdk, the
-    same action code as the helm CLI) against this API server. The API server cannot reach a Service's ClusterIP
+        control_plane: ControlPlane, tmp_path: Path, driver: str) -> None:
+    """A real `helm install` (selfSigned) and `helm upgrade` (managed) against this API server: the helm v3 CLI
+    (client-side 3-way merge, built by tests/cluster/build.sh) and the Helm 4 SDK (server-side apply). The API server cannot reach a Service's ClusterIP
     here, so the release's webhook is scoped to nothing (an objectSelector no object carries) and the test makes,
     every 50 ms, the handshake the API server would make with the live caBundle, to the old pod (the selfSigned
     pair Helm made) and to the new one (managed), once each is ready."""
-    import helm_python
+    import os
 
     from tests.chart.conftest import CHART
 
     plane = control_plane
+    # A release and namespace per driver: without kube-controller-manager a deleted namespace never goes away.
+    UPGRADE_RELEASE = "v3" if driver == "helm-cli-v3" else "v4"
+    UPGRADE_NS = f"admission-upgrade-{UPGRADE_RELEASE}"
     plane.kubectl("create", "namespace", UPGRADE_NS, check=False)
-    helm = helm_python.Config(kubeconfig_path=str(plane.admin_kubeconfig), namespace=UPGRADE_NS)
-    chart = helm_python.Chart.load(str(CHART))
+    helm: HelmCli | HelmSdk
+    if driver == "helm-cli-v3":
+        binary = _helm_cli()
+        if binary is None:
+            if os.environ.get("CI") == "true":
+                pytest.fail("CI=true and the helm CLI is not built: run `make k8s-bin`", pytrace=False)
+            pytest.skip("the helm CLI is not built (tests/cluster/build.sh builds it): run `make k8s-bin`")
+        (tmp_path / "helm-home").mkdir()
+        helm = HelmCli(binary, plane, UPGRADE_NS, tmp_path / "helm-home")
+    else:
+        helm = HelmSdk(plane, UPGRADE_NS)
+    chart = CHART
     base = {"policy": POLICY, "policyCheck": {"enabled": False}, "failurePolicy": "Ignore",
             "objectSelector": {"matchLabels": {"admission.test/helm-upgrade": "nothing-carries-this"}}}
     full = f"{UPGRADE_RELEASE}-admission"
@@ -379,7 +460,7 @@ def test_helm_upgrade_from_self_signed_keeps_the_ca_bundle_and_every_server_trus
 
     thread = threading.Thread(target=watch_trust, daemon=True)
     try:
-        helm.install(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "selfSigned"}}, namespace=UPGRADE_NS)
+        helm.install(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "selfSigned"}})
         secret = plane.get(f"/api/v1/namespaces/{UPGRADE_NS}/secrets/{full}-tls")
         self_signed = live_bundle()
         assert self_signed == secret["data"]["ca.crt"]
@@ -390,7 +471,7 @@ def test_helm_upgrade_from_self_signed_keeps_the_ca_bundle_and_every_server_trus
         _wait(lambda: _verifies(self_signed, pods[0].port, host), timeout=30, what="the selfSigned pod serving")
         thread.start()
 
-        helm.upgrade(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "managed"}}, namespace=UPGRADE_NS)
+        helm.upgrade(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "managed"}})
         assert live_bundle() == self_signed, "Helm's merge kept the caBundle (the chart renders the live one back)"
         assert plane.kubectl("get", "secret", f"{full}-tls", "-n", UPGRADE_NS, check=False).returncode != 0, \
             "Helm removed the selfSigned Secret; the old pod serves what it loaded"
@@ -412,13 +493,13 @@ def test_helm_upgrade_from_self_signed_keeps_the_ca_bundle_and_every_server_trus
         time.sleep(1)
         stop.set()
         thread.join(timeout=10)
-        print(f"helm upgrade selfSigned -> managed: {checks} handshakes with the live caBundle, {len(failures)} failed")
+        print(f"{driver} upgrade selfSigned -> managed: {checks} handshakes with the live caBundle, {len(failures)} failed")
         assert failures == []
         assert checks > 50
         assert _split(live_bundle()) != _split(self_signed)
         # A later `helm upgrade` renders the server's bundle back: it stays as the server wrote it.
         written = live_bundle()
-        helm.upgrade(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "managed"}, "replicas": 3}, namespace=UPGRADE_NS)
+        helm.upgrade(chart, UPGRADE_RELEASE, {**base, "tls": {"mode": "managed"}, "replicas": 3})
         assert live_bundle() == written
     finally:
         stop.set()
@@ -427,14 +508,14 @@ def test_helm_upgrade_from_self_signed_keeps_the_ca_bundle_and_every_server_trus
                 pod.process.kill()
                 pod.process.wait(timeout=10)
         try:
-            helm.uninstall(UPGRADE_RELEASE, ignore_not_found=True)
+            helm.uninstall(UPGRADE_RELEASE)
         finally:
             plane.kubectl("delete", "namespace", UPGRADE_NS, "--ignore-not-found", "--wait=false")
 
 
 def _ready(pod: Pod) -> bool:
     try:
-        return httpx.get(f"https://127.0.0.1:{pod.port}/readyz", verify=False, timeout=5).status_code == 200  # noqa: S501
+        return httpx.get(f"https://127.0.0.1:{pod.port}/readyz", verify=False, timeout=5).status_code == 200
     except httpx.TransportError:
         return False
 
