@@ -37,13 +37,15 @@ class Answer:
 class ApiError(Exception):
     """A call that failed for good: `status` is the HTTP status (0 without an answer), `reason` the Status reason."""
 
-    def __init__(self, status: int, reason: str, message: str = "", *, verb: str = "", path: str = "") -> None:
+    def __init__(self, status: int, reason: str, message: str = "", *, verb: str = "", path: str = "",
+                 causes: tuple[str, ...] = ()) -> None:
         super().__init__(message or reason)
         self.status = status
         self.reason = reason
         self.message = message
         self.verb = verb
         self.path = path
+        self.causes = causes  # the Status's details.causes[].reason, e.g. NamespaceTerminating
 
     def short(self) -> str:
         return f"{self.status} {self.reason}" if self.status else self.reason
@@ -55,15 +57,19 @@ class ApiError(Exception):
 
 
 def _error(answer: Answer, verb: str, path: str) -> ApiError:
-    reason, message = "", ""
+    reason, message, causes = "", "", ()
     try:
         status = answer.json()
         if isinstance(status, dict):
             reason = str(status.get("reason") or "")
             message = str(status.get("message") or "")
+            details = status.get("details") if isinstance(status.get("details"), dict) else {}
+            causes = tuple(str(c.get("reason") or c.get("type") or "") for c in details.get("causes") or ()
+                           if isinstance(c, dict))
     except ValueError:
         message = answer.body[:200].decode("utf-8", "replace")
-    return ApiError(answer.status, reason or _REASONS.get(answer.status, "Error"), message, verb=verb, path=path)
+    return ApiError(answer.status, reason or _REASONS.get(answer.status, "Error"), message, verb=verb, path=path,
+                    causes=causes)
 
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",

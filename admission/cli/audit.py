@@ -203,6 +203,9 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
         try:
             writer.write(ns, outcome.objects[ns], timestamp=stamp)
         except ApiError as exc:
+            if "NamespaceTerminating" in exc.causes:  # it and its objects are going: nothing to report there
+                print(f"admission-cli audit: namespace {ns} is being deleted: no report written", file=sys.stderr)
+                continue
             failed = True
             result.errors.append(Problem(message=f"cannot write the report of namespace {ns}: {exc}",
                                          file=file_label(ns)))
