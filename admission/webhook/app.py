@@ -194,7 +194,8 @@ class _Webhook:
     async def validate(self, request: Request) -> Response:
         """The Starlette route (what a mounted or wrapped app reaches); the app itself takes the raw path below."""
         status, content = await self.handle(request.scope, request.receive)
-        return Response(content, status_code=status, media_type=_JSON)
+        return Response(content, status_code=status, media_type=_JSON,
+                        headers={"Connection": "close"} if LIFECYCLE.closing else None)
 
     async def asgi_validate(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """POST /validate as plain ASGI: no middleware stack, Request or Response objects on the hot path.
