@@ -178,7 +178,7 @@ class Kube:
                     raise
                 attempt += 1
                 stats.retries += 1
-                self._sleep(min(2.0 ** attempt, self.retry_cap))
+                self._sleep(min(2.0 ** (attempt - 1), self.retry_cap))  # 1 s, then 2 s
                 continue
             if answer.status not in RETRIED:
                 return answer

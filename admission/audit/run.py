@@ -70,21 +70,31 @@ class Audit:
     # -- the run --
 
     def run(self) -> Outcome:
-        self._read_limit_ranges()
+        unreachable = self._read_limit_ranges()
         for resource in inventory.LISTED:
+            if unreachable is not None:
+                # No answer at all (after the retries): the other kinds would wait as long for the same nothing.
+                self._unlisted(resource, f"not listed: the API server did not answer ({unreachable})")
+                continue
             try:
                 for page in pages(self.kube, resource, namespace=self.namespace, limit=self.limit):
                     self._page(resource, page)
                     del page  # before the next page is fetched: two pages at once cost ~10 MiB at 500 objects
             except ApiError as exc:
-                problem = Problem(message=f"cannot list {resource.name}: {exc}", file=file_label(self.namespace))
-                self.report.errors.append(problem)
-                self.unlisted.append(problem)
+                self._unlisted(resource, str(exc))
+                if exc.status == 0:
+                    unreachable = str(exc)
         self.report.files = len(self.objects)
         return Outcome(self.report, self.objects, self.kube.stats, self.unlisted)
 
-    def _read_limit_ranges(self) -> None:
-        """Each namespace's `type: Container` default limits, as the webhook counts them for templates."""
+    def _unlisted(self, resource: Resource, why: str) -> None:
+        problem = Problem(message=f"cannot list {resource.name}: {why}", file=file_label(self.namespace))
+        self.report.errors.append(problem)
+        self.unlisted.append(problem)
+
+    def _read_limit_ranges(self) -> str | None:
+        """Each namespace's `type: Container` default limits, as the webhook counts them for templates. A refused
+        list is not an error (templates are told no defaults were counted); no answer at all is returned."""
         from admission.webhook.cluster import defaults_of  # the webhook's reading, so both count the same
 
         by_namespace: dict[str, list[dict[str, Any]]] = {}
@@ -95,8 +105,9 @@ class Audit:
                     by_namespace.setdefault(str(meta.get("namespace") or ""), []).append(item)
         except ApiError as exc:
             self.limit_problem = exc.short()
-            return
+            return str(exc) if exc.status == 0 else None
         self.limit_defaults = {ns: defaults_of(ns, items) for ns, items in by_namespace.items()}
+        return None
 
     def _page(self, resource: Resource, page: list[dict[str, Any]]) -> None:
         todo: list[tuple[dict[str, Any], dict[str, list[str]]]] = []

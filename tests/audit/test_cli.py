@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,30 @@ def test_the_streamed_json_report_is_the_json_report_byte_for_byte() -> None:
         out = io.StringIO()
         stream_json(sample, out)
         assert out.getvalue() == report.render_json(sample)
+
+
+def test_the_context_chooses_the_cluster_and_the_namespace_and_an_unanswering_server_stops_the_audit(
+        tmp_path: Path) -> None:
+    """Nothing listens on the chosen context's port: the audit says so, once per kind, without waiting on each."""
+    import yaml
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "a",
+              "clusters": [{"name": "a", "cluster": {"server": "http://192.0.2.1:6443"}},
+                           {"name": "b", "cluster": {"server": f"http://127.0.0.1:{closed}"}}],
+              "users": [{"name": "u", "user": {}}],
+              "contexts": [{"name": "a", "context": {"cluster": "a", "user": "u", "namespace": "ns-a"}},
+                           {"name": "b", "context": {"cluster": "b", "user": "u", "namespace": "ns-b"}}]}
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    began = time.monotonic()
+    run = _cli(["audit", "--kubeconfig", str(kubeconfig), "--context", "b", "--format", "json", "--offline"])
+    assert run.returncode == 2
+    errors = [e["message"] for e in json.loads(run.stdout)["errors"]]
+    assert len(errors) == 8 and all(e.startswith("cannot list ") for e in errors)
+    assert all("the API server did not answer" in e and "/namespaces/ns-b/" in e and f"port={closed}" in e
+               for e in errors), errors[0]
+    assert "namespace ns-b" in run.stderr
+    assert time.monotonic() - began < 20, "one kind's retries, not eight"
