@@ -207,6 +207,11 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
                 print(f"admission-cli audit: namespace {ns} is being deleted: no report written", file=sys.stderr)
                 continue
             failed = True
+            if exc.status == 404:  # the CRD is not there: every namespace would say the same
+                result.errors.append(Problem(
+                    message=f"{api_name} reports are not served by this cluster ({exc}): install the report CRDs "
+                            "(Kyverno's chart does, or the admission chart's audit.installReportCRDs)", file="cluster"))
+                return
             result.errors.append(Problem(message=f"cannot write the report of namespace {ns}: {exc}",
                                          file=file_label(ns)))
     if namespace is None:

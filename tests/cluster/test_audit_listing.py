@@ -208,3 +208,14 @@ def test_templates_get_their_namespaces_limitrange_defaults_as_the_webhook_count
         assert "no LimitRange of the namespace gives a default for it" in finding["message"]
         assert finding["object"] == {"kind": "Deployment", "name": "defaulted", "namespace": LIMITS}
         assert finding["path"].startswith("spec.template.spec.containers[0]")
+
+
+def test_writing_reports_where_no_report_crd_is_served_is_one_error_that_says_what_to_install(
+        control_plane: ControlPlane, paged: dict[str, int]) -> None:
+    if control_plane.kubectl("get", "crd", "policyreports.wgpolicyk8s.io", check=False).returncode == 0:
+        pytest.skip("the report CRDs are installed in this session (tests/cluster/test_audit_reports.py ran first)")
+    run = audit(control_plane.admin_kubeconfig, "-n", PAGES, "--write-reports", "--format", "json")
+    assert run.returncode == 2
+    (error,) = run.json()["errors"]
+    assert error["message"].startswith("wgpolicyk8s.io/v1alpha2 reports are not served by this cluster")
+    assert "audit.installReportCRDs" in error["message"] and "404" in error["message"]
