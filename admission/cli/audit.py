@@ -60,13 +60,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:  # noqa: ANN401
                        help="client-side limit: API calls at once (default 40)")
     audit.add_argument("--chunk-size", type=_positive(int), default=500, metavar="N",
                        help="objects per list call (`limit`; default 500, as kubectl)")
-    resolve = audit.add_mutually_exclusive_group()
-    resolve.add_argument("--resolve-images", action="store_true", help="look image configs up whatever the policy says")
-    resolve.add_argument("--offline", action="store_true", help="no registry lookups")
-    cache = audit.add_mutually_exclusive_group()
-    cache.add_argument("--cache-dir", metavar="DIR")
-    cache.add_argument("--no-cache", action="store_true")
-    audit.add_argument("--registry-config", metavar="FILE", help="Docker config.json with registry credentials")
+    from admission.cli.main import image_flags  # check's image flags: the same names, the same meaning
+
+    image_flags(audit, offline="no registry lookups and no image cache (the API server is still read)")
     return audit
 
 

@@ -37,13 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="write the --format report to FILE; stdout then carries the text report")
     check.add_argument("--policy", metavar="FILE", help="policy file overlaid on the built-in default")
     check.add_argument("--fail-on", choices=("deny", "warn"), default="deny")
-    resolve = check.add_mutually_exclusive_group()
-    resolve.add_argument("--resolve-images", action="store_true", help="fetch image configs from registries")
-    resolve.add_argument("--offline", action="store_true", help="no network and no cache")
-    cache = check.add_mutually_exclusive_group()
-    cache.add_argument("--cache-dir", metavar="DIR")
-    cache.add_argument("--no-cache", action="store_true")
-    check.add_argument("--registry-config", metavar="FILE", help="Docker config.json with registry credentials")
+    image_flags(check)
     check.add_argument("--env-file", action="append", default=None, metavar="FILE",
                        help="compose env file; replaces the project's .env (repeatable)")
     check.add_argument("--profile", action="append", default=[], metavar="NAME",
@@ -84,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
 
     audit.add_parser(sub)
     return parser
+
+
+def image_flags(parser: argparse.ArgumentParser, *, offline: str = "no network and no cache") -> None:
+    """--resolve-images | --offline, --cache-dir | --no-cache, --registry-config: the same flags, meaning the same,
+    wherever images are looked up (check, audit)."""
+    resolve = parser.add_mutually_exclusive_group()
+    resolve.add_argument("--resolve-images", action="store_true", help="fetch image configs from registries")
+    resolve.add_argument("--offline", action="store_true", help=offline)
+    cache = parser.add_mutually_exclusive_group()
+    cache.add_argument("--cache-dir", metavar="DIR")
+    cache.add_argument("--no-cache", action="store_true")
+    parser.add_argument("--registry-config", metavar="FILE", help="Docker config.json with registry credentials")
 
 
 def _build_arg(text: str) -> tuple[str, str]:
