@@ -7,8 +7,9 @@ and pydantic's import alone costs more than half of compose-lint's whole run (me
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Generic, Literal, TypeVar
+import dataclasses
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
@@ -308,3 +309,43 @@ class Workload:
     # The top controller (Deployment, StatefulSet, ...) that the webhook verified through the API for a request made
     # by a controller identity: exemptions match it as well as the object itself (DESIGN §5 as amended).
     owner: OwnerRef | None = None
+
+
+# --- construction speed ------------------------------------------------------------------------------
+
+def _fast_init(cls: type) -> None:
+    """Give a frozen slotted dataclass an __init__ that stores each field through its slot descriptor.
+
+    The generated one calls object.__setattr__ per field (what `frozen` needs), which makes building a Container or
+    a Workload cost microseconds; the webhook builds dozens of these objects per request (issue 15). Same parameters,
+    defaults and default factories, so calls, `dataclasses.replace`, equality, hashing, repr and frozenness are as
+    before; only the stores are cheaper (about half the time, measured).
+    """
+    namespace: dict[str, Any] = {"_FACTORY": getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object())}  # shows as <factory>
+    params: list[str] = []
+    body: list[str] = []
+    for f in fields(cls):
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            body.append(f"    _set_{f.name}(self, {f.name})")
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_FACTORY")
+            body.append(f"    _set_{f.name}(self, _factory_{f.name}() if {f.name} is _FACTORY else {f.name})")
+        else:
+            params.append(f.name)
+            body.append(f"    _set_{f.name}(self, {f.name})")
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"]), namespace)  # noqa: S102
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = dict(cls.__init__.__annotations__)
+    cls.__init__ = init  # type: ignore[misc]
+
+
+for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, BuildContext, Setting, SecurityContext,
+             HostMount, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
+    _fast_init(_cls)
+del _cls
