@@ -19,6 +19,8 @@ import argparse
 import gzip
 import hashlib
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -97,10 +99,22 @@ def write_inputs(folder: Path, host: str, tags: list[str]) -> None:
     (folder / "deploy.yaml").write_text("---\n".join(docs))
 
 
-def timed(cmd: list[str], cwd: Path | None = None, *, ok: tuple[int, ...] = (0,)) -> float:
+CPU: dict[str, list[float]] = {}  # case -> CPU seconds (user + system) of its process, per round
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path | None = None, *, ok: tuple[int, ...] = (0,), case: str = "") -> float:
+    """Wall time of `cmd`; its CPU time goes to CPU[case] (less sensitive than wall time to a busy machine)."""
+    cpu = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - start
+    if case:
+        CPU.setdefault(case, []).append(_children_cpu() - cpu)
     if proc.returncode not in ok:
         raise RuntimeError(f"{' '.join(cmd[:3])} exited {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-500:]}")
     return elapsed
@@ -141,16 +155,16 @@ def main() -> None:
                     inputs = work / f"{case}-{run}"
                     write_inputs(inputs, registry.host, tags)
                     mark = registry.mark()
-                    figures[case] = timed([*pin, "--cache-dir", str(cache), "."], cwd=inputs)
+                    figures[case] = timed([*pin, "--cache-dir", str(cache), "."], cwd=inputs, case=case)
                     (cold_requests if case == "cold" else warm_requests).update(requests_since(registry, mark))
                     pinned = (inputs / "compose.yaml").read_text().count("@sha256:")
                     pinned += (inputs / "deploy.yaml").read_text().count("@sha256:")
                     assert pinned == len(tags), f"{case}: {pinned} of {len(tags)} pinned"
                 unpinned = work / f"check-{run}"
                 write_inputs(unpinned, registry.host, tags)
-                figures["check"] = timed([CLI, "pin", "--check", "."], cwd=unpinned, ok=(1,))
+                figures["check"] = timed([CLI, "pin", "--check", "."], cwd=unpinned, ok=(1,), case="check")
                 shutil.rmtree(unpinned)
-                figures["head_loop"] = timed([sys.executable, "-c", HEAD_LOOP, registry.host, *tags])
+                figures["head_loop"] = timed([sys.executable, "-c", HEAD_LOOP, registry.host, *tags], case="head_loop")
                 start = time.perf_counter()
                 for tag in tags:
                     raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
@@ -180,6 +194,8 @@ def main() -> None:
         "ratio_cold_vs_head_loop": ratio("cold", "head_loop"),
         "ratio_warm_vs_head_loop": ratio("warm", "head_loop"),
         "ratio_cold_vs_skopeo": ratio("cold", "skopeo"),
+        "cpu_s": {case: median(values) for case, values in CPU.items()},
+        "load_average_after": os.getloadavg()[0],
         "rounds": rounds,
     }
     out_dir = ROOT / "bench" / "results"
