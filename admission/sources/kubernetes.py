@@ -200,7 +200,39 @@ class _Walker:
         raise self.wrong_type(parent, key, path, "a boolean (true or false, unquoted)")
 
     def origin(self, parent: Any, key: Any, path: str) -> Origin:
-        return Origin(self.file, self.line(parent, key), path)
+        # self.line inlined: an origin is built for every field that is reported
+        kind = type(parent)
+        if kind is YMap:
+            return Origin(self.file, parent.key_lines.get(key, parent.line), path)
+        if kind is YSeq:
+            return Origin(self.file, parent.line_of(key), path)
+        return Origin(self.file, self.default_line, path)
+
+    # The *_in variants take the parent's path and build the field's path only for an error: the webhook reads
+    # every field of every container of every request, and most are absent or well-formed (issue 15).
+    def mapping_in(self, parent: Any, key: str, base: str) -> dict[str, Any] | None:
+        value = parent.get(key)
+        if value is None or isinstance(value, dict):
+            return value
+        raise self.wrong_type(parent, key, f"{base}.{key}", "a mapping")
+
+    def sequence_in(self, parent: Any, key: str, base: str) -> list[Any] | None:
+        value = parent.get(key)
+        if value is None or isinstance(value, list):
+            return value
+        raise self.wrong_type(parent, key, f"{base}.{key}", "a list")
+
+    def string_in(self, parent: Any, key: str, base: str) -> str | None:
+        value = parent.get(key)
+        if value is None or isinstance(value, str):
+            return value
+        raise self.wrong_type(parent, key, f"{base}.{key}", "a string")
+
+    def boolean_in(self, parent: Any, key: str, base: str) -> bool | None:
+        value = parent.get(key)
+        if value is None or type(value) is bool:
+            return value
+        raise self.wrong_type(parent, key, f"{base}.{key}", "a boolean (true or false, unquoted)")
 
 
 # --- objects ---------------------------------------------------------------------------------------
@@ -261,8 +293,8 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
 
     meta_path = _join(base, "metadata")
     meta = walker.mapping(obj, "metadata", meta_path) or {}
-    name = walker.string(meta, "name", f"{meta_path}.name") or walker.string(meta, "generateName", f"{meta_path}.generateName") or ""
-    ns = walker.string(meta, "namespace", f"{meta_path}.namespace") or namespace
+    name = walker.string_in(meta, "name", meta_path) or walker.string_in(meta, "generateName", meta_path) or ""
+    ns = walker.string_in(meta, "namespace", meta_path) or namespace
     claims = _claims(meta, meta_path, walker)
 
     # Walk down to the pod spec, collecting the pod template's metadata on the way.
@@ -284,22 +316,25 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
             if tmeta:
                 claims += _claims(tmeta, tmeta_path, walker)
     spec: dict[str, Any] = node
+    get = spec.get
 
     host_network = None
-    if walker.boolean(spec, "hostNetwork", f"{path}.hostNetwork"):
+    if get("hostNetwork") is not None and walker.boolean(spec, "hostNetwork", f"{path}.hostNetwork"):
         host_network = Located("true", walker.origin(spec, "hostNetwork", f"{path}.hostNetwork"))
-    os_map = walker.mapping(spec, "os", f"{path}.os")
-    os_name = walker.string(os_map, "name", f"{path}.os.name") if os_map else None
+    os_map = walker.mapping_in(spec, "os", path)
+    os_name = walker.string_in(os_map, "name", f"{path}.os") if os_map else None
     windows = None
     if os_name == "windows":
         windows = Setting("windows", "os.name: windows", walker.origin(os_map, "name", f"{path}.os.name"))
-    elif spec.get("nodeSelector") is not None:
+    elif get("nodeSelector") is not None:
         windows = _windows_selector(spec, path, walker)
 
     pod_run_as = _run_as(spec, path, walker, pod=True)
     containers: list[Container] = []
     for key, ckind in _CONTAINER_LISTS:
-        items = walker.sequence(spec, key, f"{path}.{key}")
+        if get(key) is None:
+            continue
+        items = walker.sequence_in(spec, key, path)
         if items:
             list_path = f"{path}.{key}"
             for i, item in enumerate(items):
@@ -307,13 +342,16 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
 
     host_pid = _true_flag(spec, "hostPID", path, walker)
     host_ipc = _true_flag(spec, "hostIPC", path, walker)
-    pod_sc_path = f"{path}.securityContext"
-    pod_sc = walker.mapping(spec, "securityContext", pod_sc_path)
+    pod_sc = walker.mapping_in(spec, "securityContext", path)
     sysctls: tuple[Setting, ...] = ()
+    pod_security = None
     if pod_sc:
-        sysctl_items = walker.sequence(pod_sc, "sysctls", f"{pod_sc_path}.sysctls")
+        pod_sc_path = f"{path}.securityContext"
+        sysctl_items = walker.sequence_in(pod_sc, "sysctls", pod_sc_path)
         if sysctl_items:
             sysctls = tuple(_sysctl(sysctl_items, i, f"{pod_sc_path}.sysctls[{i}]", walker) for i in range(len(sysctl_items)))
+        pod_security = _security(pod_sc, pod_sc_path, walker)
+    volumes = _volumes(spec, path, walker) if get("volumes") is not None else ()
     return Workload(
         source="kubernetes",
         kind=kind,
@@ -328,12 +366,12 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         exemption_claims=claims,
         host_pid=host_pid,
         host_ipc=host_ipc,
-        pod_security=_security(pod_sc, pod_sc_path, walker) if pod_sc else None,
-        volumes=_volumes(spec, path, walker),
+        pod_security=pod_security,
+        volumes=volumes,
         sysctls=sysctls,
         apparmor_annotations=_apparmor_annotations(pod_meta, pod_meta_path, walker) if pod_meta else (),
-        host_users=walker.boolean(spec, "hostUsers", f"{path}.hostUsers"),
-        restart_policy=walker.string(spec, "restartPolicy", f"{path}.restartPolicy"),
+        host_users=walker.boolean_in(spec, "hostUsers", path),
+        restart_policy=walker.string_in(spec, "restartPolicy", path),
         controller=controller_of(meta),
     )
 
@@ -524,90 +562,111 @@ def _windows_selector(spec: dict[str, Any], path: str, walker: _Walker) -> Setti
 _RunAs = tuple[Located[int] | None, Located[bool] | None, Located[str] | None]  # runAsUser, runAsNonRoot, runAsUserName
 
 
+_NO_RUN_AS: _RunAs = (None, None, None)
+
+
 def _run_as(parent: dict[str, Any], path: str, walker: _Walker, *, pod: bool = False) -> _RunAs:
     """runAsUser / runAsNonRoot / windowsOptions.runAsUserName of one securityContext level, each with its own origin.
 
     The uids and gids of the level (runAsGroup, and a pod's fsGroup and supplementalGroups) are range-checked too:
     the API server refuses a pod with one outside 0..2147483647, so the webhook and the CLI cannot interpret it.
     """
-    sc_path = f"{path}.securityContext"
-    sc = walker.mapping(parent, "securityContext", sc_path)
+    sc = walker.mapping_in(parent, "securityContext", path)
     if not sc:
-        return None, None, None
-    user_path, non_root_path = f"{sc_path}.runAsUser", f"{sc_path}.runAsNonRoot"
-    user = walker.identity(sc, "runAsUser", user_path)
-    non_root = walker.boolean(sc, "runAsNonRoot", non_root_path)
-    if sc.get("runAsGroup") is not None:
+        return _NO_RUN_AS
+    sc_path = f"{path}.securityContext"
+    get = sc.get
+    user = non_root = None
+    if get("runAsUser") is not None:
+        user_path = f"{sc_path}.runAsUser"
+        user = Located(walker.identity(sc, "runAsUser", user_path), walker.origin(sc, "runAsUser", user_path))
+    if get("runAsNonRoot") is not None:
+        non_root_path = f"{sc_path}.runAsNonRoot"
+        non_root = Located(walker.boolean(sc, "runAsNonRoot", non_root_path), walker.origin(sc, "runAsNonRoot", non_root_path))
+    if get("runAsGroup") is not None:
         walker.identity(sc, "runAsGroup", f"{sc_path}.runAsGroup")
     if pod:
-        if sc.get("fsGroup") is not None:
+        if get("fsGroup") is not None:
             walker.identity(sc, "fsGroup", f"{sc_path}.fsGroup")
-        if sc.get("supplementalGroups") is not None:
+        if get("supplementalGroups") is not None:
             groups_path = f"{sc_path}.supplementalGroups"
             groups = walker.sequence(sc, "supplementalGroups", groups_path) or []
             for k in range(len(groups)):
                 walker.identity(groups, k, f"{groups_path}[{k}]")
     user_name = None
-    if sc.get("windowsOptions") is not None:
+    if get("windowsOptions") is not None:
         win_path = f"{sc_path}.windowsOptions"
         win = walker.mapping(sc, "windowsOptions", win_path)
         if win and win.get("runAsUserName") is not None:
             name_path = f"{win_path}.runAsUserName"
             name = walker.string(win, "runAsUserName", name_path)
             user_name = None if name is None else Located(name, walker.origin(win, "runAsUserName", name_path))
-    return (
-        None if user is None else Located(user, walker.origin(sc, "runAsUser", user_path)),
-        None if non_root is None else Located(non_root, walker.origin(sc, "runAsNonRoot", non_root_path)),
-        user_name,
-    )
+    if user is None and non_root is None and user_name is None:
+        return _NO_RUN_AS
+    return user, non_root, user_name
 
 
 def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker: _Walker, pod_run_as: _RunAs) -> Container:
     c = items[i]
     if not isinstance(c, dict):
         raise walker.fail(f"a container must be a mapping, not {type_name(c)}", items, i, path)
-    name = walker.string(c, "name", f"{path}.name")
+    get = c.get
+    name = walker.string_in(c, "name", path)
     if not name:
         raise walker.fail("container has no `name`", items, i, f"{path}.name")
 
-    image_text = walker.string(c, "image", f"{path}.image")
-    image = None if image_text is None else Located(image_text, walker.origin(c, "image", f"{path}.image"))
+    image_text = get("image")
+    image = None
+    if image_text is not None:
+        if not isinstance(image_text, str):
+            raise walker.wrong_type(c, "image", f"{path}.image", "a string")
+        image = Located(image_text, walker.origin(c, "image", f"{path}.image"))
 
-    if kind == "init" and walker.string(c, "restartPolicy", f"{path}.restartPolicy") == "Always":
+    if kind == "init" and walker.string_in(c, "restartPolicy", path) == "Always":
         kind = "sidecar"  # a native sidecar (KEP-753): runs for the pod's whole life, like a regular container
 
     # DetermineEffectiveSecurityContext: each field set on the container overrides the pod's, field by field.
-    user, non_root, user_name = _run_as(c, path, walker)
-    pod_user, pod_non_root, pod_user_name = pod_run_as
-    if user is None:
-        user = pod_user
-    if non_root is None:
-        non_root = pod_non_root
-    if user_name is None:
-        user_name = pod_user_name
+    user, non_root, user_name = _run_as(c, path, walker) if get("securityContext") is not None else _NO_RUN_AS
+    if user is None or non_root is None or user_name is None:
+        pod_user, pod_non_root, pod_user_name = pod_run_as
+        if user is None:
+            user = pod_user
+        if non_root is None:
+            non_root = pod_non_root
+        if user_name is None:
+            user_name = pod_user_name
 
     limits: dict[str, Located[str]] = {}
-    res_path = f"{path}.resources"
-    resources = walker.mapping(c, "resources", res_path)
-    if resources and kind != "ephemeral":  # the API forbids resources on ephemeral containers
-        lim_path = f"{res_path}.limits"
-        lim = walker.mapping(resources, "limits", lim_path)
-        if lim:
-            for key, value in lim.items():
-                key_path = f"{lim_path}.{key}"
-                if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                    raise walker.fail(f"limit `{key}` must be a quantity such as 500m or 128Mi, not {type_name(value)}",
-                                      lim, key, key_path)
-                limits[key] = Located(str(value), walker.origin(lim, key, key_path))
+    if get("resources") is not None:
+        res_path = f"{path}.resources"
+        resources = walker.mapping(c, "resources", res_path)
+        if resources and kind != "ephemeral":  # the API forbids resources on ephemeral containers
+            lim = walker.mapping_in(resources, "limits", res_path)
+            if lim:
+                lim_path = f"{res_path}.limits"
+                file, line = walker.file, walker.default_line
+                lim_type = type(lim)
+                for key, value in lim.items():
+                    key_path = f"{lim_path}.{key}"
+                    value_type = type(value)
+                    if value_type is not str and (value_type is bool or not isinstance(value, (str, int, float))):
+                        raise walker.fail(f"limit `{key}` must be a quantity such as 500m or 128Mi, not {type_name(value)}",
+                                          lim, key, key_path)
+                    if lim_type is dict:
+                        limits[key] = Located(value if value_type is str else str(value), Origin(file, line, key_path))
+                    else:
+                        limits[key] = Located(str(value), walker.origin(lim, key, key_path))
 
     host_ports: list[Port] = []
-    ports_path = f"{path}.ports"
-    ports = walker.sequence(c, "ports", ports_path)
+    ports = walker.sequence_in(c, "ports", path) if get("ports") is not None else None
     if ports:
+        ports_path = f"{path}.ports"
         for j, port in enumerate(ports):
-            port_path = f"{ports_path}[{j}]"
             if not isinstance(port, dict):
-                raise walker.fail(f"a port must be a mapping, not {type_name(port)}", ports, j, port_path)
+                raise walker.fail(f"a port must be a mapping, not {type_name(port)}", ports, j, f"{ports_path}[{j}]")
+            if port.get("hostPort") is None:
+                continue
+            port_path = f"{ports_path}[{j}]"
             host_port = walker.integer(port, "hostPort", f"{port_path}.hostPort")
             if not host_port or host_port <= 0:
                 continue
@@ -624,14 +683,17 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
                 origin=walker.origin(port, "hostPort", f"{port_path}.hostPort"),  # line and path agree
             ))
 
-    sc_path = f"{path}.securityContext"
-    sc = walker.mapping(c, "securityContext", sc_path)
+    sc = walker.mapping_in(c, "securityContext", path)
     probes: tuple[str, ...] = ()
     if "livenessProbe" in c or "readinessProbe" in c or "startupProbe" in c:
-        probes = tuple(p for p in _PROBES if walker.mapping(c, p, f"{path}.{p}") is not None)
+        found = []
+        for p in _PROBES:
+            if walker.mapping_in(c, p, path) is not None:
+                found.append(p)
+        probes = tuple(found)
     return Container(
         name=name,
-        origin=Origin(walker.file, walker.line(items, i), path),
+        origin=walker.origin(items, i, path),
         kind=kind,
         image=image,
         run_as_user=user,
@@ -639,7 +701,7 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         run_as_user_name=user_name,
         limits=limits,
         host_ports=tuple(host_ports),
-        security=_security(sc, sc_path, walker) if sc else None,
+        security=_security(sc, f"{path}.securityContext", walker) if sc else None,
         probes=probes,
     )
 
