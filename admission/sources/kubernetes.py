@@ -451,32 +451,43 @@ def _type_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) 
 
 def _security(sc: dict[str, Any], path: str, walker: _Walker) -> SecurityContext:
     """One securityContext level as PSA reads it (each field with its own origin)."""
+    get = sc.get  # most fields are absent: each is looked at once before any helper runs
     add: tuple[Setting, ...] = ()
     drop: tuple[Setting, ...] = ()
-    if sc.get("capabilities") is not None:
+    if get("capabilities") is not None:
         caps_path = f"{path}.capabilities"
         caps = walker.mapping(sc, "capabilities", caps_path)
         if caps:
-            add = _capabilities(caps, "add", caps_path, walker)
-            drop = _capabilities(caps, "drop", caps_path, walker)
+            if caps.get("add") is not None:
+                add = _capabilities(caps, "add", caps_path, walker)
+            if caps.get("drop") is not None:
+                drop = _capabilities(caps, "drop", caps_path, walker)
     selinux_type = selinux_user = selinux_role = None
-    se_path = f"{path}.seLinuxOptions"
-    se = walker.mapping(sc, "seLinuxOptions", se_path) if sc.get("seLinuxOptions") is not None else None
-    if se is not None:
-        # PSA tests the type of every seLinuxOptions it sees ("" is allowed), and user and role when non-empty.
-        selinux_type = _str_setting(se, "type", se_path, walker) or Setting("", "", walker.origin(sc, "seLinuxOptions", se_path))
-        selinux_user = _str_setting(se, "user", se_path, walker)
-        selinux_role = _str_setting(se, "role", se_path, walker)
-    win_path = f"{path}.windowsOptions"
-    win = walker.mapping(sc, "windowsOptions", win_path) if sc.get("windowsOptions") is not None else None
+    if get("seLinuxOptions") is not None:
+        se_path = f"{path}.seLinuxOptions"
+        se = walker.mapping(sc, "seLinuxOptions", se_path)
+        if se is not None:
+            # PSA tests the type of every seLinuxOptions it sees ("" is allowed), and user and role when non-empty.
+            selinux_type = _str_setting(se, "type", se_path, walker) or Setting("", "", walker.origin(sc, "seLinuxOptions", se_path))
+            selinux_user = _str_setting(se, "user", se_path, walker)
+            selinux_role = _str_setting(se, "role", se_path, walker)
+    win = None
+    if get("windowsOptions") is not None:
+        win_path = f"{path}.windowsOptions"
+        win = walker.mapping(sc, "windowsOptions", win_path)
+    privileged = None if get("privileged") is None else _bool_setting(sc, "privileged", path, walker)
+    escalation = None if get("allowPrivilegeEscalation") is None else _bool_setting(sc, "allowPrivilegeEscalation", path, walker)
+    proc_mount = None if get("procMount") is None else _str_setting(sc, "procMount", path, walker)
+    seccomp = None if get("seccompProfile") is None else _type_setting(sc, "seccompProfile", path, walker)
+    apparmor = None if get("appArmorProfile") is None else _type_setting(sc, "appArmorProfile", path, walker)
     return SecurityContext(
-        privileged=_bool_setting(sc, "privileged", path, walker),
-        allow_privilege_escalation=_bool_setting(sc, "allowPrivilegeEscalation", path, walker),
+        privileged=privileged,
+        allow_privilege_escalation=escalation,
         capabilities_add=add,
         capabilities_drop=drop,
-        proc_mount=_str_setting(sc, "procMount", path, walker),
-        seccomp=_type_setting(sc, "seccompProfile", path, walker),
-        apparmor=_type_setting(sc, "appArmorProfile", path, walker),
+        proc_mount=proc_mount,
+        seccomp=seccomp,
+        apparmor=apparmor,
         selinux_type=selinux_type,
         selinux_user=selinux_user,
         selinux_role=selinux_role,
