@@ -116,14 +116,27 @@ def _join(base: str, key: str) -> str:
     return f"{base}.{key}" if base else key
 
 
+# Origins of values without a line of their own (webhook JSON), by (file, default line) then path. An Origin is
+# immutable, and the webhook reads the same paths of `request.object` on every request: reusing one saves building
+# it (issue 15). Bounded: a table is emptied when it grows past _ORIGIN_LIMIT (paths can hold user-chosen keys).
+_ORIGINS: dict[tuple[str, int | None], dict[str, Origin]] = {}
+_ORIGIN_LIMIT = 4096
+
+
 class _Walker:
     """Carries the file name and the line to use when a value has no line of its own (webhook JSON, JSON fallback)."""
 
-    __slots__ = ("default_line", "file")
+    __slots__ = ("default_line", "file", "origins")
 
     def __init__(self, file: str, default_line: int | None) -> None:
         self.file = file
         self.default_line = default_line
+        origins = _ORIGINS.get((file, default_line))
+        if origins is None:
+            if len(_ORIGINS) >= 64:
+                _ORIGINS.clear()
+            origins = _ORIGINS[(file, default_line)] = {}
+        self.origins = origins
 
     def line(self, parent: Any, key: Any) -> int | None:
         if type(parent) is YMap:
@@ -206,7 +219,12 @@ class _Walker:
             return Origin(self.file, parent.key_lines.get(key, parent.line), path)
         if kind is YSeq:
             return Origin(self.file, parent.line_of(key), path)
-        return Origin(self.file, self.default_line, path)
+        origin = self.origins.get(path)
+        if origin is None:
+            if len(self.origins) >= _ORIGIN_LIMIT:
+                self.origins.clear()
+            origin = self.origins[path] = Origin(self.file, self.default_line, path)
+        return origin
 
     # The *_in variants take the parent's path and build the field's path only for an error: the webhook reads
     # every field of every container of every request, and most are absent or well-formed (issue 15).
@@ -655,18 +673,13 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
             lim = walker.mapping_in(resources, "limits", res_path)
             if lim:
                 lim_path = f"{res_path}.limits"
-                file, line = walker.file, walker.default_line
-                lim_type = type(lim)
                 for key, value in lim.items():
                     key_path = f"{lim_path}.{key}"
                     value_type = type(value)
                     if value_type is not str and (value_type is bool or not isinstance(value, (str, int, float))):
                         raise walker.fail(f"limit `{key}` must be a quantity such as 500m or 128Mi, not {type_name(value)}",
                                           lim, key, key_path)
-                    if lim_type is dict:
-                        limits[key] = Located(value if value_type is str else str(value), Origin(file, line, key_path))
-                    else:
-                        limits[key] = Located(str(value), walker.origin(lim, key, key_path))
+                    limits[key] = Located(value if value_type is str else str(value), walker.origin(lim, key, key_path))
 
     host_ports: list[Port] = []
     ports = walker.sequence_in(c, "ports", path) if get("ports") is not None else None
