@@ -94,18 +94,34 @@ def _finding(rule: str, severity: Severity, workload: Workload, violation: Viola
                    value=violation.value, file=origin.file, line=origin.line, path=origin.path,
                    source=workload.source, object_kind=workload.kind, object_name=workload.name,
                    object_namespace=workload.namespace, container=violation.container,
-                   suppressed=suppressed, reason=reason, key=violation.key or _INDEX.sub("[]", origin.path),
+                   suppressed=suppressed, reason=reason, key=violation.key or (_INDEX.sub("[]", origin.path) if "[" in origin.path else origin.path),
                    object_file=workload.origin.file, would_deny=would_deny)
+
+
+# The last policy's active rules: the webhook evaluates every request under one policy (issue 15). A Policy is frozen
+# and the catalogue only grows (on import), so the policy object and the catalogue's size identify the list.
+_active_cache: tuple[Policy, int, tuple[tuple[catalog.Rule, RuleSetting], ...]] | None = None
+
+
+def _active_rules(policy: Policy, known: dict[str, catalog.Rule]) -> tuple[tuple[catalog.Rule, RuleSetting], ...]:
+    global _active_cache
+    cached = _active_cache
+    if cached is not None and cached[0] is policy and cached[1] == len(known):
+        return cached[2]
+    active = [(r, policy.rules[r.id]) for r in known.values()
+              if r.func is not None and r.id in policy.rules and policy.rules[r.id].severity != "off"]
+    # image-config-unavailable takes its severity from images.on_error, never from `rules:`.
+    active += [(r, RuleSetting(policy.images.on_error, {})) for r in known.values() if r.func is not None and r.severity_fixed]
+    result = tuple(active)
+    _active_cache = (policy, len(known), result)
+    return result
 
 
 def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | None = None) -> Report:
     """Run every enabled rule over every workload and apply exemptions and enforcement."""
     today = today or datetime.now(timezone.utc).date()
     known = catalog.all_rules()
-    active = [(r, policy.rules[r.id]) for r in known.values()
-              if r.func is not None and r.id in policy.rules and policy.rules[r.id].severity != "off"]
-    # image-config-unavailable takes its severity from images.on_error, never from `rules:`.
-    active += [(r, RuleSetting(policy.images.on_error, {})) for r in known.values() if r.func is not None and r.severity_fixed]
+    active = _active_rules(policy, known)
     schema = policy.rules.get(SCHEMA_RULE)
     report = Report()
 
@@ -137,8 +153,12 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
                                  Violation(message=issue.message, remediation=fix, origin=issue.origin,
                                            value=issue.value, container=issue.container,
                                            key=_INDEX.sub("[]", issue.origin.path))))
+        exemptions = policy.exemptions
         for rule_id, configured, violation in produced:
-            suppressed, reason = _suppression(rule_id, workload, violation.container, claims, policy.exemptions, today)
+            if claims or exemptions:
+                suppressed, reason = _suppression(rule_id, workload, violation.container, claims, exemptions, today)
+            else:  # what _suppression answers with nothing to match
+                suppressed, reason = False, None
             report.findings.append(_finding(rule_id, severity_of(configured), workload, violation,
                                             suppressed=suppressed, reason=reason,
                                             would_deny=rolling_out and configured == "deny"))
