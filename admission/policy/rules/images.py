@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from admission.findings import Violation
@@ -17,7 +17,7 @@ def _repo(text: str, tag: str) -> str:
     return text[: -len(tag) - 1] if text.endswith(":" + tag) else text
 
 
-def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container: str | None,
+def _check(ref: Located[str], *, who: Callable[[], str], params: Mapping[str, Any], container: str | None,
            key: str) -> Iterator[Violation]:
     text = ref.value
     try:
@@ -25,7 +25,7 @@ def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container:
     except reference.ReferenceError as exc:
         shown = text if text else "(empty)"
         yield Violation(
-            message=f"{who} uses an invalid image reference '{shown}': {exc}",
+            message=f"{who()} uses an invalid image reference '{shown}': {exc}",
             remediation="write a valid reference: [registry[:port]/]repository[:tag][@sha256:<64 hex>], repository in lower case",
             origin=ref.origin, value=text, container=container, key=key)
         return
@@ -34,18 +34,18 @@ def _check(ref: Located[str], *, who: str, params: Mapping[str, Any], container:
     disallowed = {str(t).casefold() for t in params.get("disallowed_tags", ())}
     if parsed.tag is None:
         yield Violation(
-            message=f"{who} uses image '{text}' with no tag, which means ':latest': it changes under you and cannot be rolled back",
+            message=f"{who()} uses image '{text}' with no tag, which means ':latest': it changes under you and cannot be rolled back",
             remediation=f"pin a version tag or a digest, e.g. '{text}:1.2.3' or '{text}@sha256:<digest>'",
             origin=ref.origin, value=text, container=container, key=key)
     elif parsed.tag.casefold() in disallowed:
         yield Violation(
-            message=f"{who} uses image '{text}' with the tag '{parsed.tag}', which the policy does not allow (disallowed_tags)",
+            message=f"{who()} uses image '{text}' with the tag '{parsed.tag}', which the policy does not allow (disallowed_tags)",
             remediation=f"pin a release tag or a digest instead, e.g. '{_repo(text, parsed.tag)}:1.2.3' or "
                         f"'{_repo(text, parsed.tag)}@sha256:<digest>'",
             origin=ref.origin, value=text, container=container, key=key)
     elif params.get("require_digest"):
         yield Violation(
-            message=f"{who} uses image '{text}' pinned by tag only; the policy requires a digest (require_digest)",
+            message=f"{who()} uses image '{text}' pinned by tag only; the policy requires a digest (require_digest)",
             remediation=f"add the digest: '{text}@sha256:<digest>' (e.g. from `skopeo inspect docker://{text}`)",
             origin=ref.origin, value=text, container=container, key=key)
 
@@ -126,9 +126,10 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
     for container in workload.containers:
         name = container_field(workload, container)
         if container.image is not None:
-            yield from _check(container.image, who=subject(workload, container), params=params, container=name, key="image")
+            yield from _check(container.image, who=lambda: subject(workload, container), params=params, container=name,
+                              key="image")  # the subject is named only in a violation
         for base in container.base_images:
-            yield from _check(base, who=_base_subject(workload, container, base), params=params, container=name,
+            yield from _check(base, who=lambda: _base_subject(workload, container, base), params=params, container=name,
                              key=f"FROM {repository(base.value)}")
         for unresolved in container.unresolved_bases:
             yield _unresolved(unresolved, workload, name)

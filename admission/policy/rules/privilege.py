@@ -323,7 +323,14 @@ def _container_baseline(sc: SecurityContext, who: str, name: str, allowed: froze
         yield _v(f"procMount: {who} must not set securityContext.procMount to \"{sc.proc_mount.value}\" (it unmasks "
                  "/proc paths the runtime hides)", "remove procMount (Default is the default)", sc.proc_mount,
                  f"procMount {sc.proc_mount.value}", name)
-    yield from _profiles(sc, who, name, seccomp=not restricted or container_rules)
+    if _has_profiles(sc):
+        yield from _profiles(sc, who, name, seccomp=not restricted or container_rules)
+
+
+def _has_profiles(sc: SecurityContext) -> bool:
+    """Whether _profiles could say anything about `sc` (most containers set none of these fields)."""
+    return (sc.seccomp is not None or sc.apparmor is not None or sc.selinux_type is not None
+            or sc.selinux_user is not None or sc.selinux_role is not None)
 
 
 def _container_restricted(container: Container, sc: SecurityContext | None, who: str, seccomp_pod_ok: bool,

@@ -254,15 +254,15 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         yield from _run_as_non_root_windows(workload, evidence)
         return
     for container in workload.containers:
-        who = subject(workload, container)
         name = container_field(workload, container)
         if container.run_as_user is not None:
             if container.run_as_user.value == 0:
                 yield Violation(
-                    message=f"{who} runs as root: runAsUser is 0",
+                    message=f"{subject(workload, container)} runs as root: runAsUser is 0",
                     remediation="set runAsUser to a non-zero uid that exists in the image, e.g. 10001, and runAsNonRoot: true",
                     origin=container.run_as_user.origin, value="0", container=name, key="user")
             continue
+        who = subject(workload, container)
         non_root = container.run_as_non_root is not None and container.run_as_non_root.value
         known = known_user(container)
         if known is None:
