@@ -441,7 +441,10 @@ def _bool_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) 
         return None
     key_path = f"{path}.{key}"
     value = walker.boolean(parent, key, key_path)
-    return None if value is None else _setting(parent, key, "true" if value else "false", key_path, walker)
+    if value is None:
+        return None
+    text = "true" if value else "false"
+    return Setting(text, text, walker.origin(parent, key, key_path))
 
 
 def _str_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) -> Setting | None:
@@ -463,7 +466,7 @@ def _type_setting(parent: dict[str, Any], key: str, path: str, walker: _Walker) 
     type_path = f"{profile_path}.type"
     value = walker.string(profile, "type", type_path) or ""
     if "type" in profile:
-        return _setting(profile, "type", value, type_path, walker)
+        return Setting(value, value, walker.origin(profile, "type", type_path))
     return Setting(value, value, walker.origin(parent, key, profile_path))
 
 
@@ -520,9 +523,10 @@ def _capabilities(caps: dict[str, Any], key: str, path: str, walker: _Walker) ->
         return ()
     out: list[Setting] = []
     for i, item in enumerate(items):
+        item_path = f"{list_path}[{i}]"
         if not isinstance(item, str):
-            raise walker.fail(f"a capability must be a string, not {type_name(item)}", items, i, f"{list_path}[{i}]")
-        out.append(Setting(item, item, walker.origin(items, i, f"{list_path}[{i}]")))
+            raise walker.fail(f"a capability must be a string, not {type_name(item)}", items, i, item_path)
+        out.append(Setting(item, item, walker.origin(items, i, item_path)))
     return tuple(out)
 
 
@@ -544,8 +548,12 @@ def _volumes(spec: dict[str, Any], path: str, walker: _Walker) -> tuple[HostMoun
         item_path = f"{list_path}[{i}]"
         if not isinstance(item, dict):
             raise walker.fail(f"a volume must be a mapping, not {type_name(item)}", items, i, item_path)
-        name = walker.string(item, "name", f"{item_path}.name") or ""
-        kind = next((k for k in item if k in _VOLUME_SOURCE_SET and item[k] is not None), None)
+        name = walker.string_in(item, "name", item_path) or ""
+        kind = None  # the first source key set, in the order written
+        for k in item:
+            if k in _VOLUME_SOURCE_SET and item[k] is not None:
+                kind = k
+                break
         if kind is None:
             # The API server defaults a volume that sets no source (`{name: data}`) to emptyDir (SetDefaults_Volume), so
             # that is what runs. A key this list does not know stays `unknown`, as PSA calls a source it cannot name.
