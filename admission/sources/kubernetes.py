@@ -120,7 +120,7 @@ def _join(base: str, key: str) -> str:
 # immutable, and the webhook reads the same paths of `request.object` on every request: reusing one saves building
 # it (issue 15). Bounded: a table is emptied when it grows past _ORIGIN_LIMIT (paths can hold user-chosen keys).
 _ORIGINS: dict[tuple[str, int | None], dict[str, Origin]] = {}
-_ORIGIN_LIMIT = 4096
+_ORIGIN_LIMIT = 2048
 
 
 class _Walker:
@@ -133,7 +133,7 @@ class _Walker:
         self.default_line = default_line
         origins = _ORIGINS.get((file, default_line))
         if origins is None:
-            if len(_ORIGINS) >= 64:
+            if len(_ORIGINS) >= 16:  # the webhook has one table; an audit one per namespace label
                 _ORIGINS.clear()
             origins = _ORIGINS[(file, default_line)] = {}
         self.origins = origins
