@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,25 @@ def test_the_audit_lines_tell_which_objects_deny_would_refuse(release: Release) 
     lines = [json.loads(raw) for raw in release.audit_log.read_text().splitlines()
              if raw.startswith("{") and '"would_deny":true' in raw]
     assert {(a["kind"], a["namespace"], a["name"]) for a in lines} >= {("Deployment", NS, "legacy")}
+
+
+def test_the_audit_step_of_the_roll_out_is_a_real_run(control_plane: ControlPlane, release: Release,
+                                                      tmp_path: Path) -> None:
+    """`admission-cli audit` on what already runs, with the policy the webhook serves, as the README shows it."""
+    import subprocess
+    import sys
+
+    control_plane.apply([LEGACY])  # idempotent: the first test created it
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(release.rendered.one("ConfigMap", "admission-policy")["data"]["policy.yaml"])
+    cli = str(Path(sys.executable).parent / "admission-cli")
+    run = subprocess.run([cli, "audit", "-n", NS, "--policy", str(policy)], capture_output=True, text=True,
+                         timeout=120, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "HOME": str(tmp_path),
+                                           "KUBECONFIG": str(control_plane.admin_kubeconfig)})
+    assert run.returncode == 0, run.stderr  # enforcement: warn: nothing at deny, what deny would refuse is marked
+    assert "warn (would deny)  run-as-non-root  Deployment rollout/legacy" in run.stdout
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("<!-- rollout-audit:begin -->"):readme.index("<!-- rollout-audit:end -->")]
+    transcript = block.split("```text\n", 1)[1].split("```", 1)[0]
+    shown = f"$ admission-cli audit -n {NS} --policy policy.yaml\n{run.stdout}"
+    assert transcript == shown, f"README's audit transcript differs from the real run; it should read:\n{shown}"
