@@ -6,8 +6,8 @@ and pydantic's import alone costs more than half of compose-lint's whole run (me
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Generic, Literal, TypeVar
 

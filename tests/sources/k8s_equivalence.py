@@ -12,6 +12,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -79,7 +80,7 @@ def outcome(call: Callable[[], Any]) -> str:
         return repr(call())
     except InputError as exc:
         return f"InputError({exc.message!r}, file={exc.file!r}, line={exc.line!r}, path={exc.path!r})"
-    except Exception as exc:  # a crash must stay the same crash
+    except Exception as exc:  # noqa: BLE001  (a crash must stay the same crash)
         return f"{type(exc).__name__}({exc})"
 
 
@@ -126,7 +127,7 @@ def cases(module: ModuleType) -> dict[str, str]:
     for path in fixture_files():
         rel = path.relative_to(REPO).as_posix()
         text = path.read_text(encoding="utf-8", errors="replace")
-        out[f"{rel}|load_text"] = outcome(lambda: module.load_text(text, file=rel, namespace="default"))
+        out[f"{rel}|load_text"] = outcome(partial(module.load_text, text, file=rel, namespace="default"))
         try:
             docs = load_documents(text, file=rel, dialect="1.1")
         except InputError:
@@ -136,14 +137,14 @@ def cases(module: ModuleType) -> dict[str, str]:
                 continue
             for mid, _undo in mutations(doc.value):
                 out[f"{rel}|doc{n}|{mid}"] = digest(outcome(
-                    lambda: module.workloads_from_object(doc.value, file=rel, namespace="default")))
+                    partial(module.workloads_from_object, doc.value, file=rel, namespace="default")))
     for name, (obj, namespace) in review_objects().items():
         def read(obj: Any = obj, namespace: str = namespace) -> Any:
             return module.workloads_from_object(obj, file="request.object", namespace=namespace)
         out[f"{name}|object"] = outcome(read)
         out[f"{name}|object-line"] = outcome(
-            lambda: module.workloads_from_object(obj, file="request.object", namespace=namespace, line=1,
-                                                 base_path="items[0]"))
+            partial(module.workloads_from_object, obj, file="request.object", namespace=namespace, line=1,
+                    base_path="items[0]"))
         for mid, _undo in mutations(obj):
             out[f"{name}|{mid}"] = digest(outcome(read))
     return out
@@ -154,7 +155,7 @@ def summary(result: dict[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     groups: dict[str, list[str]] = {}
     for key, value in result.items():
-        source, _, rest = key.rpartition("|") if key.endswith(("|load_text", "|object", "|object-line")) else (None, "", "")
+        source, _, _rest = key.rpartition("|") if key.endswith(("|load_text", "|object", "|object-line")) else (None, "", "")
         if source is not None:
             out[key] = value
             continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 from admission.findings import Violation
@@ -126,10 +127,10 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
     for container in workload.containers:
         name = container_field(workload, container)
         if container.image is not None:
-            yield from _check(container.image, who=lambda: subject(workload, container), params=params, container=name,
+            yield from _check(container.image, who=partial(subject, workload, container), params=params, container=name,
                               key="image")  # the subject is named only in a violation
         for base in container.base_images:
-            yield from _check(base, who=lambda: _base_subject(workload, container, base), params=params, container=name,
+            yield from _check(base, who=partial(_base_subject, workload, container, base), params=params, container=name,
                              key=f"FROM {repository(base.value)}")
         for unresolved in container.unresolved_bases:
             yield _unresolved(unresolved, workload, name)
