@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from admission.model import Origin
+from admission.model import Origin, fast_init
 
 Severity = Literal["deny", "warn"]
 
@@ -51,6 +51,9 @@ class Finding:
     # Under `enforcement: warn`, a finding whose rule would have denied: reported at warn, counted apart so that an
     # operator sees what switching to deny would refuse (warn-level rules stay plain warnings).
     would_deny: bool = False
+
+
+fast_init(Finding)  # a denying request builds a Finding per violation: the frozen __init__ was most of evaluate's time
 
 
 @dataclass(frozen=True, slots=True)

@@ -313,28 +313,15 @@ class Workload:
 
 # --- construction speed ------------------------------------------------------------------------------
 
-def _fast_init(cls: type) -> None:
+def fast_init(cls: type) -> None:
     """Give a frozen slotted dataclass a faster __init__ with the same parameters, defaults and default factories.
 
     The generated one calls object.__setattr__ per field (what `frozen` needs), which makes building a Container or a
     Workload cost microseconds; the webhook builds dozens of these objects per request (issue 15). Here each field is
-    stored through its slot descriptor, or, for a class with many fields, the instance briefly takes a twin class with
-    the same slots and no frozen __setattr__ (plain attribute stores), then gets its class back. Calls,
-    `dataclasses.replace`, equality, hashing, repr, pickling and frozenness are as before (tests/test_model_init.py);
-    a subclass instance takes the descriptor path.
+    stored through its slot descriptor, which bypasses the frozen __setattr__ as object.__setattr__ does. Calls,
+    `dataclasses.replace`, equality, hashing, repr, pickling and frozenness are as before (tests/test_model_init.py).
     """
-    names = [f.name for f in fields(cls)]
-    twin: type | None = None
-    if len(names) >= 6 and tuple(getattr(cls, "__slots__", ())) == tuple(names):
-        twin = type(f"_{cls.__name__}Init", (), {"__slots__": tuple(names)})
-        try:  # CPython allows the swap only between identical slot layouts: check once, else keep to descriptors
-            probe = object.__new__(cls)
-            object.__setattr__(probe, "__class__", twin)
-            probe.__class__ = cls
-        except TypeError:
-            twin = None
-    namespace: dict[str, Any] = {"_FACTORY": getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object()),  # shows as <factory>
-                                 "_cls": cls, "_twin": twin, "_object_setattr": object.__setattr__}
+    namespace: dict[str, Any] = {"_FACTORY": getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object())}  # shows as <factory>
     params: list[str] = []
     values: list[tuple[str, str]] = []
     for f in fields(cls):
@@ -350,16 +337,7 @@ def _fast_init(cls: type) -> None:
         else:
             params.append(f.name)
             values.append((f.name, f.name))
-    stores = [f"_set_{name}(self, {value})" for name, value in values]
-    if twin is None:
-        body = stores or ["pass"]
-    else:
-        body = ["if type(self) is _cls:",
-                "    _object_setattr(self, '__class__', _twin)",
-                *(f"    self.{name} = {value}" for name, value in values),
-                "    self.__class__ = _cls",
-                "else:",
-                *(f"    {store}" for store in stores)]
+    body = [f"_set_{name}(self, {value})" for name, value in values] or ["pass"]
     exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(f"    {line}" for line in body), namespace)  # noqa: S102
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
@@ -370,5 +348,5 @@ def _fast_init(cls: type) -> None:
 
 for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, BuildContext, Setting, SecurityContext,
              HostMount, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
-    _fast_init(_cls)
+    fast_init(_cls)
 del _cls

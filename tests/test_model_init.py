@@ -1,4 +1,4 @@
-"""The model's faster __init__ (admission/model.py _fast_init, issue 15) behaves as the dataclass-generated one."""
+"""The model's faster __init__ (admission/model.py fast_init, issue 15) behaves as the dataclass-generated one."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pickle
 
 import pytest
 
-from admission import model
+from admission import findings, model
 
 CLASSES = [c for c in vars(model).values() if isinstance(c, type) and dataclasses.is_dataclass(c)
-           and c.__module__ == model.__name__]
+           and c.__module__ == model.__name__] + [findings.Finding]
 
 
 def _reference(cls: type) -> type:
-    """The same fields in a freshly generated frozen slotted dataclass (what each class was before _fast_init)."""
+    """The same fields in a freshly generated frozen slotted dataclass (what each class was before fast_init)."""
     specs = []
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
