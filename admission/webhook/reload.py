@@ -137,16 +137,35 @@ def _pair_digest(certfile: str, keyfile: str | None) -> str | None:
     return None if cert is None or key is None else f"{cert}:{key}"
 
 
-def register_tls(context: ssl.SSLContext, certfile: str, keyfile: str | None) -> None:
-    """Watch `certfile`/`keyfile` for this context (serve.py registers the context uvicorn serves with)."""
-    _CONTEXTS.append(_TLS(context, certfile, keyfile, loaded=_pair_digest(certfile, keyfile)))
+def register_tls(context: ssl.SSLContext, certfile: str, keyfile: str | None, *, loaded: str | None = None) -> None:
+    """Watch `certfile`/`keyfile` for this context (serve.py registers the context uvicorn serves with). `loaded`:
+    the digest of the pair as it was before the context read it (default: as it is now)."""
+    digest = loaded if loaded is not None else _pair_digest(certfile, keyfile)
+    _CONTEXTS.append(_TLS(context, certfile, keyfile, loaded=digest))
+
+
+_START_ATTEMPTS = 20
 
 
 def ssl_context_factory(config: Any, default_factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
-    """uvicorn's `ssl_context_factory`: its own context (ALPN and all), registered for hot reload in this process."""
-    context = default_factory()
-    register_tls(context, config.ssl_certfile, config.ssl_keyfile)
-    return context
+    """uvicorn's `ssl_context_factory`: its own context (ALPN and all), registered for hot reload in this process.
+
+    uvicorn reads the certificate and the key by two paths, so a managed pair (webhook/certs.py swaps a `current`
+    symlink) replaced in between is a mismatch, or a file already gone: the load is tried again. A pair the
+    operator got wrong was refused before (serve.py's check_tls). The digest is taken before the load, so a pair
+    swapped during it differs from what was loaded and the watcher loads it."""
+    for attempt in range(_START_ATTEMPTS):
+        before = _pair_digest(config.ssl_certfile, config.ssl_keyfile)
+        try:
+            context = default_factory()
+        except (ssl.SSLError, OSError):
+            if attempt == _START_ATTEMPTS - 1:
+                raise
+            time.sleep(0.05)
+            continue
+        register_tls(context, config.ssl_certfile, config.ssl_keyfile, loaded=before or "")
+        return context
+    raise AssertionError("unreachable")
 
 
 def _load_checked(tls: _TLS) -> None:

@@ -116,3 +116,48 @@ def test_a_policy_configmap_swap_applies_on_the_real_server(tmp_path: Path, inte
     finally:
         server.stop()
     assert "policy reloaded" in server.err.read_text()
+
+
+def test_a_pair_swapped_while_the_server_starts_is_loaded_whole_and_the_newer_one_follows(tmp_path: Path) -> None:
+    """uvicorn reads the certificate and the key by two paths; managed TLS swaps a `current` symlink. Caught between
+    the two reads, the start must not fail on a mismatch: the load is retried, and the watcher takes the pair that
+    was written meanwhile (the race that failed a CI run's managed-TLS tests)."""
+    import trustme
+    from types import SimpleNamespace
+
+    from admission.webhook import reload
+
+    ca = trustme.CA()
+    old, new = ca.issue_cert("127.0.0.1"), ca.issue_cert("127.0.0.1")
+    for name, leaf in (("old", old), ("new", new)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "tls.crt").write_bytes(leaf.cert_chain_pems[0].bytes())
+        (tmp_path / name / "tls.key").write_bytes(leaf.private_key_pem.bytes())
+    (tmp_path / "torn").mkdir()  # the moment of the swap: one file of each pair
+    (tmp_path / "torn" / "tls.crt").write_bytes(old.cert_chain_pems[0].bytes())
+    (tmp_path / "torn" / "tls.key").write_bytes(new.private_key_pem.bytes())
+    (tmp_path / "current").symlink_to("torn")
+    config = SimpleNamespace(ssl_certfile=str(tmp_path / "current" / "tls.crt"),
+                             ssl_keyfile=str(tmp_path / "current" / "tls.key"))
+    attempts = []
+
+    def factory() -> ssl.SSLContext:
+        attempts.append(os.readlink(tmp_path / "current"))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        try:
+            context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
+        finally:  # the writer finishes its swap, to the old pair and then quickly to the new one
+            target = {"torn": "old", "old": "new"}.get(attempts[-1], "new")
+            (tmp_path / "next").symlink_to(target)
+            os.replace(tmp_path / "next", tmp_path / "current")
+        return context
+
+    others = reload._CONTEXTS[:]  # contexts other tests of this process registered are not this test's
+    reload._CONTEXTS.clear()
+    try:
+        reload.ssl_context_factory(config, factory)
+        assert attempts == ["torn", "old"]  # a mismatch, then the old pair loaded whole
+        assert reload.check_certificates() == [True], "the pair written during the start is loaded next"
+        assert reload.check_certificates() == [], "and then nothing changed"
+    finally:
+        reload._CONTEXTS[:] = others
