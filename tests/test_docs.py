@@ -76,3 +76,24 @@ def test_readme_make_demo_output_is_a_real_run_of_the_demo() -> None:
                 f"exit code 1 (1 = findings at or above --fail-on); now the fixed example:\n"
                 f"$ admission-cli check {example}/fixed\n{fixed.stdout}")
     assert shown == expected, f"README's make demo output is stale; a real run prints:\n{expected}"
+
+
+def test_readme_make_demo_webhook_output_is_a_real_run() -> None:
+    """The README's `make demo-webhook` block is what the demo prints today, but for the free port it picked and the
+    audit lines' timestamps and durations."""
+    import re
+    import subprocess
+    import sys
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("<!-- demo-webhook:begin -->"):readme.index("<!-- demo-webhook:end -->")]
+    shown = block.split("```text\n", 1)[1].split("```", 1)[0].removeprefix("$ make demo-webhook\n")
+    run = subprocess.run([sys.executable, "examples/webhook-demo/demo.py"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+
+    def normal(text: str) -> str:
+        text = re.sub(r"127\.0\.0\.1:\d+|--port \d+", "PORT", text)
+        return re.sub(r'"(ts|duration_ms)":[0-9.]+', r'"\1":N', text)
+
+    assert normal(shown) == normal(run.stdout), f"README's demo-webhook output is stale; a real run prints:\n{run.stdout}"
