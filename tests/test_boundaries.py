@@ -33,7 +33,7 @@ def _top(modules: list[str]) -> set[str]:
 
 
 def test_policy_core_imports_no_web_http_kubernetes_or_cli_framework() -> None:
-    loaded = _top(_loaded("import admission.model, admission.findings, admission.errors, admission.images.reference, "
+    loaded = _top(_loaded("import admission.model, admission.findings, admission.errors, admission.reference, "
                           "admission.policy.engine, admission.policy.config, admission.policy.catalog\n"
                           "from admission.policy import catalog; catalog.all_rules()"))
     assert not loaded & set(FORBIDDEN_IN_CORE), loaded & set(FORBIDDEN_IN_CORE)

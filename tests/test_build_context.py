@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from admission.cli import inputs
+from admission.inputs import walk as inputs
 from admission.cli.main import main
 from admission.policy import engine
 from admission.policy.config import default_policy, parse_policy

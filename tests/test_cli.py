@@ -343,7 +343,8 @@ def test_a_crafted_archive_is_an_input_error_and_hides_no_other_file(capsys, tmp
 
 
 def test_text_output_is_coloured_only_when_asked_for_a_tty(monkeypatch) -> None:
-    from admission.cli import inputs, report
+    from admission.cli import report
+    from admission.inputs import walk as inputs
     from admission.policy import engine
     from admission.policy.config import default_policy
 

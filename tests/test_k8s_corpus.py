@@ -14,7 +14,7 @@ import pytest
 from admission.policy import engine
 from admission.policy.config import default_policy
 from admission.sources import kubernetes
-from admission.sources.text import read_path
+from admission.textio import read_path
 from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
 
 pytestmark = corpus("k8s")

@@ -17,7 +17,7 @@ from admission.policy import engine
 from admission.policy.config import default_policy
 from admission.sources import kubernetes
 from admission.sources.kubernetes import KubeResult
-from admission.sources.text import read_path
+from admission.textio import read_path
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "k8s"
 # The rules the corpus's tools have counterparts for.

@@ -16,7 +16,7 @@ from admission.model import Container, ExemptionClaim, Located, Origin, Port, Wo
 from admission.policy import catalog, engine
 from admission.policy.config import (KEYS, ImagesSettings, Key, Stated, default_policy, load_policy, merge_policy,
                                      parse_policy)
-from admission.sources.yamlload import load_documents
+from admission.yamlload import load_documents
 
 ROOT = Path(__file__).resolve().parents[1]
 O = Origin("f.yaml", 3, "spec")

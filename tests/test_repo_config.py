@@ -178,7 +178,7 @@ def test_paths_in_two_repositories_with_their_own_config_are_refused_unless_no_c
     ("\\!x", "!x", False, True),  # an escaped ! is a name, not a re-include
 ])
 def test_exclude_patterns_follow_gitignore(pattern, path, folder, excluded) -> None:
-    from admission.cli.excludes import Excludes, compile_pattern
+    from admission.inputs.excludes import Excludes, compile_pattern
 
     excludes = Excludes([compile_pattern(pattern, origin="test")], root="/repo")
     assert (excludes.match(f"/repo/{path}", folder=folder) is not None) is excluded
@@ -200,7 +200,7 @@ def test_exclude_patterns_agree_with_pathspec_on_every_pair_except_where_git_kee
 
     import pathspec
 
-    from admission.cli.excludes import Excludes, compile_pattern
+    from admission.inputs.excludes import Excludes, compile_pattern
 
     differ = []
     for patterns in [[p] for p in DIFFERENTIAL_PATTERNS] + [list(c) for c in itertools.combinations(DIFFERENTIAL_PATTERNS, 2)]:

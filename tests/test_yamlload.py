@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from admission.errors import InputError
-from admission.sources.yamlload import MAX_DEPTH, Tagged, load_documents
+from admission.yamlload import MAX_DEPTH, Tagged, load_documents
 
 
 def one(text: str, dialect: str = "1.2", **kw):

@@ -20,7 +20,7 @@ from typing import Any
 
 from admission.errors import RegistryError
 from admission.model import ImageConfig, Workload
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 
 __all__ = ["Images", "lookup_references"]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from admission.audit.api import Resource
-from admission.images.reference import parse as parse_reference
+from admission.kube.api import Resource
+from admission.reference import parse as parse_reference
 
 __all__ = ["LISTED", "OWNED_BY", "Digests", "controller_of", "reported", "running_digests"]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from admission.audit.api import Kube, Resource, pages
+from admission.kube.api import Kube, Resource, pages
 from admission.findings import Finding
 
 __all__ = ["MANAGED_BY", "REPORT_APIS", "RUN_ID", "ObjectResults", "ReportApi", "Writer", "results_of", "timestamp_of"]

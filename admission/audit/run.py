@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from admission.audit import inventory
-from admission.audit.api import ApiError, CallStats, Kube, Resource, pages
+from admission.kube.api import ApiError, CallStats, Kube, Resource, pages
 from admission.audit.images import Images, lookup_references, variants
 from admission.audit.reports import ObjectResults
 from admission.errors import InputError
@@ -95,7 +95,7 @@ class Audit:
     def _read_limit_ranges(self) -> str | None:
         """Each namespace's `type: Container` default limits, as the webhook counts them for templates. A refused
         list is not an error (templates are told no defaults were counted); no answer at all is returned."""
-        from admission.webhook.cluster import defaults_of  # the webhook's reading, so both count the same
+        from admission.kube.limits import defaults_of  # the webhook's reading, so both count the same
 
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         try:
@@ -161,7 +161,7 @@ class Audit:
             return [replace(w, limits_note=note) for w in workloads]
         defaults = self.limit_defaults.get(namespace)
         if defaults is not None:
-            from admission.webhook.cluster import apply_limit_defaults
+            from admission.kube.limits import apply_limit_defaults
 
             workloads = apply_limit_defaults(workloads, defaults)
         return [replace(w, limits_note=TEMPLATE_NOTE) for w in workloads]

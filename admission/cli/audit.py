@@ -60,7 +60,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:  # noqa: ANN401
                        help="client-side limit: API calls at once (default 40)")
     audit.add_argument("--chunk-size", type=_positive(int), default=500, metavar="N",
                        help="objects per list call (`limit`; default 500, as kubectl)")
-    from admission.cli.main import image_flags  # check's image flags: the same names, the same meaning
+    from admission.cli.options import image_flags  # check's image flags: the same names, the same meaning
 
     image_flags(audit, offline="no registry lookups and no image cache (the API server is still read)")
     return audit
@@ -80,7 +80,7 @@ def _api_client(args: argparse.Namespace) -> tuple[Any, str]:  # noqa: ANN401
     in-cluster service account (the chart's CronJob)."""
     from kubernetes import client, config
 
-    from admission.audit.api import api_client
+    from admission.kube.api import api_client
 
     configuration = client.Configuration()
     explicit = args.kubeconfig or args.context
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
     import time
 
-    from admission.audit.api import Kube
+    from admission.kube.api import Kube
     from admission.audit.run import Audit, run_id
     from admission.errors import InputError, PolicyError
     from admission.policy.config import load_policy
@@ -187,7 +187,7 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
     import datetime
 
     from admission.audit import reports
-    from admission.audit.api import ApiError
+    from admission.kube.api import ApiError
     from admission.audit.run import file_label
     from admission.findings import Problem
 

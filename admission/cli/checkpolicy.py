@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.file
     try:
         if name == "-":
-            from admission.sources.text import decode
+            from admission.textio import decode
 
             policy = parse_policy(decode(sys.stdin.buffer.read(), file="-"), file="-", base=default_policy())
         else:

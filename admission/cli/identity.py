@@ -8,48 +8,12 @@ the line, the message, a list index or a digest. Two distinct findings in one ru
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from admission.findings import Finding, Report
+from admission.inputs.paths import RepoPaths
 
 _VERSION = "admission/v1"  # bump when the recipe changes, so old baselines go stale instead of matching wrongly
-
-
-class RepoPaths:
-    """File names relative to the repository root (the nearest folder above with `.git`), else to the
-    current directory: `check .`, `check sub` and an absolute path name a file the same way."""
-
-    def __init__(self, cwd: str | None = None) -> None:
-        self._cwd = os.path.abspath(cwd or os.getcwd())
-        self._roots: dict[str, str | None] = {}
-        self._relative: dict[str, str] = {}  # a run has thousands of findings in a few hundred files
-
-    def root(self, folder: str) -> str | None:
-        """The repository root of a folder: the nearest folder at or above it with `.git`, else None."""
-        return self._root(os.path.normpath(os.path.join(self._cwd, folder)))
-
-    def _root(self, folder: str) -> str | None:
-        if folder in self._roots:
-            return self._roots[folder]
-        if os.path.exists(os.path.join(folder, ".git")):
-            root: str | None = folder
-        else:
-            parent = os.path.dirname(folder)
-            root = None if parent == folder else self._root(parent)
-        self._roots[folder] = root
-        return root
-
-    def relative(self, file: str) -> str:
-        known = self._relative.get(file)
-        if known is not None:
-            return known
-        if file in ("-", ""):
-            return file
-        full = os.path.normpath(os.path.join(self._cwd, file))
-        base = self._root(os.path.dirname(full)) or self._cwd
-        known = self._relative[file] = os.path.relpath(full, base).replace(os.sep, "/")
-        return known
 
 
 def _object(f: Finding) -> str:

@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from admission import __version__
-from admission.errors import InputError, PolicyError
-from admission.findings import Problem, Report
+from admission.cli.options import image_flags, run_config
+from admission.errors import InputError
 
 if TYPE_CHECKING:
-    from admission.cli import repoconfig
+    from admission.findings import Report
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
@@ -80,18 +80,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def image_flags(parser: argparse.ArgumentParser, *, offline: str = "no network and no cache") -> None:
-    """--resolve-images | --offline, --cache-dir | --no-cache, --registry-config: the same flags, meaning the same,
-    wherever images are looked up (check, audit)."""
-    resolve = parser.add_mutually_exclusive_group()
-    resolve.add_argument("--resolve-images", action="store_true", help="fetch image configs from registries")
-    resolve.add_argument("--offline", action="store_true", help=offline)
-    cache = parser.add_mutually_exclusive_group()
-    cache.add_argument("--cache-dir", metavar="DIR")
-    cache.add_argument("--no-cache", action="store_true")
-    parser.add_argument("--registry-config", metavar="FILE", help="Docker config.json with registry credentials")
-
-
 def _build_arg(text: str) -> tuple[str, str]:
     """`--build-arg NAME=VALUE` -> (NAME, VALUE); argparse turns the error into a usage error naming the flag."""
     name, eq, value = text.partition("=")
@@ -101,7 +89,9 @@ def _build_arg(text: str) -> tuple[str, str]:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from admission.cli import identity, inputs
+    from admission.cli import identity
+    from admission.findings import Problem
+    from admission.inputs import walk as inputs
     from admission.policy import engine
 
     config = run_config(args)
@@ -175,21 +165,6 @@ def _check(args: argparse.Namespace) -> int:
     if any(not f.suppressed and f.severity in threshold for f in result.findings):
         return EXIT_FINDINGS
     return EXIT_OK
-
-
-def run_config(args: argparse.Namespace) -> repoconfig.RunConfig | None:
-    """The run's policy and excludes from PATHs, --exclude, --no-config and --policy (`check` and `pin`); None after
-    printing why they could not be read (a usage error, exit 2)."""
-    from admission.cli import repoconfig
-
-    try:
-        return repoconfig.run_config(args.paths, exclude=args.exclude, no_config=args.no_config,
-                                     policy_file=args.policy)
-    except repoconfig.ConfigError as exc:
-        print(f"admission-cli: {exc}", file=sys.stderr)
-    except PolicyError as exc:
-        print(f"admission-cli: policy error: {exc}", file=sys.stderr)
-    return None
 
 
 def _render(fmt: str, result: Report, *, fail_on: str, relative: Callable[[str], str]) -> str:

@@ -53,8 +53,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from admission.cli import inputs
-    from admission.cli.main import run_config
+    from admission.inputs import walk as inputs
+    from admission.cli.options import run_config
     from admission.pin.run import EXIT_ERROR, PinOptions, pin
 
     config = run_config(args)

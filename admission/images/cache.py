@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from admission.errors import RegistryError
-from admission.images import reference
+from admission import reference
 from admission.images.gates import Gates
-from admission.images.reference import Reference
+from admission.reference import Reference
 from admission.model import HistoryEntry, ImageConfig
-from admission.policy.config import ImagesSettings
-from admission.sources.text import write_atomic
+from admission.images.settings import ImagesSettings
+from admission.textio import write_atomic
 
 __all__ = ["DiskCache", "ImageResolver", "LayerUnreadable", "MemoryCache", "default_cache_dir", "passwd_uid"]
 

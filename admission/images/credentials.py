@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from admission.errors import InputError, RegistryError
-from admission.images.reference import registry_identity
+from admission.reference import registry_identity
 
 __all__ = ["DOCKER_HUB_SERVER", "Credential", "Credentials", "server_key"]
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from admission.errors import RegistryError
 from admission.model import Container, ImageConfig, Workload
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 
 if TYPE_CHECKING:
     from admission.images.cache import ImageResolver

@@ -20,8 +20,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from admission.images.reference import registry_identity
-from admission.policy.config import ImagesSettings
+from admission.reference import registry_identity
+from admission.images.settings import ImagesSettings
 
 __all__ = ["Gates", "mirror_host"]
 

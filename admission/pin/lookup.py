@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from admission.errors import RegistryError
-from admission.images import reference
-from admission.policy.config import ImagesSettings
+from admission import reference
+from admission.images.settings import ImagesSettings
 
 __all__ = ["Drift", "Found", "lookup"]
 

@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Literal
 
 from admission.errors import InputError
 from admission.findings import Problem
-from admission.images import reference
+from admission import reference
 from admission.pin.sites import Site, Sites, find_sites
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 from admission.sources.spans import SourceText, Span, splice
-from admission.sources.text import write_atomic
+from admission.textio import write_atomic
 
 if TYPE_CHECKING:
-    from admission.cli.inputs import Options as InputOptions
+    from admission.inputs.walk import Options as InputOptions
     from admission.pin.lookup import Drift, Found
 
 __all__ = ["Entry", "Outcome", "PinOptions", "pin"]
@@ -114,7 +114,7 @@ class _Roots:
     current directory for a PATH inside it, else the PATH's own folder. Compared after resolving symlinks."""
 
     def __init__(self, paths: Sequence[str], cwd: str) -> None:
-        from admission.cli.identity import RepoPaths
+        from admission.inputs.paths import RepoPaths
 
         repo = RepoPaths(cwd)
         roots: set[str] = set()
@@ -135,7 +135,7 @@ class _Roots:
 def pin(paths: Sequence[str], *, options: PinOptions, inputs_options: InputOptions) -> Outcome:
     """Run `pin` over `paths` (files or directories, read as `check` reads them). `inputs_options` is the CLI's
     inputs.Options (compose -f overrides, --env-file, excludes). Raises inputs.UsageError for a usage error."""
-    from admission.cli import inputs
+    from admission.inputs import walk as inputs
 
     cwd = os.path.abspath(options.cwd or os.getcwd())
     if "-" in paths:
@@ -340,7 +340,7 @@ def _read_lock(lock: str, out: Outcome) -> dict[str, str]:
     """services.<name>.image of an existing lock file; {} when there is none yet."""
     if not os.path.exists(lock):
         return {}
-    from admission.sources.yamlload import load_documents
+    from admission.yamlload import load_documents
 
     try:
         text = SourceText.read(lock, display=lock).text

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, replace
 from datetime import date
 from functools import lru_cache
 import os
@@ -20,10 +20,11 @@ from typing import Any, Literal
 
 from admission.errors import InputError, PolicyError
 from admission.findings import Severity
-from admission.images.reference import registry_identity
+from admission.images.settings import ImagesSettings
+from admission.reference import registry_identity
 from admission.policy import catalog
-from admission.sources.text import read_path
-from admission.sources.yamlload import YMap, YSeq, load_documents, type_name
+from admission.textio import read_path
+from admission.yamlload import YMap, YSeq, load_documents, type_name
 
 SeverityOrOff = Literal["deny", "warn", "off"]
 DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policies", "default.yaml")
@@ -185,19 +186,6 @@ class Exemption:
 
     def expired(self, today: date) -> bool:
         return self.expires is not None and today > self.expires
-
-
-@dataclass(frozen=True, slots=True)
-class ImagesSettings:
-    resolve: Literal["auto"] | bool = "auto"
-    on_error: Severity = "warn"
-    platform: str = "linux/amd64"
-    allowed_registries: tuple[str, ...] = ()
-    restrict_to_allowed: bool = False
-    insecure_registries: tuple[str, ...] = ()
-    mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    tag_ttl: int = 300
-    resolve_user_names: bool = False
 
 
 @dataclass(frozen=True, slots=True)

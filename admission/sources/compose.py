@@ -43,8 +43,8 @@ from admission.sources.compose_merge import (
     enforce_unicity,
     merge,
 )
-from admission.sources.text import read_path
-from admission.sources.yamlload import load_documents
+from admission.textio import read_path
+from admission.yamlload import load_documents
 
 __all__ = [
     "ComposeResult",
@@ -897,12 +897,13 @@ def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, di
     if not isinstance(context, _Context) or context.real is None:
         return None  # a remote context is not on disk
     from admission.sources import context as contexts
+    from admission.sources.dockerfile import context_stages
 
     if loader.contexts is None:
         loader.contexts = contexts.ContextCache()
     return contexts.gather(loader.contexts, context=context.real, context_display=context.display or ".",
-                           dockerfile=dockerfile, info=info, dockerfile_display=display, line_offset=offset,
-                           path_prefix=prefix)
+                           dockerfile=dockerfile, stages=context_stages(info), dockerfile_display=display,
+                           line_offset=offset, path_prefix=prefix)
 
 
 def _host_network(name: str, services: CMap) -> tuple[Located[str] | None, SchemaIssue | None]:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 from admission.errors import InputError
 from admission.sources.compose_interp import TemplateError, substitute
-from admission.sources.yamlload import Tagged
+from admission.yamlload import Tagged
 
 T = TypeVar("T")
 

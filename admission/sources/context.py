@@ -242,15 +242,15 @@ def _copied(op: Any, files: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def gather(cache: ContextCache, *, context: str, context_display: str, dockerfile: str | None,
-           info: Any, dockerfile_display: str, line_offset: int = 0, path_prefix: str = "") -> BuildContext | None:
+           stages: Sequence[tuple[Any, str]], dockerfile_display: str, line_offset: int = 0,
+           path_prefix: str = "") -> BuildContext | None:
     """The BuildContext of one build, or None when none of the stages it needs reads the context.
 
     `dockerfile` is the Dockerfile's real path (None for `dockerfile_inline`, whose lines count from
-    `line_offset`). `info` is the dockerfile.BuildInfo of the build (its target stage is the built one).
+    `line_offset`). `stages` are the build's stages that can copy from the context, with how each is reached
+    (dockerfile.context_stages: the caller knows the Dockerfile, this module only the context).
     """
-    from admission.sources import dockerfile as dockerfile_mod
-
-    reading = [(stage, why, op) for stage, why in dockerfile_mod.context_stages(info)
+    reading = [(stage, why, op) for stage, why in stages
                for op in stage.context_copies if op.from_ is None and op.sources]
     if not reading or not os.path.isdir(context):
         return None

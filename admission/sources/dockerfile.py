@@ -660,7 +660,7 @@ def _expand_at(word: str, env: Mapping[str, str], *, escape: str, file: str, lin
 
 def _is_reference(text: str) -> bool:
     """Whether a FROM operand is an image reference the build could pull (docker's reference grammar)."""
-    from admission.images import reference  # lazily: only FROMs that use an unset build arg get here
+    from admission import reference  # lazily: only FROMs that use an unset build arg get here
 
     try:
         reference.parse_normalized_named(text)
@@ -1112,7 +1112,7 @@ def is_windows_image(text: str) -> bool:
     lowered = text.lower()
     if "windows" not in lowered and "nanoserver" not in lowered:
         return False  # the common case, without parsing the reference
-    from admission.images import reference  # lazily: only references that mention Windows get here
+    from admission import reference  # lazily: only references that mention Windows get here
 
     try:
         ref = reference.parse_normalized_named(text)
@@ -1287,7 +1287,7 @@ def _own_context(info: BuildInfo, *, file: str, path: str | None, contexts: Any)
 
     return context.gather(contexts if contexts is not None else context.ContextCache(),
                           context=os.path.dirname(os.path.abspath(path)), context_display=os.path.dirname(file),
-                          dockerfile=os.path.abspath(path), dockerfile_display=file, info=info)
+                          dockerfile=os.path.abspath(path), dockerfile_display=file, stages=context_stages(info))
 
 
 def looks_like_dockerfile(text: str) -> bool:

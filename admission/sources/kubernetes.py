@@ -26,7 +26,7 @@ from admission.model import (
     Setting,
     Workload,
 )
-from admission.sources.yamlload import Document, YMap, YSeq, load_documents, type_name
+from admission.yamlload import Document, YMap, YSeq, load_documents, type_name
 
 __all__ = [
     "EXEMPT_ANNOTATION",

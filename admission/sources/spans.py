@@ -24,11 +24,11 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from admission.errors import InputError
-from admission.sources.text import MAX_TEXT_BYTES, write_atomic
+from admission.textio import MAX_TEXT_BYTES, write_atomic
 
 __all__ = ["SourceText", "Span", "Unspannable", "YamlIndex", "dockerfile_span", "splice"]
 
-_BOMS = (b"\xef\xbb\xbf",)  # the project reads UTF-8 only (sources/text.py), with or without a BOM
+_BOMS = (b"\xef\xbb\xbf",)  # the project reads UTF-8 only (textio.py), with or without a BOM
 Parser = Literal["c", "pure"]
 
 

@@ -153,7 +153,7 @@ class _Webhook:
         self.metrics = metrics
         self.audit = audit
         self.images = images  # admission.webhook.imaging.ImageService, or None when nothing resolves
-        self.cluster = cluster  # admission.webhook.cluster.ClusterReads, or None when cluster reads are off
+        self.cluster = cluster  # admission.kube.cluster.ClusterReads, or None when cluster reads are off
         self.started = False
         self.redacting = settings.redact_details and bool(settings.docker_config or settings.pull_secrets)
         self._finding_children: dict[tuple[str, str, str], Any] = {}
@@ -268,7 +268,7 @@ class _Webhook:
             if defaults.problem:
                 limit_problem = defaults.problem
             else:
-                from admission.webhook.cluster import apply_limit_defaults
+                from admission.kube.limits import apply_limit_defaults
 
                 workloads = apply_limit_defaults(workloads, defaults)
         note = self._limits_note(limit_problem, template=planned.template)
@@ -447,7 +447,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
         if hook.cluster is None and (settings.limitrange_reads or settings.pull_secrets or settings.owner_reads):
-            from admission.webhook.cluster import connect
+            from admission.kube.cluster import connect
 
             hook.cluster = await connect(settings, metrics=metrics)
         if settings.policy:

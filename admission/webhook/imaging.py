@@ -25,22 +25,14 @@ from admission.images.credentials import Credentials
 from admission.images.enrich import deadline_missed, enrich, failure_reason
 from admission.images.registry import RegistryClient
 from admission.model import Workload
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
+from admission.kube.cluster import PullCredentials
 
 __all__ = ["ImageFailure", "ImageService", "PullCredentials", "failures"]
 
 log = logging.getLogger("admission.webhook")
 _MAX_CREDENTIAL_SETS = 256
 _EVALUATION_RESERVE = 0.02  # seconds kept back from the deadline for evaluating and answering
-
-
-@dataclass(frozen=True, slots=True)
-class PullCredentials:
-    """Credentials for one request's lookups (the Pod's and its ServiceAccount's pull secrets), keyed by a hash."""
-
-    key: str = ""
-    credentials: Credentials | None = None
-    problem: str | None = None  # a read that failed: said in the answer, the lookup goes on without them
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +61,7 @@ def failures(workloads: Sequence[Workload]) -> list[ImageFailure]:
 
 
 def _registry_of(image: str) -> str:
-    from admission.images import reference
+    from admission import reference
 
     try:
         return reference.parse_normalized_named(image).domain
@@ -108,7 +100,7 @@ class ImageService:
         pair = self._pairs.get(key)
         if pair is None:
             # With pull secrets the request's credentials come first and the static config fills in (as node
-            # credentials do for the kubelet); cluster.py merges them.
+            # credentials do for the kubelet); kube/cluster.py merges them.
             credentials = pulls.credentials if key else self.static
             client = RegistryClient(self.settings, credentials=credentials, verify=self.verify,
                                     on_exchange=self._count_exchange if self.metrics is not None else None)

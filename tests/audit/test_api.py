@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from admission.audit.api import Resource, TokenBucket, retry_after
+from admission.kube.api import Resource, TokenBucket, retry_after
 
 
 class Clock:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from admission.errors import RegistryError
-from admission.images import reference
+from admission import reference
 from admission.images.cache import _FORMAT as FORMAT  # the on-disk layout version in force
 from admission.images.cache import DiskCache, ImageResolver, MemoryCache, default_cache_dir, passwd_uid
 from admission.images.enrich import resolve_sync
 from admission.model import ImageConfig
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 from admission.sources import kubernetes
 from tests.images import oci
 from tests.images.registry import Registry

@@ -16,7 +16,7 @@ from admission.errors import InputError, RegistryError
 from admission.images.cache import ImageResolver
 from admission.images.enrich import enrich, offline, resolve_sync
 from admission.model import Container, ImageConfig, Located, Origin, Workload
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 from admission.sources import dockerfile, kubernetes
 from admission.sources.compose import load_project
 from tests.images import oci

@@ -34,7 +34,8 @@ from admission.images.enrich import enrich
 from admission.images.registry import RegistryClient
 from admission.model import Workload
 from admission.policy import engine
-from admission.policy.config import ImagesSettings, Policy, load_policy
+from admission.images.settings import ImagesSettings
+from admission.policy.config import Policy, load_policy
 from admission.sources import kubernetes
 from tests.images import oci
 from tests.images.registry import Registry

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from admission.images.reference import (
+from admission.reference import (
     ANCHORED_DOMAIN_RE,
     ANCHORED_IDENTIFIER_RE,
     ANCHORED_NAME_RE,
@@ -502,7 +502,7 @@ def test_registry_host_of_a_digest_only_reference_is_an_error() -> None:
 def test_module_imports_only_the_standard_library() -> None:
     # The policy core must stay light: anything outside the stdlib (regex, docker_image, pydantic...) fails this.
     code = (
-        "import sys; before = set(sys.modules); import admission.images.reference; "
+        "import sys; before = set(sys.modules); import admission.reference; "
         "print(sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))"
     )
     out = subprocess.run(

@@ -25,7 +25,7 @@ import pytest
 
 from admission.errors import RegistryError
 from admission.images.credentials import Credential, Credentials
-from admission.images.reference import parse_normalized_named
+from admission.reference import parse_normalized_named
 from admission.images.registry import (
     RegistryClient,
     Timeouts,
@@ -33,7 +33,7 @@ from admission.images.registry import (
     pick_platform,
     registry_key,
 )
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 from tests.images import faults as F
 from tests.images import oci
 from tests.images.conftest import IDENTITY_TOKEN, REGISTRY_PASSWORD, REGISTRY_USER, TLSRegistry

@@ -14,7 +14,7 @@ import pytest
 
 from admission.cli.main import main
 from admission.pin.run import PinOptions, pin
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 from tests.images import faults as F
 from tests.images.conftest import REGISTRY_PASSWORD, REGISTRY_USER
 from tests.images.registry import Registry
@@ -302,7 +302,7 @@ def _docker_config(folder: Path, host: str) -> Path:
 
 
 def test_a_registry_that_does_not_answer_is_a_timeout_not_an_error(tmp_path, faults: F.Faults) -> None:
-    from admission.cli import inputs
+    from admission.inputs import walk as inputs
 
     served = F.serve_image(faults, "app", "1")
     faults.route(served.tag_path, F.hang())
@@ -381,7 +381,7 @@ def test_tag_lookups_share_one_connection_to_the_registry(monkeypatch, tmp_path,
     tag would cost a new connection (and, over HTTPS, a TLS handshake)."""
     import socket
 
-    from admission.cli import inputs
+    from admission.inputs import walk as inputs
 
     connects = []
     real_connect = socket.socket.connect

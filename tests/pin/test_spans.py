@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from admission.cli import inputs
+from admission.inputs import walk as inputs
 from admission.pin.sites import find_sites
 from admission.sources.spans import SourceText, Span, Unspannable, YamlIndex, dockerfile_span, splice
 from tests.pin import project

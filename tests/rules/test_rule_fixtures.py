@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from admission.cli import inputs
+from admission.inputs import walk as inputs
 from admission.policy import catalog, engine
 from admission.policy.config import default_policy, parse_policy
 

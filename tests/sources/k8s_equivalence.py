@@ -18,7 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from admission.errors import InputError
-from admission.sources.yamlload import load_documents
+from admission.yamlload import load_documents
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from admission.cli import inputs
+from admission.inputs import walk as inputs
 from admission.cli.main import main
 from admission.errors import InputError
 from admission.sources import archive

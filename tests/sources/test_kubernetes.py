@@ -11,7 +11,7 @@ import yaml
 
 from admission.errors import InputError
 from admission.model import Origin, Workload
-from admission.sources import yamlload
+from admission import yamlload
 from admission.sources.kubernetes import (
     POD_SPEC_PATHS,
     KubeResult,
@@ -19,7 +19,7 @@ from admission.sources.kubernetes import (
     load_text,
     workloads_from_object,
 )
-from admission.sources.yamlload import load_documents
+from admission.yamlload import load_documents
 from tests.corpus import corpus, corpus_dir, corpus_files, corpus_params
 
 HERE = Path(__file__).resolve().parent

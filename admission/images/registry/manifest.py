@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from admission.errors import RegistryError
-from admission.images.reference import validate_digest
+from admission.reference import validate_digest
 from admission.model import HistoryEntry, ImageConfig
 
 __all__ = [

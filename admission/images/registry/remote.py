@@ -30,7 +30,7 @@ from admission.errors import RegistryError
 from admission.images.credentials import Credentials, server_key
 from admission.images.gates import Gates
 from admission.images.layers import manifest_layer_sizes
-from admission.images.reference import Reference, registry_host
+from admission.reference import Reference, registry_host
 from admission.images.registry.authn import Authenticator
 from admission.images.registry.layerfs import scan_layer
 from admission.images.registry.manifest import (
@@ -62,7 +62,7 @@ from admission.images.registry.transport import (
     refuse_unlisted_mirror,
 )
 from admission.model import ImageConfig
-from admission.policy.config import ImagesSettings
+from admission.images.settings import ImagesSettings
 
 __all__ = ["Fetched", "RegistryClient", "registry_key"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from admission.images import reference
+from admission import reference
 from admission.model import Container, Workload
 
 _KIND_WORDS = {"init": "init container", "sidecar": "sidecar container", "ephemeral": "ephemeral container",

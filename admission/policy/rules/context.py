@@ -13,7 +13,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import BuildContext, Container, ContextCopy, Workload
-from admission.policy.catalog import Param, rule
+from admission.policy.rule import Param, rule
 from admission.policy.rules.common import container_field, subject
 
 DEFAULT_SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", "id_ed25519*", "*.p12", "*.pfx", ".npmrc",

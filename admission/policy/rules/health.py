@@ -7,7 +7,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Workload
-from admission.policy.catalog import rule
+from admission.policy.rule import rule
 from admission.policy.rules.common import subject
 
 # Kinds whose pods run to completion: a probe there would only restart a job that is meant to end.

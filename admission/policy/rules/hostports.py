@@ -8,7 +8,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Port, Workload
-from admission.policy.catalog import Param, rule
+from admission.policy.rule import Param, rule
 from admission.policy.rules.common import container_field, subject
 
 

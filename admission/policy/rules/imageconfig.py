@@ -7,7 +7,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Workload
-from admission.policy.catalog import rule
+from admission.policy.rule import rule
 from admission.policy.rules.common import container_field, repository, subject
 
 _FIXES = {

@@ -7,9 +7,9 @@ from functools import partial
 from typing import Any
 
 from admission.findings import Violation
-from admission.images import reference
+from admission import reference
 from admission.model import Container, Located, UnresolvedBase, Workload
-from admission.policy.catalog import Param, rule
+from admission.policy.rule import Param, rule
 from admission.policy.rules.common import container_field, repository, subject
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Container, HostMount, SecurityContext, Setting, Workload
-from admission.policy.catalog import Param, rule
+from admission.policy.rule import Param, rule
 from admission.policy.rules.common import subject
 
 # PSA capabilities_baseline: the container runtime's default set.

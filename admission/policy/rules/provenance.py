@@ -14,7 +14,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Container, HistoryEntry, ImageConfig, Workload
-from admission.policy.catalog import rule
+from admission.policy.rule import rule
 from admission.policy.rules.common import container_field, subject
 
 SOURCE_LABEL = "org.opencontainers.image.source"

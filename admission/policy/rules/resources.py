@@ -8,7 +8,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Workload
-from admission.policy.catalog import Param, rule
+from admission.policy.rule import Param, rule
 from admission.policy.rules.common import container_field, subject
 
 # A quantity whose number is zero ("0", "0m", "0.0Gi", "0b"): a zero limit is no limit.

@@ -1,6 +1,6 @@
 """compose-schema: its findings come from the compose source (SchemaIssue); the engine turns them into findings."""
 
-from admission.policy.catalog import register_meta
+from admission.policy.rule import register_meta
 
 register_meta(
     "compose-schema", severity="deny", summary="The compose file is one real Docker Compose accepts.",

@@ -12,7 +12,7 @@ from typing import Any
 
 from admission.findings import Violation
 from admission.model import Container, HistoryEntry, ImageConfig, Workload
-from admission.policy.catalog import Param, rule
+from admission.policy.rule import Param, rule
 from admission.policy.rules.common import container_field, subject
 
 MIB = 1024 * 1024

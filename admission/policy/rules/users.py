@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from admission.findings import Violation
 from admission.model import Container, Located, Origin, Setting, Workload
-from admission.policy.catalog import rule
+from admission.policy.rule import rule
 from admission.policy.rules.common import container_field, subject
 
 MAX_UID = 2147483647  # k8s IsValidUserID: 0..MaxInt32; 0 is root

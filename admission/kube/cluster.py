@@ -30,15 +30,15 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 from admission.images.credentials import Credentials
-from admission.model import Located, Origin, OwnerRef, Workload
+from admission.model import OwnerRef
 from admission.sources.kubernetes import POD_SPEC_PATHS, controller_of
-from admission.webhook.imaging import PullCredentials
+from admission.kube.limits import LimitDefaults, apply_limit_defaults, defaults_of
 
-__all__ = ["ClusterReads", "KubeApi", "LimitDefaults", "apply_limit_defaults", "connect"]
+__all__ = ["ClusterReads", "KubeApi", "LimitDefaults", "PullCredentials", "apply_limit_defaults", "connect"]
 
 log = logging.getLogger("admission.webhook")
 _MAX_CACHED = 4096
@@ -56,6 +56,15 @@ OWNER_KINDS: dict[tuple[str, str], tuple[str, str]] = {
 OWNER_DEPTH = 4  # Pod -> ReplicaSet -> Deployment, Pod -> Job -> CronJob: real chains are two links
 
 
+@dataclass(frozen=True, slots=True)
+class PullCredentials:
+    """Credentials for one request's lookups (the Pod's and its ServiceAccount's pull secrets), keyed by a hash."""
+
+    key: str = ""
+    credentials: Credentials | None = None
+    problem: str | None = None  # a read that failed: said in the answer, the lookup goes on without them
+
+
 class ReadError(Exception):
     """A read that failed: `status` is the HTTP status (0 without an answer), `reason` the Status reason."""
 
@@ -66,14 +75,6 @@ class ReadError(Exception):
 
     def short(self) -> str:
         return f"{self.status} {self.reason}" if self.status else self.reason
-
-
-@dataclass(frozen=True, slots=True)
-class LimitDefaults:
-    """`type: Container` default limits of a namespace: resource -> (value, origin); or why they are unknown."""
-
-    values: Mapping[str, tuple[str, Origin]] = field(default_factory=dict)
-    problem: str | None = None
 
 
 class KubeApi:
@@ -170,43 +171,6 @@ class KubeApi:
 def _meta(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
-
-
-def defaults_of(namespace: str, items: Sequence[Mapping[str, Any]]) -> LimitDefaults:
-    """The first `default` per resource over the namespace's LimitRanges, in list order (as LimitRanger applies them)."""
-    values: dict[str, tuple[str, Origin]] = {}
-    for item in items:
-        _, name = _meta(item)
-        spec = item.get("spec")
-        limits = spec.get("limits") if isinstance(spec, dict) else None
-        if not isinstance(limits, list):
-            continue
-        for index, limit in enumerate(limits):
-            if not isinstance(limit, dict) or limit.get("type") != "Container" or not isinstance(limit.get("default"), dict):
-                continue
-            for resource, value in limit["default"].items():
-                if isinstance(resource, str) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-                    values.setdefault(resource, (str(value), Origin(f"LimitRange {namespace}/{name}", None,
-                                                                    f"spec.limits[{index}].default.{resource}")))
-    return LimitDefaults(values)
-
-
-def apply_limit_defaults(workloads: Sequence[Workload], defaults: LimitDefaults) -> list[Workload]:
-    """Containers (not ephemeral ones) get the namespace defaults for limits they do not set, as their Pods will."""
-    if not defaults.values:
-        return list(workloads)
-    out = []
-    for workload in workloads:
-        containers = []
-        for c in workload.containers:
-            missing = {r: v for r, v in defaults.values.items() if r not in c.limits}
-            if c.kind != "ephemeral" and missing:
-                limits = dict(c.limits)
-                limits.update({r: Located(value, origin) for r, (value, origin) in missing.items()})
-                c = replace(c, limits=limits)
-            containers.append(c)
-        out.append(replace(workload, containers=tuple(containers)))
-    return out
 
 
 def _uid(obj: Mapping[str, Any]) -> str:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from admission.errors import InputError
 from admission.findings import Problem
 from admission.model import Workload
-from admission.sources import text as textio
+from admission import textio
 
 if TYPE_CHECKING:
-    from admission.cli.excludes import Excludes, Pattern
+    from admission.inputs.excludes import Excludes, Pattern
 
 SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
@@ -227,7 +227,7 @@ def _template_line(text: str) -> int | None:
 
 def _template_field(document: Any) -> str | None:
     """Where a parsed document has a `{{` that only a template would have, or None."""
-    from admission.sources.yamlload import line_of
+    from admission.yamlload import line_of
 
     def where(container: Any, key: Any) -> str:
         line = line_of(container, key)
@@ -273,7 +273,7 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
 
     With `defer`, a compose file is only queued: a walk loads compose projects last, so that files
     one project includes or extends are not also checked as projects of their own."""
-    from admission.cli.repoconfig import CONFIG_NAME
+    from admission.inputs.repoconfig import CONFIG_NAME
 
     name = os.path.basename(path)
     if not explicit and not (is_dockerfile_name(name) or name.endswith(YAML_SUFFIXES)):

@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from admission.cli.excludes import Excludes, Pattern, compile_pattern
-from admission.cli.identity import RepoPaths
+from admission.inputs.excludes import Excludes, Pattern, compile_pattern
+from admission.inputs.paths import RepoPaths
 from admission.errors import InputError
 from admission.policy.config import Policy, default_policy, load_policy, merge_policy
-from admission.sources.text import read_path
-from admission.sources.yamlload import YMap, YSeq, line_of, load_documents, type_name
+from admission.textio import read_path
+from admission.yamlload import YMap, YSeq, line_of, load_documents, type_name
 
 CONFIG_NAME = ".admission.yaml"
 _KEYS = ("exclude", "policy")

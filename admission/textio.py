@@ -4,7 +4,6 @@ file so that a reader never sees half of it (`write_atomic`: `pin`'s rewrites, t
 from __future__ import annotations
 
 import os
-import tempfile
 
 from admission.errors import InputError
 
@@ -43,6 +42,8 @@ def write_atomic(path: str, data: bytes, *, mode: int | None = None) -> None:
     """Write `data` to a temp file in the target's folder and rename it over the target, so a reader sees the old
     file or the new one (no fsync: a torn file after a crash is as if never written). Through a symlink the link stays
     a link. The temp file is 0600 unless `mode` says otherwise. OSError when the folder is not writable."""
+    import tempfile  # here: reading, the check path, needs none of it (tempfile pulls in shutil, random, bz2, lzma)
+
     target = os.path.realpath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".tmp-", suffix=".part")
     try:

@@ -1,0 +1,68 @@
+"""A rule's metadata and the decorator that registers it. The rule modules import this, never the catalogue, so the
+catalogue can load them without a circle."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from admission.findings import Severity, Violation
+from admission.model import Workload
+
+RuleFunc = Callable[[Workload, Mapping[str, Any]], Iterator[Violation]]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    kind: type  # bool, list (of str), int, str
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None  # a complaint about one list item (or a scalar value), or None
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    severity: Severity
+    summary: str
+    applies: Mapping[str, str]  # source -> what it reads there
+    params: tuple[Param, ...]
+    func: RuleFunc | None
+    doc: str
+    severity_fixed: bool = False  # image-config-unavailable: severity comes from images.on_error
+
+    def section(self, name: str) -> str:
+        """A docstring section (Why, Fix, Example), dedented."""
+        match = re.search(rf"^{name}:\s*\n(.*?)(?=^\w[\w ]*:\s*$|\Z)", self.doc, re.S | re.M)
+        return inspect.cleandoc(match.group(1)) if match else ""
+
+    def param_defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+
+REGISTERED: dict[str, Rule] = {}
+
+
+def rule(rule_id: str, *, severity: Severity, summary: str, applies: Mapping[str, str],
+         params: tuple[Param, ...] = (), severity_fixed: bool = False) -> Callable[[RuleFunc], RuleFunc]:
+    """Register a rule function. Its docstring must have Why, Fix and Example sections."""
+
+    def register(func: RuleFunc) -> RuleFunc:
+        doc = inspect.cleandoc(func.__doc__ or "")
+        for section in ("Why", "Fix", "Example"):
+            if not re.search(rf"^{section}:\s*$", doc, re.M):
+                raise AssertionError(f"rule {rule_id}: docstring lacks a {section}: section")
+        REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), params, func, doc, severity_fixed)
+        return func
+
+    return register
+
+
+def register_meta(rule_id: str, *, severity: Severity, summary: str, applies: Mapping[str, str], doc: str,
+                  severity_fixed: bool = False) -> None:
+    """A rule whose findings are made by the engine or a source, not by a rule function (e.g. compose-schema)."""
+    REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), (), None, inspect.cleandoc(doc), severity_fixed)
