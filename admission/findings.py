@@ -29,6 +29,33 @@ class Violation:
 
 
 @dataclass(frozen=True, slots=True)
+class Proof:
+    """What a verifying rule yields when its check passed: where, and what was proven ("verified sha256:… by key …").
+    The engine reports it under `verified`; it is never counted, suppressed or failed on."""
+
+    message: str
+    origin: Origin
+    value: str | None = None
+    container: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """A Proof with its rule and object, as reports show it."""
+
+    rule: str
+    message: str
+    value: str | None
+    file: str
+    line: int | None
+    path: str
+    object_kind: str
+    object_name: str
+    object_namespace: str | None
+    container: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
     severity: Severity
@@ -90,6 +117,7 @@ class Report:
     stale_baseline_entries: int = 0
     config: str | None = None  # the repository's .admission.yaml in use, as shown
     excluded: dict[str, int] = field(default_factory=dict)  # files left out by each exclude pattern (its label)
+    verified: list[Verified] = field(default_factory=list)  # what verifying rules proved (signatures, provenance)
 
     def count(self, severity: Severity) -> int:
         return sum(1 for f in self.findings if f.severity == severity and not f.suppressed)

@@ -92,6 +92,29 @@ class ImageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureCheck:
+    """What verifying one image reference's signatures found (images/verify/). Never a trust root: made afresh from
+    the signature objects on every use, whatever caches held them.
+
+    `status`: verified; unsigned (no signature object at all); invalid (signatures, none valid for the entry's keys
+    and this digest, or not every runnable platform signed); unavailable (the registry did not answer in time).
+    `detail` is our own sentence (never a registry's words or an address); `error` the precise registry failure of an
+    unavailable check, for the CLI and the webhook's audit line only.
+    """
+
+    image: str  # the reference as written
+    status: Literal["verified", "unsigned", "invalid", "unavailable"]
+    digest: str  # what had to be signed: the reference's digest (an index's for a multi-platform image); "" if unknown
+    detail: str
+    tag: str | None = None  # the tag the digest was resolved from (verified at admission, not at pull)
+    key: str = ""  # the label of the key that verified (as the policy names it)
+    key_hint: str = ""
+    format: str = ""  # "cosign bundle v0.3", "cosign legacy signature"
+    where: str = ""  # where the valid signature was found: "OCI referrers API", "tag sha256-….sig", "OCI layout"
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ContextCopy:
     """A COPY or ADD that takes files from the build context, in a stage the built image needs.
 
@@ -235,6 +258,11 @@ class Container:
     # "disabled" (compose `disable: true` / `test: [NONE]`) or "none" (Dockerfile `HEALTHCHECK NONE`), None if neither says
     probes: tuple[str, ...] = ()
     healthcheck: Setting | None = None
+    # compose: the service has a `build`, so `image` names what the build produces here, not an image to pull
+    builds_image: bool = False
+    # image-signature: the checks of `image` and `base_images` that an `images.verify` entry matched, when verified
+    # (resolution on, or an archive that carries its signatures); () when nothing was checked
+    signatures: tuple[SignatureCheck, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +340,16 @@ class Workload:
 
 
 # --- construction speed ------------------------------------------------------------------------------
+
+def signed_references(workload: Workload, container: Container) -> list[Located[str]]:
+    """The references whose signatures an `images.verify` entry can require of a container: the image it pulls (not a
+    compose service's own build output; an archive's image carries its own signatures) and the images its build
+    starts FROM. Enrichment verifies exactly these and the image-signature rule reads exactly these."""
+    out = list(container.base_images)
+    if container.image is not None and container.image.value and not container.builds_image:
+        out.insert(0, container.image)
+    return out
+
 
 def fast_init(cls: type) -> None:
     """Give a frozen slotted dataclass a faster __init__ with the same parameters, defaults and default factories.

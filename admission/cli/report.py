@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from admission import __version__
-from admission.findings import Finding, Problem, Report
+from admission.findings import Finding, Problem, Report, Verified
 from admission.policy import catalog
 
-_COLOURS = {"deny": "\033[31m", "warn": "\033[33m", "suppressed": "\033[2m", "error": "\033[35m"}
+_COLOURS = {"deny": "\033[31m", "warn": "\033[33m", "suppressed": "\033[2m", "error": "\033[35m",
+            "verified": "\033[32m"}
 _RESET = "\033[0m"
 INFORMATION_URI = "https://github.com/admission/admission"
 
@@ -43,6 +44,8 @@ def summary_line(report: Report) -> str:
         by = ", ".join(f"{count} by {label}" for label, count in report.excluded.items())
         config += f"; excluded {sum(report.excluded.values())} files: {by}"
     would = f" ({s['would_deny']} would deny)" if s["would_deny"] else ""
+    if report.verified:
+        config = f"; {len(report.verified)} verified" + config
     return (f"{s['deny']} deny, {s['warn']} warn{would}, {s['suppressed']} suppressed, {s['errors']} errors "
             f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files{stale}){config}")
 
@@ -73,8 +76,21 @@ def render_text(report: Report, *, colour: bool) -> str:
         lines.append(f"    fix: {f.remediation}")
         if f.reason:
             lines.append(f"    {'exempt' if f.suppressed else 'exemption not honoured'}: {f.reason}")
+    for v in sorted_verified(report.verified):
+        lines.append(f"{_where(v.file, v.line)}  {paint('verified', 'verified')}  {v.rule}  {_object_label(v)}  "
+                     f"{v.message}")
     lines.append(summary_line(report))
     return "\n".join(lines) + "\n"
+
+
+def sorted_verified(verified: Iterable[Verified]) -> list[Verified]:
+    return sorted(verified, key=lambda v: (v.file, v.line or 0, v.rule, v.container or ""))
+
+
+def verified_json(v: Verified) -> dict[str, Any]:
+    return {"rule": v.rule, "message": v.message, "value": v.value, "file": v.file, "line": v.line, "path": v.path,
+            "object": {"kind": v.object_kind, "name": v.object_name, "namespace": v.object_namespace},
+            "container": v.container}
 
 
 def finding_json(f: Finding) -> dict[str, Any]:
@@ -105,6 +121,8 @@ def render_json(report: Report) -> str:
              _json_list("findings", (finding_json(f) for f in sorted_findings(report.findings))),
              _json_list("errors", (problem_json(p) for p in report.errors)),
              _json_list("skipped", ({"file": file, "reason": reason} for file, reason in report.skipped))]
+    if report.verified:  # additive (report version 1): what verifying rules proved, e.g. a signature by which key
+        parts.append(_json_list("verified", (verified_json(v) for v in sorted_verified(report.verified))))
     return "{\n" + ",\n".join(parts) + "\n}\n"
 
 

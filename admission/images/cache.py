@@ -24,6 +24,8 @@ and those libraries would add import time and a SQLite file that CI cannot just 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -42,7 +44,8 @@ from admission.model import HistoryEntry, ImageConfig
 from admission.images.settings import ImagesSettings
 from admission.textio import write_atomic
 
-__all__ = ["DiskCache", "ImageResolver", "LayerUnreadable", "MemoryCache", "default_cache_dir", "passwd_uid"]
+__all__ = ["DiskCache", "ImageResolver", "LayerUnreadable", "ListEntry", "MemoryCache", "default_cache_dir",
+           "passwd_uid"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -157,6 +160,14 @@ class TagEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ListEntry:
+    """What a registry listed for a digest (a referrers index, a cosign tag's manifest), or None when it had none."""
+
+    body: bytes | None
+    at: float  # as TagEntry.at
+
+
+@dataclass(frozen=True, slots=True)
 class NegativeEntry:
     reason: str
     message: str
@@ -181,6 +192,12 @@ class MemoryCache:
                                                       size=lambda c: config_size(c.config))
         self.tags: _LRU[str, TagEntry] = _LRU(max_entries=max_tags, max_bytes=1 << 62, size=lambda _: 1)
         self.negative: _LRU[str, NegativeEntry] = _LRU(max_entries=max_negative, max_bytes=1 << 62, size=lambda _: 1)
+        # images/verify/: signature manifests and blobs by digest (content-addressed), and what a registry lists for a
+        # digest (referrers, cosign's tags), which changes when someone signs: trusted for images.tag_ttl only.
+        self.objects: _LRU[str, bytes] = _LRU(max_entries=max_entries, max_bytes=16 << 20, size=len)
+        self.lists: _LRU[str, ListEntry] = _LRU(max_entries=max_tags, max_bytes=32 << 20,
+                                                size=lambda e: 64 + len(e.body or b""))
+        self.no_referrers: _LRU[str, float] = _LRU(max_entries=1024, max_bytes=1 << 62, size=lambda _: 1)
 
 
 # --- on disk (CLI) ----------------------------------------------------------------------------------------
@@ -324,6 +341,49 @@ class DiskCache:
 
     def put_tag(self, key: str, entry: TagEntry) -> None:
         self._write("tags", key, {"digest": entry.digest, "fetched": entry.at})
+
+    def get_object(self, key: str, digest: str) -> bytes | None:
+        """A content-addressed object, hashed again on every read: a restored or edited cache folder must not be
+        able to hand over other bytes under a digest (images/verify/ trusts nothing it has not checked)."""
+        obj = self._read("objects", key)
+        data = _b64decode(obj.get("data")) if obj is not None else None
+        if data is None or not _matches(data, digest):
+            return None
+        return data
+
+    def put_object(self, key: str, data: bytes) -> None:
+        self._write("objects", key, {"data": base64.b64encode(data).decode()})
+
+    def get_list(self, key: str) -> ListEntry | None:
+        obj = self._read("lists", key)
+        if obj is None or not isinstance(obj.get("fetched"), (int, float)) or isinstance(obj.get("fetched"), bool):
+            return None
+        body = obj.get("body")
+        if body is None:
+            return ListEntry(None, float(obj["fetched"]))
+        data = _b64decode(body)
+        return None if data is None else ListEntry(data, float(obj["fetched"]))
+
+    def put_list(self, key: str, entry: ListEntry) -> None:
+        self._write("lists", key, {"body": base64.b64encode(entry.body).decode() if entry.body is not None else None,
+                                   "fetched": entry.at})
+
+
+def _b64decode(value: object) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _matches(data: bytes, digest: str) -> bool:
+    algorithm, _, hexdigest = digest.partition(":")
+    try:
+        return hashlib.new(algorithm, data).hexdigest() == hexdigest
+    except ValueError:
+        return False
 
 
 # --- /etc/passwd ------------------------------------------------------------------------------------------
@@ -548,6 +608,27 @@ class ImageResolver:
             raise error from None
         self._store_tag(tag_key, digest)
         return digest
+
+    async def top_digest(self, image: str, *, deadline: float, cred_key: str = "",
+                         settings: ImagesSettings | None = None) -> tuple[str, str | None]:
+        """(the digest `image` names, the tag it came from): its own digest when it has one (after the gates), else
+        what its tag points at now, through the tag cache (`digest_for`): an index's digest for a multi-platform
+        image. What images/verify/ checks signatures on."""
+        scope, named = self._begin(image, cred_key=cred_key, settings=settings)
+        if named.digest is not None:
+            await self._gate(scope, named, scope.ref_key(named), image=image, deadline=deadline)
+            return named.digest, named.tag
+        return await self.digest_for(image, deadline=deadline, cred_key=cred_key, settings=settings), \
+            named.tag or reference.DEFAULT_TAG
+
+    def key_prefix(self, *, cred_key: str, settings: ImagesSettings | None) -> str:
+        """The start of every cache key made for this caller under these settings (credentials, gates)."""
+        chosen = self.settings if settings is None else settings
+        return _Scope(cred_key, chosen, Gates.of(chosen))._prefix()
+
+    async def call(self, ref: Reference, call: Callable[[], Awaitable[R]], *, deadline: float) -> R:
+        """One registry call under the registry's semaphore, bounded by the deadline (images/verify/)."""
+        return await self._call(ref, call, deadline=deadline)
 
     async def cancel_pending(self) -> None:
         """Cancel lookups still running (e.g. after the caller's deadline) and wait for them to end."""

@@ -23,8 +23,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from admission.errors import RegistryError
-from admission.model import Container, ImageConfig, Workload
-from admission.images.settings import ImagesSettings
+from admission.images.settings import ImagesSettings, VerifyEntry, entry_for
+from admission.model import Container, ImageConfig, SignatureCheck, Workload, signed_references
 
 if TYPE_CHECKING:
     from admission.images.cache import ImageResolver
@@ -93,28 +93,41 @@ async def _one(resolver: ImageResolver, image: str, *, deadline: float, cred_key
 
 async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, deadline: float,
                  cred_key: str = "", settings: ImagesSettings | None = None) -> list[Workload]:
-    """The workloads with image configs (or the reasons they are missing) attached. `deadline`: time.monotonic().
-    `settings`: the `images` settings of the policy in force, so one resolver outlives policy reloads (default:
-    the resolver's own).
+    """The workloads with image configs (or the reasons they are missing) attached, and the signature checks that
+    `images.verify` asks for. `deadline`: time.monotonic(). `settings`: the `images` settings of the policy in force,
+    so one resolver outlives policy reloads (default: the resolver's own).
 
     Identical references are looked up once, all of them concurrently; what is not done by the deadline
-    gets "timeout: not resolved within the deadline".
+    gets "timeout: not resolved within the deadline". An image's signatures are looked up after its config, so the
+    tag is asked once.
     """
+    chosen = resolver.settings if settings is None else settings
     images: set[str] = set()
+    signed: dict[str, VerifyEntry] = {}
     for workload in workloads:
         for container in workload.containers:
             if _wants_image(workload, container):
                 images.add(container.image.value)  # type: ignore[union-attr]
             if _wants_base(container):
                 images.add(container.inherits_user_from.value)  # type: ignore[union-attr]
-    if not images:
+            # An archive's image is verified by what the archive carries (verify/offline.py), never fetched.
+            for ref in signed_references(workload, container) if workload.source != "image" else ():
+                entry = entry_for(chosen.verify, ref.value)
+                if entry is not None:
+                    signed[ref.value] = entry
+    if not images and not signed:
         return list(workloads)
     results: dict[str, ImageConfig | str] = {}
+    checks: dict[str, SignatureCheck] = {}
     try:
         tasks = {image: asyncio.ensure_future(_one(resolver, image, deadline=deadline, cred_key=cred_key,
                                                    settings=settings))
                  for image in sorted(images)}
-        done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, deadline - time.monotonic()))
+        verifying = {image: asyncio.ensure_future(_verify(resolver, image, entry, tasks.get(image), deadline=deadline,
+                                                          cred_key=cred_key, settings=chosen))
+                     for image, entry in sorted(signed.items())}
+        everything = [*tasks.values(), *verifying.values()]
+        done, pending = await asyncio.wait(everything, timeout=max(0.0, deadline - time.monotonic()))
         for task in pending:
             task.cancel()
         if pending:
@@ -125,15 +138,39 @@ async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, dead
                 results[image] = _error_text(exc) if exc is not None else task.result()
             else:
                 results[image] = DEADLINE_MESSAGE
+        for image, vtask in verifying.items():
+            if vtask not in done or vtask.cancelled():
+                checks[image] = _unavailable(image, DEADLINE_MESSAGE)
+            elif vtask.exception() is not None:
+                checks[image] = _unavailable(image, _error_text(vtask.exception()))  # type: ignore[arg-type]
+            else:
+                checks[image] = vtask.result()
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - never raise: whatever went wrong is recorded on every container
         text = _error_text(exc)
         results = {image: results.get(image, text) for image in images}
-    return [_attach(workload, results) for workload in workloads]
+        checks = {image: checks.get(image) or _unavailable(image, text) for image in signed}
+    return [_attach(workload, results, checks) for workload in workloads]
 
 
-def _attach(workload: Workload, results: dict[str, ImageConfig | str]) -> Workload:
+def _unavailable(image: str, error: str) -> SignatureCheck:
+    from admission.images.verify.remote import unavailable
+
+    return unavailable(image, error)
+
+
+async def _verify(resolver: ImageResolver, image: str, entry: VerifyEntry, config: asyncio.Future[Any] | None, *,
+                  deadline: float, cred_key: str, settings: ImagesSettings) -> SignatureCheck:
+    from admission.images.verify.remote import SignatureFinder
+
+    if config is not None:
+        await asyncio.wait([config])  # its outcome is the config's business; the tag is cached by now
+    return await SignatureFinder(resolver).check(image, entry, deadline=deadline, cred_key=cred_key, settings=settings)
+
+
+def _attach(workload: Workload, results: dict[str, ImageConfig | str],
+            checks: dict[str, SignatureCheck] | None = None) -> Workload:
     changed = False
     containers = []
     for container in workload.containers:
@@ -144,6 +181,11 @@ def _attach(workload: Workload, results: dict[str, ImageConfig | str]) -> Worklo
         if _wants_base(container):
             found = results[container.inherits_user_from.value]  # type: ignore[union-attr]
             updates["base_config" if isinstance(found, ImageConfig) else "base_config_error"] = found
+        if checks and workload.source != "image":
+            mine = tuple(dict.fromkeys(checks[r.value] for r in signed_references(workload, container)
+                                       if r.value in checks))
+            if mine:
+                updates["signatures"] = mine
         if updates:
             changed = True
             container = replace(container, **updates)

@@ -3,11 +3,42 @@ the image client, cache and gates depend on this module alone, never on the poli
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
+from admission import reference
 from admission.findings import Severity
+from admission.keys import PublicKey
+
+Level = Literal["required", "warn", "off"]
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyEntry:
+    """One `images.verify` entry: which images, whose keys, and how much a missing or bad signature weighs."""
+
+    images: tuple[str, ...]  # globs on registry/repository (`*` also crosses `/`, as Kyverno's image globs do)
+    keys: tuple[PublicKey, ...]
+    signature: Level = "required"
+    on_unavailable: Severity = "deny"
+    where: str = ""  # file:line of the entry, for messages
+
+    def matches(self, name: str) -> bool:
+        """`name`: a normalised repository (`registry.example.com/team/api`, `docker.io/library/nginx`)."""
+        return any(_glob(pattern).fullmatch(name) for pattern in self.images)
+
+    @property
+    def signature_severity(self) -> Severity | None:
+        return {"required": "deny", "warn": "warn"}.get(self.signature)  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=256)
+def _glob(pattern: str) -> re.Pattern[str]:
+    """A glob as users write image patterns: `*` is any run of characters (slashes too), `?` one character."""
+    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,3 +52,22 @@ class ImagesSettings:
     mirrors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     tag_ttl: int = 300
     resolve_user_names: bool = False
+    verify: tuple[VerifyEntry, ...] = ()
+
+
+
+def entry_for(entries: tuple[VerifyEntry, ...], image: str) -> VerifyEntry | None:
+    """The `images.verify` entry that applies to `image` (a reference as written): the first whose glob matches its
+    registry/repository, unless that entry is `signature: off`. None for an invalid reference (image-tag-pinned
+    reports it; there is nothing to verify)."""
+    if not entries:
+        return None
+    try:
+        named = reference.parse_normalized_named(image)
+    except reference.ReferenceError:
+        return None
+    name = f"{reference.registry_host(named)}/{named.path}"
+    for entry in entries:
+        if entry.matches(name):
+            return entry if entry.signature != "off" else None
+    return None

@@ -20,13 +20,15 @@ from typing import Any, Literal
 
 from admission.errors import InputError, PolicyError
 from admission.findings import Severity
-from admission.images.settings import ImagesSettings
-from admission.reference import registry_identity
+from admission.images.settings import ImagesSettings, VerifyEntry
+from admission.keys import PublicKey, load_key
+from admission.reference import registry_identity, split_docker_domain
 from admission.policy import catalog
 from admission.textio import read_path
 from admission.yamlload import YMap, YSeq, load_documents, type_name
 
 SeverityOrOff = Literal["deny", "warn", "off"]
+_KEY_CAP = 64 * 1024  # a PEM public key is under 1 KiB; more is not a key file
 DEFAULT_POLICY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "policies", "default.yaml")
 
 # What a value must be. The scalar kinds are checked by `_value`; the others by the code that walks them
@@ -140,7 +142,26 @@ KEYS: tuple[Key, ...] = (
     Key("images.resolve_user_names", kind="bool", default=False,
         doc="`true`: read /etc/passwd from the layers (top down, first hit) to name a uid in fixes; the one place "
             "layers are read."),
+    Key("images.verify", kind="list", default=(),
+        doc="Signature checks by image (rule `image-signature`). The first entry whose glob matches an image applies; "
+            "images no entry matches are not verified. An overlay's entries come before the base's."),
+    Key("images.verify[].images", kind="strings", required=True,
+        doc="Globs on registry/repository, without tag or digest (`registry.example.com/team/*`; `*` also crosses "
+            "`/`). Names are normalised as references are: `nginx` is `docker.io/library/nginx`."),
+    Key("images.verify[].keys", kind="strings", required=True,
+        doc="PEM public keys (ECDSA P-256/P-384/P-521, Ed25519, RSA ≥ 2048): files relative to the policy file, or "
+            "the PEM text itself. A signature by any of them counts."),
+    Key("images.verify[].signature", kind="choice", choices=("required", "warn", "off"), default="required",
+        doc="`required`: an image without a valid signature is denied; `warn`: a warning; `off`: not checked. "
+            "The severity of `image-signature` for these images (it cannot be set under `rules`)."),
+    Key("images.verify[].on_unavailable", kind="choice", choices=("deny", "warn"), default="deny",
+        doc="Severity when the registry was asked and gave no answer in time. Without resolution (the CLI "
+            "offline) one warning says the signature was not checked, whatever this says."),
 )
+# Keys of keyless (Fulcio/Rekor identity) verification as Kyverno and Sigstore's policy-controller spell them: refused
+# with "not supported yet" rather than "unknown key", so nobody reads the refusal as a typo to fix.
+_KEYLESS = frozenset(("keyless", "identities", "identity", "issuer", "issuers", "subject", "subjects", "authorities",
+                      "attestors", "certificate_identity", "certificate_oidc_issuer", "rekor", "ctlog", "fulcio"))
 KEY_TABLE: dict[str, Key] = {key.path: key for key in KEYS}
 
 
@@ -205,8 +226,9 @@ class Policy:
 class _Reader:
     """Validation helpers that name the file, line and key of every problem."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, folder: str | None = None) -> None:
         self.file = file
+        self.folder = os.path.dirname(file) if folder is None else folder  # what key files are relative to
 
     def fail(self, message: str, container: Any = None, key: Any = None) -> PolicyError:
         line = None
@@ -370,6 +392,9 @@ def _images(reader: _Reader, value: Any, base: ImagesSettings, container: Any) -
     changes: dict[str, Any] = {}
     for name, item in raw.items():
         what = f"images.{name}"
+        if name == "verify":
+            changes[name] = _verify_entries(reader, item, raw) + base.verify
+            continue
         checked = _value(reader, KEY_TABLE[what], item, what=what, container=raw, key=name)
         if name == "mirrors":
             spec = KEY_TABLE["images.mirrors.<registry>"]
@@ -380,6 +405,77 @@ def _images(reader: _Reader, value: Any, base: ImagesSettings, container: Any) -
     return replace(base, **changes)
 
 
+def _verify_entries(reader: _Reader, value: Any, container: Any) -> tuple[VerifyEntry, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise reader.fail("images.verify must be a list of entries", container, "verify")
+    items = value if isinstance(value, YSeq) else YSeq()
+    if items is not value:
+        items.extend(value)
+    return tuple(_verify_entry(reader, items, index) for index in range(len(items)))
+
+
+def _verify_entry(reader: _Reader, items: YSeq, index: int) -> VerifyEntry:
+    what = f"images.verify[{index}]"
+    item = reader.mapping(items[index], what, items, index)
+    keyless = sorted(k for k in item if k in _KEYLESS)
+    if keyless:
+        raise reader.fail(f"{what}.{keyless[0]}: keyless verification (identities, issuers) is not supported yet; "
+                          "verify with public keys (`keys:`)", item, keyless[0])
+    reader.keys(item, "images.verify[]", what)
+    for required in ("images", "keys"):
+        if item.get(required) in (None, []):
+            raise reader.fail(f"{what}.{required} is required (a list)", item, required if required in item else None)
+    patterns = tuple(_image_glob(reader, text, what=f"{what}.images", container=item)
+                     for text in _value(reader, KEY_TABLE["images.verify[].images"], item["images"],
+                                        what=f"{what}.images", container=item, key="images"))
+    texts = _value(reader, KEY_TABLE["images.verify[].keys"], item["keys"], what=f"{what}.keys", container=item,
+                   key="keys")
+    keys = tuple(_public_key(reader, text, what=f"{what}.keys[{n}]", container=item) for n, text in enumerate(texts))
+    levels: dict[str, Any] = {}
+    for name in ("signature", "on_unavailable"):
+        if item.get(name) is not None:
+            spec = KEY_TABLE[f"images.verify[].{name}"]
+            levels[name] = "off" if item[name] is False and "off" in spec.choices else _value(
+                reader, spec, item[name], what=f"{what}.{name}", container=item, key=name)
+    return VerifyEntry(images=patterns, keys=keys, where=f"{reader.file}:{items.line_of(index)}", **levels)
+
+
+def _image_glob(reader: _Reader, text: str, *, what: str, container: YMap) -> str:
+    """A glob on registry/repository, normalised as references are (`nginx` -> `docker.io/library/nginx`)."""
+    glob = text.strip()
+    last = glob.rsplit("/", 1)[-1]
+    if not glob or "@" in glob or ":" in last:
+        raise reader.fail(f"{what}: {text!r} must be registry/repository (a glob), without a tag or digest",
+                          container, "images")
+    if glob.startswith("*"):
+        return glob
+    domain, remote = split_docker_domain(glob)
+    return f"{registry_identity(domain)}/{remote}"
+
+
+def _public_key(reader: _Reader, text: str, *, what: str, container: YMap) -> PublicKey:
+    """A key given inline (PEM text) or as a file relative to the policy file's folder."""
+    if "-----BEGIN" in text:
+        pem, label = text.strip().encode(), f"{what} (inline)"
+    else:
+        path = text if os.path.isabs(text) else os.path.join(reader.folder, text)
+        try:
+            with open(path, "rb") as fh:
+                pem = fh.read(_KEY_CAP + 1)
+        except OSError as exc:
+            raise reader.fail(f"{what}: cannot read key file {text!r}: {exc.strerror or exc}", container, "keys") \
+                from None
+        if len(pem) > _KEY_CAP:
+            raise reader.fail(f"{what}: key file {text!r} is larger than {_KEY_CAP} bytes", container, "keys")
+        label = text
+    try:
+        return load_key(pem, label=label)
+    except ValueError as exc:
+        raise reader.fail(f"{what}: {label} {exc}", container, "keys") from None
+
+
 def _rules(reader: _Reader, raw_rules: YMap, base: Policy | None) -> dict[str, RuleSetting]:
     known = catalog.all_rules()
     rules: dict[str, RuleSetting] = dict(base.rules) if base else {}
@@ -388,8 +484,8 @@ def _rules(reader: _Reader, raw_rules: YMap, base: Policy | None) -> dict[str, R
         if rule is None:
             raise reader.fail(f"unknown rule {rule_id!r} (see `admission-cli rules`)", raw_rules, rule_id)
         if rule.severity_fixed:
-            raise reader.fail(f"rule {rule_id!r} takes its severity from images.on_error; it cannot be set under rules",
-                              raw_rules, rule_id)
+            raise reader.fail(f"rule {rule_id!r} takes its severity from {rule.severity_from}; it cannot be set "
+                              "under rules", raw_rules, rule_id)
         previous = rules.get(rule_id)
         if value is False or isinstance(value, str):  # shorthand: `numeric-user: off` / `numeric-user: deny`
             body = _ymap({"severity": _severity(reader, value, raw_rules, rule_id, path="rules.<rule-id>.severity",

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-from admission.findings import Evaluated, Finding, Problem, Report, Severity, Violation
+from admission.findings import Evaluated, Finding, Problem, Proof, Report, Severity, Verified, Violation
 from admission.model import ExemptionClaim, Workload
 from admission.policy import catalog
 from admission.policy.config import Exemption, Policy, RuleSetting, parse_date
@@ -98,6 +98,13 @@ def _finding(rule: str, severity: Severity, workload: Workload, violation: Viola
                    object_file=workload.origin.file, would_deny=would_deny)
 
 
+def _verified(rule: str, workload: Workload, proof: Proof) -> Verified:
+    origin = proof.origin
+    return Verified(rule=rule, message=proof.message, value=proof.value, file=origin.file, line=origin.line,
+                    path=origin.path, object_kind=workload.kind, object_name=workload.name,
+                    object_namespace=workload.namespace, container=proof.container)
+
+
 # The last policy's active rules: the webhook evaluates every request under one policy (issue 15). A Policy is frozen
 # and the catalogue only grows (on import), so the policy object and the catalogue's size identify the list.
 _active_cache: tuple[Policy, int, tuple[tuple[catalog.Rule, RuleSetting], ...]] | None = None
@@ -110,8 +117,13 @@ def _active_rules(policy: Policy, known: dict[str, catalog.Rule]) -> tuple[tuple
         return cached[2]
     active = [(r, policy.rules[r.id]) for r in known.values()
               if r.func is not None and r.id in policy.rules and policy.rules[r.id].severity != "off"]
-    # image-config-unavailable takes its severity from images.on_error, never from `rules:`.
-    active += [(r, RuleSetting(policy.images.on_error, {})) for r in known.values() if r.func is not None and r.severity_fixed]
+    # image-config-unavailable takes its severity from images.on_error, image-signature from the matching
+    # images.verify entry (each violation carries it), never from `rules:`.
+    for r in known.values():
+        if r.func is not None and r.severity_from == "images.on_error":
+            active.append((r, RuleSetting(policy.images.on_error, {})))
+        elif r.func is not None and r.severity_from == "images.verify":
+            active.append((r, RuleSetting("deny", {"verify": policy.images.verify})))
     result = tuple(active)
     _active_cache = (policy, len(known), result)
     return result
@@ -145,6 +157,9 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
         produced: list[tuple[str, str, Violation]] = []  # (rule, configured severity, violation)
         for rule, setting in active:
             for violation in rule.func(workload, setting.params):  # type: ignore[misc]
+                if type(violation) is Proof:
+                    report.verified.append(_verified(rule.id, workload, violation))
+                    continue
                 produced.append((rule.id, violation.severity or setting.severity, violation))
         if schema is not None and schema.severity != "off":
             for issue in workload.schema_issues:

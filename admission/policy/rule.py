@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from admission.findings import Severity, Violation
+from admission.findings import Proof, Severity, Violation
 from admission.model import Workload
 
-RuleFunc = Callable[[Workload, Mapping[str, Any]], Iterator[Violation]]
+# A rule yields Violations; a verifying rule also yields a Proof for what it checked and found good.
+RuleFunc = Callable[[Workload, Mapping[str, Any]], Iterator["Violation | Proof"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +34,13 @@ class Rule:
     params: tuple[Param, ...]
     func: RuleFunc | None
     doc: str
-    severity_fixed: bool = False  # image-config-unavailable: severity comes from images.on_error
+    # Where the severity comes from when `rules:` cannot set it: "images.on_error" (image-config-unavailable) or
+    # "images.verify" (image-signature: the matching entry's `signature`). "" = the rule's setting under `rules`.
+    severity_from: str = ""
+
+    @property
+    def severity_fixed(self) -> bool:
+        return bool(self.severity_from)
 
     def section(self, name: str) -> str:
         """A docstring section (Why, Fix, Example), dedented."""
@@ -48,7 +55,7 @@ REGISTERED: dict[str, Rule] = {}
 
 
 def rule(rule_id: str, *, severity: Severity, summary: str, applies: Mapping[str, str],
-         params: tuple[Param, ...] = (), severity_fixed: bool = False) -> Callable[[RuleFunc], RuleFunc]:
+         params: tuple[Param, ...] = (), severity_from: str = "") -> Callable[[RuleFunc], RuleFunc]:
     """Register a rule function. Its docstring must have Why, Fix and Example sections."""
 
     def register(func: RuleFunc) -> RuleFunc:
@@ -56,13 +63,13 @@ def rule(rule_id: str, *, severity: Severity, summary: str, applies: Mapping[str
         for section in ("Why", "Fix", "Example"):
             if not re.search(rf"^{section}:\s*$", doc, re.M):
                 raise AssertionError(f"rule {rule_id}: docstring lacks a {section}: section")
-        REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), params, func, doc, severity_fixed)
+        REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), params, func, doc, severity_from)
         return func
 
     return register
 
 
 def register_meta(rule_id: str, *, severity: Severity, summary: str, applies: Mapping[str, str], doc: str,
-                  severity_fixed: bool = False) -> None:
+                  severity_from: str = "") -> None:
     """A rule whose findings are made by the engine or a source, not by a rule function (e.g. compose-schema)."""
-    REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), (), None, inspect.cleandoc(doc), severity_fixed)
+    REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), (), None, inspect.cleandoc(doc), severity_from)

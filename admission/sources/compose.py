@@ -1040,6 +1040,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             inherits_user_from=built.inherits_user_from if built else None,
             image_user_uid=built.user_uid if built else None,
             build_context=built.build_context if built else None,
+            builds_image=built is not None,
             limits=limits,
             host_ports=host_ports,
             security=runtime.security,

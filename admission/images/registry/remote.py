@@ -22,7 +22,8 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
@@ -66,6 +67,7 @@ from admission.images.settings import ImagesSettings
 
 __all__ = ["Fetched", "RegistryClient", "registry_key"]
 
+INDEX_TYPES_ACCEPT = "application/vnd.oci.image.index.v1+json"
 _LAYER_EXPANSION = 8  # decompressed bytes a layer may expand to, as a multiple of max_bytes (gzip bombs)
 _HUB_API_HOST = "registry-1.docker.io"
 _TIMEOUTS = Timeouts()
@@ -166,6 +168,75 @@ class RegistryClient:
 
         return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
 
+    async def referrers(self, ref: Reference, digest: str, *, artifact_type: str | None, deadline: float,
+                        settings: ImagesSettings | None = None) -> tuple[dict[str, Any], bool] | None:
+        """The OCI referrers API's index of what names `digest` as its subject, and whether the registry applied the
+        `artifactType` filter (OCI-Filters-Applied); None when the registry does not serve the API (404).
+
+        A registry that serves the API lists every manifest pushed with that subject, including those the fallback
+        tag `sha256-<hex>` lists, so a caller needs the fallback tag only when this is None.
+        """
+        if not valid_digest(digest):
+            raise RegistryError(f"{ref} has an unusable digest {digest!r}", reason="error")
+        query = f"?artifactType={quote(artifact_type, safe='')}" if artifact_type else ""
+
+        async def attempt(endpoint: Endpoint, until: float) -> tuple[dict[str, Any], bool]:
+            answer = await self._auth.request(endpoint, ref.path, "GET", f"/v2/{ref.path}/referrers/{digest}{query}",
+                                              kind="referrers", accept=INDEX_TYPES_ACCEPT, cap=MANIFEST_CAP,
+                                              deadline=until, subject=f"referrers of {ref.path}@{digest}")
+            document = json_object(answer.body, f"{endpoint.what}: referrers of {ref.path}@{digest}")
+            applied = {f.strip() for f in answer.headers.get("oci-filters-applied", "").split(",")}
+            return document, "artifactType" in applied
+
+        try:
+            return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
+        except RegistryError as exc:
+            if exc.reason == "not-found":
+                return None
+            raise
+
+    async def tagged_manifest(self, ref: Reference, tag: str, *, deadline: float,
+                              settings: ImagesSettings | None = None) -> tuple[str, bytes, str] | None:
+        """(digest, body, content type) of the manifest a tag names, checked against the Docker-Content-Digest the
+        registry sends; None when there is no such tag (cosign's `sha256-<hex>` and `sha256-<hex>.sig` tags)."""
+        async def attempt(endpoint: Endpoint, until: float) -> tuple[str, bytes, str]:
+            answer = await self._auth.request(endpoint, ref.path, "GET", f"/v2/{ref.path}/manifests/{tag}",
+                                              kind="signature", accept=ACCEPT_MANIFESTS, cap=MANIFEST_CAP,
+                                              deadline=until, subject=f"manifest {ref.path}:{tag}")
+            said = answer.headers.get("docker-content-digest")
+            algorithm = said.split(":", 1)[0] if said and valid_digest(said) else "sha256"
+            digest = f"{algorithm}:{HASHES[algorithm](answer.body).hexdigest()}"
+            if said and valid_digest(said) and said != digest:
+                raise RegistryError(f"{endpoint.what} sent manifest {ref.path}:{tag} labelled {said} whose content "
+                                    f"hashes to {digest}", reason="digest-mismatch")
+            return digest, answer.body, answer.headers.get("content-type", "")
+
+        try:
+            return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
+        except RegistryError as exc:
+            if exc.reason == "not-found":
+                return None
+            raise
+
+    async def manifest(self, ref: Reference, digest: str, *, deadline: float,
+                       settings: ImagesSettings | None = None) -> tuple[bytes, str]:
+        """(body, content type) of the manifest `digest` of `ref`'s repository, checked against the digest."""
+        if not valid_digest(digest):
+            raise RegistryError(f"{ref} names an invalid manifest digest {digest!r}", reason="error")
+
+        async def attempt(endpoint: Endpoint, until: float) -> tuple[bytes, str]:
+            return await self._manifest(endpoint, ref.path, digest, until, kind="signature")
+
+        return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
+
+    async def blob(self, ref: Reference, digest: str, *, cap: int, deadline: float,
+                   settings: ImagesSettings | None = None) -> bytes:
+        """The blob `digest` of `ref`'s repository, at most `cap` bytes, checked against the digest."""
+        async def attempt(endpoint: Endpoint, until: float) -> bytes:
+            return await self._blob(endpoint, ref.path, digest, kind="signature", cap=cap, deadline=until)
+
+        return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
+
     async def read_file_from_layers(self, ref: Reference, fetched: Fetched, path: str, *, deadline: float,
                                     max_bytes: int, settings: ImagesSettings | None = None) -> bytes | None:
         """The content of `path` as the image's filesystem has it, or None when absent (deleted by a whiteout).
@@ -259,8 +330,9 @@ class RegistryClient:
                                 f"{digest}", reason="digest-mismatch")
         return digest, got.body, got.headers.get("content-type", "")
 
-    async def _manifest(self, endpoint: Endpoint, repo: str, digest: str, deadline: float) -> tuple[bytes, str]:
-        answer = await self._auth.request(endpoint, repo, "GET", f"/v2/{repo}/manifests/{digest}", kind="manifest",
+    async def _manifest(self, endpoint: Endpoint, repo: str, digest: str, deadline: float, *,
+                        kind: Kind = "manifest") -> tuple[bytes, str]:
+        answer = await self._auth.request(endpoint, repo, "GET", f"/v2/{repo}/manifests/{digest}", kind=kind,
                                           accept=ACCEPT_MANIFESTS, cap=MANIFEST_CAP, deadline=deadline,
                                           subject=f"manifest {repo}@{digest}")
         verify(answer.body, digest, f"{endpoint.what} sent a manifest for {repo}@{digest}")

@@ -39,7 +39,7 @@ _RETRY_MIN_BUDGET = 0.2  # a retry is only worth sending with at least this much
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "admission (image config check)"
 
-Kind = Literal["ping", "token", "head", "manifest", "config", "blob"]
+Kind = Literal["ping", "token", "head", "manifest", "config", "blob", "referrers", "signature"]
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 

@@ -26,7 +26,7 @@ def _fix(error: str) -> str:
 
 @rule("image-config-unavailable", severity="warn", summary="An image config could not be had while resolving images.",
       applies={"kubernetes": "a lookup that failed or was refused", "compose": "same",
-               "dockerfile": "base images, when resolved"}, severity_fixed=True)
+               "dockerfile": "base images, when resolved"}, severity_from="images.on_error")
 def image_config_unavailable(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
     """Report every image whose config was asked for and could not be had, with the reason.
 
