@@ -4,11 +4,11 @@
 start-up must not pay for it. Neither sigstore-python (it cannot read key-based bundles) nor securesystemslib (it
 rejects cosign's keyid-less DSSE envelopes) verifies what cosign writes, so the signature checks are here.
 
-How cosign signs with each key type (observed with cosign v3.1.3, `sign --key` and `import-key-pair`):
-- ECDSA: DER signatures, SHA-256 for P-256, SHA-384 for P-384 and SHA-512 for P-521.
+Signatures are checked as `cosign verify --key` checks them (cosign v3.1.3 is the oracle, DESIGN §6):
+- ECDSA: DER signatures over SHA-256, whatever the curve. cosign signs with a P-384 key over SHA-384 and with an
+  Ed25519 key as Ed25519ph, and its own `verify` refuses both; we refuse them alike (tests/verify/).
 - RSA: PKCS#1 v1.5 with SHA-256.
-- Ed25519: cosign signs with Ed25519ph, which its own `verify` then rejects; we verify plain Ed25519, as `cosign
-  verify` does, so both refuse such a signature alike.
+- Ed25519: plain Ed25519.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _parsed(pem: bytes) -> Any:  # noqa: ANN401 - a cryptography public key
     except TypeError as exc:  # pragma: no cover - cryptography's own type errors for odd inputs
         raise ValueError(f"is not a PEM public key ({exc})") from None
     if isinstance(key, ec.EllipticCurvePublicKey):
-        if key.curve.name not in _EC_HASHES:
+        if key.curve.name not in _EC_CURVES:
             raise ValueError(f"is an ECDSA key on {key.curve.name}; cosign signs with P-256, P-384 or P-521")
         return key
     if isinstance(key, rsa.RSAPublicKey):
@@ -72,7 +72,7 @@ def _parsed(pem: bytes) -> Any:  # noqa: ANN401 - a cryptography public key
     raise ValueError(f"is a {type(key).__name__}; cosign signs with ECDSA, Ed25519 or RSA keys")
 
 
-_EC_HASHES = {"secp256r1": "SHA256", "secp384r1": "SHA384", "secp521r1": "SHA512"}
+_EC_CURVES = ("secp256r1", "secp384r1", "secp521r1")
 
 
 def _kind(key: Any) -> str:  # noqa: ANN401
@@ -93,7 +93,7 @@ def _verify(pem: bytes, signature: bytes, data: bytes) -> bool:
     key = _parsed(pem)
     try:
         if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(getattr(hashes, _EC_HASHES[key.curve.name])()))
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
         else:

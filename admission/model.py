@@ -115,6 +115,29 @@ class SignatureCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class CarriedSignature:
+    """A cosign signature object an image archive or OCI layout carries (what `cosign save` writes, or a copied
+    `sha256-<hex>` / `.sig` tag): raw, unverified, filed under the digest it says it is about."""
+
+    format: Literal["bundle", "legacy"]
+    data: bytes  # bundle: the Sigstore bundle JSON; legacy: the simple-signing payload
+    subject: str  # the digest it is filed under (a bundle manifest's subject, the digest a payload names)
+    signature: str = ""  # legacy: the base64 signature annotation
+
+
+@dataclass(frozen=True, slots=True)
+class Carried:
+    """What an archive says about one of its images for signature checks: its name, the digest the name points at
+    (an index for a multi-platform image), the index's entries, and every signature object the archive holds."""
+
+    image: str | None  # None: the archive names no image (`cosign save` writes no names)
+    digest: str | None
+    platforms: tuple[tuple[str, str], ...] | None  # (digest, "os/arch[/variant]") of an index's entries; None: a manifest
+    signatures: tuple[CarriedSignature, ...]
+    kind: str  # "OCI layout", "oci-archive", "docker save archive": where the signatures were looked for
+
+
+@dataclass(frozen=True, slots=True)
 class ContextCopy:
     """A COPY or ADD that takes files from the build context, in a stage the built image needs.
 
@@ -260,6 +283,8 @@ class Container:
     healthcheck: Setting | None = None
     # compose: the service has a `build`, so `image` names what the build produces here, not an image to pull
     builds_image: bool = False
+    # archives: the image's name, digests and the signature objects the archive carries (verified offline)
+    carried: Carried | None = None
     # image-signature: the checks of `image` and `base_images` that an `images.verify` entry matched, when verified
     # (resolution on, or an archive that carries its signatures); () when nothing was checked
     signatures: tuple[SignatureCheck, ...] = ()
@@ -348,6 +373,8 @@ def signed_references(workload: Workload, container: Container) -> list[Located[
     out = list(container.base_images)
     if container.image is not None and container.image.value and not container.builds_image:
         out.insert(0, container.image)
+    elif workload.source == "image" and container.carried is not None:
+        out.insert(0, Located(container.carried.image or workload.name, container.origin))
     return out
 
 

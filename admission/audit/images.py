@@ -19,8 +19,8 @@ from dataclasses import replace
 from typing import Any
 
 from admission.errors import RegistryError
-from admission.model import ImageConfig, Workload
-from admission.images.settings import ImagesSettings
+from admission.images.settings import ImagesSettings, entry_for
+from admission.model import ImageConfig, SignatureCheck, Workload
 
 __all__ = ["Images", "lookup_references"]
 
@@ -36,9 +36,11 @@ def lookup_references(workload: Workload, running: Mapping[str, Sequence[str]]) 
 
 
 def variants(workload: Workload, running: Mapping[str, Sequence[str]],
-             results: Mapping[str, ImageConfig | str]) -> list[Workload]:
-    """The workload with each container's config attached: one workload per running digest when a container's
-    Pods run several (the n-th variant takes each container's n-th digest, or its last)."""
+             results: Mapping[str, ImageConfig | str],
+             checks: Mapping[str, SignatureCheck] | None = None) -> list[Workload]:
+    """The workload with each container's config (and signature check) attached: one workload per running digest
+    when a container's Pods run several (the n-th variant takes each container's n-th digest, or its last). A check
+    made on the running digest is shown under the reference the spec writes, which is what the rule reads."""
     count = max([len(running.get(c.name, ())) for c in workload.containers] + [1])
     out = []
     for n in range(count):
@@ -48,11 +50,15 @@ def variants(workload: Workload, running: Mapping[str, Sequence[str]],
                 containers.append(container)
                 continue
             refs = running.get(container.name) or (container.image.value,)
-            found = results.get(refs[min(n, len(refs) - 1)])
+            ref = refs[min(n, len(refs) - 1)]
+            found = results.get(ref)
             if isinstance(found, ImageConfig):
                 container = replace(container, image_config=found)
             elif found is not None:
                 container = replace(container, image_config_error=found)
+            check = (checks or {}).get(ref)
+            if check is not None:
+                container = replace(container, signatures=(replace(check, image=container.image.value),))
             containers.append(container)
         out.append(replace(workload, containers=tuple(containers)))
     return out
@@ -78,6 +84,7 @@ class Images:
         self.settings = settings
         self.page_deadline = page_deadline
         self.results: dict[str, ImageConfig | str] = {}
+        self.checks: dict[str, SignatureCheck] = {}  # images.verify checks, by the reference that runs
         self.lookups = 0  # references looked up (each once)
         credentials = Credentials.load(registry_config)
         disk = None if no_cache else DiskCache(cache_dir if cache_dir else default_cache_dir())
@@ -101,14 +108,24 @@ class Images:
 
     async def _lookup(self, todo: list[str]) -> dict[str, ImageConfig | str]:
         deadline = time.monotonic() + self.page_deadline
+        from admission.images.verify.remote import SignatureFinder, unavailable
+
+        finder = SignatureFinder(self.resolver)
 
         async def one(reference: str) -> ImageConfig | str:
             try:
-                return await self.resolver.config_for(reference, deadline=deadline, settings=self.settings)
+                found: ImageConfig | str = await self.resolver.config_for(reference, deadline=deadline,
+                                                                         settings=self.settings)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is a recorded reason, as in enrich.py
-                return _error_text(exc)
+                found = _error_text(exc)
+            entry = entry_for(self.settings.verify, reference)
+            if entry is not None:  # the same check as the webhook's, on the digest that runs
+                self.checks[reference] = unavailable(reference, "timeout: not checked within the deadline")
+                self.checks[reference] = await finder.check(reference, entry, deadline=deadline,
+                                                            settings=self.settings)
+            return found
 
         tasks = [asyncio.ensure_future(one(r)) for r in todo]
         done, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))

@@ -180,7 +180,8 @@ class Audit:
         meta = obj.get("metadata") or {}
         namespace = meta.get("namespace") or None
         for workload in workloads:
-            judged = (variants(workload, running, self.images.results) if self.images is not None else [workload])
+            judged = (variants(workload, running, self.images.results, self.images.checks)
+                      if self.images is not None else [workload])
             result = engine.evaluate(judged, self.policy, today=self.today)
             findings = _merge(result.findings) if len(judged) > 1 else result.findings
             findings = [self._compact(f) for f in findings]

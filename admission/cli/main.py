@@ -116,6 +116,10 @@ def _check(args: argparse.Namespace) -> int:
         print(f"admission-cli: {exc}", file=sys.stderr)
         return EXIT_ERROR
     workloads = collected.workloads
+    if policy.images.verify:  # archives carry their own signatures: verified offline, whatever the flags say
+        from admission.images.verify.offline import verify_carried
+
+        workloads = verify_carried(workloads, policy.images.verify)
     if _resolves(args, policy.images.resolve):
         from admission.images import enrich  # only now: resolution needs the HTTP client
 

@@ -71,3 +71,12 @@ def entry_for(entries: tuple[VerifyEntry, ...], image: str) -> VerifyEntry | Non
         if entry.matches(name):
             return entry if entry.signature != "off" else None
     return None
+
+
+def strictest(entries: tuple[VerifyEntry, ...]) -> VerifyEntry | None:
+    """The entry an image no name can match is held to: the first `required` one, else the first `warn` one."""
+    for level in ("required", "warn"):
+        for entry in entries:
+            if entry.signature == level:
+                return entry
+    return None

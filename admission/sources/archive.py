@@ -42,7 +42,7 @@ from typing import IO, Any, Protocol
 
 from admission.errors import InputError
 from admission.images.layers import manifest_layer_sizes
-from admission.model import Container, HistoryEntry, ImageConfig, Origin, Workload
+from admission.model import Carried, CarriedSignature, Container, HistoryEntry, ImageConfig, Origin, Workload
 
 MANIFEST_CAP = 4 * 1024 * 1024  # manifest.json, index.json, OCI manifests and indexes
 CONFIG_CAP = 8 * 1024 * 1024
@@ -68,6 +68,11 @@ _MANIFEST_TYPES = frozenset({"application/vnd.oci.image.manifest.v1+json",
 _CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
                            "application/vnd.docker.container.image.v1+json"})
 _DIGEST = re.compile(r"(sha256):([a-f0-9]{64})\Z|(sha512):([a-f0-9]{128})\Z")
+# cosign's objects in a layout: `cosign save` marks them by a `kind` annotation; copied tags keep cosign's tag names.
+_COSIGN_KINDS = {"dev.cosignproject.cosign/sigs": "sigs", "dev.cosignproject.cosign/atts": "atts"}
+_COSIGN_TAG = re.compile(r"(?:^|:)sha256-([a-f0-9]{64})(\.sig|\.att)?\Z")
+SIGNATURE_SCAN_CAP = 64 * 1024  # a signature manifest is about 1 KiB
+SIGNATURE_SCAN_MEMBERS = 4096
 _NAMED_BY_DIGEST = re.compile(r"(?:^|/)([a-f0-9]{64})(?:\.json)?\Z")  # "<hex>.json" or "blobs/sha256/<hex>"
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel": "arm"}
 _DEFAULT_VARIANT = {"arm64": "v8", "arm": "v7"}
@@ -322,6 +327,8 @@ class _Store(Protocol):
 
     def read(self, name: str, *, cap: int) -> bytes: ...
 
+    def small_blobs(self) -> list[str]: ...
+
 
 class _HeaderTooBig(Exception):
     def __init__(self, offset: int, size: int) -> None:
@@ -383,6 +390,11 @@ class _TarIndex:
 
     def read(self, name: str, *, cap: int) -> bytes:
         raise NotImplementedError
+
+    def small_blobs(self) -> list[str]:
+        """`blobs/<algo>/<hex>` members small enough to be a manifest (cosign's signature manifests hide there)."""
+        return [name for name, info in self._members.items() if name.startswith("blobs/") and info.isreg()
+                and 0 < info.size <= SIGNATURE_SCAN_CAP][:SIGNATURE_SCAN_MEMBERS]
 
     def _listed(self, count: int, info: tarfile.TarInfo) -> str | None:
         """Each member as a reader meets it (the `count`th): the member cap, the first names for messages, and
@@ -517,6 +529,23 @@ class _DirStore:
 
     def has(self, name: str) -> bool:
         return os.path.lexists(self._path(name))  # read() then says what is wrong with it
+
+    def small_blobs(self) -> list[str]:
+        out: list[str] = []
+        try:
+            with os.scandir(self._path("blobs")) as algorithms:
+                for algorithm in algorithms:
+                    if not algorithm.is_dir(follow_symlinks=False):
+                        continue
+                    with os.scandir(algorithm.path) as blobs:
+                        for blob in blobs:
+                            if len(out) >= SIGNATURE_SCAN_MEMBERS:
+                                return out
+                            if blob.is_file(follow_symlinks=False) and 0 < blob.stat().st_size <= SIGNATURE_SCAN_CAP:
+                                out.append(f"blobs/{algorithm.name}/{blob.name}")
+        except OSError:
+            pass  # an unreadable folder carries no signatures we can see; the image itself is read as before
+        return out
 
     def read(self, name: str, *, cap: int) -> bytes:
         # Non-blocking open and a regular-file check: a FIFO planted as a blob must not hang the CLI.
@@ -746,8 +775,11 @@ def _load_docker(store: _TarIndex, *, display: str, fallback: str, want: _Platfo
         names = tags or [_untagged_name(fallback, manifest_digest or config_digest, many=untagged > 1)]
         sizes = _saved_layer_sizes(store, entry.get("Layers"))
         for name in names:
+            carried = Carried(image=name if tags else None, digest=manifest_digest, platforms=None, signatures=(),
+                              kind="docker save archive")
             workloads.append(_workload(store, name=name, config=config, member=member, manifest_digest=manifest_digest,
-                                       config_digest=config_digest, layer_sizes=sizes, layers_compressed=False))
+                                       config_digest=config_digest, layer_sizes=sizes, layers_compressed=False,
+                                       carried=carried))
     return workloads
 
 
@@ -790,23 +822,162 @@ def _load_oci(store: _Store, *, display: str, fallback: str, want: _Platform) ->
     descriptors = index.get("manifests")
     if not isinstance(descriptors, list):
         raise _bad(store, "index.json", "manifests", "is missing or not a list")
-    resolved: list[tuple[str | None, _Resolved]] = []
+    resolved: list[tuple[str | None, _Resolved, dict[str, Any]]] = []
+    cosign_entries: list[tuple[str, dict[str, Any]]] = []
     for i, desc in enumerate(descriptors):
         referrer = f"index.json manifests[{i}]"
         if isinstance(desc, dict) and _is_attestation(desc):
             continue
+        kind = _cosign_entry(desc) if isinstance(desc, dict) else None
+        if kind is not None:
+            cosign_entries.append((kind, desc))  # a signature, not an image: read for image-signature below
+            continue
         found = _resolve(store, desc, referrer=referrer, want=want, depth=0, seen=frozenset())
         if found is not None:
-            resolved.append((_ref_name(desc), found))
+            resolved.append((_ref_name(desc), found, desc))
     if not resolved:
         raise InputError("index.json names no container image", file=display, path="index.json")
-    untagged = sum(1 for name, _ in resolved if name is None)
-    return [_workload(store, name=_full_name(name, fallback) or _untagged_name(fallback, found.manifest_digest,
-                                                                               many=untagged > 1),
-                      config=found.config, member=found.config_member, manifest_digest=found.manifest_digest,
-                      config_digest=found.config_digest, layer_sizes=found.layer_sizes,
-                      layers_compressed=found.layers_compressed)
-            for name, found in resolved]
+    material = _signatures(store, cosign_entries)
+    untagged = sum(1 for name, _, _ in resolved if name is None)
+    kind = "OCI layout" if isinstance(store, _DirStore) else "oci-archive"
+    out = []
+    for name, found, desc in resolved:
+        shown = _full_name(name, fallback) or _untagged_name(fallback, found.manifest_digest, many=untagged > 1)
+        top = str(desc.get("digest"))
+        carried = Carried(image=_full_name(name, fallback) if name else _claimed_name(material, top),
+                          digest=top, platforms=_platforms(store, desc), signatures=material, kind=kind)
+        out.append(_workload(store, name=shown, config=found.config, member=found.config_member,
+                             manifest_digest=found.manifest_digest, config_digest=found.config_digest,
+                             layer_sizes=found.layer_sizes, layers_compressed=found.layers_compressed, carried=carried))
+    return out
+
+
+def _cosign_entry(desc: Mapping[str, Any]) -> str | None:
+    """"sigs", "atts", "tag" (an index of bundles), "sig-tag", "att-tag" for cosign's objects, else None."""
+    annotations = desc.get("annotations")
+    if isinstance(annotations, dict) and annotations.get("kind") in _COSIGN_KINDS:
+        return _COSIGN_KINDS[annotations["kind"]]
+    name = _ref_name(desc)
+    match = _COSIGN_TAG.search(name) if name else None
+    if match is None:
+        return None
+    return {None: "tag", ".sig": "sig-tag", ".att": "att-tag"}[match.group(2)]
+
+
+def _signatures(store: _Store, entries: list[tuple[str, dict[str, Any]]]) -> tuple[CarriedSignature, ...]:
+    """Every cosign signature object the archive holds: `cosign save`'s sigs manifests, copied cosign tags, and
+    signature manifests with a `subject` among the small blobs (where `cosign save` leaves v3 bundles, unlisted).
+
+    Nothing here is trusted or required: an object that cannot be read is left out, so the image reads as unsigned or
+    not validly signed (never as signed); verify/offline.py checks what is kept."""
+    from admission.images.verify import cosign
+
+    found: dict[bytes, CarriedSignature] = {}
+
+    def manifest(digest: object) -> dict[str, Any] | None:
+        match = _DIGEST.match(digest) if isinstance(digest, str) else None
+        if match is None:
+            return None
+        try:
+            _, data = _verified_blob(store, algo=match.group(1) or match.group(3),
+                                     hexdigest=match.group(2) or match.group(4), cap=MANIFEST_CAP, referrer="signature")
+            document = json.loads(data)
+        except (InputError, ValueError, RecursionError):
+            return None
+        return document if isinstance(document, dict) else None
+
+    def blob(digest: str, cap: int) -> bytes | None:
+        match = _DIGEST.match(digest)
+        if match is None:
+            return None
+        try:
+            return _verified_blob(store, algo=match.group(1) or match.group(3),
+                                  hexdigest=match.group(2) or match.group(4), cap=cap, referrer="signature")[1]
+        except InputError:
+            return None
+
+    def add_bundle(doc: Mapping[str, Any], subject: str) -> None:
+        layer = cosign.bundle_layer(doc)
+        data = blob(layer, cosign.BUNDLE_CAP) if layer else None
+        if data is not None:
+            found.setdefault(data, CarriedSignature("bundle", data, subject))
+
+    for kind, desc in entries:
+        doc = manifest(desc.get("digest"))
+        if doc is None:
+            continue
+        named = _COSIGN_TAG.search(_ref_name(desc) or "")
+        if kind in ("sigs", "sig-tag"):
+            for payload_digest, signature in cosign.legacy_layers(doc):
+                data = blob(payload_digest, cosign.PAYLOAD_CAP)
+                if data is not None and isinstance(signature, str):
+                    subject = _payload_digest(data) or (f"sha256:{named.group(1)}" if named else "")
+                    found.setdefault(data + signature.encode(), CarriedSignature("legacy", data, subject, signature))
+        elif kind == "tag" and named is not None:
+            for entry in doc.get("manifests") or ():
+                inner = manifest(entry.get("digest")) if isinstance(entry, dict) else None
+                if inner is not None:
+                    add_bundle(inner, f"sha256:{named.group(1)}")
+    for member in store.small_blobs():
+        try:
+            data = store.read(member, cap=SIGNATURE_SCAN_CAP)
+        except InputError:
+            continue
+        if not data.lstrip().startswith(b"{") or b'"subject"' not in data:
+            continue
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            continue
+        subject = doc.get("subject") if isinstance(doc, dict) else None
+        if isinstance(subject, dict) and isinstance(subject.get("digest"), str):
+            add_bundle(doc, subject["digest"])
+    return tuple(found.values())
+
+
+def _payload_digest(payload: bytes) -> str | None:
+    """The digest a simple-signing payload says it signs (for filing it; the signature check reads it again)."""
+    try:
+        named = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
+    except (ValueError, RecursionError, KeyError, TypeError):
+        return None
+    return named if isinstance(named, str) else None
+
+
+def _claimed_name(material: tuple[CarriedSignature, ...], digest: str) -> str | None:
+    """A name for an image the archive does not name (`cosign save` writes none): the repository its legacy signatures
+    name, when one of them is about this digest. Bundles name no repository."""
+    for item in material:
+        if item.format != "legacy" or item.subject != digest:
+            continue
+        try:
+            name = json.loads(item.data)["critical"]["identity"]["docker-reference"]
+        except (ValueError, RecursionError, KeyError, TypeError):
+            continue
+        if isinstance(name, str) and name:
+            return f"{name}@{digest}"
+    return None
+
+
+def _platforms(store: _Store, desc: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """(digest, platform) of each entry when the descriptor is an index, else None."""
+    match = _DIGEST.match(desc.get("digest")) if isinstance(desc.get("digest"), str) else None
+    if match is None:
+        return None
+    try:
+        _, data = _verified_blob(store, algo=match.group(1) or match.group(3),
+                                 hexdigest=match.group(2) or match.group(4), cap=MANIFEST_CAP, referrer="index")
+        doc = json.loads(data)
+    except (InputError, ValueError, RecursionError):
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
+        return None
+    out = []
+    for entry in doc["manifests"]:
+        if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+            platform = _descriptor_platform(entry)
+            out.append((entry["digest"], str(platform) if platform is not None else ""))
+    return tuple(out)
 
 
 def _ref_name(desc: Mapping[str, Any]) -> str | None:
@@ -840,13 +1011,14 @@ def _untagged_name(fallback: str, digest: str, *, many: bool) -> str:
 
 
 def _workload(store: _Store, *, name: str, config: Mapping[str, Any], member: str, manifest_digest: str | None,
-              config_digest: str, layer_sizes: tuple[int, ...] | None = None, layers_compressed: bool = True) -> Workload:
+              config_digest: str, layer_sizes: tuple[int, ...] | None = None, layers_compressed: bool = True,
+              carried: Carried | None = None) -> Workload:
     image_config = _image_config(store, config, member=member, reference=name, manifest_digest=manifest_digest,
                                  config_digest=config_digest)
     if layer_sizes is not None:
         image_config = replace(image_config, layer_sizes=layer_sizes, layers_compressed=layers_compressed)
     origin = Origin(store.display, None, member)
-    container = Container(name=name, origin=origin, image=None, image_config=image_config)
+    container = Container(name=name, origin=origin, image=None, image_config=image_config, carried=carried)
     return Workload(source="image", kind="Image", name=name, namespace=None, origin=origin, containers=(container,),
                     runtime=False, os=image_config.os or None)
 

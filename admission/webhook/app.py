@@ -34,7 +34,7 @@ from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
 from admission.webhook import review
 from admission.webhook.audit import AuditLog, record
-from admission.webhook.imaging import ImageFailure, failures
+from admission.webhook.imaging import ImageFailure, failures, signature_audit
 from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
 from admission.webhook.reload import LIFECYCLE, PolicyHolder
 from admission.webhook.settings import Settings
@@ -249,6 +249,7 @@ class _Webhook:
         workloads: list[Workload] = planned.workloads
         notes: list[str] = []
         image_failures: list[ImageFailure] = []
+        signatures: list[dict[str, str]] = []
         # The LimitRange read and the image lookups run side by side, both inside the deadline.
         limit_task = None
         if planned.template and self.cluster is not None and self.cluster.limitranges:
@@ -262,6 +263,7 @@ class _Webhook:
                     notes.append(credentials.problem)
             workloads = await self.images.enrich(workloads, policy.images, deadline=deadline, pulls=credentials)
             image_failures = failures(workloads)
+            signatures, workloads = signature_audit(workloads)
         limit_problem = None
         if limit_task is not None:
             defaults = await limit_task
@@ -285,6 +287,8 @@ class _Webhook:
         decision = review.finish(planned, report, notes=notes, describe=describe)
         if image_failures:
             decision.images = [failure.audit() for failure in image_failures]
+        if signatures:
+            decision.signatures = signatures
         if controller is not None and policy.exemptions:
             decision.owner = f"{(owner or controller).kind} {(owner or controller).name}"
             decision.owner_verified = owner is not None

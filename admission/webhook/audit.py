@@ -69,6 +69,8 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
         out["message"] = decision.message
     if decision.images:
         out["images"] = decision.images  # image, container, precise reason and message: never in the answer
+    if decision.signatures:
+        out["signatures"] = decision.signatures  # what was verified, by which key; an unanswered registry's error
     if report is not None and report.errors:
         out["problems"] = [p.message for p in report.errors]
     if deadline is not None:

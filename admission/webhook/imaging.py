@@ -17,7 +17,7 @@ import collections
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from admission.images.cache import ImageResolver, MemoryCache
@@ -58,6 +58,27 @@ def failures(workloads: Sequence[Workload]) -> list[ImageFailure]:
                 out.append(ImageFailure(c.image.value, c.name, failure_reason(c.image_config_error),
                                         c.image_config_error))
     return out
+
+
+def signature_audit(workloads: Sequence[Workload]) -> tuple[list[dict[str, str]], list[Workload]]:
+    """The images.verify checks for the audit line, and the workloads with each check's precise registry error taken
+    out: a requester reads only that the registry could not be asked (which names resolve, and to what, stays in the
+    audit line and the log, as for image-config-unavailable)."""
+    audit: list[dict[str, str]] = []
+    out = []
+    for workload in workloads:
+        containers = []
+        for c in workload.containers:
+            for check in c.signatures:
+                entry = {"image": check.image, "container": c.name, "status": check.status, "digest": check.digest}
+                entry.update({k: v for k, v in (("key", check.key), ("format", check.format), ("where", check.where),
+                                                ("error", check.error[:300])) if v})
+                audit.append(entry)
+            if any(check.error for check in c.signatures):
+                c = replace(c, signatures=tuple(replace(check, error="") for check in c.signatures))
+            containers.append(c)
+        out.append(replace(workload, containers=tuple(containers)))
+    return audit, out if audit else list(workloads)
 
 
 def _registry_of(image: str) -> str:

@@ -168,6 +168,7 @@ class Decision:
     owner_problem: str | None = None
     report: Report | None = None
     images: list[dict[str, str]] | None = None  # failed image lookups with their precise reasons (audit only)
+    signatures: list[dict[str, str]] | None = None  # images.verify checks, with their precise errors (audit only)
     kind: str = ""
     namespace: str = ""
     name: str = ""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -106,3 +108,21 @@ def build_steps(layout: Path, tag: str, steps: Sequence[tuple[str, str | None, i
     _run("umoci", "config", "--image", image, "--config.user", user, "--history.created_by", f"USER {user}")
     _run("umoci", "gc", "--layout", str(layout))
     return f"oci:{image}"
+
+
+def add_index(layout: Path, tag: str, members: dict[str, tuple[str, str]]) -> None:
+    """Add an OCI index tagged `tag` to an OCI layout; `members` maps a tag in the layout to (os, architecture)."""
+    index_json = json.loads((layout / "index.json").read_text())
+    descriptors = []
+    for member, (os_name, arch) in members.items():
+        entry = next(m for m in index_json["manifests"]
+                     if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == member)
+        descriptors.append({"mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"],
+                            "platform": {"os": os_name, "architecture": arch}})
+    data = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                       "manifests": descriptors}).encode()
+    digest = hashlib.sha256(data).hexdigest()
+    (layout / "blobs" / "sha256" / digest).write_bytes(data)
+    index_json["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}",
+                                    "size": len(data), "annotations": {"org.opencontainers.image.ref.name": tag}})
+    (layout / "index.json").write_text(json.dumps(index_json))

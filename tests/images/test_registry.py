@@ -127,24 +127,6 @@ def umoci(*args: str) -> None:
     subprocess.run(["umoci", *args], check=True, capture_output=True, timeout=120)
 
 
-def add_index(layout: Path, tag: str, members: dict[str, tuple[str, str]]) -> None:
-    """Add an OCI index tagged `tag` to an OCI layout; `members` maps a tag in the layout to (os, architecture)."""
-    index_json = json.loads((layout / "index.json").read_text())
-    descriptors = []
-    for member, (os_name, arch) in members.items():
-        entry = next(m for m in index_json["manifests"]
-                     if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == member)
-        descriptors.append({"mediaType": entry["mediaType"], "digest": entry["digest"], "size": entry["size"],
-                            "platform": {"os": os_name, "architecture": arch}})
-    data = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                       "manifests": descriptors}).encode()
-    digest = hashlib.sha256(data).hexdigest()
-    (layout / "blobs" / "sha256" / digest).write_bytes(data)
-    index_json["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}",
-                                    "size": len(data), "annotations": {"org.opencontainers.image.ref.name": tag}})
-    (layout / "index.json").write_text(json.dumps(index_json))
-
-
 @dataclass(frozen=True)
 class Images:
     layout: Path
@@ -161,7 +143,7 @@ def images(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> Imag
     oci.push(app, registry.host, "docker/app:1", v2s2=True)
     oci.build(layout, "amd", user="1000", architecture="amd64")
     oci.build(layout, "arm", user="2000", architecture="arm64")
-    add_index(layout, "multi", {"arm": ("linux", "arm64"), "amd": ("linux", "amd64")})
+    oci.add_index(layout, "multi", {"arm": ("linux", "arm64"), "amd": ("linux", "amd64")})
     oci.copy(f"oci:{layout}:multi", f"docker://{registry.host}/multi:oci", all_images=True)
     oci.copy(f"oci:{layout}:multi", f"docker://{registry.host}/multi:docker", all_images=True, v2s2=True)
     layered = oci.build(layout, "layered", files={"/etc/passwd": "root:x:0:0::/root:/bin/sh\n"})

@@ -11,8 +11,9 @@ filter (OCI-Filters-Applied).
 Caches: manifests and blobs by digest (checked against the digest when fetched, hashed again when read from disk),
 what a registry lists for a digest for `images.tag_ttl` (a signature can be added after a push: "no signature" is not
 kept longer). A verdict is never cached: each check verifies the signatures again. Cold, a signed image costs its
-resolution plus: the referrers API (or the fallback tag), the bundle manifest, the bundle blob and the legacy tag
-(and its payload blobs when it exists); warm, nothing.
+resolution plus: the referrers API (or, where it is not served, the fallback tag; the probe is paid once per registry),
+the bundle manifest and the bundle blob; the legacy tag (and its payload blobs) only when no bundle is a valid
+signature, since one valid signature decides. Warm, nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from admission import reference
@@ -28,6 +30,7 @@ from admission.images.cache import ListEntry
 from admission.images.settings import ImagesSettings, VerifyEntry
 from admission.images.verify import cosign
 from admission.images.verify.decide import decide
+from admission.keys import PublicKey
 from admission.model import SignatureCheck
 from admission.reference import Reference
 
@@ -67,13 +70,13 @@ class SignatureFinder:
                 named = reference.parse_normalized_named(image)
                 ref = Reference(domain=named.domain, path=named.path)
                 job = _Job(self, ref, self.resolver.key_prefix(cred_key=cred_key, settings=chosen), chosen, deadline)
-                found = {digest: await job.signatures(digest)}
+                found = {digest: await job.signatures(digest, entry.keys)}
                 platforms = None
                 valid, _ = cosign.first_valid(found[digest], digest=digest, keys=entry.keys)
                 if valid is None:
                     platforms = await job.platforms(digest)
                     if platforms:
-                        got = await asyncio.gather(*(job.signatures(d) for d, _ in platforms))
+                        got = await asyncio.gather(*(job.signatures(d, entry.keys) for d, _ in platforms))
                         found.update(zip((d for d, _ in platforms), got))
                 return decide(image, digest=digest, tag=tag if named.digest is None else None, found=found,
                               platforms=platforms, keys=entry.keys, looked=job.looked())
@@ -103,9 +106,13 @@ class _Job:
 
     # -- the three places --
 
-    async def signatures(self, digest: str) -> tuple[cosign.Envelope, ...]:
-        bundles, legacy = await asyncio.gather(self._bundles(digest), self._legacy(digest))
-        return bundles + legacy
+    async def signatures(self, digest: str, keys: Sequence[PublicKey]) -> tuple[cosign.Envelope, ...]:
+        """The signature objects of `digest`: bundles first, and the legacy tag only when no bundle is a valid
+        signature (a valid one decides, wherever else one might be)."""
+        bundles = await self._bundles(digest)
+        if cosign.first_valid(bundles, digest=digest, keys=keys)[0] is not None:
+            return bundles
+        return bundles + await self._legacy(digest)
 
     async def _bundles(self, digest: str) -> tuple[cosign.Envelope, ...]:
         listed = await self._referrers(digest)

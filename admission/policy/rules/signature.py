@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from admission.findings import Proof, Violation
-from admission.images.settings import VerifyEntry, entry_for
+from admission.images.settings import VerifyEntry, entry_for, strictest
 from admission.model import SignatureCheck, Workload, signed_references
 from admission.policy.rule import rule
 from admission.policy.rules.common import container_field, repository, subject
@@ -70,12 +70,15 @@ def image_signature(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
     for container in workload.containers:
         checks = {check.image: check for check in container.signatures}
         name = container_field(workload, container)
+        unnamed = workload.source == "image" and container.carried is not None and container.carried.image is None
         for ref in signed_references(workload, container):
-            entry = entry_for(entries, ref.value)
+            # An archive image with no name is held to the strictest entry (images/verify/offline.py).
+            entry = strictest(entries) if unnamed else entry_for(entries, ref.value)
             if entry is None:
                 continue
             key = f"signature {repository(ref.value)}"
-            who = f"{subject(workload, container)}: image '{ref.value}'"
+            who = (f"{subject(workload, container)}: image '{ref.value}'" if workload.source != "image"
+                   else f"image '{ref.value}'")
             check = checks.get(ref.value)
             if check is None:
                 yield Violation(message=f"{who}: {OFFLINE}", origin=ref.origin, value=ref.value, container=name,
