@@ -30,20 +30,21 @@ class PublicKey:
     pem: bytes
     hint: str  # base64(sha256(SubjectPublicKeyInfo DER)): what a cosign bundle's verificationMaterial.publicKey names
     kind: str  # ecdsa-p256, ecdsa-p384, ecdsa-p521, ed25519, rsa-2048, ...
+    path: str = ""  # the file it was read from ("" inline): the webhook reloads the policy when it changes
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True when `signature` is this key's signature over `data`, as cosign makes it for this key type."""
         return _verify(self.pem, signature, data)
 
 
-def load_key(pem: bytes, *, label: str) -> PublicKey:
+def load_key(pem: bytes, *, label: str, path: str = "") -> PublicKey:
     """A PublicKey from PEM; ValueError says why it is not one cosign could have signed with."""
     from cryptography.hazmat.primitives import serialization
 
     key = _parsed(pem)
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return PublicKey(label=label, pem=pem, hint=base64.b64encode(hashlib.sha256(der).digest()).decode(),
-                     kind=_kind(key))
+                     kind=_kind(key), path=path)
 
 
 @functools.lru_cache(maxsize=64)

@@ -12,7 +12,7 @@ README_END = "<!-- rules:end -->"
 
 
 def explain(rule: catalog.Rule) -> str:
-    lines = [f"{rule.id}  (default: {rule.severity if not rule.severity_fixed else 'images.on_error'})", "",
+    lines = [f"{rule.id}  (default: {rule.severity_from or rule.severity})", "",
              rule.summary, "", "Applies to:"]
     lines += [f"  {source:<11} {what}" for source, what in rule.applies.items()]
     if rule.params:
@@ -29,7 +29,7 @@ def rules_table() -> str:
     head = "| rule | default | " + " | ".join(s.capitalize() if s != "image" else "Image" for s in sources) + " |"
     rows = [head, "|" + "---|" * (2 + len(sources))]
     for rule in catalog.all_rules().values():
-        default = "per `images.on_error`" if rule.severity_fixed else rule.severity
+        default = f"per `{rule.severity_from}`" if rule.severity_fixed else rule.severity
         cells = [rule.applies.get(s, "–") for s in sources]
         rows.append(f"| `{rule.id}` | {default} | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
@@ -40,7 +40,7 @@ def rules_markdown() -> str:
              "`admission-cli explain RULE` prints the same text.", "", rules_table()]
     for rule in catalog.all_rules().values():
         parts += [f"## `{rule.id}`", "", f"{rule.summary} Default severity: "
-                  f"**{'per images.on_error' if rule.severity_fixed else rule.severity}**.", ""]
+                  f"**{'per ' + rule.severity_from if rule.severity_fixed else rule.severity}**.", ""]
         if rule.params:
             parts += ["Parameters:", ""]
             parts += [f"- `{p.name}` (default `{list(p.default) if isinstance(p.default, tuple) else p.default}`): {p.help}"

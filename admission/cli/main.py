@@ -200,7 +200,7 @@ def _rules() -> int:
     from admission.policy import catalog
 
     for rule in catalog.all_rules().values():
-        default = "on_error" if rule.severity_fixed else rule.severity
+        default = rule.severity_from.rpartition(".")[2] if rule.severity_fixed else rule.severity
         print(f"{rule.id:<26} {default:<8} {rule.summary}")
     return EXIT_OK
 

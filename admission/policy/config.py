@@ -219,6 +219,11 @@ class Policy:
     source: str = "default"
     controllers: tuple[str, ...] = CONTROLLER_IDENTITIES
 
+    @property
+    def key_files(self) -> tuple[str, ...]:
+        """The key files `images.verify` read: a change to one is a change to the policy (webhook reloads)."""
+        return tuple(dict.fromkeys(k.path for e in self.images.verify for k in e.keys if k.path))
+
     def setting(self, rule_id: str) -> RuleSetting:
         return self.rules[rule_id]
 
@@ -458,7 +463,7 @@ def _image_glob(reader: _Reader, text: str, *, what: str, container: YMap) -> st
 def _public_key(reader: _Reader, text: str, *, what: str, container: YMap) -> PublicKey:
     """A key given inline (PEM text) or as a file relative to the policy file's folder."""
     if "-----BEGIN" in text:
-        pem, label = text.strip().encode(), f"{what} (inline)"
+        pem, label, path = text.strip().encode(), f"{what} (inline)", ""
     else:
         path = text if os.path.isabs(text) else os.path.join(reader.folder, text)
         try:
@@ -471,7 +476,7 @@ def _public_key(reader: _Reader, text: str, *, what: str, container: YMap) -> Pu
             raise reader.fail(f"{what}: key file {text!r} is larger than {_KEY_CAP} bytes", container, "keys")
         label = text
     try:
-        return load_key(pem, label=label)
+        return load_key(pem, label=label, path=path)
     except ValueError as exc:
         raise reader.fail(f"{what}: {label} {exc}", container, "keys") from None
 

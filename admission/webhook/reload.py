@@ -51,6 +51,16 @@ def _digest(path: str) -> str | None:
         return None
 
 
+def _policy_digest(path: str, key_files: tuple[str, ...]) -> str | None:
+    """The policy file's digest, folded with those of the key files it names (a rotated key mounted from a ConfigMap
+    or Secret reloads the policy like an edit of the file itself); None when the policy file cannot be read."""
+    digest = _digest(path)
+    if digest is None or not key_files:
+        return digest
+    keys = "\0".join(f"{name}={_digest(name)}" for name in key_files)
+    return hashlib.sha256(f"{digest}\0{keys}".encode()).hexdigest()
+
+
 class PolicyHolder:
     """The current policy. `policy` is replaced as a whole; readers take one reference per request."""
 
@@ -58,7 +68,7 @@ class PolicyHolder:
         self.path = path
         self.metrics = metrics
         self.policy: Policy | None = initial
-        self._loaded = _digest(path) if path else None
+        self._loaded = _policy_digest(path, initial.key_files) if path else None
         self._rejected: str | None = None
         self.generation = 0
         self.loaded_at = time.time()  # wall clock of the last good load, for admission_policy_last_reload_*
@@ -77,7 +87,7 @@ class PolicyHolder:
         """Reload when the file's content changed: True applied, False rejected (old kept), None unchanged."""
         if not self.path:
             return None
-        digest = _digest(self.path)
+        digest = _policy_digest(self.path, self.policy.key_files if self.policy is not None else ())
         if digest is None:
             if self._rejected != "missing":
                 self._rejected = "missing"
@@ -96,7 +106,8 @@ class PolicyHolder:
         if on_change is not None:
             on_change(new)  # the images gates first, then the rules: both are in place before the next request
         self.policy = new
-        self._loaded, self._rejected = digest, None
+        # what was loaded, with the key files the new policy names (the digest above folded in the old one's)
+        self._loaded, self._rejected = _policy_digest(self.path, new.key_files), None
         self.loaded_at = time.time()
         self.generation += 1
         self.metrics.policy_reloads.labels("success").inc()

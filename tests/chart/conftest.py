@@ -19,6 +19,13 @@ CHART = ROOT / "charts" / "admission"
 RELEASE = "admission"
 NAMESPACE = "admission-system"
 
+# An ECDSA P-256 public key made for these tests (openssl ecparam -name prime256v1; the private half is not kept).
+TEST_PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE+ptab9w4CGf7z2FcyBdulzd26DKQ
+yaEUniKju4IuNiU9jZUUzM0InSGIzZbbgPdWoLDIcbVtppp1gUw1YS4fsw==
+-----END PUBLIC KEY-----
+"""
+
 # The value sets every structural test runs over (the issue's list, plus the reads off and the rest of the knobs).
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -38,6 +45,12 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "audit-openreports": {"audit": {"enabled": True, "installReportCRDs": True, "reportApi": "openreports.io/v1alpha1",
                                     "schedule": "@daily", "qps": 5.5, "chunkSize": 200},
                           "registryCredentialsSecret": "registry-credentials", "imagePullSecrets": ["pull-secret"]},
+    # A release key for images.verify, inline (a ConfigMap the server and the policy-check hook mount) and as an
+    # existing Secret; the policy names it relative to itself.
+    "verify-keys": {"verifyKeys": {"keys": {"release.pub": TEST_PUBLIC_KEY}},
+                    "policy": "images:\n  verify:\n  - images: ['registry.example.com/team/*']\n"
+                              "    keys: [../keys/release.pub]\n"},
+    "verify-secret": {"verifyKeys": {"existingSecret": "release-keys"}},
     "everything": {
         "image": {"digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": ["pull-secret"],

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from admission.images.verify.offline import verify_carried
 from admission.inputs import walk as inputs
 from admission.policy import catalog, engine
 from admission.policy.config import default_policy, parse_policy
@@ -84,7 +85,10 @@ def test_rule_fixture(rule_id: str, entry: Path, monkeypatch: pytest.MonkeyPatch
     collected = inputs.collect([entry.name], options=inputs.Options(environ={}))
     assert collected.errors == [], f"fixture could not be read: {collected.errors}"
     assert collected.workloads, "fixture produced no objects"
-    report = engine.evaluate(collected.workloads, policy)
+    workloads = collected.workloads
+    if policy.images.verify:  # as `check` does: archives are verified by the signatures they carry, offline
+        workloads = verify_carried(workloads, policy.images.verify)
+    report = engine.evaluate(workloads, policy)
     found: dict[tuple[str, str | None], list] = defaultdict(list)
     for f in report.findings:
         if f.rule == rule_id and not f.suppressed:

@@ -80,3 +80,7 @@ def referrers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferrersReg
 @pytest.fixture(scope="session")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("verify-images") / "layout"
+
+
+# The fault server (tests/images), for registries that hang or misbehave on demand.
+from tests.images.conftest import faults  # noqa: E402,F401

@@ -125,3 +125,26 @@ seccompProfile:
 {{- fail (printf "tls.managed.certValidityDays (%v) must be under tls.managed.caValidityDays (%v): a serving certificate never outlives its CA" .Values.tls.managed.certValidityDays .Values.tls.managed.caValidityDays) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The keys of images.verify: /etc/admission/keys, a sibling of the policy folder (the policy says ../keys/x.pub). */}}
+{{- define "admission.keysDir" -}}/etc/admission/keys{{- end -}}
+
+{{/* Whether any verify keys are mounted. */}}
+{{- define "admission.hasKeys" -}}
+{{- if or .Values.verifyKeys.keys .Values.verifyKeys.existingConfigMap .Values.verifyKeys.existingSecret }}true{{- end -}}
+{{- end -}}
+
+{{/* The keys volume (name "keys"); `inline` is the ConfigMap that holds values.verifyKeys.keys. */}}
+{{- define "admission.keysVolume" -}}
+- name: keys
+  {{- if .root.Values.verifyKeys.existingSecret }}
+  secret:
+    secretName: {{ .root.Values.verifyKeys.existingSecret }}
+  {{- else if .root.Values.verifyKeys.existingConfigMap }}
+  configMap:
+    name: {{ .root.Values.verifyKeys.existingConfigMap }}
+  {{- else }}
+  configMap:
+    name: {{ .inline }}
+  {{- end }}
+{{- end -}}
