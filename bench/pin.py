@@ -52,20 +52,20 @@ with httpx.Client() as client:
 """.replace("REPO", REPO)
 
 
-def _upload(client: httpx.Client, host: str, data: bytes) -> dict[str, object]:
+def _upload(client: httpx.Client, host: str, data: bytes, repo: str = REPO) -> dict[str, object]:
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    start = client.post(f"http://{host}/v2/{REPO}/blobs/uploads/")
+    start = client.post(f"http://{host}/v2/{repo}/blobs/uploads/")
     location = httpx.URL(f"http://{host}").join(start.headers["location"])
     client.put(location.copy_merge_params({"digest": digest}), content=data,
                headers={"Content-Type": "application/octet-stream"}).raise_for_status()
     return {"digest": digest, "size": len(data)}
 
 
-def push_images(host: str, count: int) -> list[str]:
+def push_images(host: str, count: int, repo: str = REPO) -> list[str]:
     """`count` distinct images (each its own config) under tags t000..., through the registry API. Returns tags."""
     tags = []
     with httpx.Client() as client:
-        layer = _upload(client, host, gzip.compress(b"", mtime=0))  # an empty layer; the configs make them distinct
+        layer = _upload(client, host, gzip.compress(b"", mtime=0), repo)  # an empty layer; configs make them distinct
         for n in range(count):
             config = json.dumps({"architecture": "amd64", "os": "linux", "config": {"User": "1000"},
                                  "rootfs": {"type": "layers", "diff_ids": [
@@ -73,11 +73,11 @@ def push_images(host: str, count: int) -> list[str]:
                                  "history": [{"created_by": f"bench image {n}"}]}).encode()
             manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                                              **_upload(client, host, config)},
+                                              **_upload(client, host, config, repo)},
                                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                                                **layer}]}).encode()
             tag = f"t{n:03d}"
-            client.put(f"http://{host}/v2/{REPO}/manifests/{tag}", content=manifest,
+            client.put(f"http://{host}/v2/{repo}/manifests/{tag}", content=manifest,
                        headers={"Content-Type": OCI_MANIFEST}).raise_for_status()
             tags.append(tag)
     return tags

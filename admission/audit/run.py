@@ -189,6 +189,7 @@ class Audit:
             self.report.objects += 1
             self.report.evaluated.append(evaluated)
             self.report.findings.extend(findings)
+            self.report.verified.extend(result.verified)
             self.report.errors.extend(result.errors)
             self.objects.setdefault(namespace, []).append(ObjectResults(
                 obj["apiVersion"], obj["kind"], workload.name, namespace, inventory.uid_of(obj),

@@ -253,9 +253,12 @@ def stream_json(result: Any, out: Any) -> None:  # noqa: ANN401 - a Report, a te
     out.write('{\n  "version": 1,\n')
     out.write(f'  "tool": {encode({"name": "admission", "version": __version__})},\n')
     out.write(f'  "summary": {encode(report.summary(result))},\n')
-    lists = (("findings", (report.finding_json(f) for f in report.sorted_findings(result.findings))),
-             ("errors", (report.problem_json(p) for p in result.errors)),
-             ("skipped", ({"file": file, "reason": reason} for file, reason in result.skipped)))
+    lists: tuple[tuple[str, Any], ...] = (
+        ("findings", (report.finding_json(f) for f in report.sorted_findings(result.findings))),
+        ("errors", (report.problem_json(p) for p in result.errors)),
+        ("skipped", ({"file": file, "reason": reason} for file, reason in result.skipped)))
+    if result.verified:  # as render_json: additive, only when something was verified
+        lists += (("verified", (report.verified_json(v) for v in report.sorted_verified(result.verified))),)
     for index, (key, items) in enumerate(lists):
         out.write(f'  "{key}": [')
         empty = True

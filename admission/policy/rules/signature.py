@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from admission import reference
 from admission.findings import Proof, Violation
 from admission.images.settings import VerifyEntry, entry_for, strictest
 from admission.model import SignatureCheck, Workload, signed_references
@@ -98,8 +99,16 @@ def image_signature(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
                 severity = entry.signature_severity
                 yield Violation(message=f"{who}: {check.detail}", origin=ref.origin, value=ref.value, container=name,
                                 key=key, severity=severity,
-                                remediation=_SIGN_FIX.format(image=ref.value.split("@")[0],
+                                remediation=_SIGN_FIX.format(image=_repository(ref.value),
                                                              digest=check.digest or "<digest>"))
+
+
+def _repository(image: str) -> str:
+    """The reference without tag or digest, as `cosign sign NAME@DIGEST` takes it."""
+    try:
+        return reference.parse_normalized_named(image).name
+    except reference.ReferenceError:
+        return image.split("@")[0]
 
 
 def _verified(check: SignatureCheck) -> str:

@@ -1,0 +1,125 @@
+"""image-signature on the real control plane: the chart's webhook (its policy and its verify keys mounted as rendered)
+admits a Pod whose image cosign signed and denies an unsigned one with the message a person reads in kubectl; a
+registry that hangs on its signatures is answered inside timeoutSeconds by `on_unavailable`; and `admission-cli audit`
+reports both Pods, judged by the digests they run."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.auditkit import audit, container, namespace, pod
+from tests.cluster.controlplane import ControlPlane
+from tests.cluster.release import Release, installed
+from tests.images.faults import Faults, hang, serve_image
+from tests.verify.conftest import cosign, keys, layout, plain  # noqa: F401 (fixtures)
+from tests.verify.signing import Cosign, Key, Registry, push_image
+
+pytestmark = pytest.mark.controlplane
+
+NS = "signatures"
+
+
+@pytest.fixture(scope="module")
+def hanging() -> Iterator[Faults]:
+    """A registry that serves an image and hangs when asked for its signatures."""
+    faults = Faults().start()
+    image = serve_image(faults, "team/slow", "1.0")
+    tag = image.manifest_digest.replace(":", "-")
+    for path in (f"/v2/team/slow/referrers/{image.manifest_digest}", f"/v2/team/slow/manifests/{tag}",
+                 f"/v2/team/slow/manifests/{tag}.sig"):
+        faults.route(path, hang())
+    yield faults
+    faults.stop()
+
+
+@pytest.fixture(scope="module")
+def images(cosign: Cosign, keys: dict[str, Key], plain: Any, layout: Path) -> dict[str, str]:  # noqa: F811
+    api = Registry(plain.host)
+    signed = push_image(layout, plain.host, "team/cluster-signed")
+    unsigned = push_image(layout, plain.host, "team/cluster-unsigned")
+    digest = api.digest("team/cluster-signed", "1.0")
+    cosign.sign(f"{signed}@{digest}", keys["release"])
+    return {"signed": f"{signed}:1.0", "signed@": f"{signed}@{digest}", "unsigned": f"{unsigned}:1.0",
+            "unsigned@": f"{unsigned}@{api.digest('team/cluster-unsigned', '1.0')}"}
+
+
+def verify_policy(hosts: list[str]) -> str:
+    listed = ", ".join(f"'{h}'" for h in hosts)
+    entries = "".join(f"  - images: ['{h}/team/*']\n    keys: [../keys/release.pub]\n    on_unavailable: deny\n"
+                      for h in hosts)
+    return f"images:\n  allowed_registries: [{listed}]\n  insecure_registries: [{listed}]\n  verify:\n{entries}"
+
+
+@pytest.fixture(scope="module")
+def release(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Key],  # noqa: F811
+            plain: Any, hanging: Faults) -> Iterator[Release]:  # noqa: F811
+    namespace(control_plane, NS)
+    values = {"policy": verify_policy([plain.host, hanging.host]),
+              "verifyKeys": {"keys": {"release.pub": keys["release"].public.read_text()}}}
+    yield from installed(control_plane, tmp_path_factory.mktemp("release"), values)
+
+
+def test_a_signed_image_is_admitted_and_an_unsigned_one_denied_through_kubectl(
+        control_plane: ControlPlane, release: Release, images: dict[str, str]) -> None:
+    admitted = control_plane.apply([pod("signed", NS, container(image=images["signed"]))], check=False)
+    assert admitted.returncode == 0, admitted.stderr
+    denied = control_plane.apply([pod("unsigned", NS, container(image=images["unsigned"]))], check=False)
+    assert denied.returncode == 1
+    assert 'admission webhook "validate.admission.policy" denied the request' in denied.stderr
+    assert f"[image-signature] container 'app': image '{images['unsigned']}': no cosign signature on sha256:" \
+        in denied.stderr, denied.stderr
+    verified = release.wait_for_audit(lambda line: line.get("name") == "signed" and line.get("signatures"))
+    assert verified[-1]["signatures"][0]["status"] == "verified"
+
+
+def test_a_registry_that_hangs_on_signatures_is_answered_inside_timeout_seconds(
+        control_plane: ControlPlane, release: Release, hanging: Faults) -> None:
+    webhook = release.rendered.webhook
+    started = time.monotonic()
+    run = control_plane.apply([pod("slow", NS, container(image=f"{hanging.host}/team/slow:1.0"))], check=False)
+    elapsed = time.monotonic() - started
+    assert run.returncode == 1 and "[image-signature]" in run.stderr, run.stderr
+    assert "signatures could not be checked" in run.stderr and "failed calling webhook" not in run.stderr
+    assert "timeout" not in run.stderr.lower()  # the precise error is in the audit line, not the answer
+    assert elapsed < webhook["timeoutSeconds"], f"kubectl apply took {elapsed:.1f} s"
+    line = release.wait_for_audit(lambda entry: entry.get("name") == "slow" and entry.get("signatures"))[-1]
+    assert line["signatures"][0]["status"] == "unavailable" and "timeout" in line["signatures"][0]["error"]
+
+
+def test_the_audit_reports_both_judged_by_the_digests_they_run(
+        control_plane: ControlPlane, release: Release, images: dict[str, str], keys: dict[str, Key],  # noqa: F811
+        plain: Any, tmp_path: Path) -> None:  # noqa: F811
+    # The unsigned Pod exists only if it got in before the policy: create it with the webhook out of the way.
+    release.set_webhook(namespaceSelector={"matchLabels": {"admission-test": "never"}})
+    deadline = time.monotonic() + 30
+    while control_plane.apply([pod("ran-before", NS, container(image=images["unsigned"]))],
+                              check=False).returncode != 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    release.set_webhook(namespaceSelector=release.configuration["webhooks"][0].get("namespaceSelector") or {})
+    control_plane.apply([pod("signed", NS, container(image=images["signed"]))], check=False)
+    for name, ref in (("signed", images["signed@"]), ("ran-before", images["unsigned@"])):
+        status = {"status": {"phase": "Running", "containerStatuses": [{
+            "name": "app", "image": ref.split("@")[0], "imageID": ref, "ready": True, "restartCount": 0,
+            "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
+        control_plane.kubectl("patch", "pod", name, "-n", NS, "--subresource=status", "--type=merge", "-p",
+                              json.dumps(status))
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    (keys_dir / "release.pub").write_bytes(keys["release"].public.read_bytes())
+    policy = tmp_path / "policy" / "policy.yaml"
+    policy.parent.mkdir()
+    policy.write_text(verify_policy([plain.host]))
+    run = audit(control_plane.admin_kubeconfig, "-n", NS, "--policy", str(policy), "--format", "json",
+                offline=False)
+    report = run.json()
+    findings = [f for f in report["findings"] if f["rule"] == "image-signature"]
+    assert [(f["object"]["name"], f["severity"]) for f in findings] == [("ran-before", "deny")], findings
+    assert "no cosign signature" in findings[0]["message"]
+    assert [v["object"]["name"] for v in report["verified"]] == ["signed"]
+    assert images["signed@"].split("@")[1][:19] in report["verified"][0]["message"]
