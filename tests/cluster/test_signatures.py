@@ -6,6 +6,7 @@ reports both Pods, judged by the digests they run."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +19,14 @@ from tests.cluster.controlplane import ControlPlane
 from tests.cluster.release import Release, installed
 from tests.images.faults import Faults, hang, serve_image
 from tests.verify.conftest import cosign, keys, layout, plain  # noqa: F401 (fixtures)
+from tests.pin import images as fixed
 from tests.verify.signing import Cosign, Key, Registry, push_image
+from tests.verify.test_docs import DOC, SHOWN_HOST, blocks
 
 pytestmark = pytest.mark.controlplane
 
 NS = "signatures"
+BEFORE = "signatures-before"  # excluded from the webhook: Pods there stand for what ran before the policy
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +55,16 @@ def images(cosign: Cosign, keys: dict[str, Key], plain: Any, layout: Path) -> di
 
 def verify_policy(hosts: list[str]) -> str:
     listed = ", ".join(f"'{h}'" for h in hosts)
-    entries = "".join(f"  - images: ['{h}/team/*']\n    keys: [../keys/release.pub]\n    on_unavailable: deny\n"
-                      for h in hosts)
+    entries = "".join(f"  - images: ['{h}/team/*', '{h}/shop/*']\n    keys: [../keys/release.pub]\n"
+                      "    on_unavailable: deny\n" for h in hosts)
     return f"images:\n  allowed_registries: [{listed}]\n  insecure_registries: [{listed}]\n  verify:\n{entries}"
 
 
 @pytest.fixture(scope="module")
 def release(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Key],  # noqa: F811
             plain: Any, hanging: Faults) -> Iterator[Release]:  # noqa: F811
-    namespace(control_plane, NS)
-    values = {"policy": verify_policy([plain.host, hanging.host]),
+    namespace(control_plane, NS, "shop", BEFORE)
+    values = {"policy": verify_policy([plain.host, hanging.host]), "excludedNamespaces": [BEFORE],
               "verifyKeys": {"keys": {"release.pub": keys["release"].public.read_text()}}}
     yield from installed(control_plane, tmp_path_factory.mktemp("release"), values)
 
@@ -95,19 +99,14 @@ def test_a_registry_that_hangs_on_signatures_is_answered_inside_timeout_seconds(
 def test_the_audit_reports_both_judged_by_the_digests_they_run(
         control_plane: ControlPlane, release: Release, images: dict[str, str], keys: dict[str, Key],  # noqa: F811
         plain: Any, tmp_path: Path) -> None:  # noqa: F811
-    # The unsigned Pod exists only if it got in before the policy: create it with the webhook out of the way.
-    release.set_webhook(namespaceSelector={"matchLabels": {"admission-test": "never"}})
-    deadline = time.monotonic() + 30
-    while control_plane.apply([pod("ran-before", NS, container(image=images["unsigned"]))],
-                              check=False).returncode != 0 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    release.set_webhook(namespaceSelector=release.configuration["webhooks"][0].get("namespaceSelector") or {})
-    control_plane.apply([pod("signed", NS, container(image=images["signed"]))], check=False)
-    for name, ref in (("signed", images["signed@"]), ("ran-before", images["unsigned@"])):
+    # The unsigned Pod runs in a namespace the webhook is not sent (the release's excludedNamespaces): what ran before.
+    control_plane.apply([pod("signed", NS, container(image=images["signed"])),
+                         pod("ran-before", BEFORE, container(image=images["unsigned"]))])
+    for name, space, ref in (("signed", NS, images["signed@"]), ("ran-before", BEFORE, images["unsigned@"])):
         status = {"status": {"phase": "Running", "containerStatuses": [{
             "name": "app", "image": ref.split("@")[0], "imageID": ref, "ready": True, "restartCount": 0,
             "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
-        control_plane.kubectl("patch", "pod", name, "-n", NS, "--subresource=status", "--type=merge", "-p",
+        control_plane.kubectl("patch", "pod", name, "-n", space, "--subresource=status", "--type=merge", "-p",
                               json.dumps(status))
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
@@ -115,11 +114,40 @@ def test_the_audit_reports_both_judged_by_the_digests_they_run(
     policy = tmp_path / "policy" / "policy.yaml"
     policy.parent.mkdir()
     policy.write_text(verify_policy([plain.host]))
-    run = audit(control_plane.admin_kubeconfig, "-n", NS, "--policy", str(policy), "--format", "json",
-                offline=False)
-    report = run.json()
-    findings = [f for f in report["findings"] if f["rule"] == "image-signature"]
+    reports = {space: audit(control_plane.admin_kubeconfig, "-n", space, "--policy", str(policy), "--format", "json",
+                            offline=False).json() for space in (NS, BEFORE)}
+    findings = [f for f in reports[BEFORE]["findings"] if f["rule"] == "image-signature"]
     assert [(f["object"]["name"], f["severity"]) for f in findings] == [("ran-before", "deny")], findings
     assert "no cosign signature" in findings[0]["message"]
-    assert [v["object"]["name"] for v in report["verified"]] == ["signed"]
-    assert images["signed@"].split("@")[1][:19] in report["verified"][0]["message"]
+    assert not [f for f in reports[NS]["findings"] if f["rule"] == "image-signature"]
+    assert [v["object"]["name"] for v in reports[NS]["verified"]] == ["signed"]
+    assert images["signed@"].split("@")[1][:19] in reports[NS]["verified"][0]["message"]
+
+
+def test_the_verify_pages_kubectl_run_is_what_kubectl_prints(
+        control_plane: ControlPlane, release: Release, cosign: Cosign, keys: dict[str, Key], plain: Any,  # noqa: F811
+        tmp_path: Path) -> None:
+    """docs/verify.md's admission run, replayed: its Pods (the page's files), its images (fixed digests), the api image
+    signed by the release key; kubectl's words as the page shows them (the registry shown as 127.0.0.1:5000)."""
+    text = DOC.read_text(encoding="utf-8")
+    layout = tmp_path / "layout"
+    api = fixed.image(layout, "api", release="shop api 1.4", user="10001")
+    fixed.push(layout, "api", f"{plain.host}/shop/api:1.4.0")
+    fixed.image(layout, "worker", release="shop worker 2.0", user="10001")
+    fixed.push(layout, "worker", f"{plain.host}/shop/worker:2.0.1")
+    cosign.sign(f"{plain.host}/shop/api@{api}", keys["release"])
+    for name, body in blocks(text, "file").items():
+        (tmp_path / name).write_text(body.replace(SHOWN_HOST, plain.host))
+    (transcript,) = blocks(text, "kubectl").values()
+    shown = []
+    for command in [line[2:] for line in transcript.splitlines() if line.startswith("$ ")]:
+        args = command.split()[1:]
+        run = control_plane.kubectl(*args[:-1], str(tmp_path / args[-1]), check=False)
+        # kubectl prints the API server's warnings as they arrive, before the result: stderr first, as a terminal shows
+        said = (run.stderr + run.stdout).replace(str(tmp_path) + "/", "").replace(plain.host, SHOWN_HOST)
+        shown += [f"$ {command}", said.rstrip("\n")]
+    real = "\n".join(shown) + "\n"
+    if os.environ.get("ADMISSION_WRITE_DOCS") == "1":
+        DOC.write_text(text.replace(transcript, real), encoding="utf-8")
+        return
+    assert real == transcript, f"docs/verify.md's kubectl run is stale; a real run prints:\n{real}"
