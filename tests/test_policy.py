@@ -17,6 +17,7 @@ from admission.policy import catalog, engine
 from admission.policy.config import (KEYS, ImagesSettings, Key, Stated, default_policy, load_policy, merge_policy,
                                      parse_policy)
 from admission.yamlload import load_documents
+from tests.chart.conftest import TEST_PUBLIC_KEY
 
 ROOT = Path(__file__).resolve().parents[1]
 O = Origin("f.yaml", 3, "spec")
@@ -264,6 +265,11 @@ SAMPLES: dict[str, Any] = {
     "images.mirrors.<registry>": ["mirror.example.com"],
     "images.tag_ttl": 60,
     "images.resolve_user_names": True,
+    "images.verify": [{"images": ["reg.example.com/team/*"], "keys": [TEST_PUBLIC_KEY]}],
+    "images.verify[].images": ["reg.example.com/*"],
+    "images.verify[].keys": [TEST_PUBLIC_KEY],
+    "images.verify[].signature": "warn",
+    "images.verify[].on_unavailable": "warn",
 }
 PLACEHOLDERS = {"<rule-id>": "image-size", "<registry>": "docker.io"}
 
@@ -299,6 +305,8 @@ UNKNOWN_AT_EACH_LEVEL = {  # level -> (policy text, line of the unknown name, wh
                      "unknown key 'bogus' in exemptions[0]"),
     "images": ("images:\n  tag_ttl: 60\n  bogus: 1\n", 3, "unknown key 'bogus' in images"),
     "owners": ("owners:\n  controllers: []\n  bogus: 1\n", 3, "unknown key 'bogus' in owners"),
+    "images.verify[]": ("images:\n  verify:\n  - images: [x/*]\n    keys: [" + json.dumps(TEST_PUBLIC_KEY) + "]\n"
+                        "    bogus: 1\n", 5, "unknown key 'bogus' in images.verify[0]"),
 }
 
 

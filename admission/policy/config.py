@@ -151,10 +151,10 @@ KEYS: tuple[Key, ...] = (
     Key("images.verify[].keys", kind="strings", required=True,
         doc="PEM public keys (ECDSA P-256/P-384/P-521, Ed25519, RSA ≥ 2048): files relative to the policy file, or "
             "the PEM text itself. A signature by any of them counts."),
-    Key("images.verify[].signature", kind="choice", choices=("required", "warn", "off"), default="required",
+    Key("images.verify[].signature", kind="choice", choices=("required", "warn", "off"), default=Stated("required"),
         doc="`required`: an image without a valid signature is denied; `warn`: a warning; `off`: not checked. "
             "The severity of `image-signature` for these images (it cannot be set under `rules`)."),
-    Key("images.verify[].on_unavailable", kind="choice", choices=("deny", "warn"), default="deny",
+    Key("images.verify[].on_unavailable", kind="choice", choices=("deny", "warn"), default=Stated("deny"),
         doc="Severity when the registry was asked and gave no answer in time. Without resolution (the CLI "
             "offline) one warning says the signature was not checked, whatever this says."),
 )
