@@ -115,12 +115,40 @@ class SignatureCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class AttestationCheck:
+    """What checking one image reference's build provenance found (images/verify/provenance.py): made afresh on every
+    use from the attestations, never cached as a verdict.
+
+    `status`: verified (every runnable platform has trusted SLSA provenance that the entry's constraints accept);
+    unsigned (provenance present but trusted by nothing: BuildKit's, in an index no valid signature covers); missing
+    (a runnable platform has no provenance at all); invalid (trusted provenance the constraints refuse, or one that is
+    not about the manifest it is attached to); unavailable (the registry did not answer in time).
+    """
+
+    image: str
+    status: Literal["verified", "unsigned", "missing", "invalid", "unavailable"]
+    digest: str
+    detail: str  # our own sentence: what was proven ("built by BuildKit (SLSA v1) from Dockerfile at ...") or why not
+    tag: str | None = None
+    error: str = ""  # unavailable: the precise registry failure (CLI and the webhook's audit line only)
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedAttestation:
+    """A BuildKit attestation an archive or OCI layout carries in its index: the statement and the platform manifest
+    its index entry says it is about (`vnd.docker.reference.digest`)."""
+
+    about: str
+    statement: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class CarriedSignature:
     """A cosign signature object an image archive or OCI layout carries (what `cosign save` writes, or a copied
     `sha256-<hex>` / `.sig` tag): raw, unverified, filed under the digest it says it is about."""
 
-    format: Literal["bundle", "legacy"]
-    data: bytes  # bundle: the Sigstore bundle JSON; legacy: the simple-signing payload
+    format: Literal["bundle", "legacy", "dsse"]
+    data: bytes  # bundle: the Sigstore bundle JSON; legacy: the simple-signing payload; dsse: a `.att` DSSE envelope
     subject: str  # the digest it is filed under (a bundle manifest's subject, the digest a payload names)
     signature: str = ""  # legacy: the base64 signature annotation
 
@@ -135,6 +163,7 @@ class Carried:
     platforms: tuple[tuple[str, str], ...] | None  # (digest, "os/arch[/variant]") of an index's entries; None: a manifest
     signatures: tuple[CarriedSignature, ...]
     kind: str  # "OCI layout", "oci-archive", "docker save archive": where the signatures were looked for
+    attestations: tuple[CarriedAttestation, ...] = ()  # BuildKit's, from the image's index
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +317,8 @@ class Container:
     # image-signature: the checks of `image` and `base_images` that an `images.verify` entry matched, when verified
     # (resolution on, or an archive that carries its signatures); () when nothing was checked
     signatures: tuple[SignatureCheck, ...] = ()
+    # image-attestation: the provenance checks of the same references, when an entry asks for provenance
+    attestations: tuple[AttestationCheck, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

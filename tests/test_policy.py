@@ -270,6 +270,10 @@ SAMPLES: dict[str, Any] = {
     "images.verify[].keys": [TEST_PUBLIC_KEY],
     "images.verify[].signature": "warn",
     "images.verify[].on_unavailable": "warn",
+    "images.verify[].provenance": "required",
+    "images.verify[].build_types": ["https://mobyproject.org/buildkit@v1"],
+    "images.verify[].builders": ["https://ci.example/runner"],
+    "images.verify[].sources": ["https://github.com/acme/*"],
 }
 PLACEHOLDERS = {"<rule-id>": "image-size", "<registry>": "docker.io"}
 

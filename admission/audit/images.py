@@ -16,11 +16,14 @@ import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from admission.errors import RegistryError
 from admission.images.settings import ImagesSettings, entry_for
-from admission.model import ImageConfig, SignatureCheck, Workload
+from admission.model import ImageConfig, Workload
+
+if TYPE_CHECKING:
+    from admission.images.verify.remote import Checks
 
 __all__ = ["Images", "lookup_references"]
 
@@ -37,7 +40,7 @@ def lookup_references(workload: Workload, running: Mapping[str, Sequence[str]]) 
 
 def variants(workload: Workload, running: Mapping[str, Sequence[str]],
              results: Mapping[str, ImageConfig | str],
-             checks: Mapping[str, SignatureCheck] | None = None) -> list[Workload]:
+             checks: Mapping[str, Checks] | None = None) -> list[Workload]:
     """The workload with each container's config (and signature check) attached: one workload per running digest
     when a container's Pods run several (the n-th variant takes each container's n-th digest, or its last). A check
     made on the running digest is shown under the reference the spec writes, which is what the rule reads."""
@@ -56,9 +59,12 @@ def variants(workload: Workload, running: Mapping[str, Sequence[str]],
                 container = replace(container, image_config=found)
             elif found is not None:
                 container = replace(container, image_config_error=found)
-            check = (checks or {}).get(ref)
-            if check is not None:
-                container = replace(container, signatures=(replace(check, image=container.image.value),))
+            found_checks = (checks or {}).get(ref)
+            if found_checks is not None and found_checks.signature is not None:
+                container = replace(container, signatures=(replace(found_checks.signature, image=container.image.value),))
+            if found_checks is not None and found_checks.attestation is not None:
+                container = replace(container,
+                                    attestations=(replace(found_checks.attestation, image=container.image.value),))
             containers.append(container)
         out.append(replace(workload, containers=tuple(containers)))
     return out
@@ -84,7 +90,7 @@ class Images:
         self.settings = settings
         self.page_deadline = page_deadline
         self.results: dict[str, ImageConfig | str] = {}
-        self.checks: dict[str, SignatureCheck] = {}  # images.verify checks, by the reference that runs
+        self.checks: dict[str, Checks] = {}  # images.verify checks, by the reference that runs
         self.lookups = 0  # references looked up (each once)
         credentials = Credentials.load(registry_config)
         disk = None if no_cache else DiskCache(cache_dir if cache_dir else default_cache_dir())
@@ -108,9 +114,7 @@ class Images:
 
     async def _lookup(self, todo: list[str]) -> dict[str, ImageConfig | str]:
         deadline = time.monotonic() + self.page_deadline
-        from admission.images.verify.remote import SignatureFinder, unavailable
-
-        finder = SignatureFinder(self.resolver)
+        from admission.images.enrich import verify_reference
 
         async def one(reference: str) -> ImageConfig | str:
             try:
@@ -121,10 +125,9 @@ class Images:
             except Exception as exc:  # noqa: BLE001 - every failure is a recorded reason, as in enrich.py
                 found = _error_text(exc)
             entry = entry_for(self.settings.verify, reference)
-            if entry is not None:  # the same check as the webhook's, on the digest that runs
-                self.checks[reference] = unavailable(reference, "timeout: not checked within the deadline")
-                self.checks[reference] = await finder.check(reference, entry, deadline=deadline,
-                                                            settings=self.settings)
+            if entry is not None:  # the same checks as the webhook's, on the digest that runs
+                self.checks[reference] = await verify_reference(self.resolver, reference, entry, None,
+                                                                deadline=deadline, settings=self.settings)
             return found
 
         tasks = [asyncio.ensure_future(one(r)) for r in todo]

@@ -431,6 +431,10 @@ class _Scope:
         # another repository (which the pod actually pulls) holds it, or whether this caller may read it.
         return f"{self._prefix()}\n{ref.name}@{digest}\n{self.settings.platform}"
 
+    def object_key(self, ref: Reference, digest: str) -> str:
+        """A content-addressed object (a manifest or blob) of `ref`'s repository, as images/verify/ keys it."""
+        return f"{self._prefix()}\n{ref.name}@{digest}"
+
     def ref_key(self, ref: Reference) -> str:
         return f"{self._prefix()}\n{ref}\n{self.settings.platform}"
 
@@ -724,6 +728,9 @@ class ImageResolver:
         pinned = digest
         fetched = await self._call(
             ref, lambda: client.fetch(ref, deadline=deadline, digest=pinned, settings=settings), deadline=deadline)
+        top = getattr(fetched, "top", None)
+        if top is not None:  # images/verify/ reads the same index (its attestations, its platforms): keep it
+            self.memory.objects.put(scope.object_key(ref, digest), top)
         cached = await self._with_uid(scope, ref, fetched, deadline=deadline)
         self._store_config(key, cached)
         if fetched.manifest_digest != digest:  # an index: a later pin by the platform manifest's digest also hits

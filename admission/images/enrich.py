@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from admission.errors import RegistryError
 from admission.images.settings import ImagesSettings, VerifyEntry, entry_for
-from admission.model import Container, ImageConfig, SignatureCheck, Workload, signed_references
+from admission.model import Container, ImageConfig, Workload, signed_references
 
 if TYPE_CHECKING:
     from admission.images.cache import ImageResolver
+    from admission.images.verify.remote import Checks
 
 __all__ = ["enrich", "failure_reason", "offline", "resolve_sync", "with_resolver"]
 
@@ -118,13 +119,13 @@ async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, dead
     if not images and not signed:
         return list(workloads)
     results: dict[str, ImageConfig | str] = {}
-    checks: dict[str, SignatureCheck] = {}
+    checks: dict[str, Checks] = {}
     try:
         tasks = {image: asyncio.ensure_future(_one(resolver, image, deadline=deadline, cred_key=cred_key,
                                                    settings=settings))
                  for image in sorted(images)}
-        verifying = {image: asyncio.ensure_future(_verify(resolver, image, entry, tasks.get(image), deadline=deadline,
-                                                          cred_key=cred_key, settings=chosen))
+        verifying = {image: asyncio.ensure_future(verify_reference(resolver, image, entry, tasks.get(image),
+                                                                   deadline=deadline, cred_key=cred_key, settings=chosen))
                      for image, entry in sorted(signed.items())}
         everything = [*tasks.values(), *verifying.values()]
         done, pending = await asyncio.wait(everything, timeout=max(0.0, deadline - time.monotonic()))
@@ -140,9 +141,9 @@ async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, dead
                 results[image] = DEADLINE_MESSAGE
         for image, vtask in verifying.items():
             if vtask not in done or vtask.cancelled():
-                checks[image] = _unavailable(image, DEADLINE_MESSAGE)
+                checks[image] = _unavailable(image, signed[image], DEADLINE_MESSAGE)
             elif vtask.exception() is not None:
-                checks[image] = _unavailable(image, _error_text(vtask.exception()))  # type: ignore[arg-type]
+                checks[image] = _unavailable(image, signed[image], _error_text(vtask.exception()))  # type: ignore[arg-type]
             else:
                 checks[image] = vtask.result()
     except asyncio.CancelledError:
@@ -150,27 +151,31 @@ async def enrich(workloads: Sequence[Workload], resolver: ImageResolver, *, dead
     except Exception as exc:  # noqa: BLE001 - never raise: whatever went wrong is recorded on every container
         text = _error_text(exc)
         results = {image: results.get(image, text) for image in images}
-        checks = {image: checks.get(image) or _unavailable(image, text) for image in signed}
+        checks = {image: checks.get(image) or _unavailable(image, signed[image], text) for image in signed}
     return [_attach(workload, results, checks) for workload in workloads]
 
 
-def _unavailable(image: str, error: str) -> SignatureCheck:
-    from admission.images.verify.remote import unavailable
+def _unavailable(image: str, entry: VerifyEntry, error: str) -> Checks:
+    from admission.images.verify.remote import Checks, attestation_unavailable, unavailable
 
-    return unavailable(image, error)
+    return Checks(unavailable(image, error) if entry.signature != "off" else None,
+                  attestation_unavailable(image, error) if entry.provenance != "off" else None)
 
 
-async def _verify(resolver: ImageResolver, image: str, entry: VerifyEntry, config: asyncio.Future[Any] | None, *,
-                  deadline: float, cred_key: str, settings: ImagesSettings) -> SignatureCheck:
-    from admission.images.verify.remote import SignatureFinder
+async def verify_reference(resolver: ImageResolver, image: str, entry: VerifyEntry,
+                           config: asyncio.Future[Any] | None, *, deadline: float, settings: ImagesSettings,
+                           cred_key: str = "") -> Checks:
+    """What `entry` asks of `image` (its signature, its provenance), after the lookup of its config when one runs (so
+    its tag is asked once). Never raises, as the Verifier: the webhook, `check` and the audit all verify this way."""
+    from admission.images.verify.remote import Verifier
 
     if config is not None:
         await asyncio.wait([config])  # its outcome is the config's business; the tag is cached by now
-    return await SignatureFinder(resolver).check(image, entry, deadline=deadline, cred_key=cred_key, settings=settings)
+    return await Verifier(resolver).verify(image, entry, deadline=deadline, cred_key=cred_key, settings=settings)
 
 
 def _attach(workload: Workload, results: dict[str, ImageConfig | str],
-            checks: dict[str, SignatureCheck] | None = None) -> Workload:
+            checks: dict[str, Checks] | None = None) -> Workload:
     changed = False
     containers = []
     for container in workload.containers:
@@ -182,10 +187,13 @@ def _attach(workload: Workload, results: dict[str, ImageConfig | str],
             found = results[container.inherits_user_from.value]  # type: ignore[union-attr]
             updates["base_config" if isinstance(found, ImageConfig) else "base_config_error"] = found
         if checks and workload.source != "image":
-            mine = tuple(dict.fromkeys(checks[r.value] for r in signed_references(workload, container)
-                                       if r.value in checks))
-            if mine:
-                updates["signatures"] = mine
+            mine = [checks[r.value] for r in signed_references(workload, container) if r.value in checks]
+            signatures = tuple(dict.fromkeys(c.signature for c in mine if c.signature is not None))
+            attestations = tuple(dict.fromkeys(c.attestation for c in mine if c.attestation is not None))
+            if signatures:
+                updates["signatures"] = signatures
+            if attestations:
+                updates["attestations"] = attestations
         if updates:
             changed = True
             container = replace(container, **updates)

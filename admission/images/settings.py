@@ -25,6 +25,10 @@ class VerifyEntry:
     signature: Level = "required"
     on_unavailable: Severity = "deny"
     where: str = ""  # file:line of the entry, for messages
+    provenance: Level = "off"  # image-attestation: SLSA provenance per runnable platform, signed (issue 24)
+    build_types: tuple[str, ...] = ()  # allowed buildType URIs; () any
+    builders: tuple[str, ...] = ()  # allowed builder.id values; () any
+    sources: tuple[str, ...] = ()  # globs on the source the build names; () any
 
     def matches(self, name: str) -> bool:
         """`name`: a normalised repository (`registry.example.com/team/api`, `docker.io/library/nginx`)."""
@@ -32,7 +36,18 @@ class VerifyEntry:
 
     @property
     def signature_severity(self) -> Severity | None:
-        return {"required": "deny", "warn": "warn"}.get(self.signature)  # type: ignore[return-value]
+        return _SEVERITY.get(self.signature)
+
+    @property
+    def provenance_severity(self) -> Severity | None:
+        return _SEVERITY.get(self.provenance)
+
+    @property
+    def checks_anything(self) -> bool:
+        return self.signature != "off" or self.provenance != "off"
+
+
+_SEVERITY: dict[str, Severity] = {"required": "deny", "warn": "warn"}
 
 
 @lru_cache(maxsize=256)
@@ -58,8 +73,8 @@ class ImagesSettings:
 
 def entry_for(entries: tuple[VerifyEntry, ...], image: str) -> VerifyEntry | None:
     """The `images.verify` entry that applies to `image` (a reference as written): the first whose glob matches its
-    registry/repository, unless that entry is `signature: off`. None for an invalid reference (image-tag-pinned
-    reports it; there is nothing to verify)."""
+    registry/repository, unless that entry checks nothing (signature and provenance off). None for an invalid
+    reference (image-tag-pinned reports it; there is nothing to verify)."""
     if not entries:
         return None
     try:
@@ -69,14 +84,15 @@ def entry_for(entries: tuple[VerifyEntry, ...], image: str) -> VerifyEntry | Non
     name = f"{reference.registry_host(named)}/{named.path}"
     for entry in entries:
         if entry.matches(name):
-            return entry if entry.signature != "off" else None
+            return entry if entry.checks_anything else None
     return None
 
 
-def strictest(entries: tuple[VerifyEntry, ...]) -> VerifyEntry | None:
-    """The entry an image no name can match is held to: the first `required` one, else the first `warn` one."""
+def strictest(entries: tuple[VerifyEntry, ...], what: str = "signature") -> VerifyEntry | None:
+    """The entry an image no name can match is held to for `what` (signature or provenance): the first `required`
+    one, else the first `warn` one."""
     for level in ("required", "warn"):
         for entry in entries:
-            if entry.signature == level:
+            if getattr(entry, what) == level:
                 return entry
     return None

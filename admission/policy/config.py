@@ -154,6 +154,19 @@ KEYS: tuple[Key, ...] = (
     Key("images.verify[].signature", kind="choice", choices=("required", "warn", "off"), default=Stated("required"),
         doc="`required`: an image without a valid signature is denied; `warn`: a warning; `off`: not checked. "
             "The severity of `image-signature` for these images (it cannot be set under `rules`)."),
+    Key("images.verify[].provenance", kind="choice", choices=("required", "warn", "off"), default=Stated("off"),
+        doc="`required`: every runnable platform must have SLSA provenance (BuildKit's, trusted through a valid "
+            "signature on the index that lists it, or a cosign attestation by one of `keys`); `warn`: a warning. The "
+            "severity of `image-attestation` for these images."),
+    Key("images.verify[].build_types", kind="strings", default=Stated("any"),
+        doc="Allowed `buildType` URIs (list both SLSA versions' spellings: BuildKit writes "
+            "`https://github.com/moby/buildkit/blob/master/docs/attestations/slsa-definitions.md` in v1 and "
+            "`https://mobyproject.org/buildkit@v1` in v0.2)."),
+    Key("images.verify[].builders", kind="strings", default=Stated("any"),
+        doc="Allowed `builder.id` values (BuildKit leaves it empty unless the build passes `builder-id`)."),
+    Key("images.verify[].sources", kind="strings", default=Stated("any"),
+        doc="Globs on the source the build names: its config source URI, else the client's `vcs:source`. Both are "
+            "the client's claims; with neither, a non-empty list fails."),
     Key("images.verify[].on_unavailable", kind="choice", choices=("deny", "warn"), default=Stated("deny"),
         doc="Severity when the registry was asked and gave no answer in time. Without resolution (the CLI "
             "offline) one warning says the signature was not checked, whatever this says."),
@@ -439,11 +452,15 @@ def _verify_entry(reader: _Reader, items: YSeq, index: int) -> VerifyEntry:
                    key="keys")
     keys = tuple(_public_key(reader, text, what=f"{what}.keys[{n}]", container=item) for n, text in enumerate(texts))
     levels: dict[str, Any] = {}
-    for name in ("signature", "on_unavailable"):
+    for name in ("signature", "provenance", "on_unavailable"):
         if item.get(name) is not None:
             spec = KEY_TABLE[f"images.verify[].{name}"]
             levels[name] = "off" if item[name] is False and "off" in spec.choices else _value(
                 reader, spec, item[name], what=f"{what}.{name}", container=item, key=name)
+    for name in ("build_types", "builders", "sources"):
+        if item.get(name) is not None:
+            levels[name] = _value(reader, KEY_TABLE[f"images.verify[].{name}"], item[name], what=f"{what}.{name}",
+                                  container=item, key=name)
     return VerifyEntry(images=patterns, keys=keys, where=f"{reader.file}:{items.line_of(index)}", **levels)
 
 

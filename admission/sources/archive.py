@@ -26,6 +26,8 @@ bytes) look like an image archive (DESIGN §2); skopeo's docker-archive starts w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
 import hashlib
 import io
@@ -42,7 +44,8 @@ from typing import IO, Any, Protocol
 
 from admission.errors import InputError
 from admission.images.layers import manifest_layer_sizes
-from admission.model import Carried, CarriedSignature, Container, HistoryEntry, ImageConfig, Origin, Workload
+from admission.model import (Carried, CarriedAttestation, CarriedSignature, Container, HistoryEntry, ImageConfig, Origin,
+                             Workload)
 
 MANIFEST_CAP = 4 * 1024 * 1024  # manifest.json, index.json, OCI manifests and indexes
 CONFIG_CAP = 8 * 1024 * 1024
@@ -845,7 +848,8 @@ def _load_oci(store: _Store, *, display: str, fallback: str, want: _Platform) ->
         shown = _full_name(name, fallback) or _untagged_name(fallback, found.manifest_digest, many=untagged > 1)
         top = str(desc.get("digest"))
         carried = Carried(image=_full_name(name, fallback) if name else _claimed_name(material, top),
-                          digest=top, platforms=_platforms(store, desc), signatures=material, kind=kind)
+                          digest=top, platforms=_platforms(store, desc), signatures=material, kind=kind,
+                          attestations=_attestations(store, desc))
         out.append(_workload(store, name=shown, config=found.config, member=found.config_member,
                              manifest_digest=found.manifest_digest, config_digest=found.config_digest,
                              layer_sizes=found.layer_sizes, layers_compressed=found.layers_compressed, carried=carried))
@@ -875,26 +879,11 @@ def _signatures(store: _Store, entries: list[tuple[str, dict[str, Any]]]) -> tup
     found: dict[bytes, CarriedSignature] = {}
 
     def manifest(digest: object) -> dict[str, Any] | None:
-        match = _DIGEST.match(digest) if isinstance(digest, str) else None
-        if match is None:
-            return None
-        try:
-            _, data = _verified_blob(store, algo=match.group(1) or match.group(3),
-                                     hexdigest=match.group(2) or match.group(4), cap=MANIFEST_CAP, referrer="signature")
-            document = json.loads(data)
-        except (InputError, ValueError, RecursionError):
-            return None
+        document = _json_blob(store, digest, MANIFEST_CAP)
         return document if isinstance(document, dict) else None
 
     def blob(digest: str, cap: int) -> bytes | None:
-        match = _DIGEST.match(digest)
-        if match is None:
-            return None
-        try:
-            return _verified_blob(store, algo=match.group(1) or match.group(3),
-                                  hexdigest=match.group(2) or match.group(4), cap=cap, referrer="signature")[1]
-        except InputError:
-            return None
+        return _raw_blob(store, digest, cap)
 
     def add_bundle(doc: Mapping[str, Any], subject: str) -> None:
         layer = cosign.bundle_layer(doc)
@@ -913,6 +902,12 @@ def _signatures(store: _Store, entries: list[tuple[str, dict[str, Any]]]) -> tup
                 if data is not None and isinstance(signature, str):
                     subject = _payload_digest(data) or (f"sha256:{named.group(1)}" if named else "")
                     found.setdefault(data + signature.encode(), CarriedSignature("legacy", data, subject, signature))
+        elif kind in ("atts", "att-tag"):
+            for envelope_digest in cosign.attestation_layers(doc):
+                data = blob(envelope_digest, cosign.BUNDLE_CAP)
+                if data is not None:
+                    subject = _envelope_subject(data) or (f"sha256:{named.group(1)}" if named else "")
+                    found.setdefault(data, CarriedSignature("dsse", data, subject))
         elif kind == "tag" and named is not None:
             for entry in doc.get("manifests") or ():
                 inner = manifest(entry.get("digest")) if isinstance(entry, dict) else None
@@ -933,6 +928,17 @@ def _signatures(store: _Store, entries: list[tuple[str, dict[str, Any]]]) -> tup
         if isinstance(subject, dict) and isinstance(subject.get("digest"), str):
             add_bundle(doc, subject["digest"])
     return tuple(found.values())
+
+
+def _envelope_subject(data: bytes) -> str | None:
+    """The first subject digest of the statement in a DSSE envelope (for filing it; the check reads it again)."""
+    try:
+        statement = json.loads(base64.b64decode(json.loads(data)["payload"]))
+        digests = statement["subject"][0]["digest"]
+        algorithm, value = next(iter(digests.items()))
+    except (ValueError, RecursionError, KeyError, TypeError, IndexError, StopIteration, binascii.Error):
+        return None
+    return f"{algorithm}:{value}" if isinstance(value, str) else None
 
 
 def _payload_digest(payload: bytes) -> str | None:
@@ -959,17 +965,50 @@ def _claimed_name(material: tuple[CarriedSignature, ...], digest: str) -> str | 
     return None
 
 
-def _platforms(store: _Store, desc: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
-    """(digest, platform) of each entry when the descriptor is an index, else None."""
-    match = _DIGEST.match(desc.get("digest")) if isinstance(desc.get("digest"), str) else None
+def _attestations(store: _Store, desc: Mapping[str, Any]) -> tuple[CarriedAttestation, ...]:
+    """BuildKit's attestations in the image's index (`--output type=oci` keeps them): each in-toto statement with the
+    platform manifest its entry names. Unreadable ones are left out: the image then reads as lacking provenance."""
+    index = _json_blob(store, desc.get("digest"), MANIFEST_CAP)
+    out = []
+    for entry in index.get("manifests") or () if isinstance(index, dict) else ():
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        about = annotations.get("vnd.docker.reference.digest") if isinstance(annotations, dict) else None
+        if not isinstance(about, str) or annotations.get("vnd.docker.reference.type") != "attestation-manifest":
+            continue
+        manifest = _json_blob(store, entry.get("digest"), MANIFEST_CAP)
+        for layer in manifest.get("layers") or () if isinstance(manifest, dict) else ():
+            if isinstance(layer, dict) and layer.get("mediaType") == "application/vnd.in-toto+json":
+                data = _raw_blob(store, layer.get("digest"), CONFIG_CAP)
+                if data is not None:
+                    out.append(CarriedAttestation(about, data))
+    return tuple(out)
+
+
+def _raw_blob(store: _Store, digest: object, cap: int) -> bytes | None:
+    """A blob by digest, checked against it; None when it is missing, too large or another's."""
+    match = _DIGEST.match(digest) if isinstance(digest, str) else None
     if match is None:
         return None
     try:
-        _, data = _verified_blob(store, algo=match.group(1) or match.group(3),
-                                 hexdigest=match.group(2) or match.group(4), cap=MANIFEST_CAP, referrer="index")
-        doc = json.loads(data)
-    except (InputError, ValueError, RecursionError):
+        return _verified_blob(store, algo=match.group(1) or match.group(3), hexdigest=match.group(2) or match.group(4),
+                              cap=cap, referrer="attestation")[1]
+    except InputError:
         return None
+
+
+def _json_blob(store: _Store, digest: object, cap: int) -> Any:  # noqa: ANN401 - decoded JSON
+    data = _raw_blob(store, digest, cap)
+    if data is None:
+        return None
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _platforms(store: _Store, desc: Mapping[str, Any]) -> tuple[tuple[str, str], ...] | None:
+    """(digest, platform) of each entry when the descriptor is an index, else None."""
+    doc = _json_blob(store, desc.get("digest"), MANIFEST_CAP)
     if not isinstance(doc, dict) or not isinstance(doc.get("manifests"), list):
         return None
     out = []

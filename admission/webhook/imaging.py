@@ -74,8 +74,15 @@ def signature_audit(workloads: Sequence[Workload]) -> tuple[list[dict[str, str]]
                 entry.update({k: v for k, v in (("key", check.key), ("format", check.format), ("where", check.where),
                                                 ("error", check.error[:300])) if v})
                 audit.append(entry)
-            if any(check.error for check in c.signatures):
-                c = replace(c, signatures=tuple(replace(check, error="") for check in c.signatures))
+            for attested in c.attestations:
+                entry = {"image": attested.image, "container": c.name, "provenance": attested.status,
+                         "digest": attested.digest, "detail": attested.detail[:300]}
+                if attested.error:
+                    entry["error"] = attested.error[:300]
+                audit.append(entry)
+            if any(check.error for check in c.signatures) or any(a.error for a in c.attestations):
+                c = replace(c, signatures=tuple(replace(check, error="") for check in c.signatures),
+                            attestations=tuple(replace(a, error="") for a in c.attestations))
             containers.append(c)
         out.append(replace(workload, containers=tuple(containers)))
     return audit, out if audit else list(workloads)

@@ -16,7 +16,7 @@ import pytest
 
 from admission.images.cache import ImageResolver
 from admission.images.registry import RegistryClient
-from admission.images.verify.remote import SignatureFinder
+from admission.images.verify.remote import Verifier
 from admission.model import SignatureCheck
 from admission.policy.config import Policy, load_policy
 from tests.verify.conftest import ReferrersRegistry
@@ -45,7 +45,7 @@ def ours(policy_: Policy, image: str, *, resolver: ImageResolver | None = None) 
         client = resolver.client if resolver is not None else RegistryClient(settings)
         used = resolver or ImageResolver(client, settings=settings)
         try:
-            return await SignatureFinder(used).check(image, settings.verify[0], deadline=time.monotonic() + 30,
+            return await Verifier(used).check(image, settings.verify[0], deadline=time.monotonic() + 30,
                                                      settings=settings)
         finally:
             if resolver is None:
@@ -372,7 +372,7 @@ def test_a_cold_check_of_a_signed_index_costs_four_requests_and_a_warm_one_none(
     async def run() -> tuple[dict[str, int], dict[str, int], dict[str, int], str, str]:
         client = RegistryClient(settings)
         resolver = ImageResolver(client, settings=settings)
-        finder = SignatureFinder(resolver)
+        finder = Verifier(resolver)
         deadline = time.monotonic() + 30
         try:
             await resolver.config_for(f"{name}:1.0", deadline=deadline)  # the resolution the check follows

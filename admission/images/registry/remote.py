@@ -86,6 +86,7 @@ class Fetched:
     manifest_digest: str
     index_digest: str | None
     layers: tuple[str, ...]  # layer digests, top layer last
+    top: bytes | None = None  # the manifest the reference's digest names (the index of a multi-platform image), as read
 
 
 class RegistryClient:
@@ -358,6 +359,7 @@ class RegistryClient:
             raise RegistryError(f"{ref} has an unusable digest {digest!r}", reason="error")
         if body is None:
             body, content_type = await self._manifest(endpoint, ref.path, digest, deadline)
+        top = body
         index_digest: str | None = None
         document = json_object(body, f"{endpoint.what}: manifest {ref.path}@{digest}")
         for _depth in range(MAX_INDEX_DEPTH + 1):
@@ -398,7 +400,7 @@ class RegistryClient:
         sizes, compressed = manifest_layer_sizes(document.get("layers"))  # image-size: from the manifest in hand
         if sizes is not None:
             parsed = replace(parsed, layer_sizes=sizes, layers_compressed=compressed)
-        return Fetched(config=parsed, manifest_digest=digest, index_digest=index_digest, layers=layers)
+        return Fetched(config=parsed, manifest_digest=digest, index_digest=index_digest, layers=layers, top=top)
 
 
 

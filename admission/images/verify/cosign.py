@@ -40,8 +40,11 @@ LEGACY_TYPE = "cosign container image signature"
 BUNDLE_CAP = 1 << 20  # a key-based bundle is under 2 KiB; an attestation with a large predicate stays far below this
 PAYLOAD_CAP = 1 << 20
 
-Format = Literal["bundle", "legacy"]
-FORMAT_NAMES = {"bundle": "cosign bundle v0.3", "legacy": "cosign legacy signature"}
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+SLSA_PREDICATES = frozenset(("https://slsa.dev/provenance/v1", "https://slsa.dev/provenance/v0.2"))
+
+Format = Literal["bundle", "legacy", "dsse"]
+FORMAT_NAMES = {"bundle": "cosign bundle v0.3", "legacy": "cosign legacy signature", "dsse": "cosign legacy attestation"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,29 @@ def bundle(blob: bytes, *, where: str) -> Envelope:
     key = material.get("publicKey") if isinstance(material, dict) else None
     hint = key.get("hint") if isinstance(key, dict) and isinstance(key.get("hint"), str) else None
     return Envelope("bundle", where, pae(payload_type, payload), payload, signatures, hint)
+
+
+def dsse(blob: bytes, *, where: str) -> Envelope:
+    """One layer of a cosign `.att` manifest (cosign v2, and v3 with --new-bundle-format=false): a DSSE envelope."""
+    try:
+        envelope = json.loads(blob)
+    except (ValueError, RecursionError):
+        return unreadable("dsse", where, "an attestation envelope that is not JSON")
+    if not isinstance(envelope, dict):
+        return unreadable("dsse", where, "an attestation envelope that is not a JSON object")
+    payload = _b64(envelope.get("payload"))
+    payload_type = envelope.get("payloadType")
+    signatures = tuple(sig for sig in (_b64(s.get("sig")) for s in envelope.get("signatures") or ()
+                                       if isinstance(s, dict)) if sig)
+    if payload is None or payload_type != IN_TOTO or not signatures:
+        return unreadable("dsse", where, "an attestation envelope without an in-toto payload or a signature")
+    return Envelope("dsse", where, pae(payload_type, payload), payload, signatures)
+
+
+def attestation_layers(manifest: Mapping[str, Any]) -> list[str]:
+    """The digests of the DSSE envelope layers of a cosign `.att` manifest."""
+    return [layer["digest"] for layer in manifest.get("layers") or ()
+            if isinstance(layer, dict) and layer.get("mediaType") == DSSE_ENVELOPE and isinstance(layer.get("digest"), str)]
 
 
 def legacy(payload: bytes, signature: object, *, where: str) -> Envelope:
@@ -200,7 +226,7 @@ def check(envelope: Envelope, *, digest: str, keys: Sequence[PublicKey],
         return Checked(False, envelope.problem, envelope)
     statement: Mapping[str, Any] | None = None
     predicate_type: str | None = None
-    if envelope.format == "bundle":
+    if envelope.format in ("bundle", "dsse"):
         statement, problem = _statement(envelope.payload)
         if statement is None:
             return Checked(False, problem, envelope)

@@ -22,6 +22,7 @@ import asyncio
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from admission import reference
@@ -29,21 +30,26 @@ from admission.errors import RegistryError
 from admission.images.cache import ListEntry
 from admission.images.settings import ImagesSettings, VerifyEntry
 from admission.images.verify import cosign
-from admission.images.verify.decide import decide
+from admission.images.verify.decide import decide, runnable
+from admission.images.verify.provenance import Found
+from admission.images.verify.provenance import decide as decide_provenance
 from admission.keys import PublicKey
-from admission.model import SignatureCheck
+from admission.model import AttestationCheck, SignatureCheck
 from admission.reference import Reference
 
 if TYPE_CHECKING:
     from admission.images.cache import ImageResolver
 
-__all__ = ["SignatureFinder", "unavailable"]
+__all__ = ["Checks", "Verifier", "attestation_unavailable", "unavailable"]
 
 _MAX_BUNDLES = 16  # signature manifests read per digest: cosign appends one per signing; more is not a real image
 _MAX_PLATFORMS = 64
 _INDEX_TYPES = frozenset(("application/vnd.oci.image.index.v1+json",
                           "application/vnd.docker.distribution.manifest.list.v2+json"))
 REFERRERS = "OCI referrers API"
+_REFERENCE_TYPE = "vnd.docker.reference.type"
+_REFERENCE_DIGEST = "vnd.docker.reference.digest"
+_PREDICATE_TYPE = "in-toto.io/predicate-type"
 
 
 def unavailable(image: str, error: str, *, digest: str = "", tag: str | None = None) -> SignatureCheck:
@@ -51,7 +57,15 @@ def unavailable(image: str, error: str, *, digest: str = "", tag: str | None = N
                           detail="the registry could not be asked for its signatures in time", error=error)
 
 
-class SignatureFinder:
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """An image's checks under its entry: None for what the entry does not ask for."""
+
+    signature: SignatureCheck | None
+    attestation: AttestationCheck | None
+
+
+class Verifier:
     """One per resolver: its client, gates, credentials and caches are the ones image configs are looked up with."""
 
     def __init__(self, resolver: ImageResolver) -> None:
@@ -59,39 +73,107 @@ class SignatureFinder:
 
     async def check(self, image: str, entry: VerifyEntry, *, deadline: float, cred_key: str = "",
                     settings: ImagesSettings | None = None) -> SignatureCheck:
-        """The SignatureCheck of `image` under `entry`'s keys. Never raises: a registry that cannot be asked in time
-        gives `unavailable` with the precise error."""
+        """The SignatureCheck of `image` under `entry`'s keys (see `verify`)."""
+        checks = await self.verify(image, replace(entry, signature="required", provenance="off"), deadline=deadline,
+                                   cred_key=cred_key, settings=settings)
+        assert checks.signature is not None
+        return checks.signature
+
+    async def verify(self, image: str, entry: VerifyEntry, *, deadline: float, cred_key: str = "",
+                     settings: ImagesSettings | None = None) -> Checks:
+        """What the entry asks of `image`: its signature, its provenance, or both. Never raises: a registry that
+        cannot be asked in time gives `unavailable` with the precise error."""
         chosen = self.resolver.settings if settings is None else settings
         digest, tag = "", None
+        wants_signature, wants_provenance = entry.signature != "off", entry.provenance != "off"
         try:
             async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                 digest, tag = await self.resolver.top_digest(image, deadline=deadline, cred_key=cred_key,
                                                              settings=chosen)
                 named = reference.parse_normalized_named(image)
+                tag = tag if named.digest is None else None
                 ref = Reference(domain=named.domain, path=named.path)
                 job = _Job(self, ref, self.resolver.key_prefix(cred_key=cred_key, settings=chosen), chosen, deadline)
+                job.top = digest
                 found = {digest: await job.signatures(digest, entry.keys)}
-                platforms = None
-                valid, _ = cosign.first_valid(found[digest], digest=digest, keys=entry.keys)
-                if valid is None:
-                    platforms = await job.platforms(digest)
-                    if platforms:
-                        got = await asyncio.gather(*(job.signatures(d, entry.keys) for d, _ in platforms))
-                        found.update(zip((d for d, _ in platforms), got))
-                return decide(image, digest=digest, tag=tag if named.digest is None else None, found=found,
-                              platforms=platforms, keys=entry.keys, looked=job.looked())
+                index_signed = cosign.first_valid(found[digest], digest=digest, keys=entry.keys)[0] is not None
+                document = None
+                if wants_provenance or not index_signed:
+                    document = await job.index(digest)
+                platforms = _entries(document) if document is not None else None
+                signature = None
+                if wants_signature:
+                    run = runnable(platforms or [])
+                    if not index_signed and run:
+                        got = await asyncio.gather(*(job.signatures(d, entry.keys) for d, _ in run))
+                        found.update(zip((d for d, _ in run), got))
+                    signature = decide(image, digest=digest, tag=tag, found=found, platforms=platforms,
+                                       keys=entry.keys, looked=job.looked())
+                attestation = None
+                if wants_provenance:
+                    attestation = await job.provenance(image, digest=digest, tag=tag, document=document,
+                                                       platforms=platforms, index_signed=index_signed,
+                                                       found=found[digest], entry=entry)
+                return Checks(signature, attestation)
         except TimeoutError:
-            return unavailable(image, "timeout: signatures not fetched within the deadline", digest=digest, tag=tag)
+            error = "timeout: signatures not fetched within the deadline"
         except RegistryError as exc:
-            return unavailable(image, f"{exc.reason}: {exc}", digest=digest, tag=tag)
+            error = f"{exc.reason}: {exc}"
         except reference.ReferenceError as exc:
-            return unavailable(image, f"error: invalid image reference '{image}': {exc}")
+            error = f"error: invalid image reference '{image}': {exc}"
+        return Checks(unavailable(image, error, digest=digest, tag=tag) if wants_signature else None,
+                      attestation_unavailable(image, error, digest=digest, tag=tag) if wants_provenance else None)
+
+
+def attestation_unavailable(image: str, error: str, *, digest: str = "", tag: str | None = None) -> AttestationCheck:
+    return AttestationCheck(image=image, status="unavailable", digest=digest, tag=tag,
+                            detail="the registry could not be asked for its attestations in time", error=error)
+
+
+def _entries(document: dict[str, Any]) -> list[tuple[str, str]] | None:
+    """(digest, platform) of each entry when `document` is an index, else None."""
+    if document.get("mediaType") not in _INDEX_TYPES and not isinstance(document.get("manifests"), list):
+        return None
+    out = []
+    for entry in (document.get("manifests") or [])[:_MAX_PLATFORMS]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+            continue
+        platform = entry.get("platform")
+        text = ""
+        if isinstance(platform, dict):
+            text = "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
+        out.append((entry["digest"], text))
+    return out
+
+
+def buildkit_attestations(document: dict[str, Any]) -> list[tuple[str, str]]:
+    """(attestation manifest digest, the platform manifest it is about) of an index's BuildKit attestations."""
+    out = []
+    for entry in document.get("manifests") or ():
+        annotations = entry.get("annotations") if isinstance(entry, dict) else None
+        if (isinstance(annotations, dict) and annotations.get(_REFERENCE_TYPE) == "attestation-manifest"
+                and isinstance(annotations.get(_REFERENCE_DIGEST), str) and isinstance(entry.get("digest"), str)):
+            out.append((entry["digest"], annotations[_REFERENCE_DIGEST]))
+    return out
+
+
+def statement_layers(manifest: dict[str, Any]) -> list[str]:
+    """The in-toto layers of an attestation manifest that may hold provenance (SBOMs and the like are skipped)."""
+    out = []
+    for layer in manifest.get("layers") or ():
+        if not isinstance(layer, dict) or layer.get("mediaType") != cosign.IN_TOTO or not isinstance(layer.get("digest"), str):
+            continue
+        annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
+        kind = annotations.get(_PREDICATE_TYPE)
+        if kind is None or kind in cosign.SLSA_PREDICATES:
+            out.append(layer["digest"])
+    return out
 
 
 class _Job:
     """One image's lookups: its repository, cache key prefix, settings and deadline."""
 
-    def __init__(self, finder: SignatureFinder, ref: Reference, prefix: str, settings: ImagesSettings,
+    def __init__(self, finder: Verifier, ref: Reference, prefix: str, settings: ImagesSettings,
                  deadline: float) -> None:
         self.finder = finder
         self.resolver = finder.resolver
@@ -99,7 +181,8 @@ class _Job:
         self.prefix = prefix
         self.settings = settings
         self.deadline = deadline
-        self.places: list[str] = []
+        self.places: list[str] = []  # where the top digest's signatures were looked for, for messages
+        self.top = ""
 
     def looked(self) -> str:
         return ", ".join(dict.fromkeys(self.places)) or "nowhere"
@@ -121,7 +204,8 @@ class _Job:
             where = f"tag {_shown(_tag(digest))}"
             body = await self._listed(f"{digest}\ntag", lambda: self._tagged(_tag(digest)))
             listed = _manifests(body)
-        self.places.append(where)
+        if digest == self.top:
+            self.places.append(where)
         descriptors = [d for d in listed if cosign.is_bundle_manifest(d)][:_MAX_BUNDLES]
         return tuple(await asyncio.gather(*(self._bundle(d["digest"], where) for d in descriptors)))
 
@@ -153,7 +237,8 @@ class _Job:
     async def _legacy(self, digest: str) -> tuple[cosign.Envelope, ...]:
         tag = _tag(digest) + ".sig"
         where = f"tag {_shown(tag)}"
-        self.places.append(where)
+        if digest == self.top:
+            self.places.append(where)
         body = await self._listed(f"{digest}\nsig", lambda: self._tagged(tag))
         if body is None:
             return ()
@@ -191,27 +276,77 @@ class _Job:
             return cosign.unreadable(format_, where, f"its {what} could not be read ({exc.reason})")
         raise exc
 
-    # -- index platforms --
+    # -- the index, and provenance --
 
-    async def platforms(self, digest: str) -> list[tuple[str, str]] | None:
-        """(digest, platform) of each entry when `digest` is an index, else None."""
+    async def index(self, digest: str) -> dict[str, Any] | None:
+        """The manifest `digest` names as a JSON object (an index or an image manifest), through the object cache
+        (the resolver leaves the index it read there)."""
         try:
             document = json.loads(await self._object(digest, cap=0, blob=False))
         except ValueError:
             return None
-        if not isinstance(document, dict) or (document.get("mediaType") not in _INDEX_TYPES
-                                              and not isinstance(document.get("manifests"), list)):
-            return None
+        return document if isinstance(document, dict) else None
+
+    async def provenance(self, image: str, *, digest: str, tag: str | None, document: dict[str, Any] | None,
+                         platforms: list[tuple[str, str]] | None, index_signed: bool,
+                         found: Sequence[cosign.Envelope], entry: VerifyEntry) -> AttestationCheck:
+        """BuildKit's attestations of the index, and cosign's: first what is in hand (the index's attestation
+        manifests and the attestation bundles listed beside the signatures); the legacy `.att` tags and the platform
+        manifests' own attestations only when that does not prove every platform."""
+        buildkit: dict[str, list[bytes]] = {}
+        if document is not None and platforms is not None:
+            manifests = buildkit_attestations(document)[:_MAX_PLATFORMS]
+            statements = await asyncio.gather(*(self._statements(d) for d, _ in manifests))
+            for (_, about), got in zip(manifests, statements, strict=True):
+                buildkit.setdefault(about, []).extend(got)
+        checked: dict[str, list[cosign.Checked]] = {
+            digest: [cosign.check(e, digest=digest, keys=entry.keys, predicate=None) for e in found]}
+        check = decide_provenance(image, digest=digest, tag=tag, platforms=platforms, index_signed=index_signed,
+                                  found=Found(buildkit, checked), entry=entry)
+        if check.status == "verified":
+            return check
+        more = [digest] + [d for d, _ in runnable(platforms or [])]
+        for target in more:
+            envelopes = list(await self._attestations(target))
+            if target != digest:
+                envelopes += await self._bundles(target)
+            checked.setdefault(target, []).extend(
+                cosign.check(e, digest=target, keys=entry.keys, predicate=None) for e in envelopes)
+        return decide_provenance(image, digest=digest, tag=tag, platforms=platforms, index_signed=index_signed,
+                                 found=Found(buildkit, checked), entry=entry)
+
+    async def _statements(self, manifest_digest: str) -> list[bytes]:
+        try:
+            manifest = json.loads(await self._object(manifest_digest, cap=0, blob=False))
+        except ValueError:
+            return []
+        if not isinstance(manifest, dict):
+            return []
         out = []
-        for entry in (document.get("manifests") or [])[:_MAX_PLATFORMS]:
-            if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
-                continue
-            platform = entry.get("platform")
-            text = ""
-            if isinstance(platform, dict):
-                text = "/".join(str(platform[k]) for k in ("os", "architecture", "variant") if platform.get(k))
-            out.append((entry["digest"], text))
+        for layer in statement_layers(manifest)[:_MAX_BUNDLES]:
+            try:
+                out.append(await self._object(layer, cap=cosign.BUNDLE_CAP, blob=True))
+            except RegistryError as exc:
+                if exc.reason not in ("not-found", "digest-mismatch", "too-large"):
+                    raise
         return out
+
+    async def _attestations(self, digest: str) -> tuple[cosign.Envelope, ...]:
+        """cosign's legacy `.att` tag of `digest`: DSSE envelopes, one per layer."""
+        tag = _tag(digest) + ".att"
+        where = f"tag {_shown(tag)}"
+        body = await self._listed(f"{digest}\natt", lambda: self._tagged(tag))
+        if body is None:
+            return ()
+        try:
+            manifest = json.loads(body)
+        except ValueError:
+            return (cosign.unreadable("dsse", where, "an attestation manifest that is not JSON"),)
+        layers = cosign.attestation_layers(manifest if isinstance(manifest, dict) else {})[:_MAX_BUNDLES]
+        blobs = await asyncio.gather(*(self._object(d, cap=cosign.BUNDLE_CAP, blob=True) for d in layers),
+                                     return_exceptions=True)
+        return tuple(self._missing(blob, "dsse", where, "envelope") if isinstance(blob, BaseException)
+                     else cosign.dsse(blob, where=where) for blob in blobs)
 
     # -- caches --
 

@@ -75,7 +75,7 @@ def image_signature(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         for ref in signed_references(workload, container):
             # An archive image with no name is held to the strictest entry (images/verify/offline.py).
             entry = strictest(entries) if unnamed else entry_for(entries, ref.value)
-            if entry is None:
+            if entry is None or entry.signature == "off":
                 continue
             key = f"signature {repository(ref.value)}"
             who = (f"{subject(workload, container)}: image '{ref.value}'" if workload.source != "image"
