@@ -18,7 +18,8 @@ from tests.cluster.auditkit import audit, container, namespace, pod
 from tests.cluster.controlplane import ControlPlane
 from tests.cluster.release import Release, installed
 from tests.images.faults import Faults, hang, serve_image
-from tests.verify.conftest import cosign, keys, layout, plain  # noqa: F401 (fixtures)
+from tests.verify.buildkit import BuildKit, scratch_context
+from tests.verify.conftest import buildkit, cosign, keys, layout, plain  # noqa: F401 (fixtures)
 from tests.pin import images as fixed
 from tests.verify.signing import Cosign, Key, Registry, push_image
 from tests.verify.test_docs import DOC, SHOWN_HOST, blocks
@@ -55,7 +56,10 @@ def images(cosign: Cosign, keys: dict[str, Key], plain: Any, layout: Path) -> di
 
 def verify_policy(hosts: list[str]) -> str:
     listed = ", ".join(f"'{h}'" for h in hosts)
-    entries = "".join(f"  - images: ['{h}/team/*', '{h}/shop/*']\n    keys: [../keys/release.pub]\n"
+    entries = "".join(f"  - images: ['{h}/built/*']\n    keys: [../keys/release.pub]\n    signature: off\n"
+                      "    provenance: required\n"
+                      f"    sources: ['https://github.com/acme/*']\n"
+                      f"  - images: ['{h}/team/*', '{h}/shop/*']\n    keys: [../keys/release.pub]\n"
                       "    on_unavailable: deny\n" for h in hosts)
     return f"images:\n  allowed_registries: [{listed}]\n  insecure_registries: [{listed}]\n  verify:\n{entries}"
 
@@ -151,3 +155,52 @@ def test_the_verify_pages_kubectl_run_is_what_kubectl_prints(
         DOC.write_text(text.replace(transcript, real), encoding="utf-8")
         return
     assert real == transcript, f"docs/verify.md's kubectl run is stale; a real run prints:\n{real}"
+
+
+@pytest.fixture(scope="module")
+def built(buildkit: BuildKit, cosign: Cosign, keys: dict[str, Key], plain: Any,  # noqa: F811
+          tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """built/api: built by BuildKit with provenance, its index signed; built/worker: the same build, index unsigned."""
+    out = {}
+    for name, sign in (("api", True), ("worker", False)):
+        context = scratch_context(tmp_path_factory.mktemp(f"ctx-{name}"), text=name)
+        buildkit.push(context, f"{plain.host}/built/{name}:1.0", platforms="linux/amd64,linux/arm64",
+                      opts={"vcs:source": "https://github.com/acme/shop", "vcs:revision": "4f2c1e0aa"})
+        digest = Registry(plain.host).digest(f"built/{name}", "1.0")
+        if sign:
+            cosign.sign(f"{plain.host}/built/{name}@{digest}", keys["release"])
+        out[name], out[f"{name}@"] = f"{plain.host}/built/{name}:1.0", f"{plain.host}/built/{name}@{digest}"
+    return out
+
+
+def test_provenance_admits_a_signed_buildkit_build_and_denies_an_unsigned_one(
+        control_plane: ControlPlane, release: Release, built: dict[str, str], keys: dict[str, Key],  # noqa: F811
+        plain: Any, tmp_path: Path) -> None:  # noqa: F811
+    admitted = control_plane.apply([pod("built-api", NS, container(image=built["api"]))], check=False)
+    assert admitted.returncode == 0, admitted.stderr
+    denied = control_plane.apply([pod("built-worker", NS, container(image=built["worker"]))], check=False)
+    assert denied.returncode == 1
+    assert (f"[image-attestation] container 'app': image '{built['worker']}': linux/amd64 of sha256:" in denied.stderr
+            and "provenance present, unsigned" in denied.stderr), denied.stderr
+    line = release.wait_for_audit(lambda entry: entry.get("name") == "built-api" and entry.get("signatures"))[-1]
+    (proven,) = [e for e in line["signatures"] if "provenance" in e]
+    assert proven["provenance"] == "verified" and "built by BuildKit (SLSA v1)" in proven["detail"]
+    # the audit, on the digest that runs: the denied build ran before the policy (an excluded namespace)
+    control_plane.apply([pod("built-worker", BEFORE, container(image=built["worker"]))])
+    for name, space, ref in (("built-api", NS, built["api@"]), ("built-worker", BEFORE, built["worker@"])):
+        status = {"status": {"phase": "Running", "containerStatuses": [{
+            "name": "app", "image": ref.split("@")[0], "imageID": ref, "ready": True, "restartCount": 0,
+            "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
+        control_plane.kubectl("patch", "pod", name, "-n", space, "--subresource=status", "--type=merge", "-p",
+                              json.dumps(status))
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    (keys_dir / "release.pub").write_bytes(keys["release"].public.read_bytes())
+    policy = tmp_path / "policy" / "policy.yaml"
+    policy.parent.mkdir()
+    policy.write_text(verify_policy([plain.host]))
+    reports = {space: audit(control_plane.admin_kubeconfig, "-n", space, "--policy", str(policy), "--format", "json",
+                            offline=False).json() for space in (NS, BEFORE)}
+    assert [f["object"]["name"] for f in reports[BEFORE]["findings"] if f["rule"] == "image-attestation"] == \
+        ["built-worker"]
+    assert "built-api" in {v["object"]["name"] for v in reports[NS]["verified"] if v["rule"] == "image-attestation"}

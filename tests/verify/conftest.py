@@ -15,6 +15,7 @@ from tests.images import oci
 from tests.images.registry import Registry as PlainRegistry
 from tests.images.registry import free_port, have_registry
 from tests.supply.tools import tool_path
+from tests.verify.buildkit import BuildKit
 from tests.verify.signing import Cosign, Key, openssl_key
 
 
@@ -84,3 +85,11 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # The fault server (tests/images), for registries that hang or misbehave on demand.
 from tests.images.conftest import faults  # noqa: E402,F401
+
+
+@pytest.fixture(scope="session")
+def buildkit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuildKit]:
+    """buildkitd as root with the OCI worker and runc (tests/verify/buildkit.py)."""
+    daemon = BuildKit(tmp_path_factory.mktemp("buildkit"))
+    yield daemon
+    daemon.stop()
