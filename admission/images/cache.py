@@ -198,6 +198,7 @@ class MemoryCache:
         self.lists: _LRU[str, ListEntry] = _LRU(max_entries=max_tags, max_bytes=32 << 20,
                                                 size=lambda e: 64 + len(e.body or b""))
         self.no_referrers: _LRU[str, float] = _LRU(max_entries=1024, max_bytes=1 << 62, size=lambda _: 1)
+        self.referrers: _LRU[str, float] = _LRU(max_entries=1024, max_bytes=1 << 62, size=lambda _: 1)  # it serves it
 
 
 # --- on disk (CLI) ----------------------------------------------------------------------------------------
@@ -487,6 +488,9 @@ class ImageResolver:
         self.clock = clock  # TTLs only; deadlines are always time.monotonic() values
         self.wall = wall  # tag fetch times on disk
         self.stats: Counter[str] = Counter()
+        # images/verify/: a registry's first referrers API answer, awaited by checks that start meanwhile, so a burst
+        # of checks against one registry probes it once (registry key -> a future set when the answer is known)
+        self.referrer_probes: dict[str, asyncio.Future[None]] = {}
         self._inflight: dict[str, asyncio.Task[CachedConfig]] = {}
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 

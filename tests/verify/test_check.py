@@ -212,3 +212,19 @@ def test_a_cached_answer_never_decides_a_signature(capsys: pytest.CaptureFixture
     assert code == 0 and len(report["verified"]) == 1
     other = write_policy(tmp_path / "other.yaml", plain.host, keys["other"], extra="  tag_ttl: 0\n")
     assert check(capsys, "--resolve-images", "--cache-dir", str(cache), "--policy", str(other), str(pod))[0] == 1
+
+
+@pytest.mark.parametrize("command", [["check-policy", "{policy}"], ["serve", "--policy", "{policy}", "--port", "0"]],
+                         ids=["check-policy", "serve"])
+def test_a_keyless_entry_is_refused_by_check_policy_and_at_start(tmp_path: Path, command: list[str]) -> None:
+    import sys
+
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("images:\n  verify:\n  - images: [x/*]\n"
+                      "    identities: [{issuer: https://token.actions.githubusercontent.com}]\n")
+    cli = Path(sys.executable).parent / "admission-cli"
+    run = subprocess.run([str(cli), *(part.format(policy=policy) for part in command)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 2
+    assert "keyless verification (identities, issuers) is not supported yet" in run.stderr
+    assert f"{policy}:4" in run.stderr

@@ -392,3 +392,27 @@ def test_a_cold_check_of_a_signed_index_costs_four_requests_and_a_warm_one_none(
     assert sum(added.values()) == 4, added
     assert added.get("referrers") == 1 and added.get("signature") == 3, added
     assert warm == cold  # warm: nothing at all
+
+
+def test_a_burst_of_checks_probes_a_registry_for_the_referrers_api_once(
+        tmp_path: Path, cosign: Cosign, keys: dict[str, Key], plain: Any, layout: Path) -> None:
+    api = Registry(plain.host)
+    names = [push_image(layout, plain.host, _repo("burst")) for _ in range(5)]
+    for name in names:
+        cosign.sign(f"{name}@{api.digest(name.split('/', 1)[1], '1.0')}", keys["release"])
+    settings = policy(tmp_path, plain.host, keys["release"]).images
+
+    async def run() -> tuple[list[str], int]:
+        client = RegistryClient(settings)
+        resolver = ImageResolver(client, settings=settings)
+        deadline = time.monotonic() + 30
+        try:
+            checks = await asyncio.gather(*(Verifier(resolver).check(f"{n}:1.0", settings.verify[0], deadline=deadline)
+                                            for n in names))
+            return [c.status for c in checks], client.counters["referrers"]
+        finally:
+            await client.aclose()
+
+    statuses, probes = asyncio.run(run())
+    assert statuses == ["verified"] * 5
+    assert probes == 1  # the first check's 404 answers the other four, which waited for it

@@ -66,7 +66,8 @@ async def test_a_registry_that_hangs_on_signatures_gives_on_unavailable_inside_t
             got = await hook.answer(review(pod(containers=[good_container(image=reference)])))
             elapsed = time.monotonic() - started
             audit = hook.audit()[-1]
-        assert elapsed < 0.8, f"answered after {elapsed:.3f} s"
+        # inside the deadline: the lookups stop 20 ms before it; 50 ms more for scheduling on a loaded 2-core machine
+        assert elapsed < 0.85, f"answered after {elapsed:.3f} s"
         said = got["status"]["message"] if level == "deny" else " ".join(got.get("warnings", []))
         assert got["allowed"] is (level == "warn"), got
         assert "[image-signature]" in said and "signatures could not be checked" in said

@@ -210,11 +210,36 @@ class _Job:
         return tuple(await asyncio.gather(*(self._bundle(d["digest"], where) for d in descriptors)))
 
     async def _referrers(self, digest: str) -> list[dict[str, Any]] | None:
-        """The referrers API's entries for `digest`, or None where the registry does not serve the API."""
+        """The referrers API's entries for `digest`, or None where the registry does not serve the API. What a
+        registry answered is remembered for images.tag_ttl, and checks that start while its first answer is awaited
+        wait for it, so a burst of checks probes a registry once."""
         registry = f"{self.prefix}\n{reference.registry_host(self.ref)}"
-        since = self.resolver.memory.no_referrers.get(registry)  # when it answered 404 (resolver clock)
-        if since is not None and self.resolver.clock() - since < self.settings.tag_ttl:
+        resolver = self.resolver
+        pending = resolver.referrer_probes.get(registry)
+        if pending is not None and not self._knows(registry):
+            await asyncio.shield(pending)
+        if self._lacks(registry):
             return None
+        probe: asyncio.Future[None] | None = None
+        if not self._knows(registry) and registry not in resolver.referrer_probes:
+            probe = resolver.referrer_probes[registry] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._referrers_of(digest, registry)
+        finally:
+            if probe is not None:
+                probe.set_result(None)
+                del resolver.referrer_probes[registry]
+
+    def _fresh(self, since: float | None) -> bool:
+        return since is not None and 0 <= self.resolver.clock() - since < self.settings.tag_ttl
+
+    def _lacks(self, registry: str) -> bool:
+        return self._fresh(self.resolver.memory.no_referrers.get(registry))
+
+    def _knows(self, registry: str) -> bool:
+        return self._lacks(registry) or self._fresh(self.resolver.memory.referrers.get(registry))
+
+    async def _referrers_of(self, digest: str, registry: str) -> list[dict[str, Any]] | None:
         client = self.resolver.client
 
         async def fetch() -> bytes | None:
@@ -232,6 +257,7 @@ class _Job:
         if body is None:
             self.resolver.memory.no_referrers.put(registry, self.resolver.clock())
             return None
+        self.resolver.memory.referrers.put(registry, self.resolver.clock())
         return _manifests(body)
 
     async def _legacy(self, digest: str) -> tuple[cosign.Envelope, ...]:
