@@ -29,8 +29,11 @@ def runnable(entries: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 def _signed_by(check: Checked) -> str:
+    """"cosign.pub (key hint TsHvD+RmRJIM…, cosign bundle v0.3, OCI referrers API)": which key, as cosign's bundles
+    name it, in which format, found where."""
     assert check.key is not None
-    return f"{check.key.label} ({FORMAT_NAMES[check.envelope.format]}, {check.envelope.where})"
+    return (f"{check.key.label} (key hint {check.key.hint[:12]}…, {FORMAT_NAMES[check.envelope.format]}, "
+            f"{check.envelope.where})")
 
 
 def _reason(checks: Sequence[Checked]) -> str:
