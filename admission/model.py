@@ -201,7 +201,10 @@ class Container:
     - `image_config` / `image_config_error`: the resolved config of `image`, or why it could not be had
       (set only when images are resolved; see images/enrich.py).
     - `inherits_user_from`: when a build Dockerfile sets no USER and its chain starts FROM an external
-      image, that image: its config (`base_config`, or `base_config_error`) then gives the user.
+      image, that image: its config (`base_config`, or `base_config_error`) then gives the user; until it is
+      resolved the user is unknown (a chain that starts FROM scratch, with neither set, runs as root).
+    - `inherits_unresolved`: when a build Dockerfile sets no USER and its chain starts FROM a base image named by a
+      build arg with no value: which image, and so which user, is unknown.
     - `unresolved_bases`: FROMs whose image comes from a build arg with no value (not in `base_images`).
     - `run_as_user_name`: Kubernetes effective `securityContext.windowsOptions.runAsUserName` (pod merged with
       container): the account a Windows container runs as.
@@ -225,6 +228,7 @@ class Container:
     image_config: ImageConfig | None = None
     image_config_error: str | None = None
     inherits_user_from: Located[str] | None = None
+    inherits_unresolved: UnresolvedBase | None = None
     base_config: ImageConfig | None = None
     base_config_error: str | None = None
     build_context: BuildContext | None = None  # the build's context, when it is on disk and a COPY/ADD reads it
