@@ -98,6 +98,8 @@ class ContextCopy:
     `files` are the context files it would copy: paths relative to the context root, `/`-separated, after
     `.dockerignore` and the instruction's `--exclude`s, shallow ones first. `stage` is its stage's label;
     `reached` says how the built stage needs that stage ("" when it is the built stage itself).
+    `public` are those of `files` with a secret-looking name that were opened and are PEM files without a private
+    key in their first 64 KiB (a certificate, DH parameters, a public key): public material, not a secret.
     """
 
     instruction: str  # as written, whitespace collapsed: "COPY --chown=app . /src"
@@ -105,6 +107,7 @@ class ContextCopy:
     stage: str
     reached: str
     files: tuple[str, ...]
+    public: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

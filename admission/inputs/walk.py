@@ -68,6 +68,9 @@ class Options:
     as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
     excludes: Excludes | None = None  # --exclude and .admission.yaml patterns; walks (and --as-walk) honour them
     build_args: Mapping[str, str] = field(default_factory=dict)  # --build-arg NAME=VALUE, for Dockerfiles checked alone
+    # build-context's secret_patterns: copied files with such names are opened to tell public PEM material (None: the
+    # built-in policy's; empty: open nothing)
+    secret_patterns: Sequence[str] | None = None
 
 
 @dataclass(slots=True)
@@ -79,12 +82,13 @@ class Collected:
     skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)  # files an exclude pattern left out, by pattern label
     contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
+    secret_patterns: Sequence[str] = ()  # for the ContextCache (Options.secret_patterns)
 
     def context_cache(self) -> Any:
         if self.contexts is None:
             from admission.sources.context import ContextCache
 
-            self.contexts = ContextCache()
+            self.contexts = ContextCache(secret_patterns=self.secret_patterns)
         return self.contexts
 
     def fail(self, exc: InputError, *, file: str) -> None:
@@ -555,7 +559,7 @@ def _display(root: str, folder: str, name: str) -> str:
 
 def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] | None = None) -> Collected:
     """Every input named on the command line -> workloads and per-file problems."""
-    out = Collected()
+    out = Collected(secret_patterns=_secret_patterns(options))
     if options.overrides:
         if options.as_walk:
             raise UsageError("-f OVERRIDE cannot be combined with --as-walk (a walk merges overrides by name)")
@@ -585,6 +589,14 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] 
             _check_file(path, display=path, options=options, out=out, explicit=True,
                         compose_overrides=[(o, o) for o in options.overrides])
     return out
+
+
+def _secret_patterns(options: Options) -> Sequence[str]:
+    if options.secret_patterns is not None:
+        return options.secret_patterns
+    from admission.policy.rules.context import DEFAULT_SECRET_PATTERNS
+
+    return DEFAULT_SECRET_PATTERNS
 
 
 def _is_tar(path: str) -> bool:
