@@ -209,6 +209,8 @@ class Container:
     - `inherits_unresolved`: when a build Dockerfile sets no USER and its chain starts FROM a base image named by a
       build arg with no value: which image, and so which user, is unknown.
     - `unresolved_bases`: FROMs whose image comes from a build arg with no value (not in `base_images`).
+    - `built`: a compose service with `build:`: its `image` (if any) names what the build produces and tags
+      locally, not an image it pulls.
     - `run_as_user_name`: Kubernetes effective `securityContext.windowsOptions.runAsUserName` (pod merged with
       container): the account a Windows container runs as.
     """
@@ -217,6 +219,7 @@ class Container:
     origin: Origin
     kind: ContainerKind = "container"
     image: Located[str] | None = None
+    built: bool = False
     base_images: tuple[Located[str], ...] = ()
     unresolved_bases: tuple[UnresolvedBase, ...] = ()
     user: Located[str] | None = None

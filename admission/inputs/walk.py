@@ -425,10 +425,14 @@ class _Walk:
 def _walk(root: str, *, options: Options, out: Collected) -> None:
     walk = _Walk(root)
     for folder, dirs, files in os.walk(root, followlinks=False):
+        linked = sorted(d for d in dirs if d not in SKIP_DIRS and os.path.islink(os.path.join(folder, d)))
         dirs[:] = sorted(d for d in dirs if _entered(folder, d))
         if options.excludes:
             dirs[:] = [d for d in dirs if not _excluded_folder(walk, os.path.join(folder, d), options.excludes, out)]
             files = [name for name in files if not _excluded_file(walk, folder, name, options.excludes, out)]
+            linked = [d for d in linked if not _excluded_file(walk, folder, d, options.excludes, out)]
+        for name in linked:  # as a linked file is: listed, never followed
+            out.skip(walk.display(folder, name), "a symbolic link to a folder (walks do not follow links)")
         if "Chart.yaml" in files and "templates" in dirs:
             # Helm templates are Go templates, not YAML; `helm template | admission-cli check -` reads them rendered.
             for inner_folder, _, inner in os.walk(os.path.join(folder, "templates")):
@@ -579,7 +583,7 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] 
                 continue
             _walk(path, options=options, out=out)
         elif not os.path.exists(path):
-            out.fail(InputError("no such file or directory", file=path), file=path)
+            out.fail(InputError(_missing(path), file=path), file=path)
         else:
             if options.overrides:
                 _require_compose(path)
@@ -589,6 +593,23 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] 
             _check_file(path, display=path, options=options, out=out, explicit=True,
                         compose_overrides=[(o, o) for o in options.overrides])
     return out
+
+
+def _missing(path: str) -> str:
+    """Why a named PATH cannot be opened: a symlink loop and a dangling link are not "no such file"."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop: the link resolves back to itself and names no file"
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        if exc.errno == errno.ENOENT:
+            return "no such file or directory"
+        return exc.strerror or str(exc)
+    return "no such file or directory"
 
 
 def _secret_patterns(options: Options) -> Sequence[str]:

@@ -474,7 +474,16 @@ class _Loader:
                 raise InputError(f"remote extends file {ref_file} cannot be read: only local files are supported",
                                  file=file, line=line, path=path)
             base_real, base_display = scope.workdir.join(ref_file)
-            base_services, base_resets = self._extends_file(base_real, base_display, scope)
+            if not os.path.isfile(base_real):
+                at_file, at_line = extends.pos("file") if isinstance(extends, CMap) else (file, line)
+                raise InputError(f'cannot extend service "{name}": the extended file {base_display} does not exist',
+                                 file=at_file, line=at_line, path=f"{path}.file")
+            try:
+                base_services, base_resets = self._extends_file(base_real, base_display, scope)
+            except InputError as exc:
+                # The error is in the extended file (and named there); say which extends reached it.
+                raise InputError(f"{exc.message} (in {base_display}, extended by {file} line {line}, {path})",
+                                 file=exc.file, line=exc.line, path=exc.path) from None
             if ref not in base_services:
                 raise InputError(f'cannot extend service "{name}" in {display}: service "{ref}" not found in {base_display}',
                                  file=file, line=line, path=path)
@@ -870,6 +879,13 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
             loader.dockerfiles.add(real_key)  # a walk skips it even when it is broken: the build reports it
             parsed = dockerfile.parse(text, file=display)
         info = dockerfile.analyse(parsed, build_args=args, target=target)
+    except dockerfile.TargetNotFound as exc:
+        at_file, at_line = build.pos("target")
+        where = "the service's dockerfile_inline" if isinstance(inline, str) else display
+        loader.problems.append(Problem(
+            message=f'target stage "{exc.target}" could not be found in {where} (its stages: {", ".join(exc.stages)})',
+            file=at_file, line=at_line, path=f"{reader.base}.build.target"))
+        return _BuildOutcome(None, f"the build Dockerfile '{display}' has no stage \"{exc.target}\" (build.target)", ())
     except InputError as exc:
         loader.problems.append(Problem(message=exc.message, file=exc.file or display, line=exc.line, path=exc.path))
         return _BuildOutcome(None, f"the build Dockerfile '{display}' could not be read: {exc.message}", ())
@@ -1037,6 +1053,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             name=name,
             origin=origin,
             image=image,
+            built="build" in service and service["build"] is not None,
             base_images=built.base_images if built else (),
             unresolved_bases=built.unresolved_bases if built else (),
             user=user,

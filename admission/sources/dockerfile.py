@@ -918,6 +918,17 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
 # --------------------------------------------------------------------------------------------------
 
 
+class TargetNotFound(InputError):
+    """A build target (compose `build.target`) names no stage, as BuildKit refuses it. The build's own file names the
+    mistake, so the compose adapter puts the error on its `target:` line; `stages` are the stages there are."""
+
+    def __init__(self, target: str, stages: tuple[str, ...], *, file: str) -> None:
+        super().__init__(f'target stage "{target}" could not be found in {file} (its stages: {", ".join(stages)})',
+                         file=file)
+        self.target = target
+        self.stages = stages
+
+
 def _default_args(platform: str, build_args: Mapping[str, str], target: str) -> dict[str, str]:
     """The ARGs BuildKit predefines in the global scope (usable in FROM without declaring them)."""
     os_, _, arch_variant = platform.partition("/")
@@ -1031,7 +1042,7 @@ def analyse(
     elif target.lower() in by_name:
         ti = by_name[target.lower()]
     else:
-        raise InputError(f'target stage "{target}" could not be found', file=file)
+        raise TargetNotFound(target, tuple(s.label for s in stages), file=file)
 
     # Stage graph: FROM <stage>, COPY --from and RUN --mount from=. A cycle is an error, as in BuildKit.
     deps: list[list[int]] = []
