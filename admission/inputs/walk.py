@@ -377,10 +377,14 @@ class _Pending:
 def _compose_projects(pending: list[_Pending], *, options: Options, out: Collected) -> set[str]:
     """Load the compose projects a walk found; a file another project includes or extends is part of that
     project only (as an override is), not a project of its own. Returns the Dockerfiles their builds use."""
+    from admission.inputs.layers import compose_fragments
     from admission.sources.compose import NotCompose
 
+    layers = compose_fragments(((p.path, p.display, p.text) for p in pending), bases=COMPOSE_BASES)
     loaded = []
     for item in pending:
+        if item.display in layers:
+            continue
         part = Collected(contexts=out.context_cache())
         part.files.add(item.display)
 
@@ -395,6 +399,9 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
 
         loaded.append((item.display, part, _guarded(item.display, part, load)))
     fragments = {f for display, part, _ in loaded for f in part.files if f != display}
+    for display, reason in layers.items():
+        if display not in fragments:  # a layer another project includes or extends is read as part of it
+            out.skip(display, reason)
     dockerfiles: set[str] = set()
     for display, part, used in loaded:
         if display in fragments:
