@@ -26,6 +26,7 @@ SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (DESIGN §2)
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")  # as inputs/kustomize.py reads them
 # Top-level keys of block YAML start a line. A walk takes only these for Kubernetes before parsing: `"apiVersion":` in
 # JSON can be a nested property name (a Helm values.schema.json), so there the parsed shape decides.
 _API_HINT = re.compile(r"^apiVersion\s*:", re.M)
@@ -422,6 +423,14 @@ class _Walk:
     root: str | None  # None: named files (--as-walk), shown as given
     pending: list[_Pending] = field(default_factory=list)
     dockerfiles: list[tuple[str, str]] = field(default_factory=list)
+    kustomize: Any = None  # inputs.kustomize.Patches, once a kustomization is met
+
+    def patches(self) -> Any:
+        if self.kustomize is None:
+            from admission.inputs.kustomize import Patches
+
+            self.kustomize = Patches()
+        return self.kustomize
 
     def display(self, folder: str, name: str) -> str:
         if self.root is None:
@@ -450,6 +459,8 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
             _load_archive(folder, display=_display(root, folder, ""), options=options, out=out)
             dirs[:] = []  # an OCI layout is one input; its blobs are not files to check
             continue
+        if any(name in files for name in KUSTOMIZATION_NAMES):  # before its patches: they are in or below it
+            walk.patches().add_folder(folder, shown=walk.display(folder, ""))
         _scan_folder(walk, folder, sorted(files), options=options, out=out)
     _finish_walk(walk, options=options, out=out)
 
@@ -505,6 +516,14 @@ def _scan_folder(walk: _Walk, folder: str, names: Sequence[str], *, options: Opt
         if os.path.islink(full):
             out.skip(display, "a symbolic link (walks do not follow links)")
             continue
+        patch = walk.kustomize.reason(full) if walk.kustomize is not None else None
+        if patch is not None:
+            out.skip(display, patch)
+            continue
+        if name in KUSTOMIZATION_NAMES:
+            out.skip(display, "kustomize's own file: its resources are checked where they are, its patches skipped; "
+                              f"what it builds: kubectl kustomize {walk.display(folder, '')} | admission-cli check -")
+            continue
         if ".override." in name and name.startswith(("compose", "docker-compose")):
             out.skip(display, "a compose override without its base file in the same folder")
             continue
@@ -559,6 +578,8 @@ def _as_walk(paths: Sequence[str], *, options: Options, out: Collected) -> None:
                 chosen.add(base)
             if name == base:
                 chosen.update(o for o in override_for(base) if os.path.isfile(os.path.join(folder, o)))
+    for folder in folders:  # a changed patch comes without its kustomization: look in and above its folder
+        walk.patches().add_above(folder, shown=folder, stop=os.getcwd())
     for folder, names in folders.items():
         _scan_folder(walk, folder, sorted(names), options=options, out=out)
     _finish_walk(walk, options=options, out=out)
