@@ -140,6 +140,9 @@ def _check(args: argparse.Namespace) -> int:
     paths = identity.RepoPaths()
     if args.format != "text" or baselined is not None or args.write_baseline:
         identity.assign(result, paths)  # the text report shows no fingerprint: its start-up skips hashlib
+    from admission.cli.repeats import merge_repeats
+
+    merge_repeats(result)  # after the fingerprints: each object's stays with the finding reported once
     if baselined is not None:
         from admission.cli import baseline
 
