@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from admission.errors import InputError
 from admission.findings import Problem
+from admission.inputs.kustomize import KUSTOMIZATION_NAMES
 from admission.model import Workload
 from admission import textio
 
@@ -26,7 +27,6 @@ SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (DESIGN §2)
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
-KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")  # as inputs/kustomize.py reads them
 # Top-level keys of block YAML start a line. A walk takes only these for Kubernetes before parsing: `"apiVersion":` in
 # JSON can be a nested property name (a Helm values.schema.json), so there the parsed shape decides.
 _API_HINT = re.compile(r"^apiVersion\s*:", re.M)
