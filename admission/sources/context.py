@@ -63,7 +63,10 @@ class ContextCache:
         for rel in files:
             if not self._names.match(rel.rsplit("/", 1)[-1]):
                 continue
-            real = os.path.realpath(os.path.join(context, rel))
+            path = os.path.join(context, rel)
+            if os.path.islink(path):
+                continue  # the build sends the link itself, not what it points to: nothing here to read
+            real = os.path.realpath(path)
             found = self._public.get(real)
             if found is None:
                 self.opened.append(rel)
