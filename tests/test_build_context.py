@@ -268,9 +268,11 @@ def test_pem_files_without_a_private_key_are_not_secrets(pem_context: Path, monk
 def test_only_files_with_secret_looking_names_are_opened_and_each_once(pem_context: Path, monkeypatch) -> None:
     monkeypatch.chdir(pem_context)
     write(pem_context, {"compose.yaml": "services:\n  a: {build: .}\n  b: {build: .}\n"})
+    files = sorted(f"tls/{p.name}" for p in (pem_context / "tls").iterdir())
+    os.symlink("server.pem", pem_context / "tls" / "link.pem")  # the build sends the link, not the certificate
     collected = inputs.collect(["compose.yaml", "Dockerfile"], options=inputs.Options(environ={}))
     opened = collected.contexts.opened
-    assert sorted(opened) == sorted(f"tls/{p.name}" for p in (pem_context / "tls").iterdir())
+    assert sorted(opened) == files
     assert "notes.txt" not in opened and "Dockerfile" not in opened
     collected = inputs.collect(["Dockerfile"], options=inputs.Options(environ={}, secret_patterns=()))
     assert collected.contexts.opened == [], "with the rule off (no patterns) nothing is opened"
