@@ -98,6 +98,8 @@ class ContextCopy:
     `files` are the context files it would copy: paths relative to the context root, `/`-separated, after
     `.dockerignore` and the instruction's `--exclude`s, shallow ones first. `stage` is its stage's label;
     `reached` says how the built stage needs that stage ("" when it is the built stage itself).
+    `public` are those of `files` with a secret-looking name that were opened and are PEM files without a private
+    key in their first 64 KiB (a certificate, DH parameters, a public key): public material, not a secret.
     """
 
     instruction: str  # as written, whitespace collapsed: "COPY --chown=app . /src"
@@ -105,6 +107,7 @@ class ContextCopy:
     stage: str
     reached: str
     files: tuple[str, ...]
+    public: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,8 +204,13 @@ class Container:
     - `image_config` / `image_config_error`: the resolved config of `image`, or why it could not be had
       (set only when images are resolved; see images/enrich.py).
     - `inherits_user_from`: when a build Dockerfile sets no USER and its chain starts FROM an external
-      image, that image: its config (`base_config`, or `base_config_error`) then gives the user.
+      image, that image: its config (`base_config`, or `base_config_error`) then gives the user; until it is
+      resolved the user is unknown (a chain that starts FROM scratch, with neither set, runs as root).
+    - `inherits_unresolved`: when a build Dockerfile sets no USER and its chain starts FROM a base image named by a
+      build arg with no value: which image, and so which user, is unknown.
     - `unresolved_bases`: FROMs whose image comes from a build arg with no value (not in `base_images`).
+    - `built`: a compose service with `build:`: its `image` (if any) names what the build produces and tags
+      locally, not an image it pulls.
     - `run_as_user_name`: Kubernetes effective `securityContext.windowsOptions.runAsUserName` (pod merged with
       container): the account a Windows container runs as.
     """
@@ -211,6 +219,7 @@ class Container:
     origin: Origin
     kind: ContainerKind = "container"
     image: Located[str] | None = None
+    built: bool = False
     base_images: tuple[Located[str], ...] = ()
     unresolved_bases: tuple[UnresolvedBase, ...] = ()
     user: Located[str] | None = None
@@ -225,6 +234,7 @@ class Container:
     image_config: ImageConfig | None = None
     image_config_error: str | None = None
     inherits_user_from: Located[str] | None = None
+    inherits_unresolved: UnresolvedBase | None = None
     base_config: ImageConfig | None = None
     base_config_error: str | None = None
     build_context: BuildContext | None = None  # the build's context, when it is on disk and a COPY/ADD reads it
