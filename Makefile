@@ -74,6 +74,7 @@ bench: $(APT_STAMP) setup
 	$(BENCH_VENV)/bin/python bench/shutdown.py
 	$(BENCH_VENV)/bin/python bench/audit.py
 	$(BENCH_VENV)/bin/python bench/pin.py
+	$(BENCH_VENV)/bin/python bench/large.py
 
 docs: setup
 	$(BIN)/python -m admission.cli.docs

@@ -56,6 +56,19 @@ class Verified:
 
 
 @dataclass(frozen=True, slots=True)
+class Reported:
+    """An object a finding is reported for: a finding the same in file, line, rule and message for several objects
+    (a Dockerfile two compose files build) is reported once, naming each (cli/repeats.py)."""
+
+    file: str  # the object's own file: the compose file of a service, not its Dockerfile
+    kind: str
+    name: str
+    namespace: str | None
+    container: str | None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule: str
     severity: Severity
@@ -78,6 +91,9 @@ class Finding:
     # Under `enforcement: warn`, a finding whose rule would have denied: reported at warn, counted apart so that an
     # operator sees what switching to deny would refuse (warn-level rules stay plain warnings).
     would_deny: bool = False
+    # The other objects this finding was also reported for, when it is reported once for several (their fingerprints
+    # still match a baseline written before: cli/baseline.py); empty for most findings.
+    also: tuple[Reported, ...] = ()
 
 
 fast_init(Finding)  # a denying request builds a Finding per violation: the frozen __init__ was most of evaluate's time

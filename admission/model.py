@@ -173,6 +173,8 @@ class ContextCopy:
     `files` are the context files it would copy: paths relative to the context root, `/`-separated, after
     `.dockerignore` and the instruction's `--exclude`s, shallow ones first. `stage` is its stage's label;
     `reached` says how the built stage needs that stage ("" when it is the built stage itself).
+    `public` are those of `files` with a secret-looking name that were opened and are PEM files without a private
+    key in their first 64 KiB (a certificate, DH parameters, a public key): public material, not a secret.
     """
 
     instruction: str  # as written, whitespace collapsed: "COPY --chown=app . /src"
@@ -180,6 +182,7 @@ class ContextCopy:
     stage: str
     reached: str
     files: tuple[str, ...]
+    public: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +279,13 @@ class Container:
     - `image_config` / `image_config_error`: the resolved config of `image`, or why it could not be had
       (set only when images are resolved; see images/enrich.py).
     - `inherits_user_from`: when a build Dockerfile sets no USER and its chain starts FROM an external
-      image, that image: its config (`base_config`, or `base_config_error`) then gives the user.
+      image, that image: its config (`base_config`, or `base_config_error`) then gives the user; until it is
+      resolved the user is unknown (a chain that starts FROM scratch, with neither set, runs as root).
+    - `inherits_unresolved`: when a build Dockerfile sets no USER and its chain starts FROM a base image named by a
+      build arg with no value: which image, and so which user, is unknown.
     - `unresolved_bases`: FROMs whose image comes from a build arg with no value (not in `base_images`).
+    - `built`: a compose service with `build:`: its `image` (if any) names what the build produces and tags
+      locally, not an image it pulls.
     - `run_as_user_name`: Kubernetes effective `securityContext.windowsOptions.runAsUserName` (pod merged with
       container): the account a Windows container runs as.
     """
@@ -286,6 +294,7 @@ class Container:
     origin: Origin
     kind: ContainerKind = "container"
     image: Located[str] | None = None
+    built: bool = False
     base_images: tuple[Located[str], ...] = ()
     unresolved_bases: tuple[UnresolvedBase, ...] = ()
     user: Located[str] | None = None
@@ -300,6 +309,7 @@ class Container:
     image_config: ImageConfig | None = None
     image_config_error: str | None = None
     inherits_user_from: Located[str] | None = None
+    inherits_unresolved: UnresolvedBase | None = None
     base_config: ImageConfig | None = None
     base_config_error: str | None = None
     build_context: BuildContext | None = None  # the build's context, when it is on disk and a COPY/ADD reads it
@@ -310,8 +320,6 @@ class Container:
     # "disabled" (compose `disable: true` / `test: [NONE]`) or "none" (Dockerfile `HEALTHCHECK NONE`), None if neither says
     probes: tuple[str, ...] = ()
     healthcheck: Setting | None = None
-    # compose: the service has a `build`, so `image` names what the build produces here, not an image to pull
-    builds_image: bool = False
     # archives: the image's name, digests and the signature objects the archive carries (verified offline)
     carried: Carried | None = None
     # image-signature: the checks of `image` and `base_images` that an `images.verify` entry matched, when verified
@@ -402,7 +410,7 @@ def signed_references(workload: Workload, container: Container) -> list[Located[
     compose service's own build output; an archive's image carries its own signatures) and the images its build
     starts FROM. Enrichment verifies exactly these and the image-signature rule reads exactly these."""
     out = list(container.base_images)
-    if container.image is not None and container.image.value and not container.builds_image:
+    if container.image is not None and container.image.value and not container.built:
         out.insert(0, container.image)
     elif workload.source == "image" and container.carried is not None:
         out.insert(0, Located(container.carried.image or workload.name, container.origin))

@@ -5,13 +5,15 @@ Hand-written on top of libyaml's node composer (PyYAML CParser) because no YAML 
 both dialects with per-key line numbers at C speed: ruamel.yaml tracks lines but is several times
 slower, and PyYAML's constructors resolve scalars as YAML 1.1 only. Scalars are resolved here, once,
 by dialect; mappings and sequences come back as dict/list subclasses that remember their lines.
-Aliases are shared, not copied, and their expanded size is bounded (alias bombs); depth is bounded.
+Aliases are shared, not copied, and what they would expand to is bounded (alias bombs): only nodes reached
+through an alias count, so a file without anchors is never refused however large it is. Depth is bounded.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -23,7 +25,9 @@ from admission.errors import InputError
 Dialect = Literal["1.1", "1.2"]
 
 MAX_DEPTH = 200
-MAX_EXPANDED_NODES = 1_000_000
+# Nodes a naive reader would copy through aliases (a merge key's alias included), per document. Nodes written out
+# in the file never count: a 10 MB compose file with 600,000 environment entries is large, not a bomb.
+MAX_ALIAS_EXPANSION = 1_000_000
 
 _STR = "tag:yaml.org,2002:str"
 _MAP = "tag:yaml.org,2002:map"
@@ -242,7 +246,7 @@ def _error(message: str, mark: Any) -> _Error:
 
 
 class _Builder:
-    __slots__ = ("dialect", "strict_keys", "keep_tags", "memo", "sizes", "expanded")
+    __slots__ = ("dialect", "strict_keys", "keep_tags", "memo", "sizes", "nodes", "aliased")
 
     def __init__(self, dialect: Dialect, strict_keys: bool, keep_tags: frozenset[str]) -> None:
         self.dialect = dialect
@@ -250,12 +254,13 @@ class _Builder:
         self.keep_tags = keep_tags
         self.memo: dict[int, Any] = {}
         self.sizes: dict[int, int] = {}
-        self.expanded = 0
+        self.nodes = 0  # nodes built so far, through aliases too: what a subtree costs when an alias repeats it
+        self.aliased = 0  # nodes reached only through aliases: the bound
 
     def build(self, node: Any, depth: int = 0) -> Any:
         cls = type(node)
         if cls is ScalarNode:
-            self.expanded += 1
+            self.nodes += 1
             tag = node.tag
             if tag == "":
                 return node.value if node.style else resolve_plain(node.value, self.dialect)
@@ -267,14 +272,18 @@ class _Builder:
         key = id(node)
         if key in self.memo:
             # An alias: shared, not copied. Count what a naive expansion would cost.
-            self.expanded += self.sizes.get(key, 1)
-            if self.expanded > MAX_EXPANDED_NODES:
-                raise _error(f"alias expansion exceeds {MAX_EXPANDED_NODES} nodes (possible alias bomb)", node.start_mark)
+            size = self.sizes.get(key, 1)
+            self.nodes += size
+            self.aliased += size
+            if self.aliased > MAX_ALIAS_EXPANSION:
+                # The alias is the anchored node itself, whose mark is the anchor's: the key that holds the alias
+                # gives the line (see _mapping).
+                raise _Error(f"alias expansion exceeds {MAX_ALIAS_EXPANSION} nodes (possible alias bomb)", None)
             return self.memo[key]
         if depth > MAX_DEPTH:
             raise _error(f"nesting deeper than {MAX_DEPTH} levels", node.start_mark)
-        before = self.expanded
-        self.expanded += 1
+        before = self.nodes
+        self.nodes += 1
         if cls is MappingNode:
             result: Any = self._mapping(node, depth)
         else:
@@ -285,9 +294,7 @@ class _Builder:
                 append(self.build(item, depth + 1))
                 lines(item.start_mark.line + 1)
             result = seq
-        self.sizes[key] = self.expanded - before
-        if self.expanded > MAX_EXPANDED_NODES:
-            raise _error(f"alias expansion exceeds {MAX_EXPANDED_NODES} nodes (possible alias bomb)", node.start_mark)
+        self.sizes[key] = self.nodes - before
         if node.tag in self.keep_tags:
             return Tagged(node.tag, result, node.start_mark.line + 1)
         return result
@@ -295,25 +302,35 @@ class _Builder:
     def _mapping(self, node: Any, depth: int) -> YMap:
         mapping = YMap(node.start_mark.line + 1)
         self.memo[id(node)] = mapping
-        merges: list[Any] = []
+        merges: list[tuple[Any, Any]] = []
         key_lines = mapping.key_lines
         for key_node, value_node in node.value:
             if type(key_node) is not ScalarNode:
                 raise _error("a mapping key must be a scalar", key_node.start_mark)
             if key_node.value == "<<" and key_node.tag in ("", "tag:yaml.org,2002:merge"):
-                merges.append(value_node)
+                merges.append((key_node, value_node))
                 continue
             key = self.build(key_node, depth + 1)
             if not isinstance(key, str):
                 key = _key_text(key)
             if key in mapping and self.strict_keys:
                 raise _error(f"mapping key {key!r} already defined at line {key_lines[key]}", key_node.start_mark)
-            mapping[key] = self.build(value_node, depth + 1)
+            try:
+                mapping[key] = self.build(value_node, depth + 1)
+            except _Error as exc:
+                if exc.line is None:
+                    exc.line = key_node.start_mark.line + 1
+                raise
             key_lines[key] = key_node.start_mark.line + 1
-        for merge in merges:
+        for merge_key, merge in merges:
             sources = merge.value if type(merge) is SequenceNode else [merge]
             for source in sources:
-                value = self.build(source, depth + 1)
+                try:
+                    value = self.build(source, depth + 1)
+                except _Error as exc:
+                    if exc.line is None:
+                        exc.line = merge_key.start_mark.line + 1
+                    raise
                 if not isinstance(value, YMap):
                     raise _error("merge key '<<' needs a mapping or a list of mappings", source.start_mark)
                 for k, v in value.items():
@@ -338,28 +355,41 @@ def _key_text(key: Any) -> str:
 def load_documents(text: str, *, file: str, dialect: Dialect, strict_keys: bool = False,
                    keep_tags: frozenset[str] = frozenset()) -> list[Document]:
     """Every document of a YAML stream, with lines. Raises InputError naming file and line."""
+    return list(iter_documents(text, file=file, dialect=dialect, strict_keys=strict_keys, keep_tags=keep_tags))
+
+
+def iter_documents(text: str, *, file: str, dialect: Dialect, strict_keys: bool = False,
+                   keep_tags: frozenset[str] = frozenset()) -> Iterator[Document]:
+    """The documents of a YAML stream one at a time, so that a reader of a large stream holds one document's nodes
+    and values at once, not the whole stream's. Raises InputError naming file and line when it meets one."""
     loader = _NodeLoader(text)
     builder = _Builder(dialect, strict_keys, keep_tags)
-    documents: list[Document] = []
     try:
-        while loader.check_node():
-            node = loader.get_node()
-            builder.memo.clear()
-            builder.sizes.clear()
-            builder.expanded = 0
-            documents.append(Document(builder.build(node), node.start_mark.line + 1))
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
-        raise InputError(f"YAML syntax error: {message}", file=file, line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"YAML error: {exc}", file=file) from None
-    except _Error as exc:
-        raise InputError(exc.message, file=file, line=exc.line) from None
-    except RecursionError:
-        raise InputError(f"nesting deeper than {MAX_DEPTH} levels", file=file) from None
+        while True:
+            try:
+                if not loader.check_node():
+                    return
+                node = loader.get_node()
+                builder.memo.clear()
+                builder.sizes.clear()
+                builder.nodes = builder.aliased = 0
+                document = Document(builder.build(node), node.start_mark.line + 1)
+                del node  # the node graph of a large document is most of its memory
+                builder.memo.clear()
+                builder.sizes.clear()
+            except yaml.MarkedYAMLError as exc:
+                mark = exc.problem_mark or exc.context_mark
+                message = " ".join(part for part in (exc.context, exc.problem) if part) or "invalid YAML"
+                raise InputError(f"YAML syntax error: {message}", file=file,
+                                 line=mark.line + 1 if mark else None) from None
+            except yaml.YAMLError as exc:
+                raise InputError(f"YAML error: {exc}", file=file) from None
+            except _Error as exc:
+                raise InputError(exc.message, file=file, line=exc.line) from None
+            except RecursionError:
+                raise InputError(f"nesting deeper than {MAX_DEPTH} levels", file=file) from None
+            yield document
     finally:
         dispose = getattr(loader, "dispose", None)
         if dispose:
             dispose()
-    return documents

@@ -225,3 +225,63 @@ def test_strict_policy_denies_a_leaked_secret(tmp_path, capsys, monkeypatch) -> 
     code, report = cli_json(capsys, "--policy", str(ROOT / "policies" / "strict.yaml"), "Dockerfile")
     [found] = [f for f in report["findings"] if f["rule"] == "build-context"]
     assert found["severity"] == "deny" and code == 1
+
+
+# --- PEM files: public material is not a secret (issue 20, item 5) ------------------------------------------------
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    import subprocess
+
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture()
+def pem_context(tmp_path: Path) -> Path:
+    """A context with PEM files made by openssl: public material under secret-looking names, and private keys."""
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", "server-key.pem", "-out", "server.pem", "-subj", "/CN=test", "-days", "1", cwd=tls)
+    _openssl("pkey", "-in", "server-key.pem", "-pubout", "-out", "public.key", cwd=tls)
+    _openssl("genrsa", "-traditional", "-out", "legacy.pem", "1024", cwd=tls)
+    _openssl("dhparam", "-dsaparam", "-out", "dhparam.pem", "1024", cwd=tls)
+    cert = (tls / "server.pem").read_text()
+    (tls / "chain-with-key.pem").write_text(cert + (tls / "server-key.pem").read_text())
+    # A private key past the first 64 KiB is not looked for: the file reads as a certificate bundle.
+    (tls / "long-bundle.pem").write_text(cert * (65 * 1024 // len(cert) + 1) + (tls / "server-key.pem").read_text())
+    (tls / "empty.pem").write_text("")
+    (tmp_path / "notes.txt").write_text("-----BEGIN PRIVATE KEY-----\n")  # not a secret-looking name: never opened
+    (tmp_path / "Dockerfile").write_text("FROM alpine:3.20\nCOPY . /srv/\nUSER 1000\n")
+    return tmp_path
+
+
+def test_pem_files_without_a_private_key_are_not_secrets(pem_context: Path, monkeypatch) -> None:
+    assert (pem_context / "tls" / "legacy.pem").read_text().startswith("-----BEGIN RSA PRIVATE KEY-----")
+    [found] = findings(["Dockerfile"], cwd=pem_context, monkeypatch=monkeypatch)
+    named = set(found.value.split(", "))
+    assert named == {"tls/chain-with-key.pem", "tls/empty.pem", "tls/legacy.pem", "tls/server-key.pem"}, found.value
+    assert "4 secret-looking entries" in found.message
+    assert "`**/*.pem`" in found.remediation
+
+
+def test_only_files_with_secret_looking_names_are_opened_and_each_once(pem_context: Path, monkeypatch) -> None:
+    monkeypatch.chdir(pem_context)
+    write(pem_context, {"compose.yaml": "services:\n  a: {build: .}\n  b: {build: .}\n"})
+    files = sorted(f"tls/{p.name}" for p in (pem_context / "tls").iterdir())
+    os.symlink("server.pem", pem_context / "tls" / "link.pem")  # the build sends the link, not the certificate
+    collected = inputs.collect(["compose.yaml", "Dockerfile"], options=inputs.Options(environ={}))
+    opened = collected.contexts.opened
+    assert sorted(opened) == files
+    assert "notes.txt" not in opened and "Dockerfile" not in opened
+    collected = inputs.collect(["Dockerfile"], options=inputs.Options(environ={}, secret_patterns=()))
+    assert collected.contexts.opened == [], "with the rule off (no patterns) nothing is opened"
+
+
+def test_the_policys_own_patterns_decide_what_is_opened(pem_context: Path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(pem_context)
+    write(pem_context, {"tls/site.crt": (pem_context / "tls" / "server.pem").read_text(), "secrets.yml": "a: b\n",
+                        "policy.yaml": "rules: {build-context: {params: {secret_patterns: ['*.crt', 'secrets.y*ml']}}}\n"})
+    _, report = cli_json(capsys, "--policy", "policy.yaml", "Dockerfile")
+    [found] = [f for f in report["findings"] if f["rule"] == "build-context"]
+    assert found["value"] == "secrets.yml", "the certificate under *.crt is public; the YAML is not PEM"

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from admission.errors import InputError
-from admission.yamlload import MAX_DEPTH, Tagged, load_documents
+from admission import yamlload
+from admission.yamlload import MAX_ALIAS_EXPANSION, MAX_DEPTH, Tagged, iter_documents, load_documents
 
 
 def one(text: str, dialect: str = "1.2", **kw):
@@ -62,6 +63,44 @@ def test_an_alias_bomb_is_refused_not_expanded() -> None:
         rows.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     with pytest.raises(InputError, match="alias bomb"):
         one("\n".join(rows) + "\n")
+
+
+def test_a_merge_key_bomb_is_refused_not_expanded() -> None:
+    rows = ["a: &a {" + ", ".join(f"a{i}: x" for i in range(9)) + "}"]
+    for prev, name in zip("abcdefgh", "bcdefghi"):
+        rows.append(f"{name}: &{name} {{<<: *{prev}, " + ", ".join(f"{name}{i}: *{prev}" for i in range(9)) + "}")
+    with pytest.raises(InputError, match="alias bomb") as info:
+        one("\n".join(rows) + "\n")
+    assert info.value.line is not None and info.value.line <= 9
+
+
+def test_a_file_without_anchors_is_never_an_alias_bomb_however_many_nodes_it_has() -> None:
+    # More nodes than the alias bound, all written out: large, not a bomb.
+    text = "v: [" + ",".join(["1"] * (MAX_ALIAS_EXPANSION + 50_000)) + "]\n"
+    assert len(one(text)["v"]) == MAX_ALIAS_EXPANSION + 50_000
+
+
+def test_only_nodes_reached_through_an_alias_count_toward_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlload, "MAX_ALIAS_EXPANSION", 1000)
+    entries = "".join(f"      E{i:04d}: v{i}\n" for i in range(3000))
+    written = "services:\n  a:\n    environment:\n" + entries + "  b:\n    environment:\n" + entries
+    assert len(one(written)["services"]["b"]["environment"]) == 3000, "6,000 entries written out: read"
+    aliased = "services:\n  a:\n    environment: &env\n" + entries + "  b:\n    environment: *env\n"
+    with pytest.raises(InputError, match="alias expansion exceeds 1000 nodes") as info:
+        one(aliased)
+    assert info.value.line == 3005, "the alias that crossed the bound"
+    small = "x: &x [1, 2, 3]\n" + "".join(f"y{i}: *x\n" for i in range(200))
+    assert one(small)["y199"] == [1, 2, 3], "800 nodes through aliases: under the bound"
+
+
+def test_the_bound_is_per_document_and_documents_come_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlload, "MAX_ALIAS_EXPANSION", 100)
+    document = "a: &a [" + ", ".join(["1"] * 30) + "]\nb: [*a, *a]\n"
+    stream = iter_documents("---\n".join([document] * 5) + "---\nbad: [\n", file="s.yml", dialect="1.1")
+    assert [len(next(stream).value["b"]) for _ in range(5)] == [2] * 5, "60 aliased nodes per document, 300 in all"
+    with pytest.raises(InputError, match="syntax") as info:
+        next(stream)
+    assert info.value.file == "s.yml" and info.value.line is not None
 
 
 def test_deep_nesting_is_refused_with_a_line() -> None:

@@ -47,11 +47,14 @@ def load(path: str) -> frozenset[str]:
 def apply(report: Report, fingerprints: frozenset[str]) -> None:
     """Suppress findings in the baseline (visibly, reason "baseline") and count the entries nothing matched.
     A finding an exemption already suppresses keeps that exemption's reason."""
+    from admission.cli.repeats import fingerprints as prints_of
+
     matched: set[str] = set()
     for i, f in enumerate(report.findings):
-        if f.fingerprint is None or f.fingerprint not in fingerprints:
+        found = fingerprints.intersection(prints_of(f))  # a finding reported once for several objects has each's
+        if not found:
             continue
-        matched.add(f.fingerprint)
+        matched.update(found)
         if not f.suppressed:
             report.findings[i] = replace(f, suppressed=True, reason=BASELINE_REASON)
     report.stale_baseline_entries = len(fingerprints - matched)
@@ -68,6 +71,14 @@ def write(path: str, report: Report, *, relative: Callable[[str], str]) -> int:
     fingerprint so the file diffs well. Returns the number of entries. Written atomically."""
     entries = {f.fingerprint: _entry(f, relative(f.file)) for f in report.findings
                if f.fingerprint and (not f.suppressed or f.reason == BASELINE_REASON)}
+    for f in report.findings:  # the other objects of a finding reported once keep their own entries
+        if f.fingerprint in entries:
+            for other in f.also:
+                if other.fingerprint:
+                    entries[other.fingerprint] = _entry(replace(f, object_kind=other.kind, object_name=other.name,
+                                                                object_namespace=other.namespace,
+                                                                container=other.container,
+                                                                fingerprint=other.fingerprint), relative(f.file))
     document = {"version": _FORMAT, "tool": "admission",
                 "findings": [entries[k] for k in sorted(entries)]}
     folder = os.path.dirname(os.path.abspath(path))

@@ -17,6 +17,7 @@ from admission.errors import InputError
 
 if TYPE_CHECKING:
     from admission.findings import Report
+    from admission.policy.config import Policy
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
@@ -100,7 +101,8 @@ def _check(args: argparse.Namespace) -> int:
     policy = config.policy
     options = inputs.Options(namespace=args.namespace, env_files=args.env_file, profiles=tuple(args.profile),
                              overrides=tuple(args.overrides), platform=policy.images.platform, as_walk=args.as_walk,
-                             build_args=dict(args.build_args), excludes=config.excludes)
+                             build_args=dict(args.build_args), excludes=config.excludes,
+                             secret_patterns=_secret_patterns(policy))
     baselined: frozenset[str] | None = None
     if args.baseline:
         from admission.cli import baseline
@@ -142,6 +144,9 @@ def _check(args: argparse.Namespace) -> int:
     paths = identity.RepoPaths()
     if args.format != "text" or baselined is not None or args.write_baseline:
         identity.assign(result, paths)  # the text report shows no fingerprint: its start-up skips hashlib
+    from admission.cli.repeats import merge_repeats
+
+    merge_repeats(result)  # after the fingerprints: each object's stays with the finding reported once
     if baselined is not None:
         from admission.cli import baseline
 
@@ -169,6 +174,14 @@ def _check(args: argparse.Namespace) -> int:
     if any(not f.suppressed and f.severity in threshold for f in result.findings):
         return EXIT_FINDINGS
     return EXIT_OK
+
+
+def _secret_patterns(policy: Policy) -> tuple[str, ...]:
+    """What build-context may open to tell public PEM material: its patterns, nothing when the rule is off."""
+    setting = policy.rules.get("build-context")
+    if setting is None or setting.severity == "off":
+        return ()
+    return tuple(str(p) for p in setting.params.get("secret_patterns", ()))
 
 
 def _render(fmt: str, result: Report, *, fail_on: str, relative: Callable[[str], str]) -> str:

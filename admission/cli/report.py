@@ -74,6 +74,8 @@ def render_text(report: Report, *, colour: bool) -> str:
         severity = paint(f"{label} (suppressed)", "suppressed") if f.suppressed else paint(label, f.severity)
         lines.append(f"{_where(f.file, f.line)}  {severity}  {f.rule}  {_object_label(f)}  {f.message}")
         lines.append(f"    fix: {f.remediation}")
+        if f.also:
+            lines.append(f"    {reported_for(f)}")
         if f.reason:
             lines.append(f"    {'exempt' if f.suppressed else 'exemption not honoured'}: {f.reason}")
     for v in sorted_verified(report.verified):
@@ -93,12 +95,30 @@ def verified_json(v: Verified) -> dict[str, Any]:
             "container": v.container}
 
 
+def reported_for(f: Finding) -> str:
+    """`built by: service app of docker-compose.yml, service app of docker-compose.prod.yml` for a finding in a
+    Dockerfile that several compose services build; `reported for: ...` for other findings reported once."""
+    from admission.cli.repeats import objects
+
+    found = objects(f)
+    if all(o.kind == "ComposeService" and o.file != f.file for o in found):
+        return "built by: " + ", ".join(f"service {o.name} of {o.file}" for o in found)
+    return "reported for: " + ", ".join(f"{o.kind} {o.namespace + '/' if o.namespace else ''}{o.name} ({o.file})"
+                                        for o in found)
+
+
 def finding_json(f: Finding) -> dict[str, Any]:
-    return {"rule": f.rule, "severity": f.severity, "suppressed": f.suppressed, "reason": f.reason,
-            "message": f.message, "remediation": f.remediation, "value": f.value, "file": f.file, "line": f.line,
-            "path": f.path, "source": f.source,
-            "object": {"kind": f.object_kind, "name": f.object_name, "namespace": f.object_namespace},
-            "container": f.container, "fingerprint": f.fingerprint, "would_deny": f.would_deny}
+    out = {"rule": f.rule, "severity": f.severity, "suppressed": f.suppressed, "reason": f.reason,
+           "message": f.message, "remediation": f.remediation, "value": f.value, "file": f.file, "line": f.line,
+           "path": f.path, "source": f.source,
+           "object": {"kind": f.object_kind, "name": f.object_name, "namespace": f.object_namespace},
+           "container": f.container, "fingerprint": f.fingerprint, "would_deny": f.would_deny}
+    if f.also:  # reported once for several objects: each, the finding's own first (added in version 1)
+        from admission.cli.repeats import objects
+
+        out["reported_for"] = [{"file": o.file, "kind": o.kind, "name": o.name, "namespace": o.namespace,
+                                "container": o.container} for o in objects(f)]
+    return out
 
 
 def problem_json(p: Problem) -> dict[str, Any]:
@@ -238,6 +258,8 @@ def render_junit(report: Report, *, fail_on: str) -> str:
     by_case: dict[tuple[str, str, str | None, str, str], list[Finding]] = {}
     for f in sorted_findings(report.findings):
         by_case.setdefault((f.object_file or f.file, f.object_kind, f.object_namespace, f.object_name, f.rule), []).append(f)
+        for other in f.also:  # reported once, but each object's case still fails with it
+            by_case.setdefault((other.file, other.kind, other.namespace, other.name, f.rule), []).append(f)
     # file -> case name -> findings; a dict per file keeps names unique (the same object twice in one stream is
     # one case, its findings already merged) and keeps the order cases were first seen.
     suites: dict[str, dict[str, list[Finding]]] = {}

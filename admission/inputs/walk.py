@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from admission.errors import InputError
 from admission.findings import Problem
+from admission.inputs.kustomize import KUSTOMIZATION_NAMES
 from admission.model import Workload
 from admission import textio
 
@@ -68,6 +69,9 @@ class Options:
     as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
     excludes: Excludes | None = None  # --exclude and .admission.yaml patterns; walks (and --as-walk) honour them
     build_args: Mapping[str, str] = field(default_factory=dict)  # --build-arg NAME=VALUE, for Dockerfiles checked alone
+    # build-context's secret_patterns: copied files with such names are opened to tell public PEM material (None: the
+    # built-in policy's; empty: open nothing)
+    secret_patterns: Sequence[str] | None = None
 
 
 @dataclass(slots=True)
@@ -79,12 +83,13 @@ class Collected:
     skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)  # files an exclude pattern left out, by pattern label
     contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
+    secret_patterns: Sequence[str] = ()  # for the ContextCache (Options.secret_patterns)
 
     def context_cache(self) -> Any:
         if self.contexts is None:
             from admission.sources.context import ContextCache
 
-            self.contexts = ContextCache()
+            self.contexts = ContextCache(secret_patterns=self.secret_patterns)
         return self.contexts
 
     def fail(self, exc: InputError, *, file: str) -> None:
@@ -373,10 +378,14 @@ class _Pending:
 def _compose_projects(pending: list[_Pending], *, options: Options, out: Collected) -> set[str]:
     """Load the compose projects a walk found; a file another project includes or extends is part of that
     project only (as an override is), not a project of its own. Returns the Dockerfiles their builds use."""
+    from admission.inputs.layers import compose_fragments
     from admission.sources.compose import NotCompose
 
+    layers = compose_fragments(((p.path, p.display, p.text) for p in pending), bases=COMPOSE_BASES)
     loaded = []
     for item in pending:
+        if item.display in layers:
+            continue
         part = Collected(contexts=out.context_cache())
         part.files.add(item.display)
 
@@ -391,6 +400,9 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
 
         loaded.append((item.display, part, _guarded(item.display, part, load)))
     fragments = {f for display, part, _ in loaded for f in part.files if f != display}
+    for display, reason in layers.items():
+        if display not in fragments:  # a layer another project includes or extends is read as part of it
+            out.skip(display, reason)
     dockerfiles: set[str] = set()
     for display, part, used in loaded:
         if display in fragments:
@@ -411,6 +423,14 @@ class _Walk:
     root: str | None  # None: named files (--as-walk), shown as given
     pending: list[_Pending] = field(default_factory=list)
     dockerfiles: list[tuple[str, str]] = field(default_factory=list)
+    kustomize: Any = None  # inputs.kustomize.Patches, once a kustomization is met
+
+    def patches(self) -> Any:
+        if self.kustomize is None:
+            from admission.inputs.kustomize import Patches
+
+            self.kustomize = Patches()
+        return self.kustomize
 
     def display(self, folder: str, name: str) -> str:
         if self.root is None:
@@ -421,10 +441,14 @@ class _Walk:
 def _walk(root: str, *, options: Options, out: Collected) -> None:
     walk = _Walk(root)
     for folder, dirs, files in os.walk(root, followlinks=False):
+        linked = sorted(d for d in dirs if d not in SKIP_DIRS and os.path.islink(os.path.join(folder, d)))
         dirs[:] = sorted(d for d in dirs if _entered(folder, d))
         if options.excludes:
             dirs[:] = [d for d in dirs if not _excluded_folder(walk, os.path.join(folder, d), options.excludes, out)]
             files = [name for name in files if not _excluded_file(walk, folder, name, options.excludes, out)]
+            linked = [d for d in linked if not _excluded_file(walk, folder, d, options.excludes, out)]
+        for name in linked:  # as a linked file is: listed, never followed
+            out.skip(walk.display(folder, name), "a symbolic link to a folder (walks do not follow links)")
         if "Chart.yaml" in files and "templates" in dirs:
             # Helm templates are Go templates, not YAML; `helm template | admission-cli check -` reads them rendered.
             for inner_folder, _, inner in os.walk(os.path.join(folder, "templates")):
@@ -435,6 +459,8 @@ def _walk(root: str, *, options: Options, out: Collected) -> None:
             _load_archive(folder, display=_display(root, folder, ""), options=options, out=out)
             dirs[:] = []  # an OCI layout is one input; its blobs are not files to check
             continue
+        if any(name in files for name in KUSTOMIZATION_NAMES):  # before its patches: they are in or below it
+            walk.patches().add_folder(folder, shown=walk.display(folder, ""))
         _scan_folder(walk, folder, sorted(files), options=options, out=out)
     _finish_walk(walk, options=options, out=out)
 
@@ -490,6 +516,14 @@ def _scan_folder(walk: _Walk, folder: str, names: Sequence[str], *, options: Opt
         if os.path.islink(full):
             out.skip(display, "a symbolic link (walks do not follow links)")
             continue
+        patch = walk.kustomize.reason(full) if walk.kustomize is not None else None
+        if patch is not None:
+            out.skip(display, patch)
+            continue
+        if name in KUSTOMIZATION_NAMES:
+            out.skip(display, "kustomize's own file: its resources are checked where they are, its patches skipped; "
+                              f"what it builds: kubectl kustomize {walk.display(folder, '')} | admission-cli check -")
+            continue
         if ".override." in name and name.startswith(("compose", "docker-compose")):
             out.skip(display, "a compose override without its base file in the same folder")
             continue
@@ -544,6 +578,8 @@ def _as_walk(paths: Sequence[str], *, options: Options, out: Collected) -> None:
                 chosen.add(base)
             if name == base:
                 chosen.update(o for o in override_for(base) if os.path.isfile(os.path.join(folder, o)))
+    for folder in folders:  # a changed patch comes without its kustomization: look in and above its folder
+        walk.patches().add_above(folder, shown=folder, stop=os.getcwd())
     for folder, names in folders.items():
         _scan_folder(walk, folder, sorted(names), options=options, out=out)
     _finish_walk(walk, options=options, out=out)
@@ -555,7 +591,7 @@ def _display(root: str, folder: str, name: str) -> str:
 
 def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] | None = None) -> Collected:
     """Every input named on the command line -> workloads and per-file problems."""
-    out = Collected()
+    out = Collected(secret_patterns=_secret_patterns(options))
     if options.overrides:
         if options.as_walk:
             raise UsageError("-f OVERRIDE cannot be combined with --as-walk (a walk merges overrides by name)")
@@ -575,7 +611,7 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] 
                 continue
             _walk(path, options=options, out=out)
         elif not os.path.exists(path):
-            out.fail(InputError("no such file or directory", file=path), file=path)
+            out.fail(InputError(_missing(path), file=path), file=path)
         else:
             if options.overrides:
                 _require_compose(path)
@@ -585,6 +621,31 @@ def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] 
             _check_file(path, display=path, options=options, out=out, explicit=True,
                         compose_overrides=[(o, o) for o in options.overrides])
     return out
+
+
+def _missing(path: str) -> str:
+    """Why a named PATH cannot be opened: a symlink loop and a dangling link are not "no such file"."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symlink loop: the link resolves back to itself and names no file"
+        if os.path.islink(path):
+            return f"a symbolic link to {os.readlink(path)!r}, which does not exist"
+        if exc.errno == errno.ENOENT:
+            return "no such file or directory"
+        return exc.strerror or str(exc)
+    return "no such file or directory"
+
+
+def _secret_patterns(options: Options) -> Sequence[str]:
+    if options.secret_patterns is not None:
+        return options.secret_patterns
+    from admission.policy.rules.context import DEFAULT_SECRET_PATTERNS
+
+    return DEFAULT_SECRET_PATTERNS
 
 
 def _is_tar(path: str) -> bool:

@@ -100,7 +100,12 @@ def _judge(site: Site) -> _Judged:
     if site.why is not None:
         return _Judged(site, "left alone", site.why)
     if site.built:
-        return _Judged(site, "left alone", "names the image its service builds (build:), not one it pulls")
+        why = "a local build: names the image its service builds (build:), not one it pulls"
+        if ref.tag is None or ref.tag == reference.DEFAULT_TAG:
+            from admission.policy.rules.images import tag_the_build
+
+            why += f"; {tag_the_build(site.written, ref.tag)}"
+        return _Judged(site, "left alone", why)
     return _Judged(site, "unpinned", has_tag=ref.tag is not None)
 
 

@@ -48,13 +48,6 @@ class Sites:
     errors: list[Problem] = field(default_factory=list)
 
 
-def _has_build(workload: Workload) -> bool:
-    # The compose adapter sets exactly one of these for every service with `build:` (the Dockerfile's user, or why
-    # it could not be read), and neither for a service without one.
-    container = workload.containers[0]
-    return container.image_user is not None or container.image_user_unknown is not None
-
-
 def find_sites(workloads: Iterable[Workload], *, parser: Literal["c", "pure"] = "c") -> Sites:
     """Every image reference of `workloads` with its span; one Site per span (an anchor used twice is one Site)."""
     out = Sites()
@@ -164,7 +157,7 @@ def find_sites(workloads: Iterable[Workload], *, parser: Literal["c", "pure"] = 
         elif workload.source == "compose":
             container = workload.containers[0]
             if container.image is not None:
-                add(container.image, "compose", yaml_key="image", service=workload.name, built=_has_build(workload))
+                add(container.image, "compose", yaml_key="image", service=workload.name, built=container.built)
             inline_bases(container)
             origins = [b.origin for b in container.base_images] + [u.origin for u in container.unresolved_bases]
             dockerfiles.extend(o.file for o in origins if ".dockerfile_inline" not in o.path)

@@ -474,7 +474,16 @@ class _Loader:
                 raise InputError(f"remote extends file {ref_file} cannot be read: only local files are supported",
                                  file=file, line=line, path=path)
             base_real, base_display = scope.workdir.join(ref_file)
-            base_services, base_resets = self._extends_file(base_real, base_display, scope)
+            if not os.path.isfile(base_real):
+                at_file, at_line = extends.pos("file") if isinstance(extends, CMap) else (file, line)
+                raise InputError(f'cannot extend service "{name}": the extended file {base_display} does not exist',
+                                 file=at_file, line=at_line, path=f"{path}.file")
+            try:
+                base_services, base_resets = self._extends_file(base_real, base_display, scope)
+            except InputError as exc:
+                # The error is in the extended file (and named there); say which extends reached it.
+                raise InputError(f"{exc.message} (in {base_display}, extended by {file} line {line}, {path})",
+                                 file=exc.file, line=exc.line, path=exc.path) from None
             if ref not in base_services:
                 raise InputError(f'cannot extend service "{name}" in {display}: service "{ref}" not found in {base_display}',
                                  file=file, line=line, path=path)
@@ -783,14 +792,15 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_user_from", "unknown",
-                 "unresolved_bases", "user_uid", "windows")
+    __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_unresolved",
+                 "inherits_user_from", "unknown", "unresolved_bases", "user_uid", "windows")
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
                  base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
                  user_uid: int | None = None, build_context: BuildContext | None = None,
                  healthcheck: Located[str] | None = None, unresolved_bases: tuple[UnresolvedBase, ...] = (),
-                 windows: Setting | None = None) -> None:
+                 windows: Setting | None = None, inherits_unresolved: UnresolvedBase | None = None) -> None:
+        self.inherits_unresolved = inherits_unresolved  # no USER, and the base is a build arg with no value
         self.unresolved_bases = unresolved_bases  # FROMs named by a build arg that build.args leave without a value
         self.windows = windows  # why the build makes a Windows image (its base image or SHELL), for the user rules
         self.build_context = build_context
@@ -869,6 +879,13 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
             loader.dockerfiles.add(real_key)  # a walk skips it even when it is broken: the build reports it
             parsed = dockerfile.parse(text, file=display)
         info = dockerfile.analyse(parsed, build_args=args, target=target)
+    except dockerfile.TargetNotFound as exc:
+        at_file, at_line = build.pos("target")
+        where = "the service's dockerfile_inline" if isinstance(inline, str) else display
+        loader.problems.append(Problem(
+            message=f'target stage "{exc.target}" could not be found in {where} (its stages: {", ".join(exc.stages)})',
+            file=at_file, line=at_line, path=f"{reader.base}.build.target"))
+        return _BuildOutcome(None, f"the build Dockerfile '{display}' has no stage \"{exc.target}\" (build.target)", ())
     except InputError as exc:
         loader.problems.append(Problem(message=exc.message, file=exc.file or display, line=exc.line, path=exc.path))
         return _BuildOutcome(None, f"the build Dockerfile '{display}' could not be read: {exc.message}", ())
@@ -877,17 +894,21 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
         offset = build.pos("dockerfile_inline")[1]
         path = f"{reader.base}.build.dockerfile_inline"
         inherits = _shift(info.inherits_user_from, offset, path) if info.inherits_user_from else None
+
+        def shifted(u: UnresolvedBase) -> UnresolvedBase:
+            return UnresolvedBase(u.text, u.args, _shift(Located(u.text, u.origin), offset, path).origin)
+
         # A base keeps its own path after the inline one, so rules can tell a FROM from a COPY --from.
         return _BuildOutcome(_shift(info.user, offset, path), None,
                              tuple(_shift(b, offset, f"{path}.{b.origin.path}") for b in info.base_images), inherits,
                              info.user_uid, _context(loader, build, info, None, display, offset, path + "."),
                              _shift(info.healthcheck, offset, path) if info.healthcheck else None,
-                             tuple(UnresolvedBase(u.text, u.args, _shift(Located(u.text, u.origin), offset, path).origin)
-                                   for u in info.unresolved_bases),
-                             _shift_setting(info.windows, offset, path) if info.windows else None)
+                             tuple(shifted(u) for u in info.unresolved_bases),
+                             _shift_setting(info.windows, offset, path) if info.windows else None,
+                             shifted(info.inherits_unresolved) if info.inherits_unresolved else None)
     return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
                          _context(loader, build, info, real_key, display, 0, ""), info.healthcheck,
-                         info.unresolved_bases, info.windows)
+                         info.unresolved_bases, info.windows, info.inherits_unresolved)
 
 
 def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, display: str, offset: int,
@@ -1032,15 +1053,16 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             name=name,
             origin=origin,
             image=image,
+            built="build" in service and service["build"] is not None,
             base_images=built.base_images if built else (),
             unresolved_bases=built.unresolved_bases if built else (),
             user=user,
             image_user=built.image_user if built else None,
             image_user_unknown=built.unknown if built else None,
             inherits_user_from=built.inherits_user_from if built else None,
+            inherits_unresolved=built.inherits_unresolved if built else None,
             image_user_uid=built.user_uid if built else None,
             build_context=built.build_context if built else None,
-            builds_image=built is not None,
             limits=limits,
             host_ports=host_ports,
             security=runtime.security,

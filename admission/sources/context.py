@@ -13,6 +13,7 @@ services (or Dockerfiles) share it, with one ignore file; the rules read the res
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,13 +37,43 @@ class _Walked:
 
 
 class ContextCache:
-    """One run's walks of build contexts, by (context, ignore file). `walked` lists each walk, for tests and audits."""
+    """One run's walks of build contexts, by (context, ignore file). `walked` lists each walk, for tests and audits.
 
-    def __init__(self, *, max_files: int = MAX_FILES, max_seconds: float = MAX_SECONDS) -> None:
+    `secret_patterns` are build-context's base-name globs (the policy's `secret_patterns`, given by the caller):
+    a copied file whose name matches one is opened to tell a PEM file without a private key (public material);
+    no other file is ever opened. Empty: none is opened, and every match counts as a secret.
+    """
+
+    def __init__(self, *, max_files: int = MAX_FILES, max_seconds: float = MAX_SECONDS,
+                 secret_patterns: Sequence[str] = ()) -> None:
         self.max_files = max_files
         self.max_seconds = max_seconds
         self.walked: list[str] = []
+        self.opened: list[str] = []  # the files read to tell public PEM material, for tests
         self._walks: dict[tuple[str, str | None], _Walked] = {}
+        self._names = _name_matcher(secret_patterns)
+        self._public: dict[str, bool] = {}
+
+    def public(self, context: str, files: tuple[str, ...]) -> tuple[str, ...]:
+        """Those of `files` (relative to `context`) with a secret-looking name that are PEM files without a private
+        key in their first 64 KiB; each file is read once per run."""
+        if self._names is None:
+            return ()
+        out = []
+        for rel in files:
+            if not self._names.match(rel.rsplit("/", 1)[-1]):
+                continue
+            path = os.path.join(context, rel)
+            if os.path.islink(path):
+                continue  # the build sends the link itself, not what it points to: nothing here to read
+            real = os.path.realpath(path)
+            found = self._public.get(real)
+            if found is None:
+                self.opened.append(rel)
+                found = self._public[real] = _public_pem(real)
+            if found:
+                out.append(rel)
+        return tuple(out)
 
     def walk(self, context: str, ignore: str | None) -> _Walked:
         key = (os.path.realpath(context), os.path.realpath(ignore) if ignore else None)
@@ -51,6 +82,36 @@ class ContextCache:
             self.walked.append(key[0])
             found = self._walks[key] = _walk(key[0], ignore, max_files=self.max_files, max_seconds=self.max_seconds)
         return found
+
+
+# --------------------------------------------------------------------------------------------------
+# PEM files: a certificate or a public key is not a secret
+# --------------------------------------------------------------------------------------------------
+
+PEM_HEAD_BYTES = 64 * 1024
+_PEM_BEGIN = re.compile(rb"^-----BEGIN ([^\r\n-]+)-----[ \t\r]*$", re.M)
+
+
+def _name_matcher(patterns: Sequence[str]) -> re.Pattern[str] | None:
+    """One regex for the file patterns among build-context's globs (case-sensitive base-name globs, as the rule
+    matches them); folder patterns (`.ssh/`) stay secret as a whole and open nothing."""
+    import fnmatch
+
+    files = [fnmatch.translate(p) for p in patterns if not p.endswith("/")]
+    return re.compile("|".join(f"(?:{f})" for f in files)) if files else None
+
+
+def _public_pem(path: str) -> bool:
+    """Whether a file is PEM (RFC 7468: a `-----BEGIN <label>-----` line) with no private key among the labels of its
+    first 64 KiB (`PRIVATE KEY`, `RSA PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`, `OPENSSH PRIVATE KEY`, PGP's `PRIVATE KEY
+    BLOCK`). Anything else, or a file that cannot be read, is not known to be public."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(PEM_HEAD_BYTES)
+    except OSError:
+        return False
+    labels = _PEM_BEGIN.findall(head)
+    return bool(labels) and not any(b"PRIVATE KEY" in label for label in labels)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -160,7 +221,6 @@ def _clean(source: str) -> str:
 
 def _component(part: str) -> str:
     """One path component of a Go filepath.Match pattern as a regex that never crosses a `/`."""
-    import re
 
     out: list[str] = []
     i, n = 0, len(part)
@@ -203,7 +263,6 @@ def _source_test(source: str) -> Callable[[str], str | None]:
     if not any(ch in _GLOB for ch in source):
         prefix = source + "/"
         return lambda path: "" if path == source else path[len(prefix):] if path.startswith(prefix) else None
-    import re
 
     parts = source.split("/")
     regex = ""
@@ -272,6 +331,7 @@ def gather(cache: ContextCache, *, context: str, context_display: str, dockerfil
                 files = ()
             line = op.line + line_offset
             path = f"{path_prefix}stages[{stage.index}].{op.text.split(' ', 1)[0].lower()}"
-            copies.append(ContextCopy(op.text, Origin(dockerfile_display, line, path), stage.label, why, files))
+            copies.append(ContextCopy(op.text, Origin(dockerfile_display, line, path), stage.label, why, files,
+                                      cache.public(context, files)))
     return BuildContext(path=context_display or ".", dockerignore=ignore_display, dockerignore_exists=ignore is not None,
                         copies=tuple(copies), cut=walked.cut, error=walked.error)

@@ -132,6 +132,8 @@ class BuildInfo:
     healthcheck: Located[str] | None = None  # the last HEALTHCHECK in the target's FROM-chain ("check" or "none")
     unresolved_bases: tuple[UnresolvedBase, ...] = ()  # FROMs the target needs whose image is a build arg with no value
     windows: Setting | None = None  # why the target is a Windows image (its base image, or a Windows SHELL), else None
+    # no USER and the chain starts FROM a base named by a build arg with no value: its user cannot be known
+    inherits_unresolved: UnresolvedBase | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -916,6 +918,17 @@ def parse(text: str, *, file: str) -> ParsedDockerfile:
 # --------------------------------------------------------------------------------------------------
 
 
+class TargetNotFound(InputError):
+    """A build target (compose `build.target`) names no stage, as BuildKit refuses it. The build's own file names the
+    mistake, so the compose adapter puts the error on its `target:` line; `stages` are the stages there are."""
+
+    def __init__(self, target: str, stages: tuple[str, ...], *, file: str) -> None:
+        super().__init__(f'target stage "{target}" could not be found in {file} (its stages: {", ".join(stages)})',
+                         file=file)
+        self.target = target
+        self.stages = stages
+
+
 def _default_args(platform: str, build_args: Mapping[str, str], target: str) -> dict[str, str]:
     """The ARGs BuildKit predefines in the global scope (usable in FROM without declaring them)."""
     os_, _, arch_variant = platform.partition("/")
@@ -1029,7 +1042,7 @@ def analyse(
     elif target.lower() in by_name:
         ti = by_name[target.lower()]
     else:
-        raise InputError(f'target stage "{target}" could not be found', file=file)
+        raise TargetNotFound(target, tuple(s.label for s in stages), file=file)
 
     # Stage graph: FROM <stage>, COPY --from and RUN --mount from=. A cycle is an error, as in BuildKit.
     deps: list[list[int]] = []
@@ -1080,7 +1093,10 @@ def analyse(
         user = chain.user
     target_stage = stages[ti]
     inherits = None
-    if user is None and chain.base.value != SCRATCH and not chain.unresolved:
+    inherits_unresolved = None
+    if user is None and chain.unresolved:
+        inherits_unresolved = UnresolvedBase(chain.base.value, chain.unresolved, chain.base.origin)
+    elif user is None and chain.base.value != SCRATCH:
         inherits = chain.base
     user_uid = _created_uid(parsed, stages, ti, user.value.split(":", 1)[0]) if user is not None else None
     return BuildInfo(
@@ -1096,6 +1112,7 @@ def analyse(
         healthcheck=_chain_healthcheck(stages, ti),
         unresolved_bases=tuple(unresolved_bases),
         windows=_windows(stages, ti, escape),
+        inherits_unresolved=inherits_unresolved,
     )
 
 
@@ -1263,6 +1280,7 @@ def load(text: str, *, file: str, path: str | None = None, contexts: Any = None,
         image_user=info.user,
         image_user_uid=info.user_uid,
         inherits_user_from=info.inherits_user_from,
+        inherits_unresolved=info.inherits_unresolved,
         build_context=_own_context(info, file=file, path=path, contexts=contexts),
     )
     return [

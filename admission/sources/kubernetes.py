@@ -26,7 +26,7 @@ from admission.model import (
     Setting,
     Workload,
 )
-from admission.yamlload import Document, YMap, YSeq, load_documents, type_name
+from admission.yamlload import Document, YMap, YSeq, iter_documents, load_documents, type_name
 
 __all__ = [
     "EXEMPT_ANNOTATION",
@@ -765,14 +765,18 @@ def _parse(text: str, file: str) -> tuple[list[Document], int | None]:
     try:
         return load_documents(text, file=file, dialect="1.1"), None
     except InputError as yaml_error:
-        # JSON is YAML, but libyaml refuses some valid JSON: a tab before the first token, surrogate-pair
-        # escapes, keys over 1024 characters. Only then is the text read as JSON.
-        if text.lstrip()[:1] not in ("{", "["):
-            raise
-        try:
-            value = json.loads(text)
-        except (ValueError, RecursionError):
-            raise yaml_error from None
+        return _as_json(text, file, yaml_error)
+
+
+def _as_json(text: str, file: str, yaml_error: InputError) -> tuple[list[Document], int | None]:
+    """JSON is YAML, but libyaml refuses some valid JSON: a tab before the first token, surrogate-pair escapes, keys
+    over 1024 characters. Only then is the text read as JSON; anything else raises the YAML error."""
+    if text.lstrip()[:1] not in ("{", "["):
+        raise yaml_error
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        raise yaml_error from None
     if "\t" in text:
         # A valid JSON text has tabs only as whitespace (never raw inside strings), so spaces keep meaning and lines.
         try:
@@ -791,12 +795,26 @@ def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult
     """Every pod-bearing object of a YAML or JSON stream. Non-pod kinds and empty documents are skipped.
 
     Raises InputError for a syntax error or a stream with no non-empty document; an object that cannot be
-    interpreted becomes a Problem and the other objects are still returned.
+    interpreted becomes a Problem and the other objects are still returned. Documents are read one at a time and
+    dropped once their objects are built: a 10 MB stream is never held whole as values.
     """
-    documents, default_line = _parse(text, file)
-    walker = _Walker(file, default_line)
     workloads: list[Workload] = []
     problems: list[Problem] = []
+    try:
+        seen = _objects_of(iter_documents(text, file=file, dialect="1.1"), _Walker(file, None), namespace,
+                           workloads, problems)
+    except InputError as yaml_error:
+        documents, default_line = _as_json(text, file, yaml_error)
+        workloads, problems = [], []
+        seen = _objects_of(iter(documents), _Walker(file, default_line), namespace, workloads, problems)
+    if not seen:
+        raise InputError("no YAML document with content in the input (it is empty or holds only comments)", file=file)
+    return KubeResult(workloads=workloads, problems=problems, documents=seen)
+
+
+def _objects_of(documents: Iterator[Document], walker: _Walker, namespace: str, workloads: list[Workload],
+                problems: list[Problem]) -> int:
+    """Append the workloads (and problems) of each document; the number of non-empty documents."""
     seen = 0
     for doc in documents:
         value = doc.value
@@ -811,9 +829,7 @@ def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult
                 continue
             if workload is not None:
                 workloads.append(workload)
-    if not seen:
-        raise InputError("no YAML document with content in the input (it is empty or holds only comments)", file=file)
-    return KubeResult(workloads=workloads, problems=problems, documents=seen)
+    return seen
 
 
 def _iter_objects_safe(value: Any, line: int, walker: _Walker,

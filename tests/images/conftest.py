@@ -21,6 +21,14 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     reg.stop()
 
 
+@pytest.fixture()
+def policy(registry: Registry, tmp_path: Path) -> Path:
+    """A policy file that lets the CLI reach `registry` (loopback, plain HTTP) when it resolves images."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(f"images:\n  allowed_registries: ['{registry.host}']\n  insecure_registries: ['{registry.host}']\n")
+    return path
+
+
 @pytest.fixture(scope="session")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One OCI layout directory that tests add tagged images to."""

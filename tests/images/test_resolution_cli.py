@@ -25,13 +25,6 @@ def images(registry: Registry, layout: Path) -> dict[str, str]:
     return refs
 
 
-@pytest.fixture()
-def policy(registry: Registry, tmp_path: Path) -> Path:
-    path = tmp_path / "policy.yaml"
-    path.write_text(f"images:\n  allowed_registries: ['{registry.host}']\n  insecure_registries: ['{registry.host}']\n")
-    return path
-
-
 def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict]:
     code = main(["check", "--format", "json", "--no-cache", *argv])
     return code, json.loads(capsys.readouterr().out)

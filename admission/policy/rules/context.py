@@ -121,6 +121,9 @@ def _check(workload: Workload, container: Container, context: BuildContext,
     found = False
     for copy in context.copies:
         hits = secret_hits(copy.files, patterns)
+        if copy.public:  # PEM files without a private key: certificates, public keys, DH parameters
+            public = set(copy.public)
+            hits = [hit for hit in hits if hit[0] not in public]
         if not hits:
             continue
         found = True
@@ -155,6 +158,9 @@ def build_context(workload: Workload, params: Mapping[str, Any]) -> Iterator[Vio
         `COPY --from=<stage>`: the common leak is `COPY . /src` in a builder. The context is a compose service's
         `build.context`, or the Dockerfile's own folder when a Dockerfile is checked alone; remote contexts are
         skipped. The walk of a context is bounded (20,000 entries, 2 s) and says so when it stops early.
+        A file whose name matches is opened (no other file is): one whose first 64 KiB hold
+        PEM blocks but no `-----BEGIN ... PRIVATE KEY-----` (a certificate, DH parameters, a public key) is public
+        material, not a secret. Any other content under a matching name counts.
 
     Fix:
         Add the lines the finding gives to `.dockerignore` (append them: the last match wins), for example `.env`

@@ -117,7 +117,8 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
             if port_allowed(port, allowed_ips=ips, allowed_ports=ports):
                 continue
             where = f"on {port.host_ip}" if port.host_ip else "on all host interfaces"
-            number = f"port {port.published}" if port.published is not None else "a random host port"
+            number = (f"port {port.published}" if port.published is not None
+                      else f"container port {port.target} on a random host port")
             if workload.source == "compose":
                 message = f"service '{workload.name}' publishes {number} {where}"
                 target = port.target

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping
 from functools import partial
 from typing import Any
@@ -18,12 +19,31 @@ def _repo(text: str, tag: str) -> str:
     return text[: -len(tag) - 1] if text.endswith(":" + tag) else text
 
 
+# What an unfilled template leaves in a reference: `$IMAGE_URL`, `${IMAGE}`, `<DOCKER_REPO>`, and words in capitals
+# (`REGION-docker.pkg.dev/PROJECT_ID/app`) where a real reference has lower case. Only asked of invalid references.
+_PLACEHOLDER = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?|<[^<>\s]+>|(?<![A-Za-z0-9])[A-Z][A-Z0-9_]*[A-Z0-9](?![A-Za-z0-9])")
+
+
+def placeholders(text: str) -> list[str]:
+    """The unfilled placeholders of an image reference as written, in order (none for a mixed-case `MyApp`)."""
+    return list(dict.fromkeys(_PLACEHOLDER.findall(text)))
+
+
 def _check(ref: Located[str], *, who: Callable[[], str], params: Mapping[str, Any], container: str | None,
-           key: str) -> Iterator[Violation]:
+           key: str, built: bool = False) -> Iterator[Violation]:
     text = ref.value
     try:
         parsed = reference.parse_normalized_named(text)
     except reference.ReferenceError as exc:
+        found = placeholders(text)
+        if found:
+            yield Violation(
+                message=(f"{who()} uses image '{text}', an unfilled placeholder ({', '.join(found)}): this image cannot "
+                         "be pulled as written"),
+                remediation=("fill it in before the file is used: render the template or set the variable as the "
+                             "pipeline does, and check the result (e.g. `envsubst < FILE | admission-cli check -`)"),
+                origin=ref.origin, value=text, container=container, key=key)
+            return
         shown = text if text else "(empty)"
         yield Violation(
             message=f"{who()} uses an invalid image reference '{shown}': {exc}",
@@ -33,6 +53,16 @@ def _check(ref: Located[str], *, who: Callable[[], str], params: Mapping[str, An
     if parsed.digest:
         return
     disallowed = {str(t).casefold() for t in params.get("disallowed_tags", ())}
+    if built and (parsed.tag is None or (parsed.tag.casefold() == reference.DEFAULT_TAG and parsed.tag.casefold() in disallowed)):
+        # `build:` with `image: myapp` tags what it builds myapp:latest on this machine: nothing is pulled, but the
+        # guide's red line (no latest) holds for what is built and shipped too.
+        name = _repo(text, parsed.tag) if parsed.tag else text
+        yield Violation(
+            message=f"{who()} builds '{text}' locally, so {tag_the_build(text, parsed.tag)}",
+            remediation=(f"set image: {name}:1.4.0 (the version this build releases), so that every build has its own "
+                         "tag and a rollback can name the one before"),
+            origin=ref.origin, value=text, container=container, key=key)
+        return
     if parsed.tag is None:
         yield Violation(
             message=f"{who()} uses image '{text}' with no tag, which means ':latest': it changes under you and cannot be rolled back",
@@ -49,6 +79,13 @@ def _check(ref: Located[str], *, who: Callable[[], str], params: Mapping[str, An
             message=f"{who()} uses image '{text}' pinned by tag only; the policy requires a digest (require_digest)",
             remediation=f"add the digest: '{text}@sha256:<digest>' (e.g. from `skopeo inspect docker://{text}`)",
             origin=ref.origin, value=text, container=container, key=key)
+
+
+def tag_the_build(text: str, tag: str | None) -> str:
+    """What to say of a compose `image:` beside `build:` with no tag (or `latest`): the build is tagged latest
+    (`check` denies it, `pin` leaves it alone; both say this)."""
+    name = _repo(text, tag) if tag else text
+    return f"the build is tagged latest: tag it with a version (image: {name}:1.4.0)"
 
 
 def _instruction(ref: Located[str]) -> str:
@@ -105,7 +142,10 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         build arg with no value (`ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`) names no image that can be checked: it is
         a warn finding (`base image set by build arg BASE_IMAGE, not checked`), whatever the rule's severity, and every
         other check of the file still runs. A compose service that only has `build:` is checked through the FROMs
-        of its Dockerfile.
+        of its Dockerfile; one with `build:` and an untagged (or `latest`) `image:` tags its build latest, which is
+        denied as "the build is tagged latest". An invalid reference that holds an unfilled placeholder (`$IMAGE`,
+        `${IMAGE}`, `<DOCKER_REPO>`, a word in capitals such as `PROJECT_ID`) is named as one: it cannot be pulled
+        as written.
 
     Fix:
         Pin a release tag (`python:3.12.4-slim`) or, better, a digest (`python@sha256:...`); let Renovate or
@@ -128,7 +168,7 @@ def image_tag_pinned(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         name = container_field(workload, container)
         if container.image is not None:
             yield from _check(container.image, who=partial(subject, workload, container), params=params, container=name,
-                              key="image")  # the subject is named only in a violation
+                              key="image", built=container.built)  # the subject is named only in a violation
         for base in container.base_images:
             yield from _check(base, who=partial(_base_subject, workload, container, base), params=params, container=name,
                              key=f"FROM {repository(base.value)}")

@@ -58,13 +58,23 @@ def _safe_uid(uid: int | None) -> int | None:
 
 def known_user(container: Container) -> KnownUser | None:
     """The user the container will run as when it is known without the cluster: compose `user:`,
-    then the build Dockerfile's USER (or, when it sets none, its base image's config), then the image config."""
+    then the build Dockerfile's USER (or, when it sets none, its base image's config), then the image config.
+
+    A build Dockerfile without USER runs as its base image's user: root when the chain starts FROM scratch, the
+    config's User once the base image is resolved (judged as the kubelet judges an image config), and unknown until
+    then, or when the base is a build arg with no value (see `_base_unknown`)."""
     if container.user is not None and container.user.value != "":
         return KnownUser(container.user, "user")
     if container.image_user is not None:
-        base = container.base_config
-        if container.image_user.value == "" and base is not None and container.inherits_user_from is not None:
-            return KnownUser(Located(base.user, container.inherits_user_from.origin), "base", _safe_uid(base.user_uid))
+        if container.image_user.value == "":
+            inherits = container.inherits_user_from
+            if inherits is not None:
+                base = container.base_config
+                if base is None:
+                    return None
+                return KnownUser(Located(base.user, inherits.origin), "base", _safe_uid(base.user_uid))
+            if container.inherits_unresolved is not None:
+                return None
         return KnownUser(container.image_user, "dockerfile", _safe_uid(container.image_user_uid))
     if container.image_config is not None:
         origin = container.image.origin if container.image else container.origin
@@ -87,7 +97,8 @@ def _describe(known: KnownUser) -> str:
     if known.via == "user":
         return f"user: \"{value}\""
     if known.via == "dockerfile":
-        return f"USER {value}" if value else "no USER instruction"
+        # Without USER the user is the base's; here the chain starts FROM scratch (known_user), whose user is root.
+        return f"USER {value}" if value else "no USER instruction, and the image is built FROM scratch"
     if known.via == "base":
         return (f"no USER instruction, and the base image's config User \"{value}\"" if value
                 else "no USER instruction, and a base image config with no User")
@@ -111,6 +122,40 @@ def _fix_unknown(workload: Workload) -> str:
         return 'set user: "10001:10001" on the service (a uid that exists in the image), or build from a Dockerfile whose final stage sets USER 10001'
     return ("set securityContext.runAsNonRoot: true so the kubelet refuses to start it as root, "
             "and a numeric securityContext.runAsUser such as 10001")
+
+
+def _base_unknown(workload: Workload, container: Container) -> tuple[str, str] | None:
+    """When the build Dockerfile sets no USER and its base image's user is not known: what is known, as a sentence,
+    and how to learn the rest, as the end of a fix. None otherwise. Never "runs as root": nobody knows that.
+    Called only where known_user found nothing, so a set image_user here is a Dockerfile without USER."""
+    if container.image_user is None:
+        return None
+    here = "this Dockerfile" if workload.source == "dockerfile" else "its build Dockerfile"
+    base = container.inherits_user_from
+    if base is not None:
+        if container.base_config_error:
+            return (f"no USER in {here}, and the user of its base image {base.value} is unknown: its config is "
+                    f"unavailable ({container.base_config_error})", "")
+        return (f"no USER in {here}, and the user of its base image {base.value} is not known offline",
+                "or pass --resolve-images to read it")
+    unresolved = container.inherits_unresolved
+    if unresolved is None:
+        return None
+    names = ", ".join(unresolved.args)
+    plural = "s" if len(unresolved.args) > 1 else ""
+    given = ("set it in the service's build.args" if workload.source == "compose"
+             else " ".join(f"--build-arg {name}=<image>" for name in unresolved.args))
+    return (f"no USER in {here}, and its base image {unresolved.text} is set by build arg{plural} {names} with no "
+            "value, so its user is unknown", f"or {'pass ' if workload.source != 'compose' else ''}{given} "
+            "with --resolve-images to read it")
+
+
+def _fix_base_unknown(workload: Workload, more: str) -> str:
+    if workload.source == "compose":
+        fix = 'add `USER 10001` to the Dockerfile\'s final stage (create that uid first), or set user: "10001" on the service'
+    else:
+        fix = "set `USER 10001` in the final stage, after creating that user (e.g. `useradd -u 10001 app`)"
+    return f"{fix}, {more}" if more else fix
 
 
 def _unknown_because(container: Container) -> str:
@@ -174,6 +219,14 @@ def _run_as_non_root_windows(workload: Workload, evidence: Setting) -> Iterator[
         if known is None:
             if non_root:
                 continue  # the kubelet refuses an image whose user is ContainerAdministrator
+            unknown_base = _base_unknown(workload, container)
+            if unknown_base is not None:
+                sentence, more = unknown_base
+                fix = _windows_fix(workload, None)
+                yield Violation(message=f"{who}: {sentence}; {on} runs as {WINDOWS_ADMIN} unless its image sets another user",
+                                remediation=f"{fix}, {more}" if more else fix, origin=container.image_user.origin,  # type: ignore[union-attr]
+                                value=None, container=name, key="user")
+                continue
             ignored = " (runAsUser applies only to Linux containers)" if container.run_as_user is not None else ""
             if workload.source == "kubernetes":
                 why = f"sets neither windowsOptions.runAsUserName nor runAsNonRoot{ignored}, and its image user is unknown"
@@ -209,6 +262,11 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         the build Dockerfile's USER, or the image config. Empty, `root`, `0` and `0:*` are root; a uid outside
         1..2147483647 is invalid; a name with `runAsNonRoot: true` is refused by the kubelet. With no known user,
         `runAsNonRoot: true` passes (the kubelet enforces it) and anything else is denied.
+
+        A Dockerfile (or a compose build) whose final stage sets no USER runs as its base image's user: root when
+        it is built FROM scratch; the base image config's User once `--resolve-images` reads it, judged as the same
+        image in a Pod would be; unknown until then (denied, like a Pod that establishes nothing, with the message
+        saying the user is unknown, not that it is root), and unknown when the base is a build arg with no value.
 
         Windows containers have no root and no uids: their administrator is `ContainerAdministrator` (what a
         servercore image runs as when nothing else is set), and `ContainerUser` is the unprivileged account every
@@ -267,6 +325,12 @@ def run_as_non_root(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         known = known_user(container)
         if known is None:
             if non_root:
+                continue
+            unknown_base = _base_unknown(workload, container)
+            if unknown_base is not None:
+                sentence, more = unknown_base
+                yield Violation(message=f"{who}: {sentence}", remediation=_fix_base_unknown(workload, more),
+                                origin=container.image_user.origin, value=None, container=name, key="user")  # type: ignore[union-attr]
                 continue
             origin = container.origin
             if workload.source != "kubernetes":
