@@ -100,26 +100,36 @@ def test_a_registry_that_hangs_on_signatures_is_answered_inside_timeout_seconds(
     assert line["signatures"][0]["status"] == "unavailable" and "timeout" in line["signatures"][0]["error"]
 
 
+def running(plane: ControlPlane, name: str, namespace: str, ref: str) -> None:
+    """What a kubelet writes once the container started (`ref`: name@digest as imageID): no kubelet runs here."""
+    status = {"status": {"phase": "Running", "containerStatuses": [{
+        "name": "app", "image": ref.split("@")[0], "imageID": ref, "ready": True, "restartCount": 0,
+        "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
+    plane.kubectl("patch", "pod", name, "-n", namespace, "--subresource=status", "--type=merge", "-p",
+                  json.dumps(status))
+
+
+def audits(plane: ControlPlane, tmp_path: Path, keys: dict[str, Key], host: str) -> dict[str, dict[str, Any]]:  # noqa: F811
+    """`admission-cli audit` of NS and BEFORE with the webhook's policy and key, on the running digests."""
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir(exist_ok=True)
+    (keys_dir / "release.pub").write_bytes(keys["release"].public.read_bytes())
+    policy = tmp_path / "policy" / "policy.yaml"
+    policy.parent.mkdir(exist_ok=True)
+    policy.write_text(verify_policy([host]))
+    return {space: audit(plane.admin_kubeconfig, "-n", space, "--policy", str(policy), "--format", "json",
+                         offline=False).json() for space in (NS, BEFORE)}
+
+
 def test_the_audit_reports_both_judged_by_the_digests_they_run(
         control_plane: ControlPlane, release: Release, images: dict[str, str], keys: dict[str, Key],  # noqa: F811
         plain: Any, tmp_path: Path) -> None:  # noqa: F811
     # The unsigned Pod runs in a namespace the webhook is not sent (the release's excludedNamespaces): what ran before.
     control_plane.apply([pod("signed", NS, container(image=images["signed"])),
                          pod("ran-before", BEFORE, container(image=images["unsigned"]))])
-    for name, space, ref in (("signed", NS, images["signed@"]), ("ran-before", BEFORE, images["unsigned@"])):
-        status = {"status": {"phase": "Running", "containerStatuses": [{
-            "name": "app", "image": ref.split("@")[0], "imageID": ref, "ready": True, "restartCount": 0,
-            "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
-        control_plane.kubectl("patch", "pod", name, "-n", space, "--subresource=status", "--type=merge", "-p",
-                              json.dumps(status))
-    keys_dir = tmp_path / "keys"
-    keys_dir.mkdir()
-    (keys_dir / "release.pub").write_bytes(keys["release"].public.read_bytes())
-    policy = tmp_path / "policy" / "policy.yaml"
-    policy.parent.mkdir()
-    policy.write_text(verify_policy([plain.host]))
-    reports = {space: audit(control_plane.admin_kubeconfig, "-n", space, "--policy", str(policy), "--format", "json",
-                            offline=False).json() for space in (NS, BEFORE)}
+    running(control_plane, "signed", NS, images["signed@"])
+    running(control_plane, "ran-before", BEFORE, images["unsigned@"])
+    reports = audits(control_plane, tmp_path, keys, plain.host)
     findings = [f for f in reports[BEFORE]["findings"] if f["rule"] == "image-signature"]
     assert [(f["object"]["name"], f["severity"]) for f in findings] == [("ran-before", "deny")], findings
     assert "no cosign signature" in findings[0]["message"]
@@ -134,11 +144,11 @@ def test_the_verify_pages_kubectl_run_is_what_kubectl_prints(
     """docs/verify.md's admission run, replayed: its Pods (the page's files), its images (fixed digests), the api image
     signed by the release key; kubectl's words as the page shows them (the registry shown as 127.0.0.1:5000)."""
     text = DOC.read_text(encoding="utf-8")
-    layout = tmp_path / "layout"
-    api = fixed.image(layout, "api", release="shop api 1.4", user="10001")
-    fixed.push(layout, "api", f"{plain.host}/shop/api:1.4.0")
-    fixed.image(layout, "worker", release="shop worker 2.0", user="10001")
-    fixed.push(layout, "worker", f"{plain.host}/shop/worker:2.0.1")
+    folder = tmp_path / "layout"
+    api = fixed.image(folder, "api", release="shop api 1.4", user="10001")
+    fixed.push(folder, "api", f"{plain.host}/shop/api:1.4.0")
+    fixed.image(folder, "worker", release="shop worker 2.0", user="10001")
+    fixed.push(folder, "worker", f"{plain.host}/shop/worker:2.0.1")
     cosign.sign(f"{plain.host}/shop/api@{api}", keys["release"])
     for name, body in blocks(text, "file").items():
         (tmp_path / name).write_text(body.replace(SHOWN_HOST, plain.host))
@@ -187,20 +197,9 @@ def test_provenance_admits_a_signed_buildkit_build_and_denies_an_unsigned_one(
     assert proven["provenance"] == "verified" and "built by BuildKit (SLSA v1)" in proven["detail"]
     # the audit, on the digest that runs: the denied build ran before the policy (an excluded namespace)
     control_plane.apply([pod("built-worker", BEFORE, container(image=built["worker"]))])
-    for name, space, ref in (("built-api", NS, built["api@"]), ("built-worker", BEFORE, built["worker@"])):
-        status = {"status": {"phase": "Running", "containerStatuses": [{
-            "name": "app", "image": ref.split("@")[0], "imageID": ref, "ready": True, "restartCount": 0,
-            "started": True, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}}
-        control_plane.kubectl("patch", "pod", name, "-n", space, "--subresource=status", "--type=merge", "-p",
-                              json.dumps(status))
-    keys_dir = tmp_path / "keys"
-    keys_dir.mkdir()
-    (keys_dir / "release.pub").write_bytes(keys["release"].public.read_bytes())
-    policy = tmp_path / "policy" / "policy.yaml"
-    policy.parent.mkdir()
-    policy.write_text(verify_policy([plain.host]))
-    reports = {space: audit(control_plane.admin_kubeconfig, "-n", space, "--policy", str(policy), "--format", "json",
-                            offline=False).json() for space in (NS, BEFORE)}
+    running(control_plane, "built-api", NS, built["api@"])
+    running(control_plane, "built-worker", BEFORE, built["worker@"])
+    reports = audits(control_plane, tmp_path, keys, plain.host)
     assert [f["object"]["name"] for f in reports[BEFORE]["findings"] if f["rule"] == "image-attestation"] == \
         ["built-worker"]
     assert "built-api" in {v["object"]["name"] for v in reports[NS]["verified"] if v["rule"] == "image-attestation"}

@@ -30,7 +30,7 @@ def _repo(stem: str) -> str:
 
 
 def policy(tmp_path: Path, host: str, *keys: Key) -> Policy:
-    lines = [f"images:", f"  allowed_registries: ['{host}']", f"  insecure_registries: ['{host}']", "  verify:",
+    lines = ["images:", f"  allowed_registries: ['{host}']", f"  insecure_registries: ['{host}']", "  verify:",
              f"  - images: ['{host}/oracle/*']", "    keys:"]
     lines += [f"    - {key.public}" for key in keys]
     path = tmp_path / f"policy-{next(_names)}.yaml"

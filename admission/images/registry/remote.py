@@ -189,12 +189,7 @@ class RegistryClient:
             applied = {f.strip() for f in answer.headers.get("oci-filters-applied", "").split(",")}
             return document, "artifactType" in applied
 
-        try:
-            return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
-        except RegistryError as exc:
-            if exc.reason == "not-found":
-                return None
-            raise
+        return await self._or_none(ref, deadline, attempt, settings)
 
     async def tagged_manifest(self, ref: Reference, tag: str, *, deadline: float,
                               settings: ImagesSettings | None = None) -> tuple[str, bytes, str] | None:
@@ -212,6 +207,11 @@ class RegistryClient:
                                     f"hashes to {digest}", reason="digest-mismatch")
             return digest, answer.body, answer.headers.get("content-type", "")
 
+        return await self._or_none(ref, deadline, attempt, settings)
+
+    async def _or_none(self, ref: Reference, deadline: float, attempt: Callable[[Endpoint, float], Awaitable[T]],
+                       settings: ImagesSettings | None) -> T | None:
+        """`attempt` on each endpoint, None when the last one (the origin) has nothing there (404)."""
         try:
             return await self._each_endpoint(ref, deadline, attempt, gates=self._gates(settings))
         except RegistryError as exc:

@@ -9,10 +9,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from admission.findings import Proof, Violation
-from admission.images.settings import VerifyEntry, entry_for, strictest
-from admission.model import Workload, signed_references
+from admission.model import Workload
 from admission.policy.rule import rule
-from admission.policy.rules.common import container_field, repository, subject
+from admission.policy.rules.verification import Aspect, judge
 
 OFFLINE = "provenance not checked offline: pass --resolve-images"
 _FIX = ("build with BuildKit and provenance (`docker buildx build --attest type=provenance,mode=max`, or buildctl "
@@ -64,37 +63,15 @@ def image_attestation(workload: Workload, params: Mapping[str, Any]) -> Iterator
           BuildKit's provenance counts only through a valid signature on the index that lists it
         ```
     """
-    entries: tuple[VerifyEntry, ...] = params.get("verify") or ()
-    if not entries:
-        return
-    for container in workload.containers:
-        checks = {check.image: check for check in container.attestations}
-        name = container_field(workload, container)
-        unnamed = workload.source == "image" and container.carried is not None and container.carried.image is None
-        for ref in signed_references(workload, container):
-            entry = strictest(entries, "provenance") if unnamed else entry_for(entries, ref.value)
-            if entry is None or entry.provenance == "off":
-                continue
-            key = f"provenance {repository(ref.value)}"
-            who = (f"{subject(workload, container)}: image '{ref.value}'" if workload.source != "image"
-                   else f"image '{ref.value}'")
-            check = checks.get(ref.value)
-            if check is None:
-                yield Violation(message=f"{who}: {OFFLINE}", origin=ref.origin, value=ref.value, container=name,
-                                key=key, severity="warn",
-                                remediation="run `admission-cli check --resolve-images` (the webhook and the audit "
-                                            "always resolve), or check an OCI archive that carries its attestations")
-            elif check.status == "verified":
-                tail = f"; verified for tag {check.tag} at admission, not at pull (pin the digest)" if check.tag else ""
-                yield Proof(message=f"{who}: provenance verified: {check.detail}{tail}", origin=ref.origin,
-                            value=ref.value, container=name)
-            elif check.status == "unavailable":
-                detail = f"{check.detail} ({check.error})" if check.error else check.detail
-                yield Violation(message=f"{who}: provenance could not be checked: {detail}", origin=ref.origin,
-                                value=ref.value, container=name, key=key, severity=entry.on_unavailable,
-                                remediation="check that the registry answers within the deadline and that the "
-                                            "credentials can read its attestations; images.verify on_unavailable "
-                                            "decides what an unanswered check means")
-            else:
-                yield Violation(message=f"{who}: {check.detail}", origin=ref.origin, value=ref.value, container=name,
-                                key=key, severity=entry.provenance_severity, remediation=_FIX)
+    yield from judge(workload, params.get("verify") or (), PROVENANCE)
+
+
+PROVENANCE = Aspect(
+    level="provenance", noun="provenance", offline=OFFLINE,
+    offline_fix="run `admission-cli check --resolve-images` (the webhook and the audit always resolve), or check an "
+                "OCI archive that carries its attestations",
+    unavailable_fix="check that the registry answers within the deadline and that the credentials can read its "
+                    "attestations; images.verify on_unavailable decides what an unanswered check means",
+    checks=lambda container: container.attestations,
+    verified=lambda check: f"provenance verified: {check.detail}",
+    fix=lambda ref, check: _FIX)

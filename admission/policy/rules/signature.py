@@ -13,10 +13,9 @@ from typing import Any
 
 from admission import reference
 from admission.findings import Proof, Violation
-from admission.images.settings import VerifyEntry, entry_for, strictest
-from admission.model import SignatureCheck, Workload, signed_references
+from admission.model import Workload
 from admission.policy.rule import rule
-from admission.policy.rules.common import container_field, repository, subject
+from admission.policy.rules.verification import Aspect, judge
 
 OFFLINE = "signature not checked offline: pass --resolve-images"
 _SIGN_FIX = ("sign the image by digest with a key the entry lists, e.g. `cosign sign --key cosign.key "
@@ -65,42 +64,7 @@ def image_signature(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
           referrers API, tag sha256-9f2c1e0….sig)
         ```
     """
-    entries: tuple[VerifyEntry, ...] = params.get("verify") or ()
-    if not entries:
-        return
-    for container in workload.containers:
-        checks = {check.image: check for check in container.signatures}
-        name = container_field(workload, container)
-        unnamed = workload.source == "image" and container.carried is not None and container.carried.image is None
-        for ref in signed_references(workload, container):
-            # An archive image with no name is held to the strictest entry (images/verify/offline.py).
-            entry = strictest(entries) if unnamed else entry_for(entries, ref.value)
-            if entry is None or entry.signature == "off":
-                continue
-            key = f"signature {repository(ref.value)}"
-            who = (f"{subject(workload, container)}: image '{ref.value}'" if workload.source != "image"
-                   else f"image '{ref.value}'")
-            check = checks.get(ref.value)
-            if check is None:
-                yield Violation(message=f"{who}: {OFFLINE}", origin=ref.origin, value=ref.value, container=name,
-                                key=key, severity="warn",
-                                remediation="run `admission-cli check --resolve-images` (the webhook and the audit "
-                                            "always resolve), or check an archive made with `cosign save`")
-            elif check.status == "verified":
-                yield Proof(message=f"{who}: {_verified(check)}", origin=ref.origin, value=ref.value, container=name)
-            elif check.status == "unavailable":
-                yield Violation(message=f"{who}: signatures could not be checked: {_unavailable(check)}",
-                                origin=ref.origin, value=ref.value, container=name, key=key,
-                                severity=entry.on_unavailable,
-                                remediation="check that the registry answers within the deadline and that the "
-                                            "credentials can read its signatures; images.verify on_unavailable "
-                                            "decides what an unanswered check means")
-            else:
-                severity = entry.signature_severity
-                yield Violation(message=f"{who}: {check.detail}", origin=ref.origin, value=ref.value, container=name,
-                                key=key, severity=severity,
-                                remediation=_SIGN_FIX.format(image=_repository(ref.value),
-                                                             digest=check.digest or "<digest>"))
+    yield from judge(workload, params.get("verify") or (), SIGNATURE)
 
 
 def _repository(image: str) -> str:
@@ -111,12 +75,12 @@ def _repository(image: str) -> str:
         return image.split("@")[0]
 
 
-def _verified(check: SignatureCheck) -> str:
-    text = f"signature verified: {check.detail}"
-    if check.tag:
-        text += f"; verified for tag {check.tag} at admission, not at pull (pin the digest)"
-    return text
-
-
-def _unavailable(check: SignatureCheck) -> str:
-    return f"{check.detail} ({check.error})" if check.error else check.detail
+SIGNATURE = Aspect(
+    level="signature", noun="signatures", offline=OFFLINE,
+    offline_fix="run `admission-cli check --resolve-images` (the webhook and the audit always resolve), or check an "
+                "archive made with `cosign save`",
+    unavailable_fix="check that the registry answers within the deadline and that the credentials can read its "
+                    "signatures; images.verify on_unavailable decides what an unanswered check means",
+    checks=lambda container: container.signatures,
+    verified=lambda check: f"signature verified: {check.detail}",
+    fix=lambda ref, check: _SIGN_FIX.format(image=_repository(ref.value), digest=check.digest or "<digest>"))
