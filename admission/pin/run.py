@@ -27,7 +27,7 @@ from admission import reference
 from admission.pin.sites import Site, Sites, find_sites
 from admission.images.settings import ImagesSettings
 from admission.sources.spans import SourceText, Span, splice
-from admission.textio import write_atomic
+from admission.textio import new_file_mode, write_atomic
 
 if TYPE_CHECKING:
     from admission.inputs.walk import Options as InputOptions
@@ -366,10 +366,4 @@ def _write_lock(lock: str, images: dict[str, str]) -> None:
              "services:" if images else "services: {}"]
     for name, image in images.items():
         lines += [f"  {json.dumps(name)}:", f"    image: {json.dumps(image)}"]
-    try:
-        mode = os.stat(lock).st_mode & 0o7777
-    except FileNotFoundError:
-        mask = os.umask(0)  # a new file gets what open() would give it (mkstemp makes 0600)
-        os.umask(mask)
-        mode = 0o666 & ~mask
-    write_atomic(lock, ("\n".join(lines) + "\n").encode(), mode=mode)
+    write_atomic(lock, ("\n".join(lines) + "\n").encode(), mode=new_file_mode(lock))
