@@ -78,6 +78,9 @@ class Collected:
     skipped: int = 0
     skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)  # files an exclude pattern left out, by pattern label
+    excluded_paths: set[str] = field(default_factory=set)  # their real paths, so a build meeting one lists it once
+    named: set[str] = field(default_factory=set)  # real paths of the files named on the command line: never excluded
+    run: Collected | None = None  # for a part (one file or project, kept or not): the run's own Collected
     contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
 
     def context_cache(self) -> Any:
@@ -87,6 +90,11 @@ class Collected:
             self.contexts = ContextCache()
         return self.contexts
 
+    def part(self) -> Collected:
+        """A Collected for one file or project, merged into this one only when kept. It shares the run's build-context
+        walks, and what a build finds excluded is listed on the run itself, once."""
+        return Collected(contexts=self.context_cache(), run=self.run or self)
+
     def fail(self, exc: InputError, *, file: str) -> None:
         self.errors.append(Problem(message=exc.message, file=exc.file or file, line=exc.line, path=exc.path))
 
@@ -95,9 +103,14 @@ class Collected:
         self.skipped_reasons.append((display, reason))
         self.skipped += 1
 
-    def exclude(self, display: str, pattern: Pattern) -> None:
+    def exclude(self, display: str, pattern: Pattern, *, path: str | None = None) -> None:
         """A file an exclude pattern left out: skipped with the pattern as its reason, so that a pattern hiding
         more than it should shows in the report (and in review of the pull request that adds it)."""
+        if path is not None:
+            real = os.path.realpath(path)
+            if real in self.excluded_paths:
+                return
+            self.excluded_paths.add(real)
         self.skip(display, f"excluded by {pattern.label}")
         self.excluded[pattern.label] = self.excluded.get(pattern.label, 0) + 1
 
@@ -140,11 +153,31 @@ def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Opt
 
     result = compose.load_project(paths, displays=displays, environ=options.environ, env_files=options.env_files,
                                   profiles=options.profiles, texts=texts, require_shape=require_shape,
-                                  contexts=out.context_cache())
+                                  contexts=out.context_cache(), excluded=_build_exclusion(options, out.run or out))
     out.workloads.extend(result.workloads)
     out.errors.extend(result.problems)
     out.files.update(result.files)
     return result.dockerfiles
+
+
+def _build_exclusion(options: Options, out: Collected) -> Callable[[str, str, bool], str | None] | None:
+    """What a compose build asks before it reads its context or Dockerfile: an excluded one is not read (it is listed
+    as excluded, once), and the service is judged without it. A file named on the command line is always read."""
+    excludes = options.excludes
+    if not excludes:
+        return None
+
+    def excluded(path: str, display: str, folder: bool) -> str | None:
+        if os.path.realpath(path) in out.named:
+            return None
+        pattern = excludes.match_with_parents(path, folder=folder)
+        if pattern is None:
+            return None
+        if not folder:
+            out.exclude(display, pattern, path=path)
+        return f"excluded by {pattern.label}"
+
+    return excluded
 
 
 def _load_dockerfile(text: str, *, display: str, out: Collected, path: str | None = None,
@@ -332,7 +365,7 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
 def _dockerfile_or_template(text: str, *, display: str, path: str, options: Options, out: Collected) -> None:
     """A walked Dockerfile with `{{`: another tool's template (docker-library's `Dockerfile.template`) when it does
     not parse with a `{{` outside a comment, or when a FROM image has one; a `{{` in a RUN or a comment is data."""
-    part = Collected(contexts=out.context_cache())
+    part = out.part()
     try:
         _load_dockerfile(text, display=display, out=part, path=path, build_args=options.build_args)
     except InputError as exc:
@@ -377,7 +410,7 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
 
     loaded = []
     for item in pending:
-        part = Collected(contexts=out.context_cache())
+        part = out.part()
         part.files.add(item.display)
 
         def load(item: _Pending = item, part: Collected = part) -> frozenset[str] | None:
@@ -454,14 +487,14 @@ def _excluded_folder(walk: _Walk, folder: str, excludes: Excludes, out: Collecte
     for inner, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if _entered(inner, d))
         for name in sorted(files):
-            out.exclude(walk.display(inner, name), pattern)
+            out.exclude(walk.display(inner, name), pattern, path=os.path.join(inner, name))
     return True
 
 
 def _excluded_file(walk: _Walk, folder: str, name: str, excludes: Excludes, out: Collected) -> bool:
     pattern = excludes.match(os.path.join(folder, name), folder=False)
     if pattern is not None:
-        out.exclude(walk.display(folder, name), pattern)
+        out.exclude(walk.display(folder, name), pattern, path=os.path.join(folder, name))
     return pattern is not None
 
 
@@ -532,7 +565,7 @@ def _as_walk(paths: Sequence[str], *, options: Options, out: Collected) -> None:
         folder = folder or "."
         excluded = options.excludes.match_with_parents(path) if options.excludes else None
         if excluded is not None:
-            out.exclude(walk.display(folder, name), excluded)
+            out.exclude(walk.display(folder, name), excluded, path=path)
             continue
         if _helm_template(path):
             out.skip(walk.display(folder, name), HELM_TEMPLATE)
@@ -555,7 +588,8 @@ def _display(root: str, folder: str, name: str) -> str:
 
 def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] | None = None) -> Collected:
     """Every input named on the command line -> workloads and per-file problems."""
-    out = Collected()
+    named = () if options.as_walk else [p for p in paths if p != "-" and os.path.isfile(p)]
+    out = Collected(named={os.path.realpath(p) for p in named})
     if options.overrides:
         if options.as_walk:
             raise UsageError("-f OVERRIDE cannot be combined with --as-walk (a walk merges overrides by name)")
