@@ -80,6 +80,7 @@ class Collected:
     excluded: dict[str, int] = field(default_factory=dict)  # files an exclude pattern left out, by pattern label
     excluded_paths: set[str] = field(default_factory=set)  # their real paths, so a build meeting one lists it once
     named: set[str] = field(default_factory=set)  # real paths of the files named on the command line: never excluded
+    projects: list[tuple[str, ...]] = field(default_factory=list)  # each compose project's files, as `-f` takes them
     run: Collected | None = None  # for a part (one file or project, kept or not): the run's own Collected
     contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
 
@@ -157,6 +158,7 @@ def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Opt
     out.workloads.extend(result.workloads)
     out.errors.extend(result.problems)
     out.files.update(result.files)
+    out.projects.append(tuple(displays))
     return result.dockerfiles
 
 
@@ -433,6 +435,7 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
         out.files.update(part.files)
         out.skipped += part.skipped
         out.skipped_reasons.extend(part.skipped_reasons)
+        out.projects.extend(part.projects)
         dockerfiles |= used
     return dockerfiles
 
