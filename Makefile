@@ -96,6 +96,7 @@ bench: $(APT_STAMP) $(FULL_STAMP)
 	$(BENCH_VENV)/bin/python bench/shutdown.py
 	$(BENCH_VENV)/bin/python bench/audit.py
 	$(BENCH_VENV)/bin/python bench/pin.py
+	$(BENCH_VENV)/bin/python bench/firstrun.py
 
 docs: $(FULL_STAMP)
 	$(BIN)/python -m admission.cli.docs
