@@ -78,15 +78,15 @@ def test_readme_make_demo_output_is_a_real_run_of_the_demo() -> None:
     assert shown == expected, f"README's make demo output is stale; a real run prints:\n{expected}"
 
 
-def test_readme_make_demo_webhook_output_is_a_real_run() -> None:
-    """The README's `make demo-webhook` block is what the demo prints today, but for the free port it picked and the
-    audit lines' timestamps and durations."""
+def test_the_make_demo_webhook_output_in_the_docs_is_a_real_run() -> None:
+    """docs/webhook.md's `make demo-webhook` block is what the demo prints today, but for the free port it picked and
+    the audit lines' timestamps and durations."""
     import re
     import subprocess
     import sys
 
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = readme[readme.index("<!-- demo-webhook:begin -->"):readme.index("<!-- demo-webhook:end -->")]
+    page = (ROOT / "docs" / "webhook.md").read_text(encoding="utf-8")
+    block = page[page.index("<!-- demo-webhook:begin -->"):page.index("<!-- demo-webhook:end -->")]
     shown = block.split("```text\n", 1)[1].split("```", 1)[0].removeprefix("$ make demo-webhook\n")
     run = subprocess.run([sys.executable, "examples/webhook-demo/demo.py"], capture_output=True, text=True, cwd=ROOT,
                          timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
@@ -96,4 +96,6 @@ def test_readme_make_demo_webhook_output_is_a_real_run() -> None:
         text = re.sub(r"127\.0\.0\.1:\d+|--port \d+", "PORT", text)
         return re.sub(r'"(ts|duration_ms)":[0-9.]+', r'"\1":N', text)
 
-    assert normal(shown) == normal(run.stdout), f"README's demo-webhook output is stale; a real run prints:\n{run.stdout}"
+    assert normal(shown) == normal(run.stdout), \
+        f"docs/webhook.md's demo-webhook output is stale; a real run prints:\n{run.stdout}"
+

@@ -1,5 +1,5 @@
 """The repository's own config, `.admission.yaml` at the repository root: `exclude:` patterns and a `policy:` overlay
-(README "Repository config"; docs/decisions.md "Walks").
+(docs/cli.md "Repository config"; docs/decisions.md "Walks").
 
 The file is ours, so it is read strictly: an unknown key, a pattern that is not a string or does not compile, or a
 bad policy key is an error naming file, line and key (exit 2). Overlays stack: the built-in policy, then this
