@@ -7,7 +7,7 @@ EXAMPLE := examples/flask-prod-app
 
 .PHONY: setup demo demo-webhook test bench docs image clean k8s-bin supply-bin
 
-# Real components the tests run against (DESIGN §6): a registry, image tools, htpasswd, openssl.
+# Real components the tests run against (architecture §6): a registry, image tools, htpasswd, openssl.
 APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl wrk:wrk
 APT_STAMP := $(VENV)/.apt
 

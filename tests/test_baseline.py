@@ -1,4 +1,4 @@
-"""Baselines (DESIGN §2): adopt on a repository with findings; new findings still fail; the baseline only shrinks."""
+"""Baselines (architecture §2): adopt on a repository with findings; new findings still fail; the baseline only shrinks."""
 
 from __future__ import annotations
 

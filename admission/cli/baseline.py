@@ -1,4 +1,4 @@
-"""Baselines (DESIGN §2): adopt the rules on a repository that already has findings, then only shrink: a refresh
+"""Baselines (architecture §2): adopt the rules on a repository that already has findings, then only shrink: a refresh
 (--baseline B --write-baseline B) drops what no longer occurs and never adds.
 
 A baseline is one JSON file of fingerprints (cli/identity.py), each with the rule, file and object for the

@@ -1,4 +1,4 @@
-"""Reporters (DESIGN §2): text (one line per finding, fix below, summary), JSON report v1, SARIF 2.1.0, and the
+"""Reporters (architecture §2): text (one line per finding, fix below, summary), JSON report v1, SARIF 2.1.0, and the
 CI formats: JUnit XML, GitHub Actions workflow commands and GitLab Code Quality.
 
 JUnit XML is written as escaped text: no XML library is imported on the check path (junitparser reads it back in the
@@ -246,7 +246,7 @@ def _attrs(**values: object) -> str:
 
 
 def render_junit(report: Report, *, fail_on: str) -> str:
-    """One testsuite per input file, one testcase per evaluated object and rule (DESIGN §2). GitLab keys cases
+    """One testsuite per input file, one testcase per evaluated object and rule (architecture §2). GitLab keys cases
     by classname + name and drops duplicates, so names are unique within a file. Written as text (escaped for
     XML 1.0): ElementTree and its indenting cost more than the rest of a 1,000-file run's report."""
     threshold = _threshold(fail_on)

@@ -1,4 +1,4 @@
-"""`admission-cli serve`: the validating admission webhook (DESIGN §3, §5).
+"""`admission-cli serve`: the validating admission webhook (architecture §3, §5).
 
 Building the parser imports nothing beyond argparse; FastAPI, uvicorn, pydantic and the kubernetes client are
 imported by `run` only, so `admission-cli check` never pays for them (tests/test_boundaries.py).

@@ -1,4 +1,4 @@
-"""Image-config cache in front of the registry client (DESIGN §1, §5): what makes resolution cheap enough for a webhook.
+"""Image-config cache in front of the registry client (architecture §1, §5): what makes resolution cheap enough for a webhook.
 
 - Configs are kept by manifest digest: immutable, so never revalidated; an in-memory LRU bounded by entries
   and by (estimated) bytes, and for the CLI an on-disk copy kept forever.
@@ -12,7 +12,7 @@
   admissions cannot open hundreds of connections to it.
 - Every key starts with `cred_key`: answers fetched with a pull secret are never served to another caller.
   Pass a hash of the credential, never the credential itself (it ends up in file names' inputs and memory).
-- Caches never change a verdict (DESIGN §5). The `images` settings come with each call, so one resolver
+- Caches never change a verdict (architecture §5). The `images` settings come with each call, so one resolver
   serves across policy reloads. Every key (tags, configs, failures, in-flight lookups) holds the fingerprint
   of the registry gates (gates.py), so what was learnt under one set of gates is not even looked up under
   another; and before any answer is taken from a cache, or an in-flight lookup is joined, the client re-runs

@@ -1,5 +1,5 @@
 """The repository root of a path and names relative to it: what fingerprints, `.admission.yaml`, excludes and
-`pin`'s writes agree on (DESIGN §2, finding identity)."""
+`pin`'s writes agree on (architecture §2, finding identity)."""
 
 from __future__ import annotations
 

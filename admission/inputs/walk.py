@@ -1,4 +1,4 @@
-"""Turn CLI paths into workloads: recognise files by name and content, walk directories (DESIGN §2).
+"""Turn CLI paths into workloads: recognise files by name and content, walk directories (architecture §2).
 
 Knows which adapter reads which file, never the syntax inside; each file's failure becomes a Problem
 so the other files are still evaluated.
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (DESIGN §2)
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (architecture §2)
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # Top-level keys of block YAML start a line. A walk takes only these for Kubernetes before parsing: `"apiVersion":` in
 # JSON can be a nested property name (a Helm values.schema.json), so there the parsed shape decides.
@@ -34,7 +34,7 @@ _JSON_API_HINT = re.compile(r'"apiVersion"\s*:')
 _JSON_KIND_HINT = re.compile(r'"kind"\s*:')
 _COMMENT = re.compile(r"(?:^|\s)#")  # where a YAML comment starts: `#` first on the line or after whitespace
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
-# Case-sensitive, as DESIGN §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
+# Case-sensitive, as architecture §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
 HELM_TEMPLATE = "a Helm template (render it: helm template CHART | admission-cli check -)"
 UNRECOGNISED = "not a compose file, Kubernetes manifest, Dockerfile or image archive"
 _COMPOSE_NAME = re.compile(r"^(docker-)?compose[^/]*\.ya?ml$")
@@ -65,7 +65,7 @@ class Options:
     overrides: Sequence[str] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     platform: str = "linux/amd64"
-    as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
+    as_walk: bool = False  # named files are handled as a walk handles them (architecture §2, pre-commit's per-file hook)
     excludes: Excludes | None = None  # --exclude and .admission.yaml patterns; walks (and --as-walk) honour them
     build_args: Mapping[str, str] = field(default_factory=dict)  # --build-arg NAME=VALUE, for Dockerfiles checked alone
 
@@ -197,7 +197,7 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
     try:
         documents = kubernetes.read_documents(text, file=display)  # YAML 1.1 as kubectl reads it, JSON too
     except InputError as exc:
-        # DESIGN §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
+        # architecture §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
         # another tool's template is not ours to judge.
         if explicit or is_compose_name(os.path.basename(display)):
             raise
@@ -228,7 +228,7 @@ class _ComposeFromContent(Exception):
 
 def _template(text: str, *, display: str) -> str | None:
     """Why a walked YAML or JSON file is another tool's `{{ }}` template, or None (docs/decisions.md "Walks", which
-    amends DESIGN §2). Text that does not parse is a template when a `{{` stands outside a comment; text that parses
+    amends architecture §2). Text that does not parse is a template when a `{{` stands outside a comment; text that parses
     is one only when `{{` is in a mapping key, `metadata.name`, `metadata.namespace` or an `image`, where no object
     could have it. In a comment or in any other string (Vault or Prometheus annotations) a `{{` is data: a comment
     must not exempt a manifest from CI."""
@@ -663,7 +663,7 @@ def _load_archive(path: str, *, display: str, options: Options, out: Collected) 
 
 
 def _walk_tarball(path: str, *, display: str, options: Options, out: Collected) -> None:
-    """A tarball met in a walk: checked only when its first members look like an image archive (DESIGN §2)."""
+    """A tarball met in a walk: checked only when its first members look like an image archive (architecture §2)."""
     from admission.sources import archive
 
     def sniff() -> None:
