@@ -3,12 +3,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 EXAMPLE := examples/flask-prod-app
 
 .PHONY: setup demo demo-webhook test bench docs image clean k8s-bin supply-bin
 
-# Real components the tests run against (DESIGN §6): a registry, image tools, htpasswd, openssl.
+# Real components the tests run against (architecture §6): a registry, image tools, htpasswd, openssl.
 APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl wrk:wrk
 APT_STAMP := $(VENV)/.apt
 
@@ -18,18 +17,41 @@ $(APT_STAMP):
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 	@mkdir -p $(VENV) && touch $(APT_STAMP)
 
-$(STAMP): pyproject.toml
+# One venv and three installs of the project into it. Each target takes the largest install already there, so
+# `make demo` after `make test` installs nothing, and `make test` after `make demo` adds what the tests need:
+# - demo: `pip install .`, the checker alone, as users install it (PyYAML, httpx, zstandard: about ten wheels);
+# - server: `pip install '.[server]'`, the webhook too, for demo-webhook;
+# - full: `pip install -e '.[server,test,bench]'` for the tests: editable (one .pth line naming the checkout), so
+#   the tests and `.venv/bin/admission-cli` run the checkout as it is now.
+# A regular install is a copy, so its stamp follows every file of the package: an edit reinstalls it.
+PACKAGE := pyproject.toml $(shell find admission -type f ! -name '*.pyc' ! -path '*/__pycache__/*' 2>/dev/null)
+DEMO_STAMP := $(VENV)/.installed-demo
+SERVER_STAMP := $(VENV)/.installed-server
+FULL_STAMP := $(VENV)/.installed-full
+FOR_DEMO := $(or $(wildcard $(FULL_STAMP)),$(wildcard $(SERVER_STAMP)),$(DEMO_STAMP))
+FOR_SERVER := $(or $(wildcard $(FULL_STAMP)),$(SERVER_STAMP))
+
+$(BIN)/python:
 	@command -v $(PYTHON) >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[server,test,bench]' --config-settings editable_mode=compat
-	touch $(STAMP)
+	$(PYTHON) -m venv $(VENV)
 
-setup: $(STAMP)
+$(DEMO_STAMP): $(PACKAGE) | $(BIN)/python
+	$(BIN)/pip install -q .
+	@touch $@
+
+$(SERVER_STAMP): $(PACKAGE) | $(BIN)/python
+	$(BIN)/pip install -q '.[server]'
+	@touch $@
+
+$(FULL_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[server,test,bench]'
+	@touch $@
+
+setup: $(FULL_STAMP)
 
 # Exit 1 (findings) is the point of the demo; exit 2 (an input could not be read) fails it.
-demo: setup
+demo: $(FOR_DEMO)
 	@echo '$$ admission-cli check $(EXAMPLE)/docker-compose.prod.yml $(EXAMPLE)/Dockerfile'
 	@$(BIN)/admission-cli check $(EXAMPLE)/docker-compose.prod.yml $(EXAMPLE)/Dockerfile; rc=$$?; \
 	  if [ $$rc -ge 2 ]; then echo "demo failed: exit $$rc"; exit $$rc; fi; \
@@ -39,7 +61,7 @@ demo: setup
 
 # Starts `admission-cli serve` on loopback with a throwaway self-signed certificate, sends the two reviews in examples/webhook-demo/
 # (one allowed, one denied), prints the answers and audit lines, and stops it with SIGTERM.
-demo-webhook: setup
+demo-webhook: $(FOR_SERVER)
 	@$(BIN)/python examples/webhook-demo/demo.py
 
 # The control plane the cluster tests run (tests/cluster/): kube-apiserver, kube-controller-manager and kubectl from
@@ -56,7 +78,7 @@ supply-bin:
 	@command -v go >/dev/null || { echo "supply-bin: no Go toolchain on PATH" | tee .supply-bin.log; exit 1; }
 	@set -o pipefail; bash tests/supply/build.sh 2>&1 | tee .supply-bin.log
 
-test: $(APT_STAMP) setup
+test: $(APT_STAMP) $(FULL_STAMP)
 	@$(MAKE) --no-print-directory k8s-bin || echo "make k8s-bin failed: the control-plane tests will skip (and fail under CI=true)"
 	@$(MAKE) --no-print-directory supply-bin || echo "make supply-bin failed: the supply-chain tests will skip (and fail under CI=true)"
 	$(BIN)/lint-imports
@@ -64,7 +86,7 @@ test: $(APT_STAMP) setup
 
 # Benchmarks run the project as users install it: a plain `pip install .` (not editable) in its own venv.
 BENCH_VENV := .venv-bench
-bench: $(APT_STAMP) setup
+bench: $(APT_STAMP) $(FULL_STAMP)
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install -q '.[server,test,bench]'
 	$(BENCH_VENV)/bin/pip install -q --force-reinstall --no-deps .
@@ -75,8 +97,9 @@ bench: $(APT_STAMP) setup
 	$(BENCH_VENV)/bin/python bench/audit.py
 	$(BENCH_VENV)/bin/python bench/pin.py
 	$(BENCH_VENV)/bin/python bench/large.py
+	$(BENCH_VENV)/bin/python bench/firstrun.py
 
-docs: setup
+docs: $(FULL_STAMP)
 	$(BIN)/python -m admission.cli.docs
 
 # The webhook image (Dockerfile). Needs a Docker engine with BuildKit; none runs on the project's own machines.

@@ -20,7 +20,7 @@ class Violation:
     value: str | None = None
     container: str | None = None
     # What is wrong inside the object, short and stable (`limits.cpu`, `hostPort 8080/TCP`, `user`): part of the
-    # finding's fingerprint (DESIGN §2), so never a line, a list index, a digest or a message. "" = the field path.
+    # finding's fingerprint (architecture §2), so never a line, a list index, a digest or a message. "" = the field path.
     key: str = ""
     # "warn" caps the rule's severity for this violation: something the rule could not check (a base image named by a
     # build arg with no value) is worth seeing in every format but must not fail a build as a deny would. None: the

@@ -4,7 +4,7 @@
 start-up must not pay for it. Neither sigstore-python (it cannot read key-based bundles) nor securesystemslib (it
 rejects cosign's keyid-less DSSE envelopes) verifies what cosign writes, so the signature checks are here.
 
-Signatures are checked as `cosign verify --key` checks them (cosign v3.1.3 is the oracle, DESIGN §6):
+Signatures are checked as `cosign verify --key` checks them (cosign v3.1.3 is the oracle, architecture §6):
 - ECDSA: DER signatures over SHA-256, whatever the curve. cosign signs with a P-384 key over SHA-384 and with an
   Ed25519 key as Ed25519ph, and its own `verify` refuses both; we refuse them alike (tests/verify/).
 - RSA: PKCS#1 v1.5 with SHA-256.

@@ -342,7 +342,7 @@ class ExemptionClaim:
 
 @dataclass(frozen=True, slots=True)
 class SchemaIssue:
-    """A value real Docker Compose rejects but that can still be read (DESIGN §4 compose-schema)."""
+    """A value real Docker Compose rejects but that can still be read (architecture §4 compose-schema)."""
 
     message: str
     origin: Origin
@@ -399,7 +399,7 @@ class Workload:
     # The object's own controller reference as written (Kubernetes only); nothing trusts it until it is verified.
     controller: OwnerRef | None = None
     # The top controller (Deployment, StatefulSet, ...) that the webhook verified through the API for a request made
-    # by a controller identity: exemptions match it as well as the object itself (DESIGN §5 as amended).
+    # by a controller identity: exemptions match it as well as the object itself (architecture §5 as amended).
     owner: OwnerRef | None = None
 
 

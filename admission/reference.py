@@ -415,11 +415,11 @@ def tag_name_only(ref: Reference) -> Reference:
     return ref
 
 
-# --- registry identity (DESIGN §5) ----------------------------------------------------------------------
+# --- registry identity (architecture §5) ----------------------------------------------------------------------
 
 
 def registry_identity(server: str) -> str:
-    """A registry named by a user (policy setting, Docker config key, server URL) as DESIGN §5 spells it.
+    """A registry named by a user (policy setting, Docker config key, server URL) as architecture §5 spells it.
 
     Lower-case host[:port] without scheme or path; Docker Hub's aliases are one registry, `docker.io`:
     "https://Index.Docker.io/v1/" -> "docker.io".

@@ -38,6 +38,17 @@ def read_path(path: str, *, display: str) -> str:
     return decode(data, file=display)
 
 
+def new_file_mode(path: str) -> int:
+    """The mode a write should leave `path` with: an existing file's own, else what open() gives a new file
+    (0666 & ~umask; mkstemp's temp files are 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mask = os.umask(0)  # the only way to read the umask; set back at once
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def write_atomic(path: str, data: bytes, *, mode: int | None = None) -> None:
     """Write `data` to a temp file in the target's folder and rename it over the target, so a reader sees the old
     file or the new one (no fsync: a torn file after a crash is as if never written). Through a symlink the link stays

@@ -1,4 +1,4 @@
-"""Baselines (DESIGN §2): adopt on a repository with findings; new findings still fail; the baseline only shrinks."""
+"""Baselines (architecture §2): adopt on a repository with findings; new findings still fail; the baseline only shrinks."""
 
 from __future__ import annotations
 
@@ -126,3 +126,62 @@ def test_a_bad_baseline_file_exits_2_naming_the_file(repo, capsys, content, word
 def test_a_missing_baseline_file_exits_2(repo, capsys) -> None:
     code = main(["check", ".", "--baseline", "nope.json"])
     assert code == 2 and "nope.json" in capsys.readouterr().err
+
+
+def test_refreshing_a_baseline_in_place_never_adds_a_new_finding(repo, capsys) -> None:
+    """`--baseline B --write-baseline B` after a new violation: B is written unchanged and the run still fails on it."""
+    write_baseline(capsys)
+    before = Path("baseline.json").read_bytes()
+    (repo / "compose.yaml").write_text(COMPOSE.replace('["8080:80"]', '["8080:80", "9090:90"]'))
+    code, report = check(capsys, ".", "--baseline", "baseline.json", "--write-baseline", "baseline.json")
+    assert code == 1 and [f["value"] for f in report["findings"] if not f["suppressed"]] == ["9090:90"]
+    assert Path("baseline.json").read_bytes() == before
+    code, _ = check(capsys, ".", "--baseline", "baseline.json")
+    assert code == 1, "the refreshed baseline does not absorb the new violation"
+
+
+def test_a_refresh_that_drops_an_entry_and_meets_a_new_finding_only_shrinks(repo, capsys) -> None:
+    (repo / "compose.yaml").write_text(COMPOSE.replace('["8080:80"]', '["8080:80", "9090:90"]'))
+    check(capsys, ".", "--write-baseline", "baseline.json")
+    (repo / "compose.yaml").write_text(COMPOSE.replace('["8080:80"]', '["9090:90", "7070:70"]'))  # 8080 fixed, 7070 new
+    check(capsys, ".", "--baseline", "baseline.json", "--write-baseline", "baseline.json")
+    entries = json.loads(Path("baseline.json").read_text())["findings"]
+    code, report = check(capsys, ".", "--baseline", "baseline.json")
+    assert len(entries) == 1 and code == 1
+    assert [f["value"] for f in report["findings"] if not f["suppressed"]] == ["7070:70"]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_a_new_baseline_gets_the_mode_a_new_file_gets(repo, capsys, umask) -> None:
+    import os
+
+    old = os.umask(umask)
+    try:
+        check(capsys, ".", "--write-baseline", "baseline.json")
+    finally:
+        os.umask(old)
+    assert Path("baseline.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_rewriting_a_baseline_keeps_the_files_mode(repo, capsys) -> None:
+    import os
+
+    check(capsys, ".", "--write-baseline", "baseline.json")
+    os.chmod("baseline.json", 0o640)
+    check(capsys, ".", "--baseline", "baseline.json", "--write-baseline", "baseline.json")
+    assert Path("baseline.json").stat().st_mode & 0o777 == 0o640
+
+
+def test_hide_suppressed_leaves_baselined_findings_out_of_the_text_report_and_the_summary_counts_them(repo,
+                                                                                                   capsys) -> None:
+    write_baseline(capsys)
+    (repo / "compose.yaml").write_text(COMPOSE.replace('["8080:80"]', '["8080:80", "9090:90"]'))
+    main(["check", ".", "--baseline", "baseline.json"])
+    shown = capsys.readouterr().out
+    assert main(["check", ".", "--baseline", "baseline.json", "--hide-suppressed"]) == 1
+    hidden = capsys.readouterr().out
+    assert "(suppressed)" in shown and "8080" in shown
+    assert "(suppressed)" not in hidden and "8080" not in hidden and "9090" in hidden
+    assert hidden.splitlines()[-1].startswith("1 deny, 0 warn, 1 suppressed (not listed), 0 errors")
+    main(["check", ".", "--baseline", "baseline.json", "--hide-suppressed", "--format", "json"])
+    assert sum(f["suppressed"] for f in json.loads(capsys.readouterr().out)["findings"]) == 1, "text report only"

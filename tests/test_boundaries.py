@@ -1,4 +1,4 @@
-"""Import boundaries (DESIGN §1): the core imports no web/HTTP/Kubernetes/CLI framework, and `check` loads
+"""Import boundaries (architecture §1): the core imports no web/HTTP/Kubernetes/CLI framework, and `check` loads
 no FastAPI, uvicorn or kubernetes module. Checked in a fresh interpreter, so nothing else has imported them."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """build-context end to end over real folders: what a build sends, what its COPY/ADD take, the bounded walk that
-is shared per run, and the messages (DESIGN §4). Per-rule pass/fail fixtures live in tests/rules/build-context/."""
+is shared per run, and the messages (architecture §4). Per-rule pass/fail fixtures live in tests/rules/build-context/."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CI formats (DESIGN §2), each read back as its consumer reads it: JUnit with junitparser, GitHub workflow commands
+"""CI formats (architecture §2), each read back as its consumer reads it: JUnit with junitparser, GitHub workflow commands
 with the runner's unescaping rules, GitLab Code Quality as the JSON array GitLab expects."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""admission-cli check/rules/explain end to end: inputs, walking, exit codes, reports (DESIGN §2)."""
+"""admission-cli check/rules/explain end to end: inputs, walking, exit codes, reports (architecture §2)."""
 
 from __future__ import annotations
 

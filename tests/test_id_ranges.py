@@ -1,6 +1,6 @@
 """uids and gids outside what the API server accepts (0..2147483647 for runAsUser, runAsGroup, fsGroup and
 supplementalGroups entries, pod or container level) are objects that cannot be interpreted: an input error naming
-file, line and field in the CLI (exit 2), and in the webhook an answer with allowed false and code 400 (DESIGN §3).
+file, line and field in the CLI (exit 2), and in the webhook an answer with allowed false and code 400 (architecture §3).
 Before, the CLI said "must be an integer, not a number" for 9223372036854775808 and the webhook allowed it."""
 
 from __future__ import annotations

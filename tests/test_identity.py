@@ -1,4 +1,4 @@
-"""Finding identity (DESIGN §2): fingerprints that survive edits elsewhere and never collide."""
+"""Finding identity (architecture §2): fingerprints that survive edits elsewhere and never collide."""
 
 from __future__ import annotations
 

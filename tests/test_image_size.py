@@ -1,6 +1,6 @@
 """image-size end to end with real images: a real docker-registry on loopback (layer sizes from the manifest the
 client already fetches, counted on the registry's access log), warm memory and disk caches, and real
-`docker save` / oci-archive tarballs and OCI layouts written by skopeo (DESIGN §4 image-size, §6)."""
+`docker save` / oci-archive tarballs and OCI layouts written by skopeo (architecture §4 image-size, §6)."""
 
 from __future__ import annotations
 

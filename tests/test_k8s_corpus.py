@@ -117,7 +117,7 @@ HEALTHCHECK_PASSES = {
 # (rule, file) -> (the tool's verdict on its counterpart checks, why ours differs)
 NEW_RULE_DIFFERENT = {
     **{("healthcheck", name): ("fail", "checkov CKV_K8S_8 and polaris livenessProbeMissing require a livenessProbe "
-                                       "on their own; DESIGN §4 asks for a liveness or a readiness probe, and the "
+                                       "on their own; architecture §4 asks for a liveness or a readiness probe, and the "
                                        "kafka StatefulSet has a readinessProbe")
        for name in ("checkov__CKV_K8S_14__pass__imageWithDigest-PASSED.yaml",
                     "checkov__CKV_K8S_14__pass__imageWithTagAndDigest-PASSED.yaml",

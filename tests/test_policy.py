@@ -1,4 +1,4 @@
-"""The policy file: overlay on the default, strict validation, exemptions and enforcement (DESIGN §5)."""
+"""The policy file: overlay on the default, strict validation, exemptions and enforcement (architecture §5)."""
 
 from __future__ import annotations
 

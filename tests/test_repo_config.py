@@ -110,6 +110,56 @@ def test_as_walk_leaves_out_named_files_an_exclude_covers_as_a_walk_from_the_roo
                                                 "reason": "excluded by /fixtures/ (.admission.yaml:1)"}]
 
 
+# A Dockerfile whose every line is a finding: root (no USER), `latest` base, a secret copied into the image.
+BAD_DOCKERFILE = "FROM python:latest\nCOPY . /app\n"
+VOTE = {"compose.yaml": "services:\n  vote:\n    build: ./vote\n    mem_limit: 64m\n    cpus: 1\n"
+                        "    healthcheck: {disable: true}\n",
+        "vote/Dockerfile": BAD_DOCKERFILE, "vote/.env": "TOKEN=x\n"}
+
+
+def _from_dockerfile(report: dict) -> list[dict]:
+    return [f for f in report["findings"] if f["file"].endswith("Dockerfile")]
+
+
+@pytest.mark.parametrize("argv", [
+    ("--exclude", "**/Dockerfile", "."),  # a walk: the Dockerfile is met and left out
+    ("--exclude", "**/Dockerfile", "compose.yaml"),  # the compose file named: its build would read the Dockerfile
+    ("--exclude", "/vote/", "."),  # the build context's folder
+    ("--exclude", "/vote/", "compose.yaml"),
+])
+def test_an_excluded_dockerfile_is_not_read_through_the_compose_service_that_builds_it(tmp_path, capsys, monkeypatch,
+                                                                                      argv) -> None:
+    monkeypatch.chdir(repository(tmp_path, VOTE))
+    code, everything = check(capsys, ".")
+    assert {f["rule"] for f in _from_dockerfile(everything)} >= {"image-tag-pinned", "build-context"}
+    code, report = check(capsys, *argv)
+    assert code == 1 and _from_dockerfile(report) == []
+    assert {f["rule"] for f in report["findings"]} == {"run-as-non-root"}, "no base image, context or healthcheck read"
+    (finding,) = report["findings"]
+    # Judged as a service whose build context is not available: the user is unknown, and the message says why.
+    assert "image user is unknown" in finding["message"] and "excluded by" in finding["message"]
+    assert "so it is not read" in finding["message"]
+    assert report["summary"]["excluded_files"] == len([s for s in report["skipped"] if "excluded by" in s["reason"]])
+    assert "vote/Dockerfile" in {s["file"] for s in report["skipped"]}, "listed as excluded, once"
+    assert len([s for s in report["skipped"] if s["file"] == "vote/Dockerfile"]) == 1
+
+
+def test_the_repository_configs_exclude_leaves_a_built_dockerfile_unread_unless_it_is_named(tmp_path, capsys,
+                                                                                          monkeypatch) -> None:
+    monkeypatch.chdir(repository(tmp_path, {**VOTE, ".admission.yaml": "exclude: [/vote/Dockerfile]\n"}))
+    code, report = check(capsys, "compose.yaml")
+    assert _from_dockerfile(report) == [] and report["skipped"] == [
+        {"file": "vote/Dockerfile", "reason": "excluded by /vote/Dockerfile (.admission.yaml:1)"}]
+    code, report = check(capsys, "compose.yaml", "vote/Dockerfile")  # named: always read, as any named PATH
+    assert {f["rule"] for f in _from_dockerfile(report)} >= {"image-tag-pinned"} and report["skipped"] == []
+
+
+def test_as_walk_excludes_a_built_dockerfile_as_a_walk_does(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.chdir(repository(tmp_path, VOTE))
+    code, report = check(capsys, "--as-walk", "--exclude", "**/Dockerfile", "compose.yaml", "vote/Dockerfile")
+    assert _from_dockerfile(report) == [] and [s["file"] for s in report["skipped"]] == ["vote/Dockerfile"]
+
+
 def test_exclude_flags_come_after_the_files_patterns_and_can_re_include(tmp_path, capsys, monkeypatch) -> None:
     repository(tmp_path, {".admission.yaml": "exclude: ['/fixtures/*']\n", "fixtures/keep.yaml": pod("keep", as_root=True),
                           "fixtures/drop.yaml": pod("drop", as_root=True), "build/out.yaml": pod("out", as_root=True)})

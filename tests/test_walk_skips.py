@@ -1,4 +1,4 @@
-"""Walking a real repository (DESIGN §2): files that are not ours are skipped with a reason, never an error;
+"""Walking a real repository (architecture §2): files that are not ours are skipped with a reason, never an error;
 what is recognisably compose or Kubernetes still fails loudly. `--as-walk` treats named files the same way."""
 
 from __future__ import annotations

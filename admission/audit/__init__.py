@@ -1,1 +1,1 @@
-"""`admission-cli audit`: the policy run on what a cluster already runs (DESIGN §2), with PolicyReports as output."""
+"""`admission-cli audit`: the policy run on what a cluster already runs (architecture §2), with PolicyReports as output."""

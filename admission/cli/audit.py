@@ -1,4 +1,4 @@
-"""`admission-cli audit`: the policy run on what already runs in a cluster (DESIGN §2), as a report and, with
+"""`admission-cli audit`: the policy run on what already runs in a cluster (architecture §2), as a report and, with
 `--write-reports`, as PolicyReports in the cluster.
 
 Building the parser imports nothing beyond argparse; the kubernetes client (the `server` extra) is imported by `run`

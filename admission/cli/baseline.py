@@ -1,4 +1,5 @@
-"""Baselines (DESIGN §2): adopt the rules on a repository that already has findings, then only shrink.
+"""Baselines (architecture §2): adopt the rules on a repository that already has findings, then only shrink: a refresh
+(--baseline B --write-baseline B) drops what no longer occurs and never adds.
 
 A baseline is one JSON file of fingerprints (cli/identity.py), each with the rule, file and object for the
 reviewer; only the fingerprint matches. Unlike checkov's, a match needs the file and the rule's key, so a
@@ -8,13 +9,12 @@ new violation in another file, or a second one in the same object, is never abso
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import replace
 
 from admission.errors import InputError
 from admission.findings import Finding, Report
+from admission.textio import new_file_mode, write_atomic
 
 BASELINE_REASON = "baseline"
 _FORMAT = 1
@@ -66,12 +66,22 @@ def _entry(f: Finding, file: str) -> dict[str, object]:
             "object": f"{f.object_kind} {namespace}{f.object_name}", "container": f.container}
 
 
-def write(path: str, report: Report, *, relative: Callable[[str], str]) -> int:
-    """Write every finding no exemption suppresses (a baseline's own suppressions are kept), sorted by
-    fingerprint so the file diffs well. Returns the number of entries. Written atomically."""
-    entries = {f.fingerprint: _entry(f, relative(f.file)) for f in report.findings
-               if f.fingerprint and (not f.suppressed or f.reason == BASELINE_REASON)}
-    for f in report.findings:  # the other objects of a finding reported once keep their own entries
+def write(path: str, report: Report, *, relative: Callable[[str], str], refresh: bool) -> int:
+    """Write the baseline, sorted by fingerprint so the file diffs well; returns the number of entries.
+
+    A new baseline (`refresh` False) holds every finding no exemption suppresses. A refresh (the run had --baseline)
+    holds only the findings that baseline suppressed: it drops what no longer occurs and never adds a finding, so a
+    violation introduced since is not absorbed by rewriting the file. Findings an exemption suppresses are never
+    written: the exemption already says why. The other objects of a finding reported once keep their own entries.
+    Written atomically, with the mode an existing file has (a new one gets 0666 & ~umask, as any file the user
+    creates)."""
+    def kept(f: Finding) -> bool:
+        if refresh:
+            return f.suppressed and f.reason == BASELINE_REASON
+        return not f.suppressed or f.reason == BASELINE_REASON
+
+    entries = {f.fingerprint: _entry(f, relative(f.file)) for f in report.findings if f.fingerprint and kept(f)}
+    for f in report.findings:
         if f.fingerprint in entries:
             for other in f.also:
                 if other.fingerprint:
@@ -81,13 +91,9 @@ def write(path: str, report: Report, *, relative: Callable[[str], str]) -> int:
                                                                 fingerprint=other.fingerprint), relative(f.file))
     document = {"version": _FORMAT, "tool": "admission",
                 "findings": [entries[k] for k in sorted(entries)]}
-    folder = os.path.dirname(os.path.abspath(path))
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".baseline-")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
+        write_atomic(path, text.encode("utf-8"), mode=new_file_mode(path))
     except OSError as exc:
         raise InputError(f"cannot write the baseline: {exc.strerror or exc}", file=path) from None
     return len(entries)

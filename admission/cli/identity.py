@@ -1,4 +1,4 @@
-"""Finding identity (DESIGN §2): a fingerprint that survives edits elsewhere, for baselines and CI systems.
+"""Finding identity (architecture §2): a fingerprint that survives edits elsewhere, for baselines and CI systems.
 
 A fingerprint hashes the rule, the file relative to its repository root, the object (kind, namespace and
 name; a Dockerfile by its file alone, an image by its repository), the container and the rule's key. Never

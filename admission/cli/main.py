@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from admission import __version__
@@ -17,6 +17,7 @@ from admission.errors import InputError
 
 if TYPE_CHECKING:
     from admission.findings import Report
+    from admission.inputs.paths import RepoPaths
     from admission.policy.config import Policy
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -53,7 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--baseline", metavar="FILE",
                        help="suppress the findings whose fingerprints FILE holds (reason: baseline); new ones still fail")
     check.add_argument("--write-baseline", metavar="FILE",
-                       help="write the fingerprints of every finding no exemption suppresses to FILE")
+                       help="write the fingerprints of every finding no exemption suppresses to FILE; with --baseline, "
+                            "only the baseline's entries still in use (a refresh only shrinks it)")
+    check.add_argument("--hide-suppressed", action="store_true",
+                       help="leave suppressed findings (baselined or exempted) out of the text report; the summary "
+                            "line still counts them")
     check.add_argument("--as-walk", action="store_true",
                        help="handle named files as a directory walk would (for pre-commit): files that are not "
                             "inputs are skipped, overrides are merged onto their base file")
@@ -155,10 +160,11 @@ def _check(args: argparse.Namespace) -> int:
         from admission.cli import baseline
 
         try:
-            baseline.write(args.write_baseline, result, relative=paths.relative)
+            baseline.write(args.write_baseline, result, relative=paths.relative, refresh=baselined is not None)
         except InputError as exc:
             result.errors.append(Problem(message=exc.message, file=exc.file))
-    rendered = _render(args.format, result, fail_on=args.fail_on, relative=paths.relative)
+    rendered = _render(args.format, result, fail_on=args.fail_on, paths=paths, roots_of=args.paths,
+                       hide_suppressed=args.hide_suppressed)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
@@ -166,7 +172,8 @@ def _check(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"admission-cli: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
-        rendered = _render("text", result, fail_on=args.fail_on, relative=paths.relative)
+        rendered = _render("text", result, fail_on=args.fail_on, paths=paths, roots_of=args.paths,
+                           hide_suppressed=args.hide_suppressed)
     sys.stdout.write(rendered)
     if result.errors:
         return EXIT_ERROR
@@ -184,20 +191,23 @@ def _secret_patterns(policy: Policy) -> tuple[str, ...]:
     return tuple(str(p) for p in setting.params.get("secret_patterns", ()))
 
 
-def _render(fmt: str, result: Report, *, fail_on: str, relative: Callable[[str], str]) -> str:
+def _render(fmt: str, result: Report, *, fail_on: str, paths: RepoPaths, roots_of: Sequence[str],
+            hide_suppressed: bool = False) -> str:
     from admission.cli import report
 
+    relative = paths.relative
     if fmt == "json":
         return report.render_json(result)
     if fmt == "sarif":
-        return report.render_sarif(result)
+        return report.render_sarif(result, root=paths.run_root(roots_of))
     if fmt == "junit":
         return report.render_junit(result, fail_on=fail_on)
     if fmt == "github":
         return report.render_github(result, relative=relative)
     if fmt == "gitlab":
         return report.render_gitlab(result, relative=relative)
-    return report.render_text(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ)
+    return report.render_text(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                              hide_suppressed=hide_suppressed)
 
 
 def _resolves(args: argparse.Namespace, setting: object) -> bool:

@@ -35,9 +35,11 @@ def add_parser(sub: Any) -> None:
     pin.add_argument("--platform", type=_platform, metavar="OS/ARCH",
                      help="pin one platform's manifest instead of the multi-platform index (the default)")
     pin.add_argument("--drift", action="store_true",
-                     help="also look up the tags of pinned references and list those that now point elsewhere")
+                     help="also ask the registry (never the tag cache) what the tags of pinned references point at, "
+                          "and list those that now point elsewhere")
     pin.add_argument("--fail-on-drift", action="store_true",
-                     help="with --check: drift exits 1 too (implies --drift)")
+                     help="implies --drift: exit 1 when a tag drifted, and 2 when the drift of a reference could not "
+                          "be checked")
     pin.add_argument("--policy", metavar="FILE", help="policy file: its `images` gates apply to the lookups")
     pin.add_argument("--registry-config", metavar="FILE", help="Docker config.json with registry credentials")
     cache = pin.add_mutually_exclusive_group()
@@ -70,13 +72,23 @@ def run(args: argparse.Namespace) -> int:
     except inputs.UsageError as exc:
         print(f"admission-cli: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    sys.stdout.write(render(outcome, check=args.check, platform=args.platform))
+    sys.stdout.write(render(outcome, check=args.check, platform=args.platform, lock=args.lock,
+                            fail_on_drift=args.fail_on_drift))
     return outcome.code
 
 
-def render(outcome: Outcome, *, check: bool, platform: str | None) -> str:
-    """The listing: one line per reference that is not simply pinned already, errors, then a summary."""
-    lines = [f"{e.file}:{e.line}  {e.field}  {e.status}  {e.detail}" for e in outcome.entries]
+def render(outcome: Outcome, *, check: bool, platform: str | None, lock: str | None = None,
+           fail_on_drift: bool = False) -> str:
+    """The listing: one line per reference that is not simply pinned already, errors, then a summary. When no lookup
+    was answered, the unresolved references are one line per distinct reason instead, with their count."""
+    unanswered: dict[str, int] = {}
+    lines = []
+    for e in outcome.entries:
+        if outcome.nothing_answered and e.status == "unresolved":
+            unanswered[e.reason or e.detail] = unanswered.get(e.reason or e.detail, 0) + 1
+        else:
+            lines.append(f"{e.file}:{e.line}  {e.field}  {e.status}  {e.detail}")
+    lines += [f"unresolved  {n} reference{'s' if n != 1 else ''}: {reason}" for reason, n in unanswered.items()]
     for error in outcome.errors:
         where = error.file or "-"
         if error.line:
@@ -99,5 +111,12 @@ def render(outcome: Outcome, *, check: bool, platform: str | None) -> str:
         summary += f"; wrote {outcome.lock_written}"
     if platform and not check and outcome.count("pinned"):
         summary += f"; digests are {platform} manifests, not indexes"
+    if outcome.nothing_answered:
+        summary += f"; none of the {outcome.asked} lookups was answered"
+        if not check:
+            summary += f", so {lock} was not written" if lock else ", so nothing was written"
+    elif outcome.drift_unchecked and fail_on_drift:
+        n = outcome.drift_unchecked
+        summary += f"; the drift of {n} reference{'s' if n != 1 else ''} could not be checked (--fail-on-drift)"
     lines.append(summary)
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""Reporters (DESIGN §2): text (one line per finding, fix below, summary), JSON report v1, SARIF 2.1.0, and the
+"""Reporters (architecture §2): text (one line per finding, fix below, summary), JSON report v1, SARIF 2.1.0, and the
 CI formats: JUnit XML, GitHub Actions workflow commands and GitLab Code Quality.
 
 JUnit XML is written as escaped text: no XML library is imported on the check path (junitparser reads it back in the
@@ -8,6 +8,7 @@ tests, as CI servers would).
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,7 +35,7 @@ def summary(report: Report) -> dict[str, Any]:
             "config": report.config}
 
 
-def summary_line(report: Report) -> str:
+def summary_line(report: Report, *, hidden: bool = False) -> str:
     s = summary(report)
     stale = f", {s['stale_baseline_entries']} stale baseline entries" if s["stale_baseline_entries"] else ""
     # The config and what its excludes left out are on the summary line: a pull request that adds `exclude: ["**"]`
@@ -46,7 +47,8 @@ def summary_line(report: Report) -> str:
     would = f" ({s['would_deny']} would deny)" if s["would_deny"] else ""
     if report.verified:
         config = f"; {len(report.verified)} verified" + config
-    return (f"{s['deny']} deny, {s['warn']} warn{would}, {s['suppressed']} suppressed, {s['errors']} errors "
+    suppressed = f"{s['suppressed']} suppressed{' (not listed)' if hidden and s['suppressed'] else ''}"
+    return (f"{s['deny']} deny, {s['warn']} warn{would}, {suppressed}, {s['errors']} errors "
             f"({s['files']} files, {s['objects']} objects, {s['skipped_files']} skipped files{stale}){config}")
 
 
@@ -61,7 +63,7 @@ def _where(file: str | None, line: int | None) -> str:
     return f"{file or '-'}:{line}" if line else (file or "-")
 
 
-def render_text(report: Report, *, colour: bool) -> str:
+def render_text(report: Report, *, colour: bool, hide_suppressed: bool = False) -> str:
     def paint(word: str, key: str) -> str:
         return f"{_COLOURS[key]}{word}{_RESET}" if colour else word
 
@@ -70,6 +72,8 @@ def render_text(report: Report, *, colour: bool) -> str:
         path = f" ({problem.path})" if problem.path else ""
         lines.append(f"{_where(problem.file, problem.line)}  {paint('error', 'error')}  {problem.message}{path}")
     for f in sorted_findings(report.findings):
+        if hide_suppressed and f.suppressed:
+            continue
         label = f"{f.severity} (would deny)" if f.would_deny else f.severity
         severity = paint(f"{label} (suppressed)", "suppressed") if f.suppressed else paint(label, f.severity)
         lines.append(f"{_where(f.file, f.line)}  {severity}  {f.rule}  {_object_label(f)}  {f.message}")
@@ -81,7 +85,7 @@ def render_text(report: Report, *, colour: bool) -> str:
     for v in sorted_verified(report.verified):
         lines.append(f"{_where(v.file, v.line)}  {paint('verified', 'verified')}  {v.rule}  {_object_label(v)}  "
                      f"{v.message}")
-    lines.append(summary_line(report))
+    lines.append(summary_line(report, hidden=hide_suppressed))
     return "\n".join(lines) + "\n"
 
 
@@ -150,30 +154,55 @@ def _sarif_level(severity: str) -> str:
     return "error" if severity == "deny" else "warning"
 
 
-def _uri(file: str | None) -> str:
-    """A SARIF artifact URI: relative paths stay relative (code scanning resolves them against the checkout),
-    absolute ones become file: URIs; both percent-encoded."""
+SRCROOT = "%SRCROOT%"
+
+
+class _SarifPaths:
+    """Artifact locations relative to the run's repository root (`%SRCROOT%`, given in `originalUriBaseIds`), the root
+    fingerprints and `.admission.yaml` use, so code scanning places them from whatever folder the run started in. A
+    file outside that root gets an absolute `file:` URI, which takes no base (SARIF 2.1.0 §3.4.4); stdin is `stdin`.
+    Without a root (the audit, whose "files" are namespaces) a path stays as given."""
+
+    def __init__(self, root: str | None) -> None:
+        self.root = os.path.abspath(root) if root is not None else None
+
+    def base_ids(self) -> dict[str, Any]:
+        if self.root is None:
+            return {}
+        return {SRCROOT: {"uri": _file_uri(self.root.rstrip(os.sep) + os.sep)}}
+
+    def artifact(self, file: str | None) -> dict[str, Any]:
+        from urllib.parse import quote
+
+        if file in (None, "-"):
+            return {"uri": "stdin"}
+        assert file is not None
+        if self.root is None:
+            return {"uri": _file_uri(file) if file.startswith("/") else quote(file.replace("\\", "/"))}
+        full = os.path.abspath(file)
+        inside = os.path.relpath(full, self.root)
+        if inside == ".." or inside.startswith(".." + os.sep):
+            return {"uri": _file_uri(full)}
+        return {"uri": quote(inside.replace(os.sep, "/")), "uriBaseId": SRCROOT}
+
+    def location(self, file: str | None, line: int | None, path: str | None) -> dict[str, Any]:
+        physical: dict[str, Any] = {"artifactLocation": self.artifact(file)}
+        if line:
+            physical["region"] = {"startLine": line}
+        location: dict[str, Any] = {"physicalLocation": physical}
+        if path:
+            location["logicalLocations"] = [{"fullyQualifiedName": path, "kind": "member"}]
+        return location
+
+
+def _file_uri(path: str) -> str:
     from urllib.parse import quote
 
-    if file in (None, "-"):
-        return "stdin"
-    assert file is not None
-    if file.startswith("/"):
-        return "file://" + quote(file)
-    return quote(file.replace("\\", "/"))
+    return "file://" + quote(path.replace("\\", "/"))
 
 
-def _location(file: str | None, line: int | None, path: str | None) -> dict[str, Any]:
-    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(file)}}
-    if line:
-        physical["region"] = {"startLine": line}
-    location: dict[str, Any] = {"physicalLocation": physical}
-    if path:
-        location["logicalLocations"] = [{"fullyQualifiedName": path, "kind": "member"}]
-    return location
-
-
-def render_sarif(report: Report) -> str:
+def render_sarif(report: Report, *, root: str | None = None) -> str:
+    """SARIF 2.1.0; `root` is the run's repository root, which every location inside it is relative to."""
     rules = list(catalog.all_rules().values())
     index = {r.id: i for i, r in enumerate(rules)}
     driver = {
@@ -187,12 +216,13 @@ def render_sarif(report: Report) -> str:
             "defaultConfiguration": {"level": _sarif_level(r.severity)},
         } for r in rules],
     }
+    paths = _SarifPaths(root)
     results = []
     for f in sorted_findings(report.findings):
         result: dict[str, Any] = {
             "ruleId": f.rule, "ruleIndex": index.get(f.rule, -1), "level": _sarif_level(f.severity),
             "message": {"text": f"{f.message}. Fix: {f.remediation}"},
-            "locations": [_location(f.file, f.line, f.path)],
+            "locations": [paths.location(f.file, f.line, f.path)],
             "partialFingerprints": {"admission/v1": f.fingerprint} if f.fingerprint else {},
             "properties": {"object": {"kind": f.object_kind, "name": f.object_name, "namespace": f.object_namespace},
                            "container": f.container, "value": f.value, "source": f.source},
@@ -204,10 +234,13 @@ def render_sarif(report: Report) -> str:
         elif f.reason:
             result["properties"]["exemption"] = f.reason
         results.append(result)
-    notifications = [{"level": "error", "message": {"text": p.message}, "locations": [_location(p.file, p.line, p.path)]}
+    notifications = [{"level": "error", "message": {"text": p.message}, "locations": [paths.location(p.file, p.line, p.path)]}
                      for p in report.errors]
-    run = {"tool": {"driver": driver}, "results": results,
-           "invocations": [{"executionSuccessful": not report.errors, "toolExecutionNotifications": notifications}]}
+    run: dict[str, Any] = {"tool": {"driver": driver}}
+    if paths.root is not None:
+        run["originalUriBaseIds"] = paths.base_ids()
+    run |= {"results": results,
+            "invocations": [{"executionSuccessful": not report.errors, "toolExecutionNotifications": notifications}]}
     document = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
     return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
@@ -251,7 +284,7 @@ def _attrs(**values: object) -> str:
 
 
 def render_junit(report: Report, *, fail_on: str) -> str:
-    """One testsuite per input file, one testcase per evaluated object and rule (DESIGN §2). GitLab keys cases
+    """One testsuite per input file, one testcase per evaluated object and rule (architecture §2). GitLab keys cases
     by classname + name and drops duplicates, so names are unique within a file. Written as text (escaped for
     XML 1.0): ElementTree and its indenting cost more than the rest of a 1,000-file run's report."""
     threshold = _threshold(fail_on)

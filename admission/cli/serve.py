@@ -1,4 +1,4 @@
-"""`admission-cli serve`: the validating admission webhook (DESIGN §3, §5).
+"""`admission-cli serve`: the validating admission webhook (architecture §3, §5).
 
 Building the parser imports nothing beyond argparse; FastAPI, uvicorn, pydantic and the kubernetes client are
 imported by `run` only, so `admission-cli check` never pays for them (tests/test_boundaries.py).
@@ -20,7 +20,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     serve = subparsers.add_parser(
         "serve", help="run the validating admission webhook",
         description="Serve POST /validate (AdmissionReview v1/v1beta1), /healthz, /readyz and /metrics. Every "
-                    "setting can also come from ADMISSION_<NAME> (flags win); see the README's Webhook section.")
+                    "setting can also come from ADMISSION_<NAME> (flags win); see docs/webhook.md.")
     serve.add_argument("--host", help="address to listen on (ADMISSION_HOST, default 0.0.0.0)")
     serve.add_argument("--port", type=int, help="port (ADMISSION_PORT, default 8443)")
     serve.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain (ADMISSION_TLS_CERT); hot-reloaded")

@@ -1,16 +1,18 @@
-"""Image-config cache in front of the registry client (DESIGN §1, §5): what makes resolution cheap enough for a webhook.
+"""Image-config cache in front of the registry client (architecture §1, §5): what makes resolution cheap enough for a webhook.
 
 - Configs are kept by manifest digest: immutable, so never revalidated; an in-memory LRU bounded by entries
   and by (estimated) bytes, and for the CLI an on-disk copy kept forever.
 - A tag's digest is trusted for `images.tag_ttl` seconds. After that it is revalidated with a HEAD (Docker
   Hub does not count HEADs toward its pull limit), and when the digest is unchanged the cached config answers.
+  A `fresh` lookup (`pin`'s drift check: has the tag moved since it was pinned?) skips the tag and failure caches
+  and sends that HEAD at once; the gates still apply, and its answer refreshes the cache.
 - Failures are cached for a short time (refusals by policy, `blocked`, longer); timeouts are never cached:
   they say how long we waited, not what the registry holds.
 - Concurrent lookups of one reference share one resolution; each registry gets a semaphore so a burst of
   admissions cannot open hundreds of connections to it.
 - Every key starts with `cred_key`: answers fetched with a pull secret are never served to another caller.
   Pass a hash of the credential, never the credential itself (it ends up in file names' inputs and memory).
-- Caches never change a verdict (DESIGN §5). The `images` settings come with each call, so one resolver
+- Caches never change a verdict (architecture §5). The `images` settings come with each call, so one resolver
   serves across policy reloads. Every key (tags, configs, failures, in-flight lookups) holds the fingerprint
   of the registry gates (gates.py), so what was learnt under one set of gates is not even looked up under
   another; and before any answer is taken from a cache, or an in-flight lookup is joined, the client re-runs
@@ -544,9 +546,11 @@ class ImageResolver:
     # -- public --
 
     async def config_for(self, image: str, *, deadline: float, cred_key: str = "",
-                         settings: ImagesSettings | None = None) -> ImageConfig:
+                         settings: ImagesSettings | None = None, fresh: bool = False) -> ImageConfig:
         """The config of `image` for `images.platform`. `deadline` is a time.monotonic() value. `settings`: the
         `images` settings of the policy in force (a webhook passes its current policy's); default the resolver's.
+        `fresh`: ask the registry what the tag points at now, whatever the tag and failure caches hold (a drift
+        check); the answer is cached as any other, and a config already cached for that digest is still used.
 
         Raises RegistryError: reason `error` for an invalid reference, else the client's reason
         (blocked, timeout, not-found, auth, too-large, digest-mismatch, error).
@@ -556,18 +560,20 @@ class ImageResolver:
         ref_key = scope.ref_key(ref)
         # The gates first, then the caches: every answer below (cached or in flight) was obtained under the
         # same gate settings (the key says so), and this re-runs what depends on DNS instead.
-        await self._gate(scope, ref, ref_key, image=image, deadline=deadline)
-        cached = self._fast(scope, ref)
+        await self._gate(scope, ref, ref_key, image=image, deadline=deadline, fresh=fresh)
+        cached = None if fresh and ref.digest is None else self._fast(scope, ref)
         if cached is not None:
             self.stats["hit"] += 1
             return replace(cached.config, reference=image)
-        inflight_key = scope.inflight_key(ref)
+        # A fresh lookup never joins one that may have answered from the tag cache.
+        inflight_key = scope.inflight_key(ref) + ("\nfresh" if fresh else "")
         for attempt in (1, 2):
             task = self._inflight.get(inflight_key)
             joined = task is not None
             if task is None:
                 self.stats["miss"] += 1
-                task = asyncio.get_running_loop().create_task(self._resolve(scope, ref, ref_key, deadline=deadline))
+                task = asyncio.get_running_loop().create_task(
+                    self._resolve(scope, ref, ref_key, deadline=deadline, fresh=fresh))
                 self._inflight[inflight_key] = task
                 task.add_done_callback(lambda t: self._done(inflight_key, t))
             else:
@@ -588,20 +594,21 @@ class ImageResolver:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def digest_for(self, image: str, *, deadline: float, cred_key: str = "",
-                         settings: ImagesSettings | None = None) -> str:
+                         settings: ImagesSettings | None = None, fresh: bool = False) -> str:
         """The digest the tag of `image` points at (an index's own digest for a multi-platform image), for `pin`.
 
         The same gates, tag cache (memory and disk, `images.tag_ttl`) and failure cache as `config_for`: one HEAD
-        for a tag not known or no longer fresh, nothing for a fresh one. A digest in `image` is ignored: this asks
-        what the tag says now (drift). Raises RegistryError with the client's reason.
+        for a tag not known or no longer fresh, nothing for a fresh one. `fresh` (a drift check): one HEAD whatever
+        the caches hold, its answer cached as any other. A digest in `image` is ignored: this asks what the tag says
+        now. Raises RegistryError with the client's reason.
         """
         scope, named = self._begin(image, cred_key=cred_key, settings=settings)
         ref = Reference(domain=named.domain, path=named.path, tag=named.tag or reference.DEFAULT_TAG)
         tag_key = scope.tag_key(ref)
         failure_key = f"{tag_key}\ndigest"  # not the config's key: a tag can have a digest and no usable config
-        await self._gate(scope, ref, failure_key, image=image, deadline=deadline)
+        await self._gate(scope, ref, failure_key, image=image, deadline=deadline, fresh=fresh)
         known = self._tag(scope, tag_key)
-        if known is not None and known[1]:
+        if known is not None and known[1] and not fresh:
             self.stats["hit"] += 1
             return known[0]
         if known is not None:
@@ -657,9 +664,11 @@ class ImageResolver:
         except reference.ReferenceError as exc:
             raise RegistryError(f"invalid image reference '{image}': {exc}", reason="error") from None
 
-    async def _gate(self, scope: _Scope, ref: Reference, key: str, *, image: str, deadline: float) -> None:
-        """A failure remembered under `key` answers again; then the client's pre-request gates (`_admit`)."""
-        failed = self._negative(key)
+    async def _gate(self, scope: _Scope, ref: Reference, key: str, *, image: str, deadline: float,
+                    fresh: bool = False) -> None:
+        """A failure remembered under `key` answers again (not for a `fresh` lookup, which asks the registry); then
+        the client's pre-request gates (`_admit`), always."""
+        failed = None if fresh else self._negative(key)
         if failed is not None:
             self.stats["negative_hit"] += 1
             raise RegistryError(failed.message, reason=failed.reason)
@@ -693,9 +702,10 @@ class ImageResolver:
             digest = tag[0]
         return self._config(scope, scope.config_key(ref, digest))
 
-    async def _resolve(self, scope: _Scope, ref: Reference, ref_key: str, *, deadline: float) -> CachedConfig:
+    async def _resolve(self, scope: _Scope, ref: Reference, ref_key: str, *, deadline: float,
+                       fresh: bool = False) -> CachedConfig:
         try:
-            return await self._lookup(scope, ref, deadline=deadline)
+            return await self._lookup(scope, ref, deadline=deadline, fresh=fresh)
         except Exception as exc:  # noqa: BLE001 - a client bug is a failure like any other: cached, not a crash
             error = _registry_error(exc)
             self._remember_failure(ref_key, error)
@@ -708,14 +718,14 @@ class ImageResolver:
             ttl = self.blocked_ttl if exc.reason == "blocked" else self.negative_ttl
             self.memory.negative.put(ref_key, NegativeEntry(exc.reason, str(exc), self.clock() + ttl))
 
-    async def _lookup(self, scope: _Scope, ref: Reference, *, deadline: float) -> CachedConfig:
+    async def _lookup(self, scope: _Scope, ref: Reference, *, deadline: float, fresh: bool = False) -> CachedConfig:
         client = self.client
         settings = scope.settings
         digest = ref.digest  # with both a tag and a digest the digest wins, as for docker and the kubelet
         if digest is None:
             tag_key = scope.tag_key(ref)
             known = self._tag(scope, tag_key)
-            if known is not None and known[1]:
+            if known is not None and known[1] and not fresh:
                 digest = known[0]
             else:
                 # HEAD first even for an unseen tag: the digest may already be cached (another tag, the disk

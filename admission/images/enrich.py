@@ -1,4 +1,4 @@
-"""Attach image configs to containers (DESIGN §1, §4 image-config-unavailable). Never raises: a config that
+"""Attach image configs to containers (architecture §1, §4 image-config-unavailable). Never raises: a config that
 could not be had becomes `image_config_error` / `base_config_error` = "<reason>: <message>", and the rules
 report it under `images.on_error`.
 

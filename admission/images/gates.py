@@ -1,4 +1,4 @@
-"""The registry gates of one `images` policy (DESIGN §5), normalised once, with a fingerprint for cache keys.
+"""The registry gates of one `images` policy (architecture §5), normalised once, with a fingerprint for cache keys.
 
 The gates are `allowed_registries`, `restrict_to_allowed`, `insecure_registries`, `mirrors`, and the address
 check. The first four are settings: their `fingerprint` is part of every cache and in-flight key (the

@@ -1,4 +1,4 @@
-"""Layer sizes from an image manifest (image-size, DESIGN §4). Pure: shared by the registry client and archives."""
+"""Layer sizes from an image manifest (image-size, architecture §4). Pure: shared by the registry client and archives."""
 
 from __future__ import annotations
 

@@ -116,9 +116,9 @@ class Excludes:
                 decided = pattern
         return None if decided is None or decided.negated else decided
 
-    def match_with_parents(self, path: str) -> Pattern | None:
-        """For a file named with --as-walk: as a walk from the root would meet it, folders above it first (git never
-        looks inside an excluded folder, so nothing there can be re-included)."""
+    def match_with_parents(self, path: str, *, folder: bool = False) -> Pattern | None:
+        """For a file named with --as-walk, or one a compose build reads: as a walk from the root would meet it,
+        folders above it first (git never looks inside an excluded folder, so nothing there can be re-included)."""
         relative = self.relative(path)
         if relative is None:
             return None
@@ -127,4 +127,4 @@ class Excludes:
             hit = self.match(os.path.join(self.root, *parts[:depth]), folder=True)
             if hit is not None:
                 return hit
-        return self.match(path, folder=False)
+        return self.match(path, folder=folder)

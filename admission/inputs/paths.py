@@ -1,9 +1,10 @@
 """The repository root of a path and names relative to it: what fingerprints, `.admission.yaml`, excludes and
-`pin`'s writes agree on (DESIGN §2, finding identity)."""
+`pin`'s writes agree on (architecture §2, finding identity)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 class RepoPaths:
@@ -29,6 +30,27 @@ class RepoPaths:
             root = None if parent == folder else self._root(parent)
         self._roots[folder] = root
         return root
+
+    def roots_of(self, paths: Sequence[str]) -> set[str]:
+        """The repository roots of command-line PATHs: the nearest folder at or above each with `.git`; outside any
+        repository the current directory, for a PATH inside it (stdin: there)."""
+        roots: set[str] = set()
+        for path in paths:
+            full = self._cwd if path == "-" else os.path.normpath(os.path.join(self._cwd, path))
+            root = self.root(full if os.path.isdir(full) else os.path.dirname(full))
+            if root is None and (full == self._cwd or full.startswith(self._cwd.rstrip(os.sep) + os.sep)):
+                root = self._cwd
+            if root is not None:
+                roots.add(root)
+        return roots
+
+    def run_root(self, paths: Sequence[str]) -> str:
+        """The one root a run's SARIF locations are relative to: the PATHs' repository root when they share one, else
+        the current directory's, else the current directory. `cd sub && check ..` and `check .` at the root agree."""
+        roots = self.roots_of(paths)
+        if len(roots) == 1:
+            return next(iter(roots))
+        return self.root(self._cwd) or self._cwd
 
     def relative(self, file: str) -> str:
         known = self._relative.get(file)

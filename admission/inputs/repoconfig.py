@@ -1,5 +1,5 @@
 """The repository's own config, `.admission.yaml` at the repository root: `exclude:` patterns and a `policy:` overlay
-(README "Repository config"; docs/decisions.md "Walks").
+(docs/cli.md "Repository config"; docs/decisions.md "Walks").
 
 The file is ours, so it is read strictly: an unknown key, a pattern that is not a string or does not compile, or a
 bad policy key is an error naming file, line and key (exit 2). Overlays stack: the built-in policy, then this
@@ -77,18 +77,8 @@ def run_config(paths: Sequence[str], *, exclude: Sequence[str], no_config: bool,
 
 
 def _roots(paths: Sequence[str], *, cwd: str) -> set[str]:
-    """The repository roots of the PATHs, as fingerprints have them (identity.RepoPaths): the nearest folder at or
-    above each with `.git`; outside any repository the current directory, for a PATH inside it (stdin: there)."""
-    repo = RepoPaths(cwd)
-    roots: set[str] = set()
-    for path in paths:
-        full = cwd if path == "-" else os.path.normpath(os.path.join(cwd, path))
-        root = repo.root(full if os.path.isdir(full) else os.path.dirname(full))
-        if root is None and (full == cwd or full.startswith(cwd.rstrip(os.sep) + os.sep)):
-            root = cwd
-        if root is not None:
-            roots.add(root)
-    return roots
+    """The repository roots of the PATHs, as fingerprints have them (identity.RepoPaths)."""
+    return RepoPaths(cwd).roots_of(paths)
 
 
 def _shown(path: str, cwd: str) -> str:

@@ -1,4 +1,4 @@
-"""Turn CLI paths into workloads: recognise files by name and content, walk directories (DESIGN §2).
+"""Turn CLI paths into workloads: recognise files by name and content, walk directories (architecture §2).
 
 Knows which adapter reads which file, never the syntax inside; each file's failure becomes a Problem
 so the other files are still evaluated.
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SKIP_DIRS = frozenset((".git", "node_modules", ".venv", "venv", "vendor", "third_party", "__pycache__", ".tox"))
 YAML_SUFFIXES = (".yml", ".yaml", ".json")
-TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (DESIGN §2)
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")  # a walk sniffs these (architecture §2)
 COMPOSE_BASES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
 # Top-level keys of block YAML start a line. A walk takes only these for Kubernetes before parsing: `"apiVersion":` in
 # JSON can be a nested property name (a Helm values.schema.json), so there the parsed shape decides.
@@ -35,7 +35,7 @@ _JSON_API_HINT = re.compile(r'"apiVersion"\s*:')
 _JSON_KIND_HINT = re.compile(r'"kind"\s*:')
 _COMMENT = re.compile(r"(?:^|\s)#")  # where a YAML comment starts: `#` first on the line or after whitespace
 _COMPOSE_HINT = re.compile(r"^(services|include)\s*:", re.M)
-# Case-sensitive, as DESIGN §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
+# Case-sensitive, as architecture §2 lists them: `dockerfile.py` is source code, not a Dockerfile.
 HELM_TEMPLATE = "a Helm template (render it: helm template CHART | admission-cli check -)"
 UNRECOGNISED = "not a compose file, Kubernetes manifest, Dockerfile or image archive"
 _COMPOSE_NAME = re.compile(r"^(docker-)?compose[^/]*\.ya?ml$")
@@ -66,7 +66,7 @@ class Options:
     overrides: Sequence[str] = ()
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     platform: str = "linux/amd64"
-    as_walk: bool = False  # named files are handled as a walk handles them (DESIGN §2, pre-commit's per-file hook)
+    as_walk: bool = False  # named files are handled as a walk handles them (architecture §2, pre-commit's per-file hook)
     excludes: Excludes | None = None  # --exclude and .admission.yaml patterns; walks (and --as-walk) honour them
     build_args: Mapping[str, str] = field(default_factory=dict)  # --build-arg NAME=VALUE, for Dockerfiles checked alone
     # build-context's secret_patterns: copied files with such names are opened to tell public PEM material (None: the
@@ -82,6 +82,10 @@ class Collected:
     skipped: int = 0
     skipped_reasons: list[tuple[str, str]] = field(default_factory=list)
     excluded: dict[str, int] = field(default_factory=dict)  # files an exclude pattern left out, by pattern label
+    excluded_paths: set[str] = field(default_factory=set)  # their real paths, so a build meeting one lists it once
+    named: set[str] = field(default_factory=set)  # real paths of the files named on the command line: never excluded
+    projects: list[tuple[str, ...]] = field(default_factory=list)  # each compose project's files, as `-f` takes them
+    run: Collected | None = None  # for a part (one file or project, kept or not): the run's own Collected
     contexts: Any = None  # sources.context.ContextCache: one per run, so a build context is walked once
     secret_patterns: Sequence[str] = ()  # for the ContextCache (Options.secret_patterns)
 
@@ -92,6 +96,11 @@ class Collected:
             self.contexts = ContextCache(secret_patterns=self.secret_patterns)
         return self.contexts
 
+    def part(self) -> Collected:
+        """A Collected for one file or project, merged into this one only when kept. It shares the run's build-context
+        walks, and what a build finds excluded is listed on the run itself, once."""
+        return Collected(contexts=self.context_cache(), run=self.run or self)
+
     def fail(self, exc: InputError, *, file: str) -> None:
         self.errors.append(Problem(message=exc.message, file=exc.file or file, line=exc.line, path=exc.path))
 
@@ -100,9 +109,14 @@ class Collected:
         self.skipped_reasons.append((display, reason))
         self.skipped += 1
 
-    def exclude(self, display: str, pattern: Pattern) -> None:
+    def exclude(self, display: str, pattern: Pattern, *, path: str | None = None) -> None:
         """A file an exclude pattern left out: skipped with the pattern as its reason, so that a pattern hiding
         more than it should shows in the report (and in review of the pull request that adds it)."""
+        if path is not None:
+            real = os.path.realpath(path)
+            if real in self.excluded_paths:
+                return
+            self.excluded_paths.add(real)
         self.skip(display, f"excluded by {pattern.label}")
         self.excluded[pattern.label] = self.excluded.get(pattern.label, 0) + 1
 
@@ -145,11 +159,32 @@ def _load_compose(paths: Sequence[str], displays: Sequence[str], *, options: Opt
 
     result = compose.load_project(paths, displays=displays, environ=options.environ, env_files=options.env_files,
                                   profiles=options.profiles, texts=texts, require_shape=require_shape,
-                                  contexts=out.context_cache())
+                                  contexts=out.context_cache(), excluded=_build_exclusion(options, out.run or out))
     out.workloads.extend(result.workloads)
     out.errors.extend(result.problems)
     out.files.update(result.files)
+    out.projects.append(tuple(displays))
     return result.dockerfiles
+
+
+def _build_exclusion(options: Options, out: Collected) -> Callable[[str, str, bool], str | None] | None:
+    """What a compose build asks before it reads its context or Dockerfile: an excluded one is not read (it is listed
+    as excluded, once), and the service is judged without it. A file named on the command line is always read."""
+    excludes = options.excludes
+    if not excludes:
+        return None
+
+    def excluded(path: str, display: str, folder: bool) -> str | None:
+        if os.path.realpath(path) in out.named:
+            return None
+        pattern = excludes.match_with_parents(path, folder=folder)
+        if pattern is None:
+            return None
+        if not folder:
+            out.exclude(display, pattern, path=path)
+        return f"excluded by {pattern.label}"
+
+    return excluded
 
 
 def _load_dockerfile(text: str, *, display: str, out: Collected, path: str | None = None,
@@ -167,7 +202,7 @@ def _unknown_yaml(text: str, *, display: str, options: Options, out: Collected, 
     try:
         documents = kubernetes.read_documents(text, file=display)  # YAML 1.1 as kubectl reads it, JSON too
     except InputError as exc:
-        # DESIGN §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
+        # architecture §2: in a walk only what is recognisably an input may fail it; a tsconfig.json with comments or
         # another tool's template is not ours to judge.
         if explicit or is_compose_name(os.path.basename(display)):
             raise
@@ -198,7 +233,7 @@ class _ComposeFromContent(Exception):
 
 def _template(text: str, *, display: str) -> str | None:
     """Why a walked YAML or JSON file is another tool's `{{ }}` template, or None (docs/decisions.md "Walks", which
-    amends DESIGN §2). Text that does not parse is a template when a `{{` stands outside a comment; text that parses
+    amends architecture §2). Text that does not parse is a template when a `{{` stands outside a comment; text that parses
     is one only when `{{` is in a mapping key, `metadata.name`, `metadata.namespace` or an `image`, where no object
     could have it. In a comment or in any other string (Vault or Prometheus annotations) a `{{` is data: a comment
     must not exempt a manifest from CI."""
@@ -337,7 +372,7 @@ def _check_file(path: str, *, display: str, options: Options, out: Collected, ex
 def _dockerfile_or_template(text: str, *, display: str, path: str, options: Options, out: Collected) -> None:
     """A walked Dockerfile with `{{`: another tool's template (docker-library's `Dockerfile.template`) when it does
     not parse with a `{{` outside a comment, or when a FROM image has one; a `{{` in a RUN or a comment is data."""
-    part = Collected(contexts=out.context_cache())
+    part = out.part()
     try:
         _load_dockerfile(text, display=display, out=part, path=path, build_args=options.build_args)
     except InputError as exc:
@@ -386,7 +421,7 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
     for item in pending:
         if item.display in layers:
             continue
-        part = Collected(contexts=out.context_cache())
+        part = out.part()
         part.files.add(item.display)
 
         def load(item: _Pending = item, part: Collected = part) -> frozenset[str] | None:
@@ -412,6 +447,7 @@ def _compose_projects(pending: list[_Pending], *, options: Options, out: Collect
         out.files.update(part.files)
         out.skipped += part.skipped
         out.skipped_reasons.extend(part.skipped_reasons)
+        out.projects.extend(part.projects)
         dockerfiles |= used
     return dockerfiles
 
@@ -480,14 +516,14 @@ def _excluded_folder(walk: _Walk, folder: str, excludes: Excludes, out: Collecte
     for inner, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if _entered(inner, d))
         for name in sorted(files):
-            out.exclude(walk.display(inner, name), pattern)
+            out.exclude(walk.display(inner, name), pattern, path=os.path.join(inner, name))
     return True
 
 
 def _excluded_file(walk: _Walk, folder: str, name: str, excludes: Excludes, out: Collected) -> bool:
     pattern = excludes.match(os.path.join(folder, name), folder=False)
     if pattern is not None:
-        out.exclude(walk.display(folder, name), pattern)
+        out.exclude(walk.display(folder, name), pattern, path=os.path.join(folder, name))
     return pattern is not None
 
 
@@ -566,7 +602,7 @@ def _as_walk(paths: Sequence[str], *, options: Options, out: Collected) -> None:
         folder = folder or "."
         excluded = options.excludes.match_with_parents(path) if options.excludes else None
         if excluded is not None:
-            out.exclude(walk.display(folder, name), excluded)
+            out.exclude(walk.display(folder, name), excluded, path=path)
             continue
         if _helm_template(path):
             out.skip(walk.display(folder, name), HELM_TEMPLATE)
@@ -591,7 +627,8 @@ def _display(root: str, folder: str, name: str) -> str:
 
 def collect(paths: Sequence[str], *, options: Options, stdin: bytes | IO[bytes] | None = None) -> Collected:
     """Every input named on the command line -> workloads and per-file problems."""
-    out = Collected(secret_patterns=_secret_patterns(options))
+    named = () if options.as_walk else [p for p in paths if p != "-" and os.path.isfile(p)]
+    out = Collected(named={os.path.realpath(p) for p in named}, secret_patterns=_secret_patterns(options))
     if options.overrides:
         if options.as_walk:
             raise UsageError("-f OVERRIDE cannot be combined with --as-walk (a walk merges overrides by name)")
@@ -687,7 +724,7 @@ def _load_archive(path: str, *, display: str, options: Options, out: Collected) 
 
 
 def _walk_tarball(path: str, *, display: str, options: Options, out: Collected) -> None:
-    """A tarball met in a walk: checked only when its first members look like an image archive (DESIGN §2)."""
+    """A tarball met in a walk: checked only when its first members look like an image archive (architecture §2)."""
     from admission.sources import archive
 
     def sniff() -> None:

@@ -1,4 +1,4 @@
-"""Reads from the cluster (DESIGN §3), behind a small interface of our own: LimitRange defaults and pull secrets.
+"""Reads from the cluster (architecture §3), behind a small interface of our own: LimitRange defaults and pull secrets.
 
 `KubeApi` is the only code that talks to the API server (the `kubernetes` client, raw JSON answers, a timeout
 from the request's deadline); `ClusterReads` caches what it reads (a TTL per namespace or object) and, when it

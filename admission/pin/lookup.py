@@ -5,7 +5,8 @@
   while the tag cache (memory, and on disk unless --no-cache) holds a fresh answer (`images.tag_ttl`).
 - `--platform` asks for one platform's manifest instead: the image config lookup of `check`, which walks the index
   (and is cached by digest like `check`'s).
-- Drift: what a pinned tag points at now. A pin to one platform's manifest is not drift while the tag's index still
+- Drift: what a pinned tag points at now, asked of the registry for every tag (the tag cache is bypassed: a pin run
+  a minute earlier filled it, and a re-push since must still show). A pin to one platform's manifest is not drift while the tag's index still
   lists that manifest (one GET of the index, only when the digests differ).
 Failures are answers too ("<reason>: <message>"), never exceptions: what cannot be resolved is left as it is.
 """
@@ -27,12 +28,18 @@ __all__ = ["Drift", "Found", "lookup"]
 _REASON_WORDS = {"blocked": "refused", "not-found": "not found"}
 
 
+# A registry that says a tag or platform does not exist has answered; refusals by the gates, DNS and connection
+# failures, timeouts and auth have not (they are about the run's network, policy or credentials, not the reference).
+_ANSWERS = frozenset({"not-found"})
+
+
 @dataclass(frozen=True, slots=True)
 class Found:
     """The digest to pin a reference to, or why there is none."""
 
     digest: str | None
     error: str | None = None  # "<reason>: <message>"
+    answered: bool = True  # False: no registry answer at all (refused, unreachable, timeout, auth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +50,17 @@ class Drift:
     moved: bool
     note: str = ""
     error: str | None = None
+    answered: bool = True  # as for Found
 
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, RegistryError):
         return f"{_REASON_WORDS.get(exc.reason, exc.reason)}: {exc}"
     return f"error: {type(exc).__name__}: {exc}" if str(exc) else f"error: {type(exc).__name__}"
+
+
+def _answered(exc: BaseException) -> bool:
+    return isinstance(exc, RegistryError) and exc.reason in _ANSWERS
 
 
 def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSettings, platform: str | None,
@@ -65,10 +77,10 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
     async def run(resolver: ImageResolver) -> tuple[dict[str, Found], dict[str, Drift]]:
         deadline = time.monotonic() + deadline_s
 
-        async def digest_of(image: str) -> str:
+        async def digest_of(image: str, *, fresh: bool = False) -> str:
             if platform is None:
-                return await resolver.digest_for(image, deadline=deadline)
-            config = await resolver.config_for(image, deadline=deadline, settings=chosen)
+                return await resolver.digest_for(image, deadline=deadline, fresh=fresh)
+            config = await resolver.config_for(image, deadline=deadline, settings=chosen, fresh=fresh)
             _same_platform(config.os, config.architecture, platform, image)
             if config.digest is None:  # pragma: no cover - a registry config always has its manifest digest
                 raise RegistryError(f"{image}: no manifest digest", reason="error")
@@ -80,13 +92,13 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure is an answer, listed with its reason
-                return Found(None, _error_text(exc))
+                return Found(None, _error_text(exc), answered=_answered(exc))
 
         async def drift(written: str) -> Drift:
             ref = reference.parse_normalized_named(written)
             tagged = str(reference.Reference(domain=ref.domain, path=ref.path, tag=ref.tag))
             try:
-                current = await digest_of(tagged)
+                current = await digest_of(tagged, fresh=True)  # what the registry says now, not the tag cache
                 if current == ref.digest:
                     return Drift(current, moved=False)
                 if platform is None:
@@ -100,7 +112,7 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - as in find
-                return Drift(None, moved=False, error=_error_text(exc))
+                return Drift(None, moved=False, error=_error_text(exc), answered=_answered(exc))
 
         found_tasks = {image: asyncio.ensure_future(find(image)) for image in dict.fromkeys(wanted)}
         drift_tasks = {written: asyncio.ensure_future(drift(written)) for written in dict.fromkeys(pinned)}
@@ -111,8 +123,9 @@ def lookup(*, wanted: Sequence[str], pinned: Sequence[str], settings: ImagesSett
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         late = f"timeout: not resolved within {deadline_s:g} s"
-        return ({k: t.result() if not t.cancelled() else Found(None, late) for k, t in found_tasks.items()},
-                {k: t.result() if not t.cancelled() else Drift(None, moved=False, error=late)
+        return ({k: t.result() if not t.cancelled() else Found(None, late, answered=False)
+                 for k, t in found_tasks.items()},
+                {k: t.result() if not t.cancelled() else Drift(None, moved=False, error=late, answered=False)
                  for k, t in drift_tasks.items()})
 
     return with_resolver(run, settings=settings, cache_dir=cache_dir, no_cache=no_cache,

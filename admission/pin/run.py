@@ -5,13 +5,17 @@ What happens to each reference (an Entry each, listed with file, line and field)
   it pulled). `unpinned` is the same reference under `--check`, which writes nothing and asks no registry.
 - already pinned (`name@digest`, `name:tag@digest`): left as it is and counted; with `--drift` (or
   `--fail-on-drift`) its tag is looked up, and `drift` lists a tag that now points elsewhere.
-- `unresolved`: the lookup failed (refused, not found, auth, timeout): left as it is; not an error.
+- `unresolved`: the lookup failed (refused, not found, auth, timeout): left as it is; not an error, unless no lookup
+  of the run was answered (below).
 - `left alone`: not a reference `pin` can pin, with the reason: a variable (`${TAG}`), a value written across
   lines or with escapes, an invalid reference, a compose `image:` that names what its `build:` produces.
 - `not written`: the file is outside the repository root (an `include` or `extends` elsewhere).
 - `not locked`: `--lock` writes a compose override, so Kubernetes manifests and Dockerfiles are not in it.
-Exit codes: 2 when an input cannot be read or a file cannot be written; 1 under `--check` when a reference is
-unpinned (or drifted, with `--fail-on-drift`); 0 otherwise.
+Exit codes: 2 when an input cannot be read or a file cannot be written, when the run sent lookups and none was
+answered (no registry reachable, no credentials: the listing gives each distinct reason once, and `--lock` writes no
+file), and under `--fail-on-drift` when the drift of a reference could not be checked; 1 under `--check` when a
+reference is unpinned, and under `--fail-on-drift` when one drifted; 0 otherwise. A run that needs no lookup
+(`--check`, everything pinned) never counts as unanswered.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from admission import reference
 from admission.pin.sites import Site, Sites, find_sites
 from admission.images.settings import ImagesSettings
 from admission.sources.spans import SourceText, Span, splice
-from admission.textio import write_atomic
+from admission.textio import new_file_mode, write_atomic
 
 if TYPE_CHECKING:
     from admission.inputs.walk import Options as InputOptions
@@ -63,6 +67,7 @@ class Entry:
     detail: str
     written: str
     pinned: str | None = None  # the new reference, for `pinned`
+    reason: str | None = None  # why a lookup failed (`unresolved`), as "<reason>: <message>"
 
 
 @dataclass(slots=True)
@@ -72,10 +77,20 @@ class Outcome:
     already: int = 0  # references pinned before this run
     files_written: list[str] = field(default_factory=list)
     lock_written: str | None = None
+    lock_from: tuple[tuple[str, ...], ...] = ()  # the compose projects (`-f` files) the lock was made from
+    asked: int = 0  # lookups sent: tags to pin, and (--drift) the tags of pinned references
+    answered: int = 0  # of those, the ones a registry answered (a digest, or: no such tag or platform)
+    drift_unchecked: int = 0  # pinned references whose tag could not be looked up under --drift
     code: int = EXIT_OK
 
     def count(self, status: Status) -> int:
         return sum(1 for e in self.entries if e.status == status)
+
+    @property
+    def nothing_answered(self) -> bool:
+        """Lookups were sent and not one was answered: the registry, the network or the credentials are wrong for
+        the whole run, which is an error (exit 2), not a list of references to look at one by one."""
+        return self.asked > 0 and self.answered == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,13 +167,13 @@ def pin(paths: Sequence[str], *, options: PinOptions, inputs_options: InputOptio
     judged = [_judge(site) for site in found.sites]
     roots = _Roots(paths, cwd)
     if options.lock is not None:
-        _lock(judged, out, options=options, lock=options.lock)
+        _lock(judged, out, options=options, lock=options.lock, projects=collected.projects)
     else:
         _in_place(judged, found, out, options=options, roots=roots)
     out.entries.sort(key=lambda e: (e.file, e.line, e.field))
-    if out.errors:
+    if out.errors or out.nothing_answered or (options.fail_on_drift and out.drift_unchecked):
         out.code = EXIT_ERROR
-    elif options.check and (out.count("unpinned") or (options.fail_on_drift and out.count("drift"))):
+    elif (options.check and out.count("unpinned")) or (options.fail_on_drift and out.count("drift")):
         out.code = EXIT_UNPINNED
     return out
 
@@ -170,15 +185,18 @@ def _lookups(options: PinOptions, *, wanted: Sequence[str], pinned: Sequence[str
     from admission.pin.lookup import lookup
 
     try:
-        return lookup(wanted=wanted, pinned=pinned, settings=options.settings, platform=options.platform,
-                      cache_dir=options.cache_dir, no_cache=options.no_cache, registry_config=options.registry_config,
-                      deadline_s=options.deadline_s)
+        answers, drifts = lookup(wanted=wanted, pinned=pinned, settings=options.settings, platform=options.platform,
+                                 cache_dir=options.cache_dir, no_cache=options.no_cache,
+                                 registry_config=options.registry_config, deadline_s=options.deadline_s)
     except InputError as exc:
         out.errors.append(Problem(message=exc.message, file=exc.file, line=exc.line, path=exc.path))
     except RecursionError:
         out.errors.append(Problem(message="the registry config nests too deeply to be a Docker config",
                                   file=options.registry_config))
-    return {}, {}
+        return {}, {}
+    out.asked += len(answers) + len(drifts)
+    out.answered += sum(1 for answer in (*answers.values(), *drifts.values()) if answer.answered)
+    return answers, drifts
 
 
 def _answered(j: _Judged, answers: dict[str, Found], out: Outcome) -> str | None:
@@ -186,7 +204,7 @@ def _answered(j: _Judged, answers: dict[str, Found], out: Outcome) -> str | None
     answer = answers.get(j.site.written)
     if answer is None or answer.digest is None:
         error = answer.error if answer is not None else "error: not looked up"
-        out.entries.append(_entry(j.site, "unresolved", f"{j.site.written}: {error}"))
+        out.entries.append(_entry(j.site, "unresolved", f"{j.site.written}: {error}", reason=error))
         return None
     return _new_value(j.site.written, answer.digest, has_tag=j.has_tag)
 
@@ -197,8 +215,8 @@ def _platform_note(options: PinOptions) -> str:
     return f" ({options.platform} manifest, not the index: other platforms cannot pull it)"
 
 
-def _entry(site: Site, status: Status, detail: str, *, pinned: str | None = None) -> Entry:
-    return Entry(site.file, site.line, site.path, status, detail, site.written, pinned)
+def _entry(site: Site, status: Status, detail: str, *, pinned: str | None = None, reason: str | None = None) -> Entry:
+    return Entry(site.file, site.line, site.path, status, detail, site.written, pinned, reason)
 
 
 def _drift_entries(judged: Sequence[_Judged], drifts: dict[str, Drift], out: Outcome) -> None:
@@ -207,7 +225,9 @@ def _drift_entries(judged: Sequence[_Judged], drifts: dict[str, Drift], out: Out
         if drift is None:
             continue
         if drift.error is not None:
-            out.entries.append(_entry(j.site, "unresolved", f"{j.site.written}: drift not checked: {drift.error}"))
+            out.drift_unchecked += 1
+            out.entries.append(_entry(j.site, "unresolved", f"{j.site.written}: drift not checked: {drift.error}",
+                                      reason=drift.error))
         elif drift.moved:
             tag = reference.parse_normalized_named(j.site.written).tag
             out.entries.append(_entry(j.site, "drift", f"{j.site.written}: tag {tag} now points at {drift.current}"))
@@ -266,11 +286,14 @@ def _write(source: SourceText, file: str, edits: list[tuple[Span, str]], out: Ou
     out.files_written.append(file)
 
 
-def _lock(judged: Sequence[_Judged], out: Outcome, *, options: PinOptions, lock: str) -> None:
+def _lock(judged: Sequence[_Judged], out: Outcome, *, options: PinOptions, lock: str,
+          projects: Sequence[tuple[str, ...]]) -> None:
     """A compose override with `services.<name>.image` pinned, as `docker compose config --lock-image-digests`
     writes it; the sources are not touched. A lock entry stays while its service's reference is unchanged (a lock
     is updated by changing the reference, or by deleting the entry), so a second run changes nothing. Under
-    --check: every service is pinned, in the sources or in the lock."""
+    --check: every service is pinned, in the sources or in the lock. When no lookup was answered nothing is
+    written (the old lock, if any, stays as it was). `projects`: the compose files (as `-f` takes them) the
+    services came from, named in the lock's comment."""
     services: dict[str, _Judged] = {}
     for j in judged:
         site = j.site
@@ -319,10 +342,11 @@ def _lock(judged: Sequence[_Judged], out: Outcome, *, options: PinOptions, lock:
         if drift is not None and (drift.moved or drift.error):
             shown = _Judged(Site(j.site.file, j.site.line, j.site.path, pin, j.site.source, None), "pinned")
             _drift_entries([shown], {pin: drift}, out)
-    if options.check or (result == locked and os.path.exists(lock)):
+    out.lock_from = tuple(dict.fromkeys(projects))
+    if options.check or out.nothing_answered or (result == locked and os.path.exists(lock)):
         return
     try:
-        _write_lock(lock, dict(sorted(result.items())))
+        _write_lock(lock, dict(sorted(result.items())), projects=out.lock_from)
     except OSError as exc:
         out.errors.append(Problem(message=f"cannot write the lock file: {exc.strerror or exc}", file=lock))
         return
@@ -362,19 +386,16 @@ def _read_lock(lock: str, out: Outcome) -> dict[str, str]:
     return images
 
 
-def _write_lock(lock: str, images: dict[str, str]) -> None:
+def _write_lock(lock: str, images: dict[str, str], *, projects: Sequence[tuple[str, ...]]) -> None:
     import json
+    import shlex
 
     # JSON strings are YAML strings: every value is quoted exactly, and the file needs no YAML emitter.
-    lines = ["# Image digests written by `admission-cli pin --lock`. Use it as the last compose file:",
-             f"#   docker compose -f compose.yaml -f {os.path.basename(lock)} up",
-             "services:" if images else "services: {}"]
+    made_from = ", ".join(dict.fromkeys(f for files in projects for f in files)) or "no compose file"
+    lines = [f"# Image digests written by `admission-cli pin --lock` from {made_from}.",
+             "# Use it as the last compose file, from the folder pin ran in:"]
+    lines += [f"#   docker compose {' '.join(f'-f {shlex.quote(f)}' for f in (*files, lock))} up" for files in projects]
+    lines.append("services:" if images else "services: {}")
     for name, image in images.items():
         lines += [f"  {json.dumps(name)}:", f"    image: {json.dumps(image)}"]
-    try:
-        mode = os.stat(lock).st_mode & 0o7777
-    except FileNotFoundError:
-        mask = os.umask(0)  # a new file gets what open() would give it (mkstemp makes 0600)
-        os.umask(mask)
-        mode = 0o666 & ~mask
-    write_atomic(lock, ("\n".join(lines) + "\n").encode(), mode=mode)
+    write_atomic(lock, ("\n".join(lines) + "\n").encode(), mode=new_file_mode(lock))

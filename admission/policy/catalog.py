@@ -11,7 +11,7 @@ _ORDERED: dict[str, Rule] = {}
 
 
 def all_rules() -> dict[str, Rule]:
-    """Every registered rule, in catalogue order (DESIGN §4 table order, then registration order)."""
+    """Every registered rule, in catalogue order (architecture §4 table order, then registration order)."""
     from admission.policy import rules  # noqa: F401  (registers on import)
 
     if len(_ORDERED) != len(REGISTERED):

@@ -1,4 +1,4 @@
-"""The policy file (DESIGN §5): load, validate strictly, overlay on the built-in default.
+"""The policy file (architecture §5): load, validate strictly, overlay on the built-in default.
 
 Validated by hand rather than with pydantic: importing pydantic costs 60-90 ms, about half of
 compose-lint's whole run, and `admission-cli check` loads a policy on every run.

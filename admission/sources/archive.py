@@ -1,10 +1,10 @@
-"""`docker save` / oci-archive tarballs and OCI layout directories -> one Image workload per reference (DESIGN §2, §4).
+"""`docker save` / oci-archive tarballs and OCI layout directories -> one Image workload per reference (architecture §2, §4).
 
 Only the tar index and the index, manifest and config members are read, each under its own cap; layers never are.
 The stdlib tarfile indexes the archive by seeking past member data ("r:" mode), so a 2 GB archive costs a few reads.
 The OCI / Docker JSON is walked by hand: no light library reads both layouts without also pulling the layers.
 
-Decisions (DESIGN §2 leaves them open):
+Decisions (architecture §2 leaves them open):
 - One Workload per reference: every RepoTag of a `docker save` entry and every ref-name annotation of an OCI index is
   its own object, even when several share a config, because each is a name that can be deployed and exempted on its
   own. Untagged images are named after the archive (plus `@<manifest digest>` when the archive holds several).
@@ -21,7 +21,7 @@ While streaming, a member is kept only when it is small enough to be an index, m
 JSON; layers are skipped unbuffered. Such members are all kept to the end, because `docker save` may write
 manifest.json after the configs and layers it names; their count and total size are capped.
 A walk first sniffs a tarball: it is checked only when its first members (from at most SNIFF_CAP decompressed
-bytes) look like an image archive (DESIGN §2); skopeo's docker-archive starts with `<hex>.tar`, so that counts too.
+bytes) look like an image archive (architecture §2); skopeo's docker-archive starts with `<hex>.tar`, so that counts too.
 """
 
 from __future__ import annotations

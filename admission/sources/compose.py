@@ -12,7 +12,7 @@ import math
 import os
 import re
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -335,6 +335,8 @@ class _Loader:
         self.problems: list[Problem] = []
         self.dockerfiles: set[str] = set()
         self.contexts: Any = None  # sources.context.ContextCache: build contexts, walked once per run
+        # The run's excludes: (path, display, folder) -> why it is not read ("excluded by PATTERN"), or None.
+        self.excluded: Callable[[str, str, bool], str | None] | None = None
         self._parsed: dict[str, list[tuple[Any, int]]] = {}
         self._extends_cache: dict[tuple[str, frozenset[tuple[str, str]]], tuple[CMap, list[PathKey]]] = {}
 
@@ -839,20 +841,30 @@ def _build(reader: _Service, cache: dict[tuple[Any, ...], _BuildOutcome]) -> _Bu
         return _BuildOutcome(None, "the build context is not a path; the image user cannot be read", ())
     if context.real is None:
         return _BuildOutcome(None, f"build context '{context.text}' is remote; the image user cannot be read", ())
+    # An excluded context or Dockerfile is not read at all: the service is judged as if it were not there.
+    excluded = reader.loader.excluded
+    context_why = excluded(context.real, context.display or ".", True) if excluded is not None else None
     args = _build_args(reader, build)
     target = build.get("target") if isinstance(build.get("target"), str) else None
     inline = build.get("dockerfile_inline")
     if isinstance(inline, str):
+        if context_why is not None:
+            return _BuildOutcome(None, f"build context '{context.display}' is {context_why}, so it is not read", ())
         file, line = build.pos("dockerfile_inline")
         real_key: Any = ("inline", file, line, inline)
         display = file
     else:
         named = build.get("dockerfile")
         dockerfile = named if isinstance(named, str) else "Dockerfile"
+        real, display = _Dir(context.real, context.display or "").join(dockerfile)
+        why = excluded(real, display, False) if excluded is not None and os.path.isfile(real) else None
+        if why is not None:
+            return _BuildOutcome(None, f"Dockerfile '{display}' is {why}, so it is not read", ())
+        if context_why is not None:
+            return _BuildOutcome(None, f"build context '{context.display}' is {context_why}, so it is not read", ())
         if not os.path.isdir(context.real):
             return _BuildOutcome(None, f"build context '{context.display}' is not a readable directory; "
                                        "the image user cannot be read", ())
-        real, display = _Dir(context.real, context.display or "").join(dockerfile)
         if not os.path.isfile(real) or not os.access(real, os.R_OK):
             return _BuildOutcome(None, f"Dockerfile '{display}' cannot be read; the image user cannot be read", ())
         real_key = os.path.realpath(real)
@@ -1090,7 +1102,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
 def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapping[str, str],
                  env_files: Sequence[str] | None = None, profiles: Sequence[str] = (),
                  texts: Mapping[str, str] | None = None, require_shape: bool = False,
-                 contexts: Any = None) -> ComposeResult:
+                 contexts: Any = None, excluded: Callable[[str, str, bool], str | None] | None = None) -> ComposeResult:
     """Read a compose project: paths[0] is the base file, paths[1:] the `-f` overrides in order.
 
     Variables come from `environ`, then the project directory's `.env` (replaced by `env_files` when
@@ -1100,11 +1112,14 @@ def load_project(paths: Sequence[str], *, displays: Sequence[str], environ: Mapp
     Raises InputError for anything Compose itself could not read; with `require_shape` (a directory walk
     guessing from content), NotCompose when the base file is not shaped like a compose file at all.
     `contexts` (a sources.context.ContextCache) shares build-context walks across the projects of one run.
+    `excluded(path, display, folder)` says why a build context or Dockerfile the run excludes is not read (None:
+    read it); such a build is judged as one whose context is not available.
     """
     if not paths or len(paths) != len(displays):
         raise ValueError("load_project needs one display name per path")
     loader = _Loader(texts)
     loader.contexts = contexts
+    loader.excluded = excluded
     if require_shape:
         first = next((value for value, _ in loader._documents(paths[0], displays[0]) if value is not None), None)
         if not looks_like_compose(first):

@@ -1,4 +1,4 @@
-"""Build contexts on disk -> what a build sends and what its COPY/ADD take (DESIGN §4 build-context).
+"""Build contexts on disk -> what a build sends and what its COPY/ADD take (architecture §4 build-context).
 
 A context is walked as BuildKit sends it: `.dockerignore` (or `<Dockerfile>.dockerignore` beside the Dockerfile,
 which BuildKit prefers) applied with Docker's own pattern rules, through e2b-dockerfile-utils' port of

@@ -1254,13 +1254,13 @@ def load(text: str, *, file: str, path: str | None = None, contexts: Any = None,
          build_args: Mapping[str, str] | None = None) -> list[Workload]:
     """A Dockerfile as its own object: one Workload for the final stage.
 
-    `path` is where the Dockerfile is on disk (None for stdin): its folder is the build context (DESIGN §4
+    `path` is where the Dockerfile is on disk (None for stdin): its folder is the build context (architecture §4
     build-context), walked through `contexts` (a sources.context.ContextCache, one per run). `build_args` are the
     CLI's `--build-arg NAME=VALUE`s, as `docker build` takes them.
     """
     info = analyse(parse(text, file=file), build_args=build_args)
     stage = info.stage
-    # Every stage can be a build target, so every FROM that names an image is checked (DESIGN §4),
+    # Every stage can be a build target, so every FROM that names an image is checked (architecture §4),
     # not only those the final stage needs; COPY --from images come from the final stage's analysis.
     seen: set[tuple[str, int | None]] = set()
     bases: list[Located[str]] = []

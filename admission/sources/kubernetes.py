@@ -90,7 +90,7 @@ class KubeResult:
 
 
 def is_kubernetes(doc: object) -> bool:
-    """A mapping with string `apiVersion` and `kind`: DESIGN §2 calls any such document Kubernetes."""
+    """A mapping with string `apiVersion` and `kind`: architecture §2 calls any such document Kubernetes."""
     return isinstance(doc, dict) and isinstance(doc.get("apiVersion"), str) and isinstance(doc.get("kind"), str)
 
 

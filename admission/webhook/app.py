@@ -1,4 +1,4 @@
-"""The webhook's FastAPI app: POST /validate, GET /healthz, /readyz, /metrics (DESIGN §3).
+"""The webhook's FastAPI app: POST /validate, GET /healthz, /readyz, /metrics (architecture §3).
 
 `create_app(settings)` builds one app with its own policy holder, image resolver, cluster reader, metrics and
 audit log. A request is: read the body under the cap, validate the envelope (400/413), plan (review.plan:

@@ -1,4 +1,4 @@
-"""One JSON line per decision (DESIGN §3): who asked for what, the verdict and why, and how long it took.
+"""One JSON line per decision (architecture §3): who asked for what, the verdict and why, and how long it took.
 
 Never secrets, never whole objects: the rules with their containers, suppressed items with their reasons,
 and the envelope's identifying fields. Written straight to a stream (stdout by default), one write per line,

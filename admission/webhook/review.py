@@ -1,4 +1,4 @@
-"""The AdmissionReview envelope (pydantic) and the decision rules of DESIGN §3: dispatch, UPDATE semantics, the
+"""The AdmissionReview envelope (pydantic) and the decision rules of architecture §3: dispatch, UPDATE semantics, the
 deny message, warnings. Everything here is synchronous and does no I/O; app.py adds images, cluster reads and
 the deadline around it.
 
@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
-DENY_MESSAGE_CAP = 1024  # DESIGN §3: "about 1 KiB"
+DENY_MESSAGE_CAP = 1024  # architecture §3: "about 1 KiB"
 WARNING_CAP = 119  # each under 120 characters
 WARNINGS_TOTAL_CAP = 4000  # the API server keeps 4096 characters of warnings from all webhooks
 EVALUATED_OPERATIONS = frozenset(("CREATE", "UPDATE"))
@@ -179,7 +179,7 @@ def _skip(why: str) -> Decision:
 
 
 def invalid(message: str, *, kind: str = "", namespace: str = "", name: str = "") -> Decision:
-    """An object that cannot be interpreted: allowed false, code 400, even under enforcement: warn (DESIGN §3)."""
+    """An object that cannot be interpreted: allowed false, code 400, even under enforcement: warn (architecture §3)."""
     text = _clip(f"the object cannot be interpreted: {message}", DENY_MESSAGE_CAP)
     return Decision(allowed=False, code=400, message=text, result="invalid", kind=kind, namespace=namespace, name=name)
 
@@ -212,7 +212,7 @@ def _ephemeral_names(obj: Mapping[str, Any] | None) -> set[str]:
 
 
 def plan(request: AdmissionRequest) -> Plan | Decision:
-    """What to evaluate, or the decision when nothing needs evaluating (DESIGN §3 dispatch and UPDATE rules)."""
+    """What to evaluate, or the decision when nothing needs evaluating (architecture §3 dispatch and UPDATE rules)."""
     operation = request.operation
     if operation not in EVALUATED_OPERATIONS:
         return _skip(f"operation {operation or '(none)'} is not evaluated")

@@ -1,4 +1,4 @@
-"""Server settings (DESIGN §5): not policy. From `ADMISSION_*` environment variables, overridden by `serve`'s flags.
+"""Server settings (architecture §5): not policy. From `ADMISSION_*` environment variables, overridden by `serve`'s flags.
 
 pydantic-settings, because this is a validation edge that runs once per process start; the policy file keeps its
 hand-written validator (the CLI cannot afford pydantic's import).

@@ -1,6 +1,6 @@
 """Cluster reads against the real API server, as the chart's ServiceAccount with exactly the RBAC the chart grants:
 LimitRange defaults (listed and watched), pull secrets of the Pod and of its ServiceAccount against a registry behind
-basic auth, and a read that RBAC forbids (DESIGN §3: count no defaults and say so)."""
+basic auth, and a read that RBAC forbids (architecture §3: count no defaults and say so)."""
 
 from __future__ import annotations
 

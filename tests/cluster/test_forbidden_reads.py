@@ -1,7 +1,7 @@
 """LimitRange reads without the chart's cluster-wide grant, against the real API server: the server's reads are turned on
 (extraEnv) while the chart's values grant none. The cluster-wide list and watch are then forbidden, so the server
 reads per namespace: where a namespace's own Role grants `list`, its defaults count; where RBAC forbids the read, no
-defaults are counted and the message says so (DESIGN §3). Its own module, so no other release's ClusterRole is bound
+defaults are counted and the message says so (architecture §3). Its own module, so no other release's ClusterRole is bound
 to the same ServiceAccount meanwhile."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Roll-out with `enforcement: warn` against the real API server: what kubectl shows (would-deny lines first), the
-audit line, and the metrics an operator reads before switching to deny. The README's roll-out transcript is this run."""
+audit line, and the metrics an operator reads before switching to deny. The roll-out transcript of docs/rollout.md is
+this run."""
 
 from __future__ import annotations
 
@@ -54,15 +55,15 @@ def test_warn_mode_admits_and_kubectl_shows_what_deny_would_refuse_first(
         r'^admission_findings_total\{action="would-deny",rule="([a-z-]+)",severity="deny"\} ', metrics, re.M)}
     assert counted == {"run-as-non-root", "image-tag-pinned", "resource-limits"}
 
-    readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("<!-- rollout-warn:begin -->"):readme.index("<!-- rollout-warn:end -->")]
+    page = (ROOT / "docs" / "rollout.md").read_text()
+    block = page[page.index("<!-- rollout-warn:begin -->"):page.index("<!-- rollout-warn:end -->")]
     transcript = block.split("```text\n", 1)[1].split("```", 1)[0]
     shown = f"$ kubectl apply -f legacy.yaml\n{run.stderr}{run.stdout}"
-    assert transcript == shown, f"README's roll-out transcript differs from the real run; it should read:\n{shown}"
+    assert transcript == shown, f"docs/rollout.md's roll-out transcript differs from the real run; it should read:\n{shown}"
 
 
 def test_the_audit_lines_tell_which_objects_deny_would_refuse(release: Release) -> None:
-    """What the README tells an operator to run on the webhook's log, run on the real log."""
+    """What docs/rollout.md tells an operator to run on the webhook's log, run on the real log."""
     lines = [json.loads(raw) for raw in release.audit_log.read_text().splitlines()
              if raw.startswith("{") and '"would_deny":true' in raw]
     assert {(a["kind"], a["namespace"], a["name"]) for a in lines} >= {("Deployment", NS, "legacy")}
@@ -70,7 +71,7 @@ def test_the_audit_lines_tell_which_objects_deny_would_refuse(release: Release) 
 
 def test_the_audit_step_of_the_roll_out_is_a_real_run(control_plane: ControlPlane, release: Release,
                                                       tmp_path: Path) -> None:
-    """`admission-cli audit` on what already runs, with the policy the webhook serves, as the README shows it."""
+    """`admission-cli audit` on what already runs, with the policy the webhook serves, as docs/rollout.md shows it."""
     import subprocess
     import sys
 
@@ -83,8 +84,8 @@ def test_the_audit_step_of_the_roll_out_is_a_real_run(control_plane: ControlPlan
                                            "KUBECONFIG": str(control_plane.admin_kubeconfig)})
     assert run.returncode == 0, run.stderr  # enforcement: warn: nothing at deny, what deny would refuse is marked
     assert "warn (would deny)  run-as-non-root  Deployment rollout/legacy" in run.stdout
-    readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("<!-- rollout-audit:begin -->"):readme.index("<!-- rollout-audit:end -->")]
+    page = (ROOT / "docs" / "rollout.md").read_text()
+    block = page[page.index("<!-- rollout-audit:begin -->"):page.index("<!-- rollout-audit:end -->")]
     transcript = block.split("```text\n", 1)[1].split("```", 1)[0]
     shown = f"$ admission-cli audit -n {NS} --policy policy.yaml\n{run.stdout}"
-    assert transcript == shown, f"README's audit transcript differs from the real run; it should read:\n{shown}"
+    assert transcript == shown, f"docs/rollout.md's audit transcript differs from the real run; it should read:\n{shown}"

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.controlplane
 
 EXCLUDED = "excluded-team"  # the values' excludedNamespaces
 TEAM = "team-a"
-# The README's transcript is `kubectl run` with image lookups off: this machine reaches no public registry.
+# The transcript of docs/install.md is `kubectl run` with image lookups off: this machine reaches no public registry.
 VALUES = {"policy": "images:\n  resolve: false\n", "excludedNamespaces": [EXCLUDED]}
 
 
@@ -89,11 +89,11 @@ def test_kubectl_run_nginx_is_refused_and_kubectl_prints_our_message_as_the_read
     # The ServiceAccount admission plugin ran before us, as in a real cluster: the Pod names its account.
     assert line["user"] == "admin"
 
-    readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("<!-- denial:begin -->"):readme.index("<!-- denial:end -->")]
+    page = (ROOT / "docs" / "install.md").read_text()
+    block = page[page.index("<!-- denial:begin -->"):page.index("<!-- denial:end -->")]
     transcript = block.split("```text\n", 1)[1].split("```", 1)[0]
     assert transcript == "$ kubectl run nginx --image=nginx\n" + run.stderr, (
-        "README's 'Install in a cluster' transcript differs from the real run; it should read:\n"
+        "docs/install.md's 'In a cluster' transcript differs from the real run; it should read:\n"
         "$ kubectl run nginx --image=nginx\n" + run.stderr)
 
 

@@ -1,5 +1,5 @@
 """Real OCI images for tests, without a Docker engine: umoci builds them, skopeo copies them
-(to a registry, or to docker-archive / oci-archive tarballs). DESIGN §6."""
+(to a registry, or to docker-archive / oci-archive tarballs). architecture §6."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A real OCI registry for tests: Debian's `docker-registry` on loopback, with filesystem storage in a
-temp dir and its access log captured so tests can count requests (DESIGN §6)."""
+temp dir and its access log captured so tests can count requests (architecture §6)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The image-config cache: dedup, TTLs, negative results, LRU bounds, the on-disk cache, and what each costs.
 
-Request counts are read from the real registry's access log (DESIGN §6); the stand-in client below is only
+Request counts are read from the real registry's access log (architecture §6); the stand-in client below is only
 used where the registry cannot produce the situation on demand (a slow call, a failure that later heals).
 """
 

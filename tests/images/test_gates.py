@@ -1,4 +1,4 @@
-"""Caches never change a verdict (DESIGN §5): every registry gate applies before a cached answer is used.
+"""Caches never change a verdict (architecture §5): every registry gate applies before a cached answer is used.
 
 The matrix changes one gate between a first run ("before", which warms the caches) and a second ("after"),
 and checks the second run's verdict against a cold run under the "after" policy, while the registries'

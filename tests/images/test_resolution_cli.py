@@ -1,5 +1,5 @@
 """`admission-cli check --resolve-images` end to end, against a real registry: which configs the rules
-read for each source, and what an unavailable config becomes (DESIGN §2 flags, §4)."""
+read for each source, and what an unavailable config becomes (architecture §2 flags, §4)."""
 
 from __future__ import annotations
 

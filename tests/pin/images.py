@@ -1,5 +1,5 @@
-"""Images with fixed digests, written by hand as an OCI layout (DESIGN §6 allows it): the same bytes on every run,
-so a listing with digests in it can be kept exact (the README's "Pin images" run is checked against one).
+"""Images with fixed digests, written by hand as an OCI layout (architecture §6 allows it): the same bytes on every run,
+so a listing with digests in it can be kept exact (the run docs/pin.md shows is checked against one).
 
 skopeo copies them to the registry unchanged (no format conversion), so the registry serves these very digests.
 """

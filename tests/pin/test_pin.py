@@ -69,6 +69,11 @@ def lines_with(out: str, status: str) -> list[str]:
     return [line for line in out.splitlines() if f"  {status}  " in line]
 
 
+def unanswered(out: str) -> list[str]:
+    """A run that got no answer lists each distinct reason once: `unresolved  N references: REASON`."""
+    return [line for line in out.splitlines() if line.startswith("unresolved  ")]
+
+
 def compose_repo(root: Path, text: str) -> Path:
     root.mkdir(parents=True)
     (root / ".git").mkdir()
@@ -253,8 +258,8 @@ def test_an_unlisted_loopback_registry_is_refused_and_the_file_left_as_it_is(cap
                                                                            pushed) -> None:
     root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1\n")
     code, out = run(capsys, monkeypatch, root, "--no-cache", ".")
-    (line,) = lines_with(out, "unresolved")
-    assert code == 0 and ": refused: " in line and "@" not in (root / "compose.yaml").read_text()
+    (line,) = unanswered(out)  # the run's only lookup was refused: nothing answered (exit 2)
+    assert code == 2 and "1 reference: refused: " in line and "@" not in (root / "compose.yaml").read_text()
 
 
 def test_basic_auth_without_credentials_is_unresolved_and_with_them_pins(capsys, monkeypatch, tmp_path,
@@ -268,8 +273,8 @@ def test_basic_auth_without_credentials_is_unresolved_and_with_them_pins(capsys,
     empty.write_text("{}")
     code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--registry-config", str(empty),
                     ".")
-    (line,) = lines_with(out, "unresolved")
-    assert code == 0 and ": auth: " in line
+    (line,) = unanswered(out)
+    assert code == 2 and ": auth: " in line, "no credentials: the run got no answer"
     config = _docker_config(tmp_path, host)
     code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--registry-config", str(config),
                     ".")
@@ -287,8 +292,8 @@ def test_token_auth_pins_with_the_registrys_own_token_server(capsys, monkeypatch
                       f"  insecure_registries: ['{host}', '{realm}']\n")
     root = compose_repo(tmp_path / "repo", f"services:\n  db:\n    image: {host}/{repo}\n")
     code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
-    (line,) = lines_with(out, "unresolved")
-    assert code == 0 and ": auth: " in line, "anonymous: the token server grants no pull"
+    (line,) = unanswered(out)
+    assert code == 2 and ": auth: " in line, "anonymous: the token server grants no pull, so nothing was answered"
     code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--registry-config",
                     str(_docker_config(tmp_path, host)), ".")
     assert code == 0, out
@@ -301,7 +306,8 @@ def _docker_config(folder: Path, host: str) -> Path:
     return path
 
 
-def test_a_registry_that_does_not_answer_is_a_timeout_not_an_error(tmp_path, faults: F.Faults) -> None:
+def test_a_registry_that_does_not_answer_is_a_timeout_and_a_run_with_no_answer_exits_2(tmp_path,
+                                                                                      faults: F.Faults) -> None:
     from admission.inputs import walk as inputs
 
     served = F.serve_image(faults, "app", "1")
@@ -311,7 +317,8 @@ def test_a_registry_that_does_not_answer_is_a_timeout_not_an_error(tmp_path, fau
     outcome = pin([str(root)], options=PinOptions(settings=settings, no_cache=True, deadline_s=1.0),
                   inputs_options=inputs.Options())
     (entry,) = outcome.entries
-    assert entry.status == "unresolved" and entry.detail.split(": ")[1] == "timeout" and outcome.code == 0
+    assert entry.status == "unresolved" and entry.detail.split(": ")[1] == "timeout"
+    assert outcome.nothing_answered and outcome.code == 2
     assert "@" not in (root / "compose.yaml").read_text()
 
 
@@ -397,3 +404,128 @@ def test_tag_lookups_share_one_connection_to_the_registry(monkeypatch, tmp_path,
     assert outcome.count("pinned") == 16
     host, port = registry.host.split(":")
     assert len([a for a in connects if a == (host, int(port))]) <= 8, "at most one per concurrent lookup"
+
+
+# --- drift asks the registry; runs that got no answer ------------------------------------------------------------
+
+
+def test_drift_asks_the_registry_even_when_the_pinning_run_left_a_fresh_tag_cache(capsys, monkeypatch, tmp_path,
+                                                                                  registry, pushed, policy) -> None:
+    """The case a CI job meets: `pin` a minute ago (its tags cached for images.tag_ttl), then a re-push of the tag."""
+    cache = tmp_path / "cache"
+    images.image(pushed.layout, "repush-v1", release="repush v1")
+    images.push(pushed.layout, "repush-v1", f"{registry.host}/pin/repush:1")
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/repush:1\n")
+    assert run(capsys, monkeypatch, root, "--policy", str(policy), "--cache-dir", str(cache), ".")[0] == 0
+    images.image(pushed.layout, "repush-v2", release="repush v2")
+    images.push(pushed.layout, "repush-v2", f"{registry.host}/pin/repush:1")
+    moved = images.skopeo_digest(f"{registry.host}/pin/repush:1")
+
+    mark = registry.mark()
+    code, out = run(capsys, monkeypatch, root, "--check", "--fail-on-drift", "--policy", str(policy),
+                    "--cache-dir", str(cache), ".")  # no --drift: --fail-on-drift implies it
+    (line,) = lines_with(out, "drift")
+    assert code == 1 and moved in line
+    assert [(m, p) for m, p, _ in registry.since(mark) if m == "HEAD"] == [("HEAD", "/v2/pin/repush/manifests/1")]
+    code, out = run(capsys, monkeypatch, root, "--check", "--drift", "--policy", str(policy), "--cache-dir",
+                    str(cache), ".")
+    assert code == 0 and len(lines_with(out, "drift")) == 1, "listed, and fails only with --fail-on-drift"
+
+
+def test_drift_of_a_one_platform_pin_asks_the_registry_too(capsys, monkeypatch, tmp_path, registry, pushed,
+                                                           policy) -> None:
+    cache = tmp_path / "cache"
+    for arch in ("amd64", "arm64"):
+        images.image(pushed.layout, f"plat-v1-{arch}", release="plat v1", architecture=arch)
+    images.index(pushed.layout, "plat-v1", [("plat-v1-amd64", "amd64"), ("plat-v1-arm64", "arm64")])
+    images.push(pushed.layout, "plat-v1", f"{registry.host}/pin/plat:1")
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/plat:1\n")
+    run(capsys, monkeypatch, root, "--policy", str(policy), "--cache-dir", str(cache), "--platform", "linux/arm64",
+        ".")
+    assert "@" in (root / "compose.yaml").read_text()
+    for arch in ("amd64", "arm64"):
+        images.image(pushed.layout, f"plat-v2-{arch}", release="plat v2", architecture=arch)
+    images.index(pushed.layout, "plat-v2", [("plat-v2-amd64", "amd64"), ("plat-v2-arm64", "arm64")])
+    images.push(pushed.layout, "plat-v2", f"{registry.host}/pin/plat:1")
+    code, out = run(capsys, monkeypatch, root, "--check", "--fail-on-drift", "--platform", "linux/arm64", "--policy",
+                    str(policy), "--cache-dir", str(cache), ".")
+    assert code == 1 and len(lines_with(out, "drift")) == 1
+
+
+def test_fail_on_drift_exits_2_when_the_drift_of_a_reference_could_not_be_checked(capsys, monkeypatch, tmp_path,
+                                                                                   registry, pushed, policy) -> None:
+    web = f"{registry.host}/pin/web:1@{pushed.digests[f'{registry.host}/pin/web:1']}"
+    unreachable = f"127.0.0.1:1/pin/web:1@{pushed.digests[f'{registry.host}/pin/web:1']}"
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {web}\n  old:\n    image: {unreachable}\n")
+    policy.write_text(policy.read_text().replace("]", ", '127.0.0.1:1']"))
+    code, out = run(capsys, monkeypatch, root, "--check", "--drift", "--policy", str(policy), "--no-cache", ".")
+    (line,) = lines_with(out, "unresolved")
+    assert code == 0 and line.startswith("compose.yaml:5  services.old.image  unresolved  ") and "drift not checked" in line
+    code, out = run(capsys, monkeypatch, root, "--check", "--fail-on-drift", "--policy", str(policy), "--no-cache", ".")
+    assert code == 2 and out.splitlines()[-1].endswith("the drift of 1 reference could not be checked (--fail-on-drift)")
+
+
+def test_a_run_whose_lookups_got_no_answer_exits_2_with_each_reason_once(capsys, monkeypatch, tmp_path, registry,
+                                                                         pushed, policy) -> None:
+    refused = [f"{registry.host}/pin/{name}:1" for name in ("web", "job", "side")]  # loopback, and not listed
+    unreachable = "127.0.0.1:1/pin/app:1"  # listed, and nothing listens there
+    services = [*refused, unreachable, "127.0.0.1:1/pin/db:16"]
+    text = "services:\n" + "".join(f"  s{i}:\n    image: {image}\n" for i, image in enumerate(services))
+    root = compose_repo(tmp_path / "repo", text)
+    (root / "policy.yaml").write_text("images:\n  allowed_registries: ['127.0.0.1:1']\n"
+                                      "  insecure_registries: ['127.0.0.1:1']\n")
+    mark = registry.mark()
+    code, out = run(capsys, monkeypatch, root, "--policy", "policy.yaml", "--no-cache", ".")
+    assert code == 2 and (root / "compose.yaml").read_text() == text and registry.since(mark) == []
+    listed = unanswered(out)
+    assert lines_with(out, "unresolved") == []
+    assert [line.split(": ", 1)[0] for line in listed] == ["unresolved  3 references", "unresolved  2 references"]
+    assert "refused" in listed[0] and "127.0.0.1:1" in listed[1]
+    assert out.splitlines()[-1] == ("0 pinned, 0 already pinned, 5 unresolved; none of the 5 lookups was answered, "
+                                    "so nothing was written")
+
+    code, out = run(capsys, monkeypatch, root, "--policy", "policy.yaml", "--no-cache", "--lock", "lock.yaml", ".")
+    assert code == 2 and not (root / "lock.yaml").exists() and out.splitlines()[-1].endswith("so lock.yaml was not written")
+
+
+def test_some_answered_is_exit_0_with_each_unresolved_reference_listed(capsys, monkeypatch, tmp_path, registry, pushed,
+                                                                       policy) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1\n"
+                                           "  app:\n    image: 127.0.0.1:1/pin/app:1\n  db:\n    image: 127.0.0.1:1/pin/db:1\n")
+    policy.write_text(policy.read_text().replace("]", ", '127.0.0.1:1']"))
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", ".")
+    assert code == 0 and [line.split("  ")[0] for line in lines_with(out, "unresolved")] == ["compose.yaml:5",
+                                                                                             "compose.yaml:7"]
+    assert f"{registry.host}/pin/web:1@" in (root / "compose.yaml").read_text()
+
+
+def test_a_run_that_needs_no_lookup_is_not_a_run_without_answers(capsys, monkeypatch, tmp_path, registry,
+                                                                  pushed) -> None:
+    pinned = f"{registry.host}/pin/web:1@{pushed.digests[f'{registry.host}/pin/web:1']}"
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {pinned}\n")
+    mark = registry.mark()
+    code, out = run(capsys, monkeypatch, root, "--no-cache", ".")  # the registry is not even allowed
+    assert code == 0 and out == "0 pinned, 1 already pinned\n" and registry.since(mark) == []
+    assert run(capsys, monkeypatch, root, "--check", ".")[0] == 0
+
+
+def test_the_lock_names_the_compose_files_it_was_made_from(capsys, monkeypatch, tmp_path, registry, pushed,
+                                                           policy) -> None:
+    root = compose_repo(tmp_path / "repo", f"services:\n  web:\n    image: {registry.host}/pin/web:1\n")
+    (root / "docker-compose.yml").unlink(missing_ok=True)
+    (root / "compose.yaml").rename(root / "docker-compose.yml")
+    (root / "docker-compose.prod.yml").write_text(f"services:\n  db:\n    image: {registry.host}/pin/db:16\n")
+    code, out = run(capsys, monkeypatch, root, "--policy", str(policy), "--no-cache", "--lock", "lock.yaml",
+                    "-f", "docker-compose.prod.yml", "docker-compose.yml")
+    assert code == 0, out
+    head = (root / "lock.yaml").read_text().splitlines()[:3]
+    assert head[0] == ("# Image digests written by `admission-cli pin --lock` from docker-compose.yml, "
+                       "docker-compose.prod.yml.")
+    command = head[2].removeprefix("#   ")
+    assert command == "docker compose -f docker-compose.yml -f docker-compose.prod.yml -f lock.yaml up"
+    # The command in the comment is one Compose itself runs: its files merge, and every image is pinned.
+    files = command.split()[3:-1:2]
+    proc = subprocess.run([str(ORACLE), *(arg for f in files for arg in ("-f", f)), "config", "--format", "json"],
+                          cwd=root, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert all("@sha256:" in s["image"] for s in json.loads(proc.stdout)["services"].values())

@@ -1,4 +1,4 @@
-"""Image archives: `docker save` / oci-archive tarballs and OCI layouts, built by real umoci and skopeo (DESIGN §6)."""
+"""Image archives: `docker save` / oci-archive tarballs and OCI layouts, built by real umoci and skopeo (architecture §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Compressed image archives, archives on stdin, and tarballs a walk skips (DESIGN §2 "Recognition and walking",
+"""Compressed image archives, archives on stdin, and tarballs a walk skips (architecture §2 "Recognition and walking",
 "Size caps"). The archives are real: umoci builds the image and skopeo writes docker-archive / oci-archive."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The real cosign (built by tests/supply/build.sh) signing images in loopback registries, and the registry API used
 directly to copy or tamper with what cosign wrote. cosign is the oracle: `verify` says whether cosign accepts a
-digest with a key, and the tests hold our verdict to it (DESIGN §6)."""
+digest with a key, and the tests hold our verdict to it (architecture §6)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Every AdmissionReview the project owns (tests/fixtures/admission, and the demo's two in examples/webhook-demo) gets
-the answer DESIGN §3 and the API server's response checks ask for: the same apiVersion and kind, the request's uid
+the answer architecture §3 and the API server's response checks ask for: the same apiVersion and kind, the request's uid
 ("" when absent), `allowed`, status 403 naming each denying rule (or 400 for an object that cannot be read), rule-
 prefixed warnings within their caps, HTTP 400 for an envelope that is not an AdmissionReview, and one audit line per
 decision.

@@ -1,4 +1,4 @@
-"""POST /validate as DESIGN §3 specifies, through the app (httpx ASGITransport, lifespan running)."""
+"""POST /validate as architecture §3 specifies, through the app (httpx ASGITransport, lifespan running)."""
 
 from __future__ import annotations
 

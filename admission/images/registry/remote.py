@@ -76,7 +76,7 @@ T = TypeVar("T")
 
 
 def registry_key(ref: Reference) -> str:
-    """DESIGN §5 identity: lower-case host[:port], docker.io aliases folded."""
+    """architecture §5 identity: lower-case host[:port], docker.io aliases folded."""
     return registry_host(ref)
 
 

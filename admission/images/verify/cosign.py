@@ -1,7 +1,7 @@
 """Cosign's signature formats, read and checked without any I/O: what a signature manifest and its blobs say, and
 whether one of the policy's keys signed this very digest.
 
-Two formats, as cosign v3 and v2 write them (DESIGN §6: cosign is the oracle for every verdict):
+Two formats, as cosign v3 and v2 write them (architecture §6: cosign is the oracle for every verdict):
 - **bundle** (cosign v3, `--new-bundle-format`, the default): a manifest with `artifactType`
   application/vnd.dev.sigstore.bundle.v0.3+json, an empty config and one layer holding a Sigstore bundle; its
   `subject` is the signed manifest. The bundle's DSSE envelope (no keyid) carries an in-toto Statement v1 naming

@@ -1,7 +1,7 @@
 """How an image was built: SLSA provenance (v1 and v0.2) as BuildKit and `cosign attest` write it, read and judged
 against an `images.verify` entry. Pure: remote.py and offline.py gather the statements, this decides.
 
-Which provenance counts (DESIGN §5, image-attestation):
+Which provenance counts (architecture §5, image-attestation):
 - BuildKit's provenance is an unsigned in-toto statement in an attestation manifest of the image's index, about the
   platform manifest its entry names (`vnd.docker.reference.digest`); its subject must be that manifest. It is trusted
   only through a valid signature on the index that lists it: the index names the attestation manifest by digest. A

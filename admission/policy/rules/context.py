@@ -1,4 +1,4 @@
-"""Secrets in build contexts: build-context (DESIGN §4).
+"""Secrets in build contexts: build-context (architecture §4).
 
 The source (sources/context.py) walks the context as BuildKit sends it, with `.dockerignore` applied, and records
 which context files each COPY/ADD of the needed stages takes; this rule only decides which of those look secret.

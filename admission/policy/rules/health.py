@@ -1,4 +1,4 @@
-"""Whether a long-running container says how to tell it is healthy: healthcheck (DESIGN §4)."""
+"""Whether a long-running container says how to tell it is healthy: healthcheck (architecture §4)."""
 
 from __future__ import annotations
 

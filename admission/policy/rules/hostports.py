@@ -1,4 +1,4 @@
-"""Ports published on the host: no-host-port (DESIGN §4)."""
+"""Ports published on the host: no-host-port (architecture §4)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         else:
             message = f"{workload.kind} '{workload.name}' sets hostNetwork: true, so every container port is open on the node"
             fix = "remove hostNetwork and expose the port through a Service and an Ingress or LoadBalancer"
-        # compose: `container` is the service name (DESIGN §2), so container-glob exemptions match it
+        # compose: `container` is the service name (architecture §2), so container-glob exemptions match it
         container = workload.name if workload.source == "compose" else None
         yield Violation(message=message, remediation=fix, origin=workload.host_network.origin, value=str(value),
                         container=container, key="network_mode" if workload.source == "compose" else "hostNetwork")

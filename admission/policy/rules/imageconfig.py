@@ -1,4 +1,4 @@
-"""image-config-unavailable: resolution was on and an image config could not be had (DESIGN §4)."""
+"""image-config-unavailable: resolution was on and an image config could not be had (architecture §4)."""
 
 from __future__ import annotations
 

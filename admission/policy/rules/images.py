@@ -1,4 +1,4 @@
-"""Image references: image-tag-pinned (DESIGN §4)."""
+"""Image references: image-tag-pinned (architecture §4)."""
 
 from __future__ import annotations
 

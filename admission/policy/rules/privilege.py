@@ -1,4 +1,4 @@
-"""What a container may do to its host: least-privilege (DESIGN §4).
+"""What a container may do to its host: least-privilege (architecture §4).
 
 Kubernetes mirrors Pod Security Admission's checks (k8s.io/pod-security-admission/policy/check_*.go, the
 current policy version), field for field, with PSA's details as the model for messages; one finding per
@@ -54,7 +54,7 @@ RUNTIME_SOCKETS = {
     "/run/cri-dockerd.sock": "the cri-dockerd socket",
     "/run/k3s/containerd/containerd.sock": "the k3s containerd socket",
 }
-# Folders that hold one (DESIGN §4: `/`, `/var`, `/run` contain them), each with the socket to name.
+# Folders that hold one (architecture §4: `/`, `/var`, `/run` contain them), each with the socket to name.
 _SOCKET_FOLDERS: dict[str, str] = {"/var": "/run/docker.sock"}
 for _socket in RUNTIME_SOCKETS:
     _parent = posixpath.dirname(_socket)

@@ -1,4 +1,4 @@
-"""Where an image came from: image-provenance (DESIGN §4).
+"""Where an image came from: image-provenance (architecture §4).
 
 Every history entry of an image config must be one a recognised builder writes; `docker commit` (and its kin) leaves
 steps nobody can audit. The builder formats below are transcribed from public output, each with its source, in

@@ -1,4 +1,4 @@
-"""CPU and memory limits: resource-limits (DESIGN §4)."""
+"""CPU and memory limits: resource-limits (architecture §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Image size: image-size (DESIGN §4), the guide's "small" principle.
+"""Image size: image-size (architecture §4), the guide's "small" principle.
 
 The layer sizes come from the manifest (registry images, oci-archives, OCI layouts: compressed, what a pull
 transfers) or from a `docker save` archive's layer members (uncompressed). History entries map to layers as the

@@ -1,4 +1,4 @@
-"""Which user a container runs as: run-as-non-root and numeric-user (DESIGN §4)."""
+"""Which user a container runs as: run-as-non-root and numeric-user (architecture §4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The README's "Pin images" run is a real one: its files are written as the README shows them, the images it names
-are pushed to a loopback docker-registry (fixed digests: tests/pin/images.py), and the commands it shows print
-exactly what it shows. Only the registry's port differs per run; the README shows 127.0.0.1:5000."""
+"""The run docs/pin.md shows is a real one: its files are written as the page shows them, the images it names are
+pushed to a loopback docker-registry (fixed digests: tests/pin/images.py), and the commands it shows print exactly
+what it shows. Only the registry's port differs per run; the page shows 127.0.0.1:5000."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ CLI = str(Path(sys.executable).parent / "admission-cli")
 
 
 def _section() -> str:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    return readme[readme.index("<!-- pin:begin -->"):readme.index("<!-- pin:end -->")]
+    page = (ROOT / "docs" / "pin.md").read_text(encoding="utf-8")
+    return page[page.index("<!-- pin:begin -->"):page.index("<!-- pin:end -->")]
 
 
 def _blocks(section: str, kind: str) -> dict[str, str]:
@@ -33,7 +33,7 @@ def _blocks(section: str, kind: str) -> dict[str, str]:
     return found
 
 
-def push_readme_images(layout: Path, host: str) -> None:
+def push_shown_images(layout: Path, host: str) -> None:
     images.image(layout, "web-amd64", release="shop web 1.4", architecture="amd64")
     images.image(layout, "web-arm64", release="shop web 1.4", architecture="arm64")
     images.index(layout, "web", [("web-amd64", "amd64"), ("web-arm64", "arm64")])
@@ -44,9 +44,9 @@ def push_readme_images(layout: Path, host: str) -> None:
         images.push(layout, name, f"{host}/{tag}")
 
 
-def test_the_readme_pin_run_is_what_pin_prints(tmp_path: Path, registry: Registry) -> None:
+def test_the_pin_run_in_the_docs_is_what_pin_prints(tmp_path: Path, registry: Registry) -> None:
     section = _section()
-    push_readme_images(tmp_path / "layout", registry.host)
+    push_shown_images(tmp_path / "layout", registry.host)
     repo = tmp_path / "shop"
     repo.mkdir()
     (repo / ".git").mkdir()
@@ -63,14 +63,14 @@ def test_the_readme_pin_run_is_what_pin_prints(tmp_path: Path, registry: Registr
         shown += [f"$ {command}", proc.stdout.rstrip("\n").replace(registry.host, SHOWN_HOST),
                   f"$ echo $?\n{proc.returncode}"]
     real = "\n".join(shown) + "\n"
-    assert real == transcript, f"the README's pin run is stale; a real run prints:\n{real}"
+    assert real == transcript, f"the pin run in docs/pin.md is stale; a real run prints:\n{real}"
     for name, text in _blocks(section, "after").items():
         assert (repo / name).read_text().replace(registry.host, SHOWN_HOST) == text, name
 
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:  # type: ignore[misc]
-    """A registry of its own: the README's repositories exist in no other test's registry."""
+    """A registry of its own: the page's repositories exist in no other test's registry."""
     from tests.images.registry import free_port
 
     reg = Registry(tmp_path_factory.mktemp("readme-registry"), free_port()).start()
