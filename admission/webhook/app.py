@@ -34,7 +34,7 @@ from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
 from admission.webhook import review
 from admission.webhook.audit import AuditLog, record
-from admission.webhook.imaging import ImageFailure, failures
+from admission.webhook.imaging import ImageFailure, failures, verdict, withhold_reasons
 from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
 from admission.webhook.reload import LIFECYCLE, PolicyHolder
 from admission.webhook.settings import Settings
@@ -49,8 +49,7 @@ NOT_A_CONTROLLER = "the request's user is not a controller identity (policy owne
 _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-# What the answer says of a failed image lookup (by enrich.failure_reason), and its fix; the audit line has the rest.
-_VERDICT = {"not-allowed": "not allowed by policy"}
+# What the answer says of a failed image lookup (imaging.verdict), and its fix; the audit line has the rest.
 _VERDICT_FIX = {
     "not allowed by policy": "use an image from a registry in the policy's images.allowed_registries",
     "unavailable": "check the image reference and its registry; the webhook's audit log says why the lookup failed",
@@ -262,6 +261,11 @@ class _Webhook:
                     notes.append(credentials.problem)
             workloads = await self.images.enrich(workloads, policy.images, deadline=deadline, pulls=credentials)
             image_failures = failures(workloads)
+            if image_failures:
+                for failure in image_failures:
+                    log.info("image config of %s (container %s) unavailable: %s", failure.image, failure.container,
+                             failure.detail)
+                workloads = withhold_reasons(workloads)  # no rule's message can carry the precise reason
         limit_problem = None
         if limit_task is not None:
             defaults = await limit_task
@@ -317,10 +321,10 @@ class _Webhook:
         """Image details withheld when redacting, and why an image lookup failed always. Applied to the findings the
         answer shows, when it shows them (the audit line carries no messages).
 
-        A failed lookup is only "unavailable" or "not allowed by policy", said before the reference so that a long
-        reference cannot cut it off: the precise reason (a DNS failure, a private address refused) would let anyone
+        A failed lookup is only "unavailable" or "not allowed by policy", of the container's image (one line for the
+        containers that share it): the precise reason (a DNS failure, a private address refused) would let anyone
         who can create Pods map which names resolve to private addresses. The audit line has it."""
-        verdicts = {(f.container, f.image): _VERDICT.get(f.reason, "unavailable") for f in image_failures}
+        verdicts = {(f.container, f.image): verdict(f.reason) for f in image_failures}
         configured: dict[str, str] = {}
         if self.redacting:
             for workload in workloads:
@@ -329,8 +333,10 @@ class _Webhook:
                         configured[c.name] = c.image.value
         def describe(f: Finding) -> tuple[str, str]:
             if f.rule == "image-config-unavailable" and verdicts:
-                verdict = verdicts.get((f.container or "", f.value or ""), "unavailable")
-                return f"{verdict}: {f.value} (container {f.container})", _VERDICT_FIX[verdict]
+                # Not even the reference: its host may be the very address (10.1.2.3) a requester probes with.
+                said = verdicts.get((f.container or "", f.value or ""), "unavailable")
+                what = "registry is not allowed by policy" if said != "unavailable" else "config is unavailable"
+                return f"container '{f.container}' uses an image whose {what}", _VERDICT_FIX[said]
             if configured and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
                 return ((f"container '{f.container}': the config of image '{configured[f.container]}' fails "
