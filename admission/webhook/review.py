@@ -166,6 +166,7 @@ class Decision:
     owner: str | None = None  # "Kind name" of the controller the object names (the verified top one when verified)
     owner_verified: bool | None = None  # None: no owner was considered (no controller reference, or no exemptions)
     owner_problem: str | None = None
+    manual_run: str | None = None  # how a person's manual run of a CronJob was decided (audit only)
     report: Report | None = None
     images: list[dict[str, str]] | None = None  # failed image lookups with their precise reasons (audit only)
     kind: str = ""
@@ -237,9 +238,12 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
     old = request.oldObject if operation == "UPDATE" else None
     path = kubernetes.POD_SPEC_PATHS[kind]
     if old is not None and sub != EPHEMERAL:
-        spec = _dig(obj, path)
-        if spec is not None and spec == _dig(old, path):
-            return _skip("the pod spec is unchanged")
+        # A Job's whole template: a suspended Job's template labels and annotations may change, and whether a
+        # manual run borrows its CronJob's exemptions depends on them (issue 22).
+        compared = path[:-1] if kind == "Job" else path
+        spec = _dig(obj, compared)
+        if spec is not None and spec == _dig(old, compared):
+            return _skip("the pod spec is unchanged" if kind != "Job" else "the pod template is unchanged")
     # The object is decoded as its kind says; an object missing apiVersion/kind takes them from request.kind.
     if obj.get("kind") != kind or obj.get("apiVersion") != api_version:
         if not isinstance(obj.get("kind"), str) or not isinstance(obj.get("apiVersion"), str):
