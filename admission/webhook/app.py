@@ -70,7 +70,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 # What the answer says of a failed image lookup (imaging.verdict), and its fix; the audit line has the rest.
 _VERDICT_FIX = {
-    "not allowed by policy": "use an image from a registry in the policy's images.allowed_registries",
+    "not allowed by policy": "use an image from a registry the policy allows (ask the cluster's operators which)",
     "unavailable": "check the image reference and its registry; the webhook's audit log says why the lookup failed",
 }
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
@@ -322,10 +322,11 @@ class _Webhook:
             if claimed is None and self.cluster is not None and self.cluster.owners:
                 # Not a controller's request: which top owner does the object name? (what it would have borrowed)
                 claimed = (await self.cluster.top_owner(planned.namespace, controller, deadline=deadline)).claimed
-            candidates = [claimed] if claimed is not None else [controller, *_named_owners(controller)]
+            named = claimed or controller  # a chain cut short names no owner above the link it stopped at: guess
+            candidates = [named, *_named_owners(named)]
             if any(engine.owner_would_exempt(report.findings, c, policy) for c in candidates):
                 # One line, without the exemption or its reason; the audit line has the precise cause.
-                notes.insert(0, f"the owner's exemption was not applied: {lent.said} (see the webhook's audit log)")
+                notes.insert(0, f"the owner's exemption was not applied: {lent.said} (see the audit log)")
         describe = self._describer(workloads, image_failures) if report.findings else review.plain
         decision = review.finish(planned, report, notes=notes, describe=describe)
         if image_failures:

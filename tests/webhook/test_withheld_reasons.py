@@ -33,7 +33,8 @@ ADDRESSED = {
 }
 # What no answer may contain: the addresses, the hosts, and the words of the precise reasons.
 WITHHELD = ("127.0.0.1", "10.1.2.3", "169.254.169.254", "localhost", "no-such-registry", "resolves", "resolve ",
-            "loopback", "private", "link-local", "blocked", "restrict_to_allowed", "answered", "500", "401",
+            "loopback", "private", "link-local", "blocked", "restrict_to_allowed", "allowed_registries", "answered",
+            "500", "401",
             "Unauthorized", "Internal Server Error")
 # The rules that read an image config, each enabled alone (build-context reads build contexts, never in a cluster).
 CONFIG_RULES = ("run-as-non-root", "numeric-user", "image-size", "healthcheck", "image-provenance",
