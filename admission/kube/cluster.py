@@ -15,6 +15,8 @@ may list LimitRanges in every namespace, keeps them current with a watch instead
   ownerReference up the chain is read in the object's namespace and its uid compared, so the top owner
   (Deployment, StatefulSet, DaemonSet, CronJob, Job) can lend its exemptions. A uid is no secret: the identity
   check (the policy's `owners.controllers`) is what keeps users from borrowing, the reads keep controllers honest.
+  Job and CronJob links are read fresh, and a Job lends its CronJob only while it is that CronJob's jobTemplate
+  (kube/jobs.py). A person's manual run of a CronJob asks a SubjectAccessReview (`may`, never cached).
 - With no cluster configuration (no in-cluster service account, no kubeconfig) `connect` returns None and logs
   that cluster reads are off.
 """

@@ -44,8 +44,7 @@ from admission.webhook.settings import Settings
 __all__ = ["create_app", "create_app_from_env", "request_deadline"]
 
 log = logging.getLogger("admission.webhook")
-# Why a request does not borrow its owner's exemptions when its user is not a controller: audited, not warned (a user
-# who writes ownerReferences by hand has nothing to be told).
+# Why a request does not borrow its owner's exemptions when its user is not a controller (the audit line's words).
 NOT_A_CONTROLLER = "the request's user is not a controller identity (policy owners.controllers)"
 # What the answer says when an owner's exemption would have applied and was not lent (item 5 of issue 22): the cause
 # in a few words, never the exemption, its reason or what the reads found.
@@ -64,6 +63,7 @@ class _Lent:
     problem: str = ""
     said: str = ""
     manual_run: str | None = None
+
 
 _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
