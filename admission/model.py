@@ -353,12 +353,16 @@ class SchemaIssue:
 
 @dataclass(frozen=True, slots=True)
 class OwnerRef:
-    """A controller ownerReference (`metadata.ownerReferences[]` with `controller: true`), or a verified owner."""
+    """A controller ownerReference (`metadata.ownerReferences[]` with `controller: true`), or a verified owner.
+
+    `manual_runs_only`: a verified CronJob lent to a manual run whose requester may not patch it: it lends only
+    its exemptions that say `manual_runs: true`."""
 
     api_version: str
     kind: str
     name: str
     uid: str
+    manual_runs_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

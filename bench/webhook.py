@@ -387,6 +387,7 @@ def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["non_2xx"] = sum(r["non_2xx"] for r in runs)
     out["socket_errors"] = sum(r["socket_errors"] for r in runs)
     out["rounds_rps"] = [r["rps"] for r in runs]
+    out["rounds_cpu_us"] = [r["server_cpu_us_per_request"] for r in runs]
     return out
 
 
@@ -394,7 +395,9 @@ def _ratios(ours_runs: list[dict[str, Any]], base_runs: list[dict[str, Any]]) ->
     return {"rps": round(_median([o["rps"] / b["rps"] for o, b in zip(ours_runs, base_runs)]), 2),
             "p99": round(_median([o["p99_ms"] / b["p99_ms"] for o, b in zip(ours_runs, base_runs)]), 2),
             "added_cpu_us": round(_median([o["server_cpu_us_per_request"] - b["server_cpu_us_per_request"]
-                                           for o, b in zip(ours_runs, base_runs)]), 1)}
+                                           for o, b in zip(ours_runs, base_runs)]), 1),
+            "cpu": round(_median([o["server_cpu_us_per_request"] / b["server_cpu_us_per_request"]
+                                  for o, b in zip(ours_runs, base_runs)]), 2)}
 
 
 def main() -> int:
@@ -402,7 +405,7 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "webhook.json"))
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--only-cold", action="store_true")
     args = parser.parse_args()
@@ -458,9 +461,11 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     goal = results["ratio_1w"]
-    ok = goal["rps"] >= 0.6 and goal["p99"] <= 2.0 and results["ours_1w"]["non_2xx"] == 0 \
-        and results["baseline_1w"]["non_2xx"] == 0
-    print(f"goal (>= 0.6x baseline req/s, p99 <= 2.0x, zero non-2xx): {'met' if ok else 'NOT met'}")
+    # CPU per request, not requests/s, is the goal (issue 22): on this shared machine requests/s against the echo
+    # swung from 0.43x to 0.72x between runs, CPU time per request much less; requests/s and p99 are reported beside.
+    ok = goal["cpu"] <= 1.35 and results["ours_1w"]["non_2xx"] == 0 and results["baseline_1w"]["non_2xx"] == 0
+    print(f"goal (CPU per request <= 1.35x the echo's with 1 worker, zero non-2xx): {'met' if ok else 'NOT met'} "
+          f"({goal['cpu']}x; requests/s {goal['rps']}x, p99 {goal['p99']}x)")
     return 0
 
 

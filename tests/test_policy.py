@@ -251,6 +251,7 @@ SAMPLES: dict[str, Any] = {
     "exemptions[].container": "app",
     "exemptions[].reason": "legacy",
     "exemptions[].expires": "2027-06-30",
+    "exemptions[].manual_runs": True,
     "exemptions_from_annotations": True,
     "owners": {"controllers": ["system:serviceaccount:ci:deployer"]},
     "owners.controllers": ["system:kube-controller-manager"],

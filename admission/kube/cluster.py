@@ -15,6 +15,8 @@ may list LimitRanges in every namespace, keeps them current with a watch instead
   ownerReference up the chain is read in the object's namespace and its uid compared, so the top owner
   (Deployment, StatefulSet, DaemonSet, CronJob, Job) can lend its exemptions. A uid is no secret: the identity
   check (the policy's `owners.controllers`) is what keeps users from borrowing, the reads keep controllers honest.
+  Job and CronJob links are read fresh, and a Job lends its CronJob only while it is that CronJob's jobTemplate
+  (kube/jobs.py). A person's manual run of a CronJob asks a SubjectAccessReview (`may`, never cached).
 - With no cluster configuration (no in-cluster service account, no kubeconfig) `connect` returns None and logs
   that cluster reads are off.
 """
@@ -36,9 +38,11 @@ from typing import Any
 from admission.images.credentials import Credentials
 from admission.model import OwnerRef
 from admission.sources.kubernetes import POD_SPEC_PATHS, controller_of
+from admission.kube.jobs import cronjob_ref, template_difference
 from admission.kube.limits import LimitDefaults, apply_limit_defaults, defaults_of
 
-__all__ = ["ClusterReads", "KubeApi", "LimitDefaults", "PullCredentials", "apply_limit_defaults", "connect"]
+__all__ = ["ClusterReads", "KubeApi", "LimitDefaults", "OwnerChain", "PullCredentials", "ReadError",
+           "apply_limit_defaults", "connect"]
 
 log = logging.getLogger("admission.webhook")
 _MAX_CACHED = 4096
@@ -63,6 +67,17 @@ class PullCredentials:
     key: str = ""
     credentials: Credentials | None = None
     problem: str | None = None  # a read that failed: said in the answer, the lookup goes on without them
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerChain:
+    """What an owner chain read back from the API says: `top`, the verified top owner whose exemptions may be lent
+    (None: none); `claimed`, the highest owner the chain names, verified or not (whose exemptions were at stake);
+    `problem`, why the chain was not verified up to `claimed` (for the audit line)."""
+
+    top: OwnerRef | None = None
+    claimed: OwnerRef | None = None
+    problem: str = ""
 
 
 class ReadError(Exception):
@@ -130,6 +145,26 @@ class KubeApi:
         if api is None:
             api = self._apis[api_class] = getattr(client, api_class)(self.api_client)
         return self._call(getattr(api, method), ref.name, namespace, timeout=timeout)
+
+    def access_review(self, user: Mapping[str, Any], attributes: Mapping[str, str], *, timeout: float) -> dict[str, Any]:
+        """A SubjectAccessReview: may `user` (userInfo: username, uid, groups, extra) do `attributes` (verb, group,
+        resource, namespace, name)? Its status."""
+        from kubernetes import client
+
+        api = self._apis.get("AuthorizationV1Api")
+        if api is None:
+            api = self._apis["AuthorizationV1Api"] = client.AuthorizationV1Api(self.api_client)
+        spec: dict[str, Any] = {"user": user.get("username") or "", "resourceAttributes": dict(attributes)}
+        if user.get("uid"):
+            spec["uid"] = user["uid"]
+        if user.get("groups"):
+            spec["groups"] = list(user["groups"])
+        if user.get("extra"):
+            spec["extra"] = {k: list(v or []) for k, v in user["extra"].items()}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        answer = self._call(api.create_subject_access_review, body, timeout=timeout)
+        status = answer.get("status")
+        return status if isinstance(status, dict) else {}
 
     def watch_limit_ranges(self, stop: threading.Event, on_list: Any, on_event: Any) -> None:
         """List LimitRanges in every namespace, then follow the watch until `stop` (raises ReadError)."""
@@ -266,10 +301,11 @@ class ClusterReads:
         if self.metrics is not None:
             self.metrics.cluster_reads.labels(resource, result).inc()
 
-    async def _read(self, key: tuple[str, ...], call: Any, deadline: float) -> Any:
-        """A cached value, or `call(timeout)` in a thread within the deadline (failures cached briefly)."""
+    async def _read(self, key: tuple[str, ...], call: Any, deadline: float, *, fresh: bool = False) -> Any:
+        """A cached value, or `call(timeout)` in a thread within the deadline (failures cached briefly). `fresh`:
+        read now whatever the cache holds (the answer is cached for the next request all the same)."""
         now = time.monotonic()
-        entry = self._cache.get(key)
+        entry = None if fresh else self._cache.get(key)
         if entry is not None and entry.until > now:
             if isinstance(entry.value, ReadError):
                 raise entry.value
@@ -305,39 +341,78 @@ class ClusterReads:
             return LimitDefaults(problem=exc.short())
         return defaults_of(namespace, items)
 
-    async def top_owner(self, namespace: str, ref: OwnerRef, *, deadline: float) -> tuple[OwnerRef | None, str]:
-        """(the verified top controller, "") or (None, why not). Each link is read and its uid must be the one the
-        reference below it names; an owner of a kind that is not followed ends the chain there."""
+    async def owner_object(self, namespace: str, ref: OwnerRef, *, deadline: float, fresh: bool = False) -> dict[str, Any]:
+        """The object an ownerReference names, whose uid must be the reference's (ReadError otherwise). A cached read
+        whose uid differs is read once more: it may predate a delete and re-create under the same name."""
+        key = ("owners", namespace, ref.kind, ref.name)
+        obj = await self._read(key, lambda timeout: self.api.owner(namespace, ref, timeout=timeout), deadline,
+                               fresh=fresh)
+        if _uid(obj) != ref.uid and not fresh:
+            obj = await self._read(key, lambda timeout: self.api.owner(namespace, ref, timeout=timeout), deadline,
+                                   fresh=True)
+        if _uid(obj) != ref.uid:
+            raise ReadError(0, "uid", f"{ref.kind} {namespace}/{ref.name} has uid {_uid(obj) or '(none)'}, not the "
+                                      f"reference's {ref.uid}")
+        return obj
+
+    async def top_owner(self, namespace: str, ref: OwnerRef, *, deadline: float) -> OwnerChain:
+        """The verified top controller: each link is read and its uid must be the one the reference below it names;
+        an owner of a kind that is not followed ends the chain there. A Job follows its CronJob reference with or
+        without `controller: true`, and only while it is the CronJob's jobTemplate unchanged (a manual run may not
+        be): Jobs and CronJobs are read fresh for that, since the check is about what they say now."""
         verified: OwnerRef | None = None
+        below: dict[str, Any] | None = None  # the object of the link below
         current: OwnerRef | None = ref
         for _ in range(OWNER_DEPTH):
             if current is None:
                 break
             if (current.api_version, current.kind) not in OWNER_KINDS:
                 if verified is None:
-                    return None, f"owner {current.kind} {namespace}/{current.name} is not a kind that is followed"
+                    return OwnerChain(None, current, f"owner {current.kind} {namespace}/{current.name} is not a kind "
+                                                     "that is followed")
                 break
-            key = ("owners", namespace, current.kind, current.name)
             try:
-                obj = await self._read(key, lambda timeout, r=current: self.api.owner(namespace, r, timeout=timeout),
-                                       deadline)
-                if _uid(obj) != current.uid:
-                    # A cached read may predate a delete and re-create under the same name: read once more.
-                    self._cache.pop(key, None)
-                    obj = await self._read(key, lambda timeout, r=current: self.api.owner(namespace, r,
-                                                                                          timeout=timeout), deadline)
+                obj = await self.owner_object(namespace, current, deadline=deadline,
+                                              fresh=current.kind in ("Job", "CronJob"))
             except ReadError as exc:
-                return None, f"{current.kind} {namespace}/{current.name} could not be read ({exc.short()})"
-            if _uid(obj) != current.uid:
-                return None, (f"{current.kind} {namespace}/{current.name} has uid {_uid(obj) or '(none)'}, not the "
-                              f"reference's {current.uid}")
-            verified = current
+                why = exc.args[0] if exc.reason == "uid" else \
+                    f"{current.kind} {namespace}/{current.name} could not be read ({exc.short()})"
+                return OwnerChain(None, current, why)
+            if current.kind == "CronJob" and below is not None and verified is not None and verified.kind == "Job":
+                differs = template_difference(below, obj)
+                if differs is not None:
+                    return OwnerChain(verified, current, (
+                        f"Job {namespace}/{verified.name} is not CronJob {current.name}'s jobTemplate (it differs at "
+                        f"{differs}): it lends only its own exemptions"))
+            verified, below = current, obj
             meta = obj.get("metadata")
-            current = controller_of(meta if isinstance(meta, dict) else None)
+            meta = meta if isinstance(meta, dict) else None
+            current = controller_of(meta) or (cronjob_ref(meta) if current.kind == "Job" else None)
         else:
             if current is not None:
-                return None, f"the owner chain is longer than {OWNER_DEPTH} links"
-        return verified, ""
+                return OwnerChain(None, current, f"the owner chain is longer than {OWNER_DEPTH} links")
+        return OwnerChain(verified, verified)
+
+    async def may(self, user: Mapping[str, Any], attributes: Mapping[str, str], *,
+                  deadline: float) -> tuple[bool, str]:
+        """(allowed, why not) of a SubjectAccessReview, asked now (never cached: permissions change)."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False, "no time left before the deadline to ask"
+        try:
+            status = await asyncio.wait_for(asyncio.to_thread(self.api.access_review, user, attributes,
+                                                              timeout=remaining), timeout=remaining)
+        except TimeoutError:
+            self._count("subjectaccessreviews", "timeout")
+            return False, "the access review timed out"
+        except ReadError as exc:
+            self._count("subjectaccessreviews", exc.short())
+            return False, f"the access review failed ({exc.short()})"
+        self._count("subjectaccessreviews", "ok")
+        if status.get("allowed") is True:
+            return True, ""
+        reason = status.get("reason") or status.get("evaluationError") or ""
+        return False, f"not allowed{': ' + reason if reason else ''}"
 
     async def pull_credentials(self, obj: Mapping[str, Any], kind: str, namespace: str, *,
                                deadline: float) -> PullCredentials:

@@ -107,6 +107,10 @@ KEYS: tuple[Key, ...] = (
     Key("exemptions[].expires", kind="date",
         doc="Last day (UTC, inclusive) it is honoured; after that the finding is reported, with "
             "`expired <date>` in its reason."),
+    Key("exemptions[].manual_runs", kind="bool", default=Stated("`false`"),
+        doc="`true` on an exemption of a CronJob: a manual run (`kubectl create job --from=cronjob/...`) whose Job "
+            "is the CronJob's jobTemplate unchanged borrows it even when its requester may not patch the CronJob "
+            "(without it, only such requesters' manual runs borrow). Never a Job that differs from the template."),
     Key("exemptions_from_annotations", kind="bool", default=False,
         doc="`true`: the annotations `admission.policy/exempt: \"rule,rule\"` and `admission.policy/exempt-reason` "
             "on an object (or its pod template) exempt it. Off by default, so owners cannot self-exempt; compose "
@@ -204,17 +208,23 @@ class Exemption:
     container: str | None = None
     expires: date | None = None
     where: str = ""  # file:line of the exemption, for reports
+    manual_runs: bool = False  # a CronJob's manual runs borrow it without the requester's patch permission
 
     def matches(self, *, rule: str, kind: str, name: str, namespace: str | None, container: str | None) -> bool:
         if self.rule != "*" and self.rule != rule:
             return False
+        return self.names(kind=kind, name=name, namespace=namespace, container=container)
+
+    def names(self, *, kind: str, name: str, namespace: str | None, container: str | None = "*") -> bool:
+        """The object (and container) fields match, whatever the rule; container "*" stands for any container."""
         if self.namespace is not None and (namespace is None or not fnmatch.fnmatchcase(namespace, self.namespace)):
             return False
         if self.name is not None and not fnmatch.fnmatchcase(name, self.name):
             return False
         if self.kind is not None and self.kind != kind:
             return False
-        if self.container not in (None, "*") and (container is None or not fnmatch.fnmatchcase(container, self.container)):
+        if self.container not in (None, "*") and container != "*" and (
+                container is None or not fnmatch.fnmatchcase(container, self.container)):
             return False
         return True
 
@@ -382,11 +392,14 @@ def _exemption(reader: _Reader, items: YSeq, index: int) -> Exemption:
     if not isinstance(reason, str) or not reason.strip():
         raise reader.fail(f"exemptions[{index}].reason is required", item, "reason" if "reason" in item else None)
     optional: dict[str, Any] = {}
-    for name in ("namespace", "name", "kind", "container", "expires"):
+    for name in ("namespace", "name", "kind", "container", "expires", "manual_runs"):
         value = item.get(name)  # null is the same as leaving the field out
-        optional[name] = None if value is None else _value(
-            reader, KEY_TABLE[f"exemptions[].{name}"], value, what=f"exemptions[{index}].{name}", container=item,
-            key=name)
+        if value is None:
+            if name != "manual_runs":
+                optional[name] = None
+            continue
+        optional[name] = _value(reader, KEY_TABLE[f"exemptions[].{name}"], value, what=f"exemptions[{index}].{name}",
+                                container=item, key=name)
     return Exemption(rule=rule, reason=reason.strip(), where=f"{reader.file}:{items.line_of(index)}", **optional)
 
 

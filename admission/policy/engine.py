@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from admission.findings import Evaluated, Finding, Problem, Proof, Report, Severity, Verified, Violation
-from admission.model import ExemptionClaim, Workload
+from admission.model import ExemptionClaim, OwnerRef, Workload
 from admission.policy import catalog
 from admission.policy.config import Exemption, Policy, RuleSetting, parse_date
 
@@ -76,8 +76,8 @@ def _suppression(rule: str, workload: Workload, container: str | None, claims: l
                                  container=container):
             # A verified top owner lends its exemptions to what its controllers create (never its namespace: an
             # owner lives in its object's namespace).
-            if owner is None or not exemption.matches(rule=rule, kind=owner.kind, name=owner.name,
-                                                      namespace=workload.namespace, container=container):
+            if owner is None or (owner.manual_runs_only and not exemption.manual_runs) or not exemption.matches(
+                    rule=rule, kind=owner.kind, name=owner.name, namespace=workload.namespace, container=container):
                 continue
             via = f" (through its owner {owner.kind} {owner.name})"
         if exemption.expired(today):
@@ -85,6 +85,21 @@ def _suppression(rule: str, workload: Workload, container: str | None, claims: l
             continue
         return True, exemption.reason + via
     return False, expired
+
+
+def owner_would_exempt(findings: Iterable[Finding], owner: OwnerRef, policy: Policy, *,
+                       today: date | None = None) -> bool:
+    """Whether `owner`, had it lent its exemptions, would have suppressed one of these unsuppressed findings (the
+    webhook says so when it did not lend them; which exemption, and why not, stay in its audit line)."""
+    today = today or datetime.now(timezone.utc).date()
+    for f in findings:
+        if f.suppressed:
+            continue
+        for exemption in policy.exemptions:
+            if not exemption.expired(today) and exemption.matches(rule=f.rule, kind=owner.kind, name=owner.name,
+                                                                  namespace=f.object_namespace, container=f.container):
+                return True
+    return False
 
 
 def _finding(rule: str, severity: Severity, workload: Workload, violation: Violation, *,

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import IO, Any
 from urllib.parse import unquote
 
@@ -29,12 +29,14 @@ from starlette.routing import Route
 
 from admission.errors import PolicyError
 from admission.findings import Finding
+from admission.kube.cluster import ReadError
+from admission.kube.jobs import cronjob_ref, template_difference
 from admission.model import OwnerRef, Workload
 from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
 from admission.webhook import review
 from admission.webhook.audit import AuditLog, record
-from admission.webhook.imaging import ImageFailure, failures, signature_audit
+from admission.webhook.imaging import ImageFailure, failures, signature_audit, verdict, withhold_reasons
 from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
 from admission.webhook.reload import LIFECYCLE, PolicyHolder
 from admission.webhook.settings import Settings
@@ -42,21 +44,51 @@ from admission.webhook.settings import Settings
 __all__ = ["create_app", "create_app_from_env", "request_deadline"]
 
 log = logging.getLogger("admission.webhook")
-# Why a request does not borrow its owner's exemptions when its user is not a controller: audited, not warned (a user
-# who writes ownerReferences by hand has nothing to be told).
+# Why a request does not borrow its owner's exemptions when its user is not a controller (the audit line's words).
 NOT_A_CONTROLLER = "the request's user is not a controller identity (policy owners.controllers)"
+# What the answer says when an owner's exemption would have applied and was not lent (item 5 of issue 22): the cause
+# in a few words, never the exemption, its reason or what the reads found.
+NOT_FROM_ITS_CONTROLLER = "the request did not come from its controller"
+NOT_VERIFIED = "its owner could not be verified"
+
+
+@dataclass(frozen=True, slots=True)
+class _Lent:
+    """What an object's owner lends: `owner` (None: nothing), `claimed` (the top owner named, whose exemptions were
+    at stake, when known), `problem` (the precise cause, audit only), `said` (the cause the answer may give) and how
+    a manual run was decided."""
+
+    owner: OwnerRef | None = None
+    claimed: OwnerRef | None = None
+    problem: str = ""
+    said: str = ""
+    manual_run: str | None = None
+
 
 _JSON = "application/json"
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-# What the answer says of a failed image lookup (by enrich.failure_reason), and its fix; the audit line has the rest.
-_VERDICT = {"not-allowed": "not allowed by policy"}
+# What the answer says of a failed image lookup (imaging.verdict), and its fix; the audit line has the rest.
 _VERDICT_FIX = {
-    "not allowed by policy": "use an image from a registry in the policy's images.allowed_registries",
+    "not allowed by policy": "use an image from a registry the policy allows (ask the cluster's operators which)",
     "unavailable": "check the image reference and its registry; the webhook's audit log says why the lookup failed",
 }
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
 _IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
+
+
+def _named_owners(ref: OwnerRef) -> list[OwnerRef]:
+    """The owner a controller's naming says a ReplicaSet or Job has (Deployment `api` makes ReplicaSet `api-5d8f9c7b4`,
+    CronJob `nightly` makes Job `nightly-29421180`), when the chain cannot be read. Only to say that an exemption was
+    not applied: nothing is lent on a name."""
+    stem, dash, suffix = ref.name.rpartition("-")
+    if not dash or not stem or not suffix:
+        return []
+    if ref.kind == "ReplicaSet":
+        return [OwnerRef("apps/v1", "Deployment", stem, "")]
+    if ref.kind == "Job" and suffix.isdigit():
+        return [OwnerRef("batch/v1", "CronJob", stem, "")]
+    return []
 
 
 def parse_go_duration(text: str) -> float | None:
@@ -263,7 +295,12 @@ class _Webhook:
                     notes.append(credentials.problem)
             workloads = await self.images.enrich(workloads, policy.images, deadline=deadline, pulls=credentials)
             image_failures = failures(workloads)
-            signatures, workloads = signature_audit(workloads)
+            if image_failures:
+                for failure in image_failures:
+                    log.info("image config of %s (container %s) unavailable: %s", failure.image, failure.container,
+                             failure.detail)
+                workloads = withhold_reasons(workloads)  # no rule's message can carry the precise reason
+            signatures, workloads = signature_audit(workloads)  # nor can a signature check's
         limit_problem = None
         if limit_task is not None:
             defaults = await limit_task
@@ -275,14 +312,23 @@ class _Webhook:
                 workloads = apply_limit_defaults(workloads, defaults)
         note = self._limits_note(limit_problem, template=planned.template)
         controller = workloads[0].controller if workloads else None
-        owner: OwnerRef | None = None
-        owner_problem = ""
+        if controller is None and planned.kind == "Job":
+            controller = cronjob_ref((req.object or {}).get("metadata"))  # a manual run may say controller: false
+        lent = _Lent()
         if controller is not None and policy.exemptions:  # with no exemption there is nothing to borrow
-            owner, owner_problem = await self._verified_owner(req, policy, planned.namespace, controller, deadline)
-            if owner_problem and owner_problem != NOT_A_CONTROLLER:
-                notes.append(owner_problem)
-        workloads = [replace(w, limits_note=note, owner=owner) for w in workloads]
+            lent = await self._owner(req, policy, planned, controller, deadline)
+        workloads = [replace(w, limits_note=note, owner=lent.owner) for w in workloads]
         report = engine.evaluate(workloads, policy)
+        if lent.problem and any(not f.suppressed for f in report.findings):
+            claimed = lent.claimed
+            if claimed is None and self.cluster is not None and self.cluster.owners:
+                # Not a controller's request: which top owner does the object name? (what it would have borrowed)
+                claimed = (await self.cluster.top_owner(planned.namespace, controller, deadline=deadline)).claimed
+            named = claimed or controller  # a chain cut short names no owner above the link it stopped at: guess
+            candidates = [named, *_named_owners(named)]
+            if any(engine.owner_would_exempt(report.findings, c, policy) for c in candidates):
+                # One line, without the exemption or its reason; the audit line has the precise cause.
+                notes.insert(0, f"the owner's exemption was not applied: {lent.said} (see the audit log)")
         describe = self._describer(workloads, image_failures) if report.findings else review.plain
         decision = review.finish(planned, report, notes=notes, describe=describe)
         if image_failures:
@@ -290,22 +336,61 @@ class _Webhook:
         if signatures:
             decision.signatures = signatures
         if controller is not None and policy.exemptions:
-            decision.owner = f"{(owner or controller).kind} {(owner or controller).name}"
-            decision.owner_verified = owner is not None
-            decision.owner_problem = owner_problem or None
+            shown = lent.owner or controller
+            decision.owner = f"{shown.kind} {shown.name}"
+            decision.owner_verified = lent.owner is not None
+            decision.owner_problem = lent.problem or None
+            decision.manual_run = lent.manual_run
         return decision
 
-    async def _verified_owner(self, req: review.AdmissionRequest, policy: Policy, namespace: str, ref: OwnerRef,
-                              deadline: float) -> tuple[OwnerRef | None, str]:
+    async def _owner(self, req: review.AdmissionRequest, policy: Policy, planned: review.Plan, ref: OwnerRef,
+                     deadline: float) -> _Lent:
         """The top owner whose exemptions this object may borrow, or why it may not: only a controller identity's
-        request borrows (a uid is no secret), and only an owner chain read back from the API with matching uids."""
+        request borrows (a uid is no secret), and only an owner chain read back from the API with matching uids;
+        or a person's manual run of a CronJob, where that is no escalation (`_manual_run`)."""
         user = req.userInfo.username if req.userInfo is not None else ""
         if user not in policy.controllers:
-            return None, NOT_A_CONTROLLER
+            if planned.kind == "Job" and (ref.api_version, ref.kind) == ("batch/v1", "CronJob"):
+                return await self._manual_run(req, policy, planned.namespace, ref, deadline)
+            return _Lent(problem=NOT_A_CONTROLLER, said=NOT_FROM_ITS_CONTROLLER)
         if self.cluster is None or not self.cluster.owners:
-            return None, "owners not verified: cluster reads off"
-        top, why = await self.cluster.top_owner(namespace, ref, deadline=deadline)
-        return (top, "") if top is not None else (None, f"owner not verified: {why}")
+            return _Lent(problem="owners not verified: cluster reads off", said=NOT_VERIFIED)
+        chain = await self.cluster.top_owner(planned.namespace, ref, deadline=deadline)
+        if chain.top is None:
+            return _Lent(claimed=chain.claimed, problem=f"owner not verified: {chain.problem}", said=NOT_VERIFIED)
+        return _Lent(chain.top, chain.claimed, chain.problem, NOT_VERIFIED if chain.problem else "")
+
+    async def _manual_run(self, req: review.AdmissionRequest, policy: Policy, namespace: str, ref: OwnerRef,
+                          deadline: float) -> _Lent:
+        """`kubectl create job --from=cronjob/nightly` by a person: the Job borrows its CronJob's exemptions only
+        where that is no escalation. The CronJob is read now (no cache); the Job must be its jobTemplate unchanged
+        (kube/jobs.py); and the requester must be allowed to patch the CronJob (a SubjectAccessReview: they could
+        change the template themselves), or the exemption must opt in with `manual_runs: true`."""
+        where = f"manual run of CronJob {namespace}/{ref.name}"
+        if self.cluster is None or not self.cluster.owners:
+            return _Lent(claimed=ref, problem=f"{where}: owners not verified: cluster reads off", said=NOT_VERIFIED)
+        try:
+            cronjob = await self.cluster.owner_object(namespace, ref, deadline=deadline, fresh=True)
+        except ReadError as exc:
+            why = exc.args[0] if exc.reason == "uid" else f"it could not be read ({exc.short()})"
+            return _Lent(claimed=ref, problem=f"{where}: {why}", said=NOT_VERIFIED)
+        differs = template_difference(req.object or {}, cronjob)
+        if differs is not None:
+            return _Lent(claimed=ref, problem=f"{where}: the Job is not its jobTemplate (it differs at {differs})",
+                         said=NOT_FROM_ITS_CONTROLLER, manual_run=f"refused: differs at {differs}")
+        user = req.userInfo.model_dump() if req.userInfo is not None else {}
+        allowed, why = await self.cluster.may(user, {"verb": "patch", "group": "batch", "resource": "cronjobs",
+                                                     "namespace": namespace, "name": ref.name}, deadline=deadline)
+        if allowed:
+            return _Lent(ref, ref, manual_run="allowed: the requester may patch the CronJob")
+        opted_in = any(e.manual_runs and e.names(kind=ref.kind, name=ref.name, namespace=namespace)
+                       for e in policy.exemptions)
+        if opted_in:
+            return _Lent(replace(ref, manual_runs_only=True), ref, f"{where}: the requester may not patch it ({why}); "
+                         "only its exemptions with manual_runs are lent", NOT_FROM_ITS_CONTROLLER,
+                         manual_run="allowed: exemptions with manual_runs only")
+        return _Lent(claimed=ref, problem=f"{where}: the requester may not patch it ({why}) and none of its exemptions "
+                     "sets manual_runs", said=NOT_FROM_ITS_CONTROLLER, manual_run="refused: may not patch the CronJob")
 
     def _limits_note(self, limit_problem: str | None, *, template: bool) -> str:
         """What the cluster knows and CI does not about LimitRange defaults, for resource-limits messages."""
@@ -321,10 +406,10 @@ class _Webhook:
         """Image details withheld when redacting, and why an image lookup failed always. Applied to the findings the
         answer shows, when it shows them (the audit line carries no messages).
 
-        A failed lookup is only "unavailable" or "not allowed by policy", said before the reference so that a long
-        reference cannot cut it off: the precise reason (a DNS failure, a private address refused) would let anyone
+        A failed lookup is only "unavailable" or "not allowed by policy", of the container's image (one line for the
+        containers that share it): the precise reason (a DNS failure, a private address refused) would let anyone
         who can create Pods map which names resolve to private addresses. The audit line has it."""
-        verdicts = {(f.container, f.image): _VERDICT.get(f.reason, "unavailable") for f in image_failures}
+        verdicts = {(f.container, f.image): verdict(f.reason) for f in image_failures}
         configured: dict[str, str] = {}
         if self.redacting:
             for workload in workloads:
@@ -333,8 +418,10 @@ class _Webhook:
                         configured[c.name] = c.image.value
         def describe(f: Finding) -> tuple[str, str]:
             if f.rule == "image-config-unavailable" and verdicts:
-                verdict = verdicts.get((f.container or "", f.value or ""), "unavailable")
-                return f"{verdict}: {f.value} (container {f.container})", _VERDICT_FIX[verdict]
+                # Not even the reference: its host may be the very address (10.1.2.3) a requester probes with.
+                said = verdicts.get((f.container or "", f.value or ""), "unavailable")
+                what = "registry is not allowed by policy" if said != "unavailable" else "config is unavailable"
+                return f"container '{f.container}' uses an image whose {what}", _VERDICT_FIX[said]
             if configured and f.rule in _IMAGE_DETAIL_RULES and f.container in configured:
                 rule = catalog.get(f.rule)
                 return ((f"container '{f.container}': the config of image '{configured[f.container]}' fails "

@@ -63,6 +63,8 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
         out["owner_verified"] = decision.owner_verified
         if decision.owner_problem:
             out["owner_problem"] = decision.owner_problem
+        if decision.manual_run:
+            out["manual_run"] = decision.manual_run
     if decision.skipped:
         out["skipped"] = decision.skipped
     if decision.result == "invalid" and decision.message:

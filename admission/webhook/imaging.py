@@ -28,7 +28,7 @@ from admission.model import Workload
 from admission.images.settings import ImagesSettings
 from admission.kube.cluster import PullCredentials
 
-__all__ = ["ImageFailure", "ImageService", "PullCredentials", "failures"]
+__all__ = ["ImageFailure", "ImageService", "PullCredentials", "failures", "verdict", "withhold_reasons"]
 
 log = logging.getLogger("admission.webhook")
 _MAX_CREDENTIAL_SETS = 256
@@ -86,6 +86,32 @@ def signature_audit(workloads: Sequence[Workload]) -> tuple[list[dict[str, str]]
             containers.append(c)
         out.append(replace(workload, containers=tuple(containers)))
     return audit, out if audit else list(workloads)
+
+
+def verdict(reason: str) -> str:
+    """What a requester is told of a failed lookup: "not allowed by policy" (images.restrict_to_allowed) or
+    "unavailable". Nothing finer: a DNS failure, a refused private address or a registry's status would let anyone who
+    can create Pods map which names resolve to what (issue 15)."""
+    return "not allowed by policy" if reason == "not-allowed" else "unavailable"
+
+
+def _withheld(error: str) -> str:
+    said = verdict(failure_reason(error))
+    return said if said != "unavailable" else "the lookup failed (the webhook's audit log says why)"
+
+
+def withhold_reasons(workloads: Sequence[Workload]) -> list[Workload]:
+    """The workloads with every image-config error replaced by its verdict, before any rule reads them: a rule that
+    says why a config is missing (run-as-non-root's "its image config is unavailable: ...") can then say only what
+    the requester may see. The precise reasons stay in `failures()` (audit line, metrics, server log)."""
+    out = []
+    for workload in workloads:
+        containers = tuple(
+            replace(c, image_config_error=_withheld(c.image_config_error) if c.image_config_error else None,
+                    base_config_error=_withheld(c.base_config_error) if c.base_config_error else None)
+            if c.image_config_error or c.base_config_error else c for c in workload.containers)
+        out.append(replace(workload, containers=containers) if containers != workload.containers else workload)
+    return out
 
 
 def _registry_of(image: str) -> str:

@@ -166,6 +166,7 @@ class Decision:
     owner: str | None = None  # "Kind name" of the controller the object names (the verified top one when verified)
     owner_verified: bool | None = None  # None: no owner was considered (no controller reference, or no exemptions)
     owner_problem: str | None = None
+    manual_run: str | None = None  # how a person's manual run of a CronJob was decided (audit only)
     report: Report | None = None
     images: list[dict[str, str]] | None = None  # failed image lookups with their precise reasons (audit only)
     signatures: list[dict[str, str]] | None = None  # images.verify checks, with their precise errors (audit only)
@@ -238,9 +239,12 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
     old = request.oldObject if operation == "UPDATE" else None
     path = kubernetes.POD_SPEC_PATHS[kind]
     if old is not None and sub != EPHEMERAL:
-        spec = _dig(obj, path)
-        if spec is not None and spec == _dig(old, path):
-            return _skip("the pod spec is unchanged")
+        # A Job's whole template: a suspended Job's template labels and annotations may change, and whether a
+        # manual run borrows its CronJob's exemptions depends on them (issue 22).
+        compared = path[:-1] if kind == "Job" else path
+        spec = _dig(obj, compared)
+        if spec is not None and spec == _dig(old, compared):
+            return _skip("the pod spec is unchanged" if kind != "Job" else "the pod template is unchanged")
     # The object is decoded as its kind says; an object missing apiVersion/kind takes them from request.kind.
     if obj.get("kind") != kind or obj.get("apiVersion") != api_version:
         if not isinstance(obj.get("kind"), str) or not isinstance(obj.get("apiVersion"), str):
@@ -310,43 +314,55 @@ class _Entry:
     predicate: str | None = None  # "have no memory limit ...": what the merged containers share
     noun: str = "containers"
     names: list[str] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)  # the findings' keys (limits.cpu, user, ...), each once
+    count: int = 1  # findings it stands for
 
-    def text(self, room: int) -> str:
-        """The message within about `room` characters: a merged entry lists as many names as fit in a third."""
-        if len(self.names) < 2 or self.predicate is None:
-            return self.message
-        head = f"{len(self.names)} {self.noun}: "
+    def _listed(self, budget: int) -> str:
+        if len(", ".join(self.names)) <= budget:
+            return ", ".join(self.names)
         shown: list[str] = []
-        budget = max(24, room // 3)
         for name in self.names:
-            if shown and len(", ".join([*shown, name])) + 3 > budget:
+            if shown and len(", ".join([*shown, name])) + 14 > budget:
                 break
             shown.append(name)
-        listed = ", ".join(shown) + (", …" if len(shown) < len(self.names) else "")
-        return f"{head}{listed} {self.predicate}"
+        left = len(self.names) - len(shown)
+        return ", ".join(shown) + (f" and {left} more" if left else "")
+
+    def text(self, room: int) -> str:
+        """The message within about `room` characters: a merged entry lists as many names as fit in a third, then
+        says how many more there are."""
+        if len(self.names) < 2 or self.predicate is None:
+            return self.message
+        listed = self._listed(max(24, room // 3))
+        return f"{len(self.names)} {self.noun}: {listed} {self.predicate}"
 
 
 def _entries(findings: Sequence[Finding], describe: Describe) -> list[_Entry]:
     """Findings of one rule whose messages differ only by the container are merged into one entry, in the order
-    of their first finding: 30 containers without probes are one line, not 30 of the API server's 4 KiB."""
+    of their first finding: 30 containers without probes, or 44 sharing one unavailable image, are one line, not
+    30 or 44 of the API server's 4 KiB. The finding's value is part of what must be the same (the image, for the
+    webhook's image-config-unavailable wording, which does not repeat it)."""
     entries: list[_Entry] = []
-    merged: dict[tuple[str, bool, str, str, str], _Entry] = {}
+    merged: dict[tuple[str, bool, str, str, str, str | None], _Entry] = {}
     for f in findings:
         message, fix = describe(f)
         match = _SUBJECT.match(message)
         if match is None:
-            entries.append(_Entry(f.rule, f.would_deny, fix, message))
+            entries.append(_Entry(f.rule, f.would_deny, fix, message, keys=[f.key] if f.key else []))
             continue
         kind, name, verb = match.groups()
         rest = message[match.end():]
-        key = (f.rule, f.would_deny, kind, verb + " " + rest, fix)
+        key = (f.rule, f.would_deny, kind, verb + " " + rest, fix, f.value)
         entry = merged.get(key)
         if entry is None:
-            entry = merged[key] = _Entry(f.rule, f.would_deny, fix, message, f"{_PLURAL[verb]} {rest}",
-                                         f"{kind}s", [name])
+            entry = merged[key] = _Entry(f.rule, f.would_deny, fix, message, f"{_PLURAL[verb]} {rest}", f"{kind}s",
+                                         [name], keys=[f.key] if f.key else [], count=0)
             entries.append(entry)
         elif name not in entry.names:
             entry.names.append(name)
+        entry.count += 1
+        if f.key and f.key not in entry.keys:
+            entry.keys.append(f.key)
     return entries
 
 
@@ -356,7 +372,8 @@ def deny_message(subject: str, denying: Sequence[Finding], *, cap: int = DENY_ME
 
     Findings that say the same of several containers are one entry. Entries are whole: the first of each rule
     first (so that every rule is named while room lasts), and what does not fit is counted at a finding
-    boundary ("… and 2 more: resource-limits 2"), never cut mid-word."""
+    boundary with its rules and keys ("… and 3 more: [resource-limits] 2: cpu, memory, [healthcheck] 1: probes").
+    Only the first entry, alone over the cap, is ever cut (at a word); the list of what was left out never is."""
     head = f"{subject} denied by the admission policy: "
     entries = _entries(denying, describe)
     firsts: list[_Entry] = []
@@ -369,53 +386,79 @@ def deny_message(subject: str, denying: Sequence[Finding], *, cap: int = DENY_ME
     texts = [f"[{e.rule}] {e.text(cap // 3)}; fix: {e.fix}" for e in ordered]
     parts: list[str] = []
     for index, text in enumerate(texts):
-        if len(head + " | ".join([*parts, text]) + _more(ordered[index + 1:])) <= cap:
+        if len(head + " | ".join([*parts, text]) + _more(ordered[index + 1:], room=cap // 2)) <= cap:
             parts.append(text)
             continue
-        if not parts:  # the first entry alone is over the cap: it is cut, at a word
-            parts.append(_clip(text, max(80, cap - len(head) - len(_more(ordered[1:])))))
+        if not parts:  # the first entry alone is over the cap: it is cut, at a word, and the list kept whole
+            more = _more(ordered[1:], room=cap - len(head) - 80)
+            parts.append(_clip(text, max(40, cap - len(head) - len(more))))
         break
-    # the previous round checked that what is shown, with the count of the rest, fits; _clip is for the first
-    return _clip(head + " | ".join(parts) + _more(ordered[len(parts):]), cap)
+    more = _more(ordered[len(parts):], room=min(cap // 2, cap - len(head) - min(80, len(" | ".join(parts)))))
+    return _clip(head + " | ".join(parts), max(len(head) + 40, cap - len(more))) + more
 
 
-def _more(left: Sequence[_Entry]) -> str:
-    """` … and 5 more: [run-as-non-root] 2, [healthcheck] 3; `admission-cli check` on the manifest lists each`:
-    every denying rule is named, in the entries or here."""
+def _keys(keys: Sequence[str]) -> str:
+    """The keys of a rule's left-out findings, a prefix they share said once: `cpu, memory` for limits.cpu and
+    limits.memory."""
+    if len(keys) > 1:
+        prefix = keys[0].rpartition(".")[0] + "."
+        if prefix != "." and all(k.startswith(prefix) and k != prefix for k in keys):
+            keys = [k[len(prefix):] for k in keys]
+    return ", ".join(keys)
+
+
+def _more(left: Sequence[_Entry], *, room: int) -> str:
+    """` … and 5 more: [run-as-non-root] 2: user, [resource-limits] 3: cpu, memory; `admission-cli check` on the
+    manifest lists each`: every denying rule is named, in the entries or here; its keys too while they fit `room`
+    (all of them, else the first three of each rule, else none)."""
     if not left:
         return ""
-    count = sum(max(1, len(e.names)) for e in left)
-    by_rule: dict[str, int] = {}
+    count = sum(e.count for e in left)
+    by_rule: dict[str, tuple[int, list[str]]] = {}
     for e in left:
-        by_rule[e.rule] = by_rule.get(e.rule, 0) + max(1, len(e.names))
-    rules = ", ".join(f"[{rule}] {n}" for rule, n in by_rule.items())
-    return f" … and {count} more: {rules}; `admission-cli check` on the manifest lists each"
+        n, keys = by_rule.get(e.rule, (0, []))
+        by_rule[e.rule] = (n + e.count, keys + [k for k in e.keys if k not in keys])
+    text = ""
+    for most in (None, 3, 0):
+        listed = []
+        for rule, (n, keys) in by_rule.items():
+            shown = _keys(keys[:most] if most is not None else keys)
+            if most is not None and len(keys) > most and shown:
+                shown += ", …"
+            listed.append(f"[{rule}] {n}" + (f": {shown}" if shown else ""))
+        text = f" … and {count} more: {', '.join(listed)}; `admission-cli check` on the manifest lists each"
+        if len(text) <= room:
+            break
+    return text
 
 
 def warning_lines(warns: Sequence[Finding], problems: Sequence[Problem] = (), notes: Sequence[str] = (),
                   *, each: int = WARNING_CAP, total: int = WARNINGS_TOTAL_CAP, describe: Describe = plain) -> list[str]:
     """`[rule-id] message` per unsuppressed warn finding, each under 120 characters, ~4 KiB in all. Findings that
-    say the same of several containers are one line: `[healthcheck] 30 containers: c0, c1, … have neither ...`.
+    say the same of several containers are one line: `[healthcheck] 30 containers: c0, c1 and 28 more have
+    neither ...`, `[image-config-unavailable] 44 containers: c0, c1 and 42 more use an image whose config is
+    unavailable` (one line per image).
 
     Under `enforcement: warn`, findings that deny would refuse come first as `[would deny] [rule-id] message`: when
-    the API server's budget runs out, plain warnings are the ones dropped."""
+    the API server's budget runs out, plain warnings are the ones dropped, and the last line counts them. Notes
+    (`[admission] ...`) come before the findings' lines: they say what the answer itself cannot be trusted for."""
     lines: list[str] = []
     seen: set[str] = set()
     ordered = sorted(warns, key=lambda f: not f.would_deny)  # stable: the report's order within each group
-    candidates = []
+    candidates = [f"[admission] {n}" for n in notes]
     for entry in _entries(ordered, describe):
         prefix = f"{WOULD_DENY if entry.would_deny else ''}[{entry.rule}] "
         candidates.append(prefix + entry.text(each - len(prefix)))
     candidates += [f"[admission] {p.message}" for p in problems]
-    candidates += [f"[admission] {n}" for n in notes]
     used = 0
     for index, text in enumerate(candidates):
         line = _clip(text, each)
         if line in seen:
             continue
         remaining = len(candidates) - index - 1
-        if used + len(line) > total - (60 if remaining else 0):
-            lines.append(_clip(f"[admission] {len(candidates) - index} more warnings are in the audit log", each))
+        if used + len(line) > total - (80 if remaining else 0):
+            lines.append(_clip(f"[admission] … and {len(candidates) - index} more warnings; the webhook's audit log "
+                               "names their rules", each))
             break
         seen.add(line)
         lines.append(line)

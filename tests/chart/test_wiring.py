@@ -388,13 +388,16 @@ def _rbac(r: Rendered) -> set[tuple[str, str]]:
 
 OWNER_READS = {(kind, "get") for kind in ("replicasets", "deployments", "statefulsets", "daemonsets", "jobs",
                                           "cronjobs", "replicationcontrollers")}
+# a manual run of a CronJob borrows when its requester may patch the CronJob: asked with a SubjectAccessReview
+ACCESS_REVIEWS = {("subjectaccessreviews", "create")}
 
 
 def test_limit_range_and_owner_reads_are_on_by_default_with_exactly_their_permissions(default_render: Rendered) -> None:
     r = default_render
     assert r.env()["ADMISSION_LIMITRANGE_READS"] == "true" and r.env()["ADMISSION_PULL_SECRETS"] == "false"
     assert r.env()["ADMISSION_OWNER_READS"] == "true"
-    assert _rbac(r) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")} | OWNER_READS
+    assert _rbac(r) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")} | OWNER_READS \
+        | ACCESS_REVIEWS
     binding = r.one("ClusterRoleBinding", r.deployment["metadata"]["name"])
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
                                     "namespace": NAMESPACE}]
@@ -417,13 +420,15 @@ def test_pull_secret_mode_adds_secret_and_service_account_reads_and_static_crede
     assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": posixpath.basename(config)}]
 
 
-def test_owner_reads_are_gets_only_and_their_toggle_removes_them() -> None:
+def test_owner_reads_are_gets_and_access_reviews_only_and_their_toggle_removes_them() -> None:
     off = render({"clusterReads": {"owners": False}})
     assert off.env()["ADMISSION_OWNER_READS"] == "false"
     assert _rbac(off) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")}
-    groups = {rule["apiGroups"][0] for rule in render({}).one("ClusterRole", "admission")["rules"]
-              if {(res, "get") for res in rule["resources"]} <= OWNER_READS}
+    rules = render({}).one("ClusterRole", "admission")["rules"]
+    groups = {rule["apiGroups"][0] for rule in rules if {(res, "get") for res in rule["resources"]} <= OWNER_READS}
     assert groups == {"apps", "batch", ""}
+    (review,) = [rule for rule in rules if "subjectaccessreviews" in rule["resources"]]
+    assert review == {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}
 
 
 def test_with_no_cluster_read_there_is_no_token_and_no_rbac(rendered: dict[str, Rendered]) -> None:

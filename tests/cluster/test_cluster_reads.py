@@ -112,7 +112,8 @@ def test_pull_secrets_of_the_pod_and_of_its_service_account_open_a_private_image
     stranger = control_plane.apply([pod(WITHOUT)], check=False)
     assert with_secret.returncode == 0, with_secret.stderr
     assert via_account.returncode == 0, via_account.stderr
-    assert stranger.returncode == 1 and "[image-config-unavailable] unavailable" in stranger.stderr
+    assert stranger.returncode == 1 and "[image-config-unavailable] container 'web' uses an image whose config is " \
+        "unavailable" in stranger.stderr
     # The precise reason is the audit log's, never the answer's (it would map the registry to whoever may create Pods).
     (line,) = [a for a in release.audit() if a["namespace"] == WITHOUT and a["name"] == "private"]
     assert [i["reason"] for i in line["images"]] == ["auth"]

@@ -19,8 +19,15 @@ from admission.webhook.certs import Managed, Material, advance, fingerprint, iss
 
 CFG = Managed(name="admission", hosts=("admission.admission-system.svc", "127.0.0.1"), ca_validity=3000,
               cert_validity=1500, propagation=10)
-# The story's clock starts in the past, so that what it issues is valid now, when the handshakes check it.
+# The story's clock starts in the past, so that what it issues is valid now, when the handshakes check it. Set per
+# test: taken at import, it let certificates expire before a long suite reached the handshakes.
 T0 = time.time() - 2500
+
+
+@pytest.fixture(autouse=True)
+def _story_starts_now() -> None:
+    global T0
+    T0 = time.time() - 2500
 
 
 def _verifies(bundle: tuple[bytes, ...], cert: bytes, key: bytes) -> bool:

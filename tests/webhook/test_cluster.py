@@ -5,7 +5,10 @@ are tested against the real API server in tests/cluster/."""
 
 from __future__ import annotations
 
+import asyncio
+
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,10 @@ async def test_a_failing_limitrange_watch_falls_back_to_reads_per_namespace_whil
     kube.limitranges["team-a"] = [limit_range("team-a", "defaults", {"cpu": "500m", "memory": "512Mi"})]
     async with running(settings(tmp_path, kube, limitrange_reads=True)) as hook:
         got = await hook.answer(review(in_namespace(deployment(containers=[no_limits()]), "team-a"), namespace="team-a"))
+        # The watch runs in its own thread: the answer may come before its failed list is logged.
+        deadline = time.monotonic() + 10
+        while "LimitRange watch failed" not in caplog.text and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
     assert got["allowed"] is True
     assert "/api/v1/namespaces/team-a/limitranges" in kube.paths()
     assert "LimitRange watch failed (500 InternalError); reading per namespace while it restarts" in caplog.text
