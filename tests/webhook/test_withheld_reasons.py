@@ -52,8 +52,8 @@ def user_from_image(name: str, image: str) -> dict[str, Any]:
 
 
 def only(rule: str, faults: Faults, *, restrict: bool = False) -> str:
-    rules = "\n".join(f"  {r}: {'deny' if r == rule else 'off'}" for r in catalog.all_rules()
-                      if r != "image-config-unavailable")
+    rules = "\n".join(f"  {r}: {'deny' if r == rule else 'off'}" for r, spec in catalog.all_rules().items()
+                      if not spec.severity_fixed)  # those take their severity from `images`, never `rules:`
     on_error = "deny" if rule == "image-config-unavailable" else "warn"
     return (f"rules:\n{rules}\nimages:\n  resolve: auto\n  on_error: {on_error}\n  restrict_to_allowed: "
             f"{'true' if restrict else 'false'}\n  allowed_registries: [{faults.host}]\n"
