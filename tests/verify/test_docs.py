@@ -67,6 +67,18 @@ def run_commands(transcript: str, *, cwd: Path, host: str, cosign: Cosign, build
     return "\n".join(shown) + "\n"
 
 
+def page_files(tmp_path: Path, text: str, host: str, cosign: Cosign) -> Path:
+    """A repository holding the page's files (its registry in place of the page's) and a fresh cosign key pair."""
+    repo = tmp_path / "shop"
+    repo.mkdir()
+    (repo / ".git").mkdir()
+    for name, body in blocks(text, "file").items():
+        (repo / name).write_text(body.replace(SHOWN_HOST, host))
+    subprocess.run([str(cosign.binary), "generate-key-pair"], cwd=repo, env=cosign.env, capture_output=True,
+                   check=True, timeout=60)
+    return repo
+
+
 def test_the_verify_page_run_is_what_the_tools_print(tmp_path: Path, cosign: Cosign, plain: Any) -> None:
     text = DOC.read_text(encoding="utf-8")
     layout = tmp_path / "layout"
@@ -74,13 +86,7 @@ def test_the_verify_page_run_is_what_the_tools_print(tmp_path: Path, cosign: Cos
     images.push(layout, "api", f"{plain.host}/shop/api:1.4.0")
     images.image(layout, "worker", release="shop worker 2.0", user="10001")
     images.push(layout, "worker", f"{plain.host}/shop/worker:2.0.1")
-    repo = tmp_path / "shop"
-    repo.mkdir()
-    (repo / ".git").mkdir()
-    for name, body in blocks(text, "file").items():
-        (repo / name).write_text(body.replace(SHOWN_HOST, plain.host))
-    subprocess.run([str(cosign.binary), "generate-key-pair"], cwd=repo, env=cosign.env, capture_output=True,
-                   check=True, timeout=60)
+    repo = page_files(tmp_path, text, plain.host, cosign)
     transcript = blocks(text, "run")["transcript"]
     real = run_commands(transcript, cwd=repo, host=plain.host, cosign=cosign)
     if os.environ.get("ADMISSION_WRITE_DOCS") == "1":
@@ -98,13 +104,7 @@ def test_the_verify_pages_provenance_run_is_what_the_tools_print(tmp_path: Path,
     """BuildKit's build records its own invocation (times, ids), so the index and its digests differ per build: they
     are compared as `sha256:…`; every other character of the run is held to the page."""
     text = DOC.read_text(encoding="utf-8")
-    repo = tmp_path / "shop"
-    repo.mkdir()
-    (repo / ".git").mkdir()
-    for name, body in blocks(text, "file").items():
-        (repo / name).write_text(body.replace(SHOWN_HOST, plain.host))
-    subprocess.run([str(cosign.binary), "generate-key-pair"], cwd=repo, env=cosign.env, capture_output=True,
-                   check=True, timeout=60)
+    repo = page_files(tmp_path, text, plain.host, cosign)
     transcript = blocks(text, "run")["provenance"]
     real = run_commands(transcript, cwd=repo, host=plain.host, cosign=cosign, buildkit=buildkit)
     if os.environ.get("ADMISSION_WRITE_DOCS") == "1":
