@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from admission.images.cache import ImageResolver
+from admission.images.cache import DiskCache, ImageResolver
 from admission.images.registry import RegistryClient
 from admission.images.verify.remote import Verifier
 from admission.model import SignatureCheck
@@ -402,17 +402,21 @@ def test_a_burst_of_checks_probes_a_registry_for_the_referrers_api_once(
         cosign.sign(f"{name}@{api.digest(name.split('/', 1)[1], '1.0')}", keys["release"])
     settings = policy(tmp_path, plain.host, keys["release"]).images
 
-    async def run() -> tuple[list[str], int]:
+    async def run() -> tuple[list[str], dict[str, int]]:
+        """One run of the five checks with a fresh client and memory, on the disk cache the runs share."""
         client = RegistryClient(settings)
-        resolver = ImageResolver(client, settings=settings)
+        resolver = ImageResolver(client, settings=settings, disk=DiskCache(tmp_path / "cache"))
         deadline = time.monotonic() + 30
         try:
             checks = await asyncio.gather(*(Verifier(resolver).check(f"{n}:1.0", settings.verify[0], deadline=deadline)
                                             for n in names))
-            return [c.status for c in checks], client.counters["referrers"]
+            return [c.status for c in checks], dict(client.counters)
         finally:
             await client.aclose()
 
-    statuses, probes = asyncio.run(run())
+    statuses, cold = asyncio.run(run())
     assert statuses == ["verified"] * 5
-    assert probes == 1  # the first check's 404 answers the other four, which waited for it
+    assert cold["referrers"] == 1  # the first check's 404 answers the other four, which waited for it
+    statuses, warm = asyncio.run(run())  # a later run (a new process in CI) on the same disk cache
+    assert statuses == ["verified"] * 5
+    assert sum(warm.values()) == 0, warm

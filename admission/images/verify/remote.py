@@ -219,6 +219,9 @@ class _Job:
         if pending is not None and not self._knows(registry):
             await asyncio.shield(pending)
         if self._lacks(registry):
+            # what the registry answered another check holds for this digest too: kept as its answer, so a later run
+            # reading the disk cache asks nothing
+            self._remember(f"{digest}\nreferrers", None)
             return None
         probe: asyncio.Future[None] | None = None
         if not self._knows(registry) and registry not in resolver.referrer_probes:
@@ -391,10 +394,15 @@ class _Job:
             resolver.stats["signature_list_hit"] += 1
             return entry.body
         body = await resolver.call(self.ref, fetch, deadline=self.deadline)
+        self._remember(what, body)
+        return body  # type: ignore[no-any-return]
+
+    def _remember(self, what: str, body: bytes | None) -> None:
+        resolver = self.resolver
+        key = f"{self.prefix}\n{self.ref.name}@{what}"
         resolver.memory.lists.put(key, ListEntry(body, resolver.clock()))
         if resolver.disk is not None:
             resolver.disk.put_list(key, ListEntry(body, resolver.wall()))
-        return body  # type: ignore[no-any-return]
 
     async def _object(self, digest: str, *, cap: int, blob: bool) -> bytes:
         """A manifest (blob=False) or blob by digest, from the caches or the registry, checked against the digest."""
