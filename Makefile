@@ -87,12 +87,13 @@ docs: setup
 #   make image IMAGE=registry.example.com/platform/admission:0.1.0 [PLATFORMS=linux/amd64,linux/arm64] [COSIGN_KEY=cosign.key]
 #   make image OUTPUT=admission.oci.tar      (the default without IMAGE)
 # PYTHON_IMAGE, PYTHON_DIGEST (sha256:...) and PYTHON_VERSION choose the base; SOURCE is the source URL label (default:
-# the origin remote when it is public); COSIGN_ARGS adds `cosign sign` flags; NO_CACHE=1 builds every step again.
+# the origin remote when it is public); COSIGN_ARGS adds `cosign sign` flags. BUILDKIT_STATE (environment) moves
+# BuildKit's cache (default ~/.cache/admission/buildkitd-state).
 image: $(APT_STAMP)
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) tools/image/build.py --image '$(IMAGE)' --output '$(OUTPUT)' --platforms '$(PLATFORMS)' \
 	  --python-image '$(PYTHON_IMAGE)' --python-digest '$(PYTHON_DIGEST)' --python-version '$(PYTHON_VERSION)' \
-	  --glibc '$(GLIBC)' --cosign-key '$(COSIGN_KEY)' --cosign-args '$(COSIGN_ARGS)' --no-cache '$(NO_CACHE)' \
+	  --glibc '$(GLIBC)' --cosign-key '$(COSIGN_KEY)' --cosign-args '$(COSIGN_ARGS)' \
 	  --metadata '$(METADATA)' $(if $(filter undefined,$(origin SOURCE)),,--source '$(SOURCE)')
 
 # The Debian base the image tests build on (tests/image/base.sh): debootstrap for linux/amd64 and linux/arm64, cached

@@ -403,7 +403,6 @@ class Options:
     source: str | None
     cosign_key: str | None
     cosign_args: list[str]
-    no_cache: bool
     metadata: Path | None
     context_only: Path | None
 
@@ -427,7 +426,8 @@ def options(argv: Sequence[str] | None) -> Options:
     parser = argparse.ArgumentParser(description="Build the admission image with BuildKit (make image).")
     add = parser.add_argument
     add("--image", default="", help="IMAGE: push to this registry/repository[:tag]")
-    add("--output", default="", help="OUTPUT: write an OCI archive here (the default without IMAGE: admission.oci.tar)")
+    add("--output", default="", help="OUTPUT: write an OCI archive here (the default without IMAGE: admission.oci.tar); "
+                                     "with IMAGE too, both")
     add("--platforms", default="", help="PLATFORMS: linux/amd64,linux/arm64 (default: this machine's)")
     add("--python-image", default="", help="PYTHON_IMAGE: the base (default: the Dockerfile's)")
     add("--python-digest", default="", help="PYTHON_DIGEST: sha256:... pins the base")
@@ -436,7 +436,6 @@ def options(argv: Sequence[str] | None) -> Options:
     add("--source", default=None, help="SOURCE: the source URL label (default: the origin remote, if it is public)")
     add("--cosign-key", default="", help="COSIGN_KEY: sign the pushed index with this cosign key")
     add("--cosign-args", default="", help="COSIGN_ARGS: more `cosign sign` flags, e.g. --tlog-upload=false")
-    add("--no-cache", default="", help="NO_CACHE=1: build every step again")
     add("--metadata", default="", help="METADATA: write what was built as JSON here")
     add("--context-only", default="", help="prepare the build context in this folder and stop (for docker buildx)")
     args = parser.parse_args(argv)
@@ -456,7 +455,7 @@ def options(argv: Sequence[str] | None) -> Options:
     return Options(image=image, output=output, platforms=platforms, python_image=args.python_image or None,
                    python_digest=args.python_digest or None, python_version=python_version,
                    glibc=args.glibc or GLIBC, source=args.source, cosign_key=args.cosign_key or None,
-                   cosign_args=shlex.split(args.cosign_args), no_cache=args.no_cache not in ("", "0"),
+                   cosign_args=shlex.split(args.cosign_args),
                    metadata=Path(args.metadata) if args.metadata else None,
                    context_only=Path(args.context_only) if args.context_only else None)
 
@@ -486,13 +485,15 @@ def buildctl_argv(opts: Options, *, buildctl: Path, address: str, context: Path,
     if opts.image:
         insecure = ",registry.insecure=true" if loopback(opts.image.host) else ""
         argv += ["--output", f"type=image,name={opts.image},push=true,rewrite-timestamp=true{insecure}"]
-    else:
-        assert opts.output is not None
-        name = f",name={opts.image}" if opts.image else ""
-        argv += ["--output", f"type=oci,dest={opts.output.resolve()},rewrite-timestamp=true{name}"]
-    if opts.no_cache:
-        argv.append("--no-cache")
+    if opts.output:
+        argv += ["--output", f"type=oci,dest={partial(opts.output)},rewrite-timestamp=true"]
     return argv
+
+
+def partial(output: Path) -> Path:
+    """Where buildctl writes the archive: it creates the file before the build, so a failed build must not leave
+    something at OUTPUT that looks like an image."""
+    return output.resolve().with_name(output.name + ".partial")
 
 
 def sign(opts: Options, digest: str) -> None:
@@ -547,11 +548,16 @@ def _main(argv: Sequence[str] | None) -> int:
             run(buildctl_argv(opts, buildctl=buildctl, address=daemon.address, context=context, source=source,
                               metadata=metadata), what="buildctl build", capture=False)
             timings["build"] = time.monotonic() - step
+            if opts.output:
+                partial(opts.output).rename(opts.output)
         finally:
             daemon.stop()
+            if opts.output:
+                partial(opts.output).unlink(missing_ok=True)
         built = json.loads(metadata.read_text())
         digest = built["containerimage.digest"]
-        where = f"{opts.image.repository}@{digest}" if opts.image else f"{opts.output} ({digest})"
+        where = " and ".join([*([f"{opts.image.repository}@{digest}"] if opts.image else []),
+                              *([f"{opts.output} ({digest})"] if opts.output else [])])
         log(f"built {where} for {', '.join(opts.platforms)} in {timings['build']:.1f} s")
         if opts.cosign_key:
             step = time.monotonic()
@@ -576,9 +582,11 @@ def docker_buildx_command(opts: Options, source: Commit, context: Path) -> str:
             "--provenance=mode=max", "--file", str(ROOT / "Dockerfile")]
     for key, value in build_args(opts, source).items():
         argv += ["--build-arg", f"{key}={value}"]
-    output = (f"type=image,name={opts.image},push=true,rewrite-timestamp=true" if opts.image
-              else f"type=oci,dest={opts.output},rewrite-timestamp=true")
-    argv += ["--output", output, str(context)]
+    if opts.image:
+        argv += ["--output", f"type=image,name={opts.image},push=true,rewrite-timestamp=true"]
+    if opts.output:
+        argv += ["--output", f"type=oci,dest={opts.output},rewrite-timestamp=true"]
+    argv.append(str(context))
     return shlex.join(argv)
 
 
