@@ -13,16 +13,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
-from tests.images import oci
+from tests.images.conftest import registry  # noqa: F401 - the session's docker-registry, shared
 from tests.images.registry import Registry as PlainRegistry
-from tests.images.registry import free_port, have_registry
 from tests.supply.tools import tool_path
 from tests.verify.signing import Cosign, Key, Registry
 
@@ -114,28 +112,16 @@ class Built:
     def reference(self) -> str:
         return f"{self.repository}@{self.digest}"
 
-    @property
-    def repo_path(self) -> str:
-        return self.repository.split("/", 1)[1]
 
 
 @pytest.fixture(scope="session")
-def image_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainRegistry]:
-    if not have_registry() or not oci.have_tools():
-        pytest.fail("docker-registry, umoci and skopeo are required; `make test` installs them")
-    registry = PlainRegistry(tmp_path_factory.mktemp("image-registry"), free_port()).start()
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture(scope="session")
-def base_image(image_registry: PlainRegistry) -> tuple[str, str]:
+def base_image(registry: PlainRegistry) -> tuple[str, str]:  # noqa: F811 - the fixture, imported above
     """The Debian base pushed as-is (digests kept): (reference, index digest)."""
     layout = base_layout()
-    reference = f"{image_registry.host}/debian-python:bookworm"
+    reference = f"{registry.host}/debian-python:bookworm"
     subprocess.run(["skopeo", "copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false",
                     f"oci:{layout}:bookworm", f"docker://{reference}"], check=True, capture_output=True, timeout=300)
-    return reference, Registry(image_registry.host).digest("debian-python", "bookworm")
+    return reference, Registry(registry.host).digest("debian-python", "bookworm")
 
 
 @pytest.fixture(scope="session")
@@ -154,7 +140,7 @@ def _require_builder() -> None:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory, image_registry: PlainRegistry, base_image: tuple[str, str],
+def built(tmp_path_factory: pytest.TempPathFactory, registry: PlainRegistry, base_image: tuple[str, str],  # noqa: F811
           signer: tuple[Cosign, Key]) -> Built:
     """`make image` for linux/amd64 and linux/arm64 on the Debian base, pushed and signed: the session's one build."""
     _require_builder()
@@ -163,16 +149,16 @@ def built(tmp_path_factory: pytest.TempPathFactory, image_registry: PlainRegistr
     from tools.image.build import version
 
     tag = version()
-    made = make_image(tmp_path_factory.mktemp("image-build"), IMAGE=f"{image_registry.host}/admission:{tag}",
+    made = make_image(tmp_path_factory.mktemp("image-build"), IMAGE=f"{registry.host}/admission:{tag}",
                       PLATFORMS=",".join(PLATFORMS), PYTHON_IMAGE=base, PYTHON_VERSION=BASE_PYTHON, SOURCE=SOURCE,
                       COSIGN_KEY=str(key.private), COSIGN_ARGS=COSIGN_ARGS)
     if made.code != 0 or made.metadata is None:
         pytest.fail(f"make image failed ({made.code}):\n{made.output[-6000:]}", pytrace=False)
-    api = Registry(image_registry.host)
+    api = Registry(registry.host)
     digest, body, _ = api.manifest("admission", tag)
     assert digest == made.metadata["digest"], "the tag names what make image reported"
     index = json.loads(body)
     platforms = {f"{m['platform']['os']}/{m['platform']['architecture']}": m["digest"] for m in index["manifests"]
                  if m["platform"]["os"] != "unknown"}
-    return Built(image_registry.host, f"{image_registry.host}/admission", tag, digest, platforms, made.metadata, key,
+    return Built(registry.host, f"{registry.host}/admission", tag, digest, platforms, made.metadata, key,
                  base, base_digest)

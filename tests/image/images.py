@@ -21,7 +21,7 @@ class Source:
         self.blob = blob
 
     @classmethod
-    def registry(cls, host: str, repository: str) -> "Source":
+    def registry(cls, host: str, repository: str) -> Source:
         api = Registry(host)
 
         def read(digest: str) -> bytes:
@@ -33,7 +33,7 @@ class Source:
         return cls(read)
 
     @classmethod
-    def archive(cls, path: Path) -> tuple["Source", str]:
+    def archive(cls, path: Path) -> tuple[Source, str]:
         """An OCI archive (tar of an OCI layout): the source and the digest of the image its index.json names."""
         with tarfile.open(path) as tar:
             members = {m.name.removeprefix("./"): m for m in tar.getmembers()}

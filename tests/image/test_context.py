@@ -100,7 +100,7 @@ def test_the_source_label_is_a_public_url_or_nothing(remote: str, label: str) ->
 # --- the preflight the builder runs --------------------------------------------------------------------------------
 
 
-def preflight(tmp_path: Path, wheels: list[str], *, python: str = "%d.%d" % sys.version_info[:2],
+def preflight(tmp_path: Path, wheels: list[str], *, python: str = f"{sys.version_info[0]}.{sys.version_info[1]}",
               arch: str = "amd64") -> subprocess.CompletedProcess[str]:
     folder = tmp_path / "wheels"
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ def test_preflight_prints_the_fetched_platform_tags(tmp_path: Path) -> None:
 
 
 def test_preflight_stops_a_base_with_another_python(tmp_path: Path) -> None:
-    have = "%d.%d" % sys.version_info[:2]
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
     done = preflight(tmp_path, ["a-1-py3-none-any.whl"], python="3.99")
     assert done.returncode == 1
     assert done.stderr.strip() == (f"make image: PYTHON_VERSION is 3.99, but the base image registry.example.com/py:1 "

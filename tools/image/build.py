@@ -87,7 +87,7 @@ class Reference:
     tag: str | None
 
     @classmethod
-    def parse(cls, text: str) -> "Reference":
+    def parse(cls, text: str) -> Reference:
         if "@" in text:
             raise BuildError(f"IMAGE={text}: name a tag or nothing, not a digest (the build makes the digest)")
         head, _, last = text.rpartition("/")

@@ -53,7 +53,7 @@ def platform_tags(wheel: str, machine: str, have: tuple[int, int]) -> list[str]:
             fail(f"{wheel} is for {match[4]}, and this build's target is {machine}")
         needs.append((int(match[1]), int(match[2])) if match[1] else LEGACY[match[3]])
     if min(needs) > have:
-        need = "%d.%d" % min(needs)
+        need = ".".join(str(part) for part in min(needs))
         fail(f"{wheel} needs glibc {need}, and the base image has glibc {have[0]}.{have[1]}: "
              "choose a newer base, or fetch for an older glibc (make image GLIBC=...)")
     return tags
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arch", required=True, choices=sorted(MACHINES))
     parser.add_argument("--wheels", type=Path, required=True)
     args = parser.parse_args(argv)
-    have = "%d.%d" % sys.version_info[:2]
+    have = f"{sys.version_info[0]}.{sys.version_info[1]}"
     if have != args.python:
         fail(f"PYTHON_VERSION is {args.python}, but the base image {args.base} runs Python {have}: the wheels were "
              f"fetched for Python {args.python}; pass PYTHON_VERSION={have}, or a base that runs Python {args.python}")
