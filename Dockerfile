@@ -34,7 +34,9 @@ RUN --network=none --mount=type=bind,target=/context \
 # A virtualenv without pip: the builder's pip fills it, so the runtime image has no installer. `pip --target` is how
 # pip installs another platform's wheels (their scripts land in site-packages/bin and move to the venv's bin), and
 # `--python` makes the scripts start with the venv's interpreter. Bytecode is compiled afterwards, in place, keyed by
-# the sources' hashes instead of their times, so the same files give the same .pyc files.
+# the sources' hashes instead of their times, so the same files give the same .pyc files. Every file then takes the
+# commit's time: BuildKit's rewrite only lowers newer times, and a step cached from an earlier build holds older ones
+# (naming SOURCE_DATE_EPOCH here also makes a new commit time run this step again).
 RUN --network=none python3 -m venv --without-pip /opt/venv
 RUN --network=none --mount=type=bind,target=/context \
     site="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
@@ -43,7 +45,8 @@ RUN --network=none --mount=type=bind,target=/context \
          --target "$site" --requirement /context/requirements.txt \
     && mv "$site"/bin/* /opt/venv/bin/ \
     && rmdir "$site/bin" \
-    && PYTHONHASHSEED=0 /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash "$site"
+    && PYTHONHASHSEED=0 /opt/venv/bin/python -m compileall -q --invalidation-mode unchecked-hash "$site" \
+    && if [ -n "$SOURCE_DATE_EPOCH" ]; then find /opt/venv -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +; fi
 
 FROM ${PYTHON_IMAGE}${PYTHON_DIGEST:+@${PYTHON_DIGEST}} AS runtime
 ARG PYTHON_IMAGE

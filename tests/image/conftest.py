@@ -77,9 +77,10 @@ class Made:
     metadata: dict[str, Any] | None
 
 
-def make_image(work: Path, *, state: Path | None = None, **variables: str) -> Made:
+def make_image(work: Path, *, state: Path | None = None, epoch: int | None = None, **variables: str) -> Made:
     """`make image VAR=value ...` from the checkout, run by this interpreter, as a user runs it; `state` gives
-    BuildKit a state folder of its own (a cold build) instead of the shared cache."""
+    BuildKit a state folder of its own (a cold build) instead of the shared cache; `epoch` is SOURCE_DATE_EPOCH
+    instead of the commit's time."""
     work.mkdir(parents=True, exist_ok=True)
     metadata = work / "metadata.json"
     argv = ["make", "--no-print-directory", "-C", str(ROOT), "image", f"PYTHON={sys.executable}",
@@ -89,6 +90,8 @@ def make_image(work: Path, *, state: Path | None = None, **variables: str) -> Ma
     env.pop("REVISION", None)
     if state is not None:
         env["BUILDKIT_STATE"] = str(state)
+    if epoch is not None:
+        env["SOURCE_DATE_EPOCH"] = str(epoch)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=3000, env=env)
     return Made(done.returncode, done.stdout + done.stderr,
                 json.loads(metadata.read_text()) if done.returncode == 0 and metadata.exists() else None)

@@ -8,10 +8,11 @@ import datetime
 import re
 import shutil
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
-from tests.image.conftest import BASE_PYTHON, PLATFORMS, SOURCE, Built, commit_facts, make_image
+from tests.image.conftest import BASE_PYTHON, PLATFORMS, SOURCE, Built, Made, commit_facts, make_image
 from tests.image.images import Source
 
 ELF_MACHINE = {"linux/amd64": 62, "linux/arm64": 183}  # EM_X86_64, EM_AARCH64
@@ -143,27 +144,33 @@ def ran_again(progress: str) -> bool:
     return bool(runs) and not runs & cached and runs <= done
 
 
-def test_the_same_commit_gives_the_same_platform_images(built: Built, tmp_path: Path) -> None:
-    """A second build by a BuildKit with an empty state (nothing cached, the base pulled again), written as an OCI
-    archive: the same platform manifests, hence the same configs and layers. The index differs only because each
-    build's mode=max provenance records that build: its invocation id and times, its LLB digests and its layers'
-    digests before the timestamp rewrite (PER_BUILD); the steps, arguments and base it names are the same."""
-    archive = tmp_path / "admission.oci.tar"
+def test_the_same_sources_and_time_give_the_same_platform_images_whatever_the_cache_holds(
+        built: Built, tmp_path: Path) -> None:
+    """Two builds at one SOURCE_DATE_EPOCH later than every step the shared cache holds (as a new commit is): one on
+    that warm cache, one by a BuildKit with an empty state (nothing cached, the base pulled again). Same platform
+    manifests, hence the same configs and layers. The index differs only because each build's mode=max provenance
+    records that build: its invocation id and times, its LLB digests and its layers' digests before the timestamp
+    rewrite (PER_BUILD); the steps, arguments and base it names are the same."""
+    epoch = int(time.time())
+    time.sleep(1.1)
+    made: list[Made] = []
+    archives = [tmp_path / "warm.oci.tar", tmp_path / "cold.oci.tar"]
     state = tmp_path / "buildkitd-state"
     try:
-        made = make_image(tmp_path, state=state, OUTPUT=str(archive), PLATFORMS=",".join(PLATFORMS),
-                          PYTHON_IMAGE=built.base, PYTHON_VERSION=BASE_PYTHON, SOURCE=SOURCE)
+        for archive, fresh in zip(archives, (None, state)):
+            made.append(make_image(tmp_path / archive.stem, state=fresh, epoch=epoch, OUTPUT=str(archive),
+                                   PLATFORMS=",".join(PLATFORMS), PYTHON_IMAGE=built.base,
+                                   PYTHON_VERSION=BASE_PYTHON, SOURCE=SOURCE))
+            assert made[-1].code == 0, made[-1].output[-6000:]
     finally:
         shutil.rmtree(state, ignore_errors=True)
-    assert made.code == 0, made.output[-6000:]
-    assert ran_again(made.output), "every RUN ran again"
-    source, index = Source.archive(archive)
-    assert made.metadata is not None and made.metadata["digest"] == index
-    assert source.platforms(index) == built.platforms
-    assert index != built.digest
-    first, second = registry(built), source
-    for digest in built.platforms.values():
-        one, two = first.provenance(built.digest, digest), second.provenance(index, digest)
+    assert ran_again(made[1].output), "every RUN of the cold build ran"
+    (warm, first), (cold, second) = (Source.archive(archive) for archive in archives)
+    assert [m.metadata["digest"] for m in made if m.metadata] == [first, second]
+    assert warm.platforms(first) == cold.platforms(second)
+    assert sorted(warm.platforms(first)) == sorted(PLATFORMS) and first != second
+    for digest in warm.platforms(first).values():
+        one, two = warm.provenance(first, digest), cold.provenance(second, digest)
         differ = differences(one["predicate"], two["predicate"])
         assert {".runDetails.metadata.invocationId", ".runDetails.metadata.startedOn",
                 ".runDetails.metadata.finishedOn"} <= set(differ)
@@ -171,7 +178,7 @@ def test_the_same_commit_gives_the_same_platform_images(built: Built, tmp_path: 
         for part in ("externalParameters", "resolvedDependencies"):
             assert one["predicate"]["buildDefinition"][part] == two["predicate"]["buildDefinition"][part]
         assert llb(one) == llb(two), "the same build steps"
-    print(f"\nreproducible: index {built.digest} then {index}; platforms {built.platforms}")
+    print(f"\nreproducible at {epoch}: index {first} then {second}; platforms {warm.platforms(first)}")
 
 
 def test_a_base_with_another_python_stops_the_build_saying_why(built: Built, tmp_path: Path) -> None:

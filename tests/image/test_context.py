@@ -5,9 +5,11 @@ preflight's refusals, run on this machine's Python as the builder runs it on the
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +136,12 @@ def test_preflight_stops_a_wheel_for_another_machine_or_a_newer_glibc(tmp_path: 
     assert done.returncode == 1 and "needs glibc 2.99, and the base image has glibc 2." in done.stderr
     done = preflight(tmp_path / "none", [])
     assert done.returncode == 1 and "no wheels in" in done.stderr
+
+
+def test_a_source_date_epoch_in_the_future_is_refused(tmp_path: Path) -> None:
+    """Build times are only ever lowered to the epoch: a future one would leave them in the image."""
+    future = str(int(time.time()) + 86400)
+    done = subprocess.run([sys.executable, str(BUILD), "--context-only", str(tmp_path / "c")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "SOURCE_DATE_EPOCH": future})
+    assert done.returncode == 1
+    assert f"make image: SOURCE_DATE_EPOCH={future} is in the future" in done.stderr

@@ -50,6 +50,7 @@ GLIBC = "2.36"
 WHEEL_SOURCES = ("pyproject.toml", "README.md", "admission")
 # The inputs whose uncommitted changes make the image differ from the commit's.
 INPUTS = (*WHEEL_SOURCES, "Dockerfile", "requirements.lock", "requirements-build.lock", "tools/image")
+GC_MAX_USED = os.environ.get("BUILDKIT_CACHE_MAX") or "4GB"  # BuildKit's cache limit (maxUsedSpace)
 LOOPBACK = re.compile(r"(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])(?::\d+)?")
 
 
@@ -158,6 +159,9 @@ def commit(source: str | None) -> Commit:
                          "REVISION (what the source is) for a reproducible build")
     if not epoch_text.isdigit():
         raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text}: seconds since 1970, an integer")
+    if int(epoch_text) > time.time() + 60:
+        # The times of what the build makes are lowered to the epoch, never raised: a future epoch would leave them.
+        raise BuildError(f"SOURCE_DATE_EPOCH={epoch_text} is in the future: is this machine's clock behind?")
     if "REVISION" not in os.environ and _git("status", "--porcelain", "--", *INPUTS):
         # The image holds the working tree, which is not the commit: say so in the label rather than lie.
         revision += "-dirty"
@@ -350,8 +354,11 @@ class Buildkitd:
             log(f"another make image is using {self.state}; waiting for it")
             fcntl.flock(self.lock, fcntl.LOCK_EX)
         config = self.work / "buildkitd.toml"
-        config.write_text("".join(f'[registry."{host}"]\n  http = true\n  insecure = true\n'
-                                  for host in sorted(set(self.http_registries))))
+        # The cache is kept between builds (a warm build takes seconds) but bounded: without a limit BuildKit keeps
+        # up to a tenth of the disk, and each build of changed sources adds about a gigabyte of snapshots.
+        config.write_text(f'[worker.oci]\n  gc = true\n  maxUsedSpace = "{GC_MAX_USED}"\n'
+                          + "".join(f'[registry."{host}"]\n  http = true\n  insecure = true\n'
+                                    for host in sorted(set(self.http_registries))))
         log_file = open(self.work / "buildkitd.log", "wb")  # noqa: SIM115 - closed when the daemon stops
         self.process = subprocess.Popen(
             [str(self.binary), "--root", str(self.state), "--addr", self.address, "--config", str(config),
@@ -475,6 +482,10 @@ def buildctl_argv(opts: Options, *, buildctl: Path, address: str, context: Path,
     argv = [str(buildctl), "--addr", address, "build", "--progress=plain", "--frontend", "dockerfile.v0",
             "--local", f"context={context}", "--local", f"dockerfile={ROOT}", "--opt", "filename=Dockerfile",
             "--opt", f"platform={','.join(opts.platforms)}", "--opt", "attest:provenance=mode=max",
+            # The runtime stage only copies the venv, and is always copied again: BuildKit's cache key for a COPY
+            # ignores file times, so a cached copy would keep an earlier build's times, which the rewrite (it only
+            # lowers newer times) leaves in place.
+            "--opt", "no-cache=runtime",
             "--metadata-file", str(metadata)]
     for key, value in build_args(opts, source).items():
         argv += ["--opt", f"build-arg:{key}={value}"]
@@ -579,7 +590,7 @@ def docker_buildx_command(opts: Options, source: Commit, context: Path) -> str:
     """The same build with docker buildx, for where a Docker engine runs (a builder of the docker-container driver:
     the default `docker` driver refuses attestations)."""
     argv = ["docker", "buildx", "build", "--builder", "admission", "--platform", ",".join(opts.platforms),
-            "--provenance=mode=max", "--file", str(ROOT / "Dockerfile")]
+            "--provenance=mode=max", "--no-cache-filter", "runtime", "--file", str(ROOT / "Dockerfile")]
     for key, value in build_args(opts, source).items():
         argv += ["--build-arg", f"{key}={value}"]
     if opts.image:
