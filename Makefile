@@ -58,10 +58,12 @@ supply-bin:
 	@command -v go >/dev/null || { echo "supply-bin: no Go toolchain on PATH" | tee .supply-bin.log; exit 1; }
 	@set -o pipefail; bash tests/supply/build.sh 2>&1 | tee .supply-bin.log
 
+# The base image (mostly downloads) is made while the Go builds (mostly CPU) run.
 test: $(APT_STAMP) setup
-	@$(MAKE) --no-print-directory k8s-bin || echo "make k8s-bin failed: the control-plane tests will skip (and fail under CI=true)"
-	@$(MAKE) --no-print-directory supply-bin || echo "make supply-bin failed: the supply-chain tests will skip (and fail under CI=true)"
-	@$(MAKE) --no-print-directory image-base || echo "make image-base failed: the image tests will skip (and fail under CI=true)"
+	@$(MAKE) --no-print-directory image-base >/dev/null 2>&1 & base=$$!; \
+	  $(MAKE) --no-print-directory k8s-bin || echo "make k8s-bin failed: the control-plane tests will skip (and fail under CI=true)"; \
+	  $(MAKE) --no-print-directory supply-bin || echo "make supply-bin failed: the supply-chain tests will skip (and fail under CI=true)"; \
+	  wait $$base || echo "make image-base failed (.image-base.log): the image tests will skip (and fail under CI=true)"
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 

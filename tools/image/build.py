@@ -40,6 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+# The project's own reference grammar (admission/reference.py imports nothing but the standard library).
+sys.path.insert(0, str(ROOT))
+from admission.reference import Reference, ReferenceError, parse, split_docker_domain  # noqa: I001
 HERE = Path(__file__).resolve().parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "admission"
 MACHINES = {"amd64": "x86_64", "arm64": "aarch64"}
@@ -80,40 +83,23 @@ def run(argv: Sequence[str], *, what: str, env: dict[str, str] | None = None, cw
 # --- what is built -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Reference:
-    """IMAGE split as a registry push needs it: host/path and an optional tag."""
-
-    repository: str
-    tag: str | None
-
-    @classmethod
-    def parse(cls, text: str) -> Reference:
-        if "@" in text:
-            raise BuildError(f"IMAGE={text}: name a tag or nothing, not a digest (the build makes the digest)")
-        head, _, last = text.rpartition("/")
-        name, _, tag = last.partition(":")
-        if not head or registry_host(text) is None:
-            raise BuildError(f"IMAGE={text}: name the registry too (registry.example.com/team/admission:0.1.0); "
-                             "there is no Docker engine to keep a local image")
-        return cls(f"{head}/{name}", tag or None)
-
-    @property
-    def host(self) -> str:
-        return self.repository.split("/")[0]
-
-    def __str__(self) -> str:
-        return f"{self.repository}:{self.tag}" if self.tag else self.repository
+def image_reference(text: str) -> Reference:
+    """IMAGE: a registry, a repository and an optional tag (the build makes the digest)."""
+    try:
+        reference = parse(text)
+    except ReferenceError as exc:
+        raise BuildError(f"IMAGE={text}: {exc}") from exc
+    if reference.digest:
+        raise BuildError(f"IMAGE={text}: name a tag or nothing, not a digest (the build makes the digest)")
+    if not reference.domain:
+        raise BuildError(f"IMAGE={text}: name the registry too (registry.example.com/team/admission:0.1.0); "
+                         "there is no Docker engine to keep a local image")
+    return reference
 
 
 def loopback(host: str) -> bool:
     """A registry on this machine: spoken to over plain HTTP (the tests' registry, a local mirror)."""
     return bool(LOOPBACK.fullmatch(host))
-
-
-def registry_host(image: str) -> str | None:
-    first = image.split("/")[0]
-    return first if "/" in image and ("." in first or ":" in first or first == "localhost") else None
 
 
 @dataclass(frozen=True)
@@ -446,7 +432,7 @@ def options(argv: Sequence[str] | None) -> Options:
     add("--metadata", default="", help="METADATA: write what was built as JSON here")
     add("--context-only", default="", help="prepare the build context in this folder and stop (for docker buildx)")
     args = parser.parse_args(argv)
-    image = Reference.parse(args.image) if args.image else None
+    image = image_reference(args.image) if args.image else None
     output = Path(args.output) if args.output else (None if image else Path("admission.oci.tar"))
     platforms = [p.strip() for p in (args.platforms or host_platform()).split(",") if p.strip()]
     for target in platforms:
@@ -494,7 +480,7 @@ def buildctl_argv(opts: Options, *, buildctl: Path, address: str, context: Path,
         argv += ["--opt", f"vcs:source={source.source}"]
     argv += ["--opt", f"vcs:revision={source.revision}"]
     if opts.image:
-        insecure = ",registry.insecure=true" if loopback(opts.image.host) else ""
+        insecure = ",registry.insecure=true" if loopback(opts.image.domain) else ""
         argv += ["--output", f"type=image,name={opts.image},push=true,rewrite-timestamp=true{insecure}"]
     if opts.output:
         argv += ["--output", f"type=oci,dest={partial(opts.output)},rewrite-timestamp=true"]
@@ -510,8 +496,8 @@ def partial(output: Path) -> Path:
 def sign(opts: Options, digest: str) -> None:
     assert opts.image is not None and opts.cosign_key is not None
     cosign = supply_tool("cosign", "cosign")
-    http = ["--allow-http-registry", "--allow-insecure-registry"] if loopback(opts.image.host) else []
-    target = f"{opts.image.repository}@{digest}"
+    http = ["--allow-http-registry", "--allow-insecure-registry"] if loopback(opts.image.domain) else []
+    target = f"{opts.image.name}@{digest}"
     run([str(cosign), "sign", "--key", opts.cosign_key, "--yes", *http, *opts.cosign_args, target],
         what=f"cosign sign {target}")
     log(f"signed {target} with {opts.cosign_key}")
@@ -547,8 +533,8 @@ def _main(argv: Sequence[str] | None) -> int:
         buildctl = supply_tool("buildctl", "buildkit")
         daemon = Buildkitd(supply_tool("buildkitd", "buildkit"), Path(os.environ.get("BUILDKIT_STATE") or
                                                                         CACHE / "buildkitd-state"),
-                           [host for host in (registry_host(opts.python_image or ""),
-                                              opts.image.host if opts.image else None) if host and loopback(host)],
+                           [host for host in (split_docker_domain(opts.python_image)[0] if opts.python_image else None,
+                                              opts.image.domain if opts.image else None) if host and loopback(host)],
                            work)
         metadata = work / "metadata.json"
         step = time.monotonic()
@@ -567,7 +553,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 partial(opts.output).unlink(missing_ok=True)
         built = json.loads(metadata.read_text())
         digest = built["containerimage.digest"]
-        where = " and ".join([*([f"{opts.image.repository}@{digest}"] if opts.image else []),
+        where = " and ".join([*([f"{opts.image.name}@{digest}"] if opts.image else []),
                               *([f"{opts.output} ({digest})"] if opts.output else [])])
         log(f"built {where} for {', '.join(opts.platforms)} in {timings['build']:.1f} s")
         if opts.cosign_key:
@@ -582,7 +568,7 @@ def _main(argv: Sequence[str] | None) -> int:
                 "source_date_epoch": source.epoch, "created": source.created, "source": source.source,
                 "wheel_sha256": held["wheel_sha256"], "signed": bool(opts.cosign_key),
                 "timings": {k: round(v, 2) for k, v in timings.items()}}, indent=2) + "\n")
-        print(f"{opts.image.repository}@{digest}" if opts.image else str(opts.output))
+        print(f"{opts.image.name}@{digest}" if opts.image else str(opts.output))
     return 0
 
 
