@@ -5,13 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 EXAMPLE := examples/flask-prod-app
 
-.PHONY: setup demo demo-webhook test bench docs image clean k8s-bin supply-bin
+.PHONY: setup demo demo-webhook test bench docs image clean k8s-bin supply-bin image-base lock
 
-# Real components the tests run against (architecture §6): a registry, image tools, htpasswd, openssl.
+# Real components the tests run against (architecture §6): a registry, image tools, htpasswd, openssl; runc runs
+# BuildKit's steps (make image) and the built image (tests/image/), debootstrap makes the tests' base image.
 APT_TOOLS := docker-registry:docker-registry umoci:umoci skopeo:skopeo buildah:buildah htpasswd:apache2-utils openssl:openssl wrk:wrk
+APT_TOOLS += runc:runc debootstrap:debootstrap
 APT_STAMP := $(VENV)/.apt
 
-$(APT_STAMP):
+$(APT_STAMP): Makefile
 	@missing=""; for pair in $(APT_TOOLS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair##*:}"; done; \
 	  if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
@@ -78,9 +80,12 @@ supply-bin:
 	@command -v go >/dev/null || { echo "supply-bin: no Go toolchain on PATH" | tee .supply-bin.log; exit 1; }
 	@set -o pipefail; bash tests/supply/build.sh 2>&1 | tee .supply-bin.log
 
+# The base image (mostly downloads) is made while the Go builds (mostly CPU) run.
 test: $(APT_STAMP) $(FULL_STAMP)
-	@$(MAKE) --no-print-directory k8s-bin || echo "make k8s-bin failed: the control-plane tests will skip (and fail under CI=true)"
-	@$(MAKE) --no-print-directory supply-bin || echo "make supply-bin failed: the supply-chain tests will skip (and fail under CI=true)"
+	@$(MAKE) --no-print-directory image-base >/dev/null 2>&1 & base=$$!; \
+	  $(MAKE) --no-print-directory k8s-bin || echo "make k8s-bin failed: the control-plane tests will skip (and fail under CI=true)"; \
+	  $(MAKE) --no-print-directory supply-bin || echo "make supply-bin failed: the supply-chain tests will skip (and fail under CI=true)"; \
+	  wait $$base || echo "make image-base failed (.image-base.log): the image tests will skip (and fail under CI=true)"
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
@@ -102,19 +107,29 @@ bench: $(APT_STAMP) $(FULL_STAMP)
 docs: $(FULL_STAMP)
 	$(BIN)/python -m admission.cli.docs
 
-# The webhook image (Dockerfile). Needs a Docker engine with BuildKit; none runs on the project's own machines.
-# IMAGE=registry.example.com/admission:0.1.0 make image; PYTHON_DIGEST=sha256:... pins the base image too.
-VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-IMAGE ?= admission:$(VERSION)
-image:
-	@docker info >/dev/null 2>&1 || { echo "make image: no Docker engine is reachable here; build where one runs"; exit 1; }
-	DOCKER_BUILDKIT=1 docker build --pull -t $(IMAGE) \
-	  --build-arg VERSION=$(VERSION) \
-	  --build-arg PYTHON_DIGEST=$(PYTHON_DIGEST) \
-	  --build-arg SOURCE=$$(git config --get remote.origin.url || echo unknown) \
-	  --build-arg REVISION=$$(git rev-parse HEAD) \
-	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
-	  .
+# The webhook image (Dockerfile; docs/image.md), built by BuildKit with no Docker engine: buildkitd (OCI worker, runc,
+# as root) is started for the build and stopped after it; BuildKit, and cosign for COSIGN_KEY, are built from their Go
+# modules on first use (tests/supply/build.sh). Reproducible: one commit gives the same platform images.
+#   make image IMAGE=registry.example.com/platform/admission:0.1.0 [PLATFORMS=linux/amd64,linux/arm64] [COSIGN_KEY=cosign.key]
+#   make image OUTPUT=admission.oci.tar      (the default without IMAGE)
+# PYTHON_IMAGE, PYTHON_DIGEST (sha256:...) and PYTHON_VERSION choose the base; SOURCE is the source URL label (default:
+# the origin remote when it is public); COSIGN_ARGS adds `cosign sign` flags. BUILDKIT_STATE (environment) moves
+# BuildKit's cache (default ~/.cache/admission/buildkitd-state).
+image: $(APT_STAMP)
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) tools/image/build.py --image '$(IMAGE)' --output '$(OUTPUT)' --platforms '$(PLATFORMS)' \
+	  --python-image '$(PYTHON_IMAGE)' --python-digest '$(PYTHON_DIGEST)' --python-version '$(PYTHON_VERSION)' \
+	  --glibc '$(GLIBC)' --cosign-key '$(COSIGN_KEY)' --cosign-args '$(COSIGN_ARGS)' \
+	  --metadata '$(METADATA)' $(if $(filter undefined,$(origin SOURCE)),,--source '$(SOURCE)')
+
+# The Debian base the image tests build on (tests/image/base.sh): debootstrap for linux/amd64 and linux/arm64, cached
+# outside the checkout; the log says why a build failed, and the tests skip with it (fail under CI=true).
+image-base: $(APT_STAMP)
+	@set -o pipefail; bash tests/image/base.sh 2>&1 | tee .image-base.log
+
+# requirements.lock and requirements-build.lock from pyproject.toml (tools/image/lock.py; settings in [tool.uv.pip]).
+lock: setup
+	$(BIN)/python tools/image/lock.py
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) build *.egg-info admission.oci.tar
