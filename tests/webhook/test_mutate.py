@@ -22,6 +22,7 @@ from admission.webhook.settings import Settings
 from tests.images import oci
 from tests.images.faults import Faults, hang
 from tests.images.registry import Registry
+from tests.pin.images import skopeo_digest, skopeo_platform_digest
 from tests.webhook.conftest import deployment, good_container, pod, review, rules_in, running
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +59,7 @@ async def test_a_pod_is_pinned_to_the_digest_its_tag_names_with_the_originals_in
         tmp_path: Path, registry: Registry, layout: Path) -> None:
     image = pushed(registry, layout, "mutate/app:1.0")
     helper = pushed(registry, layout, "mutate/helper:2.1")
-    digest, _ = oci.inspect_raw(registry.host, "mutate/app:1.0")
+    digest = skopeo_digest(f"{registry.host}/mutate/app:1.0")
     obj = pod("web", containers=[good_container("app", image)],
               initContainers=[good_container("init", helper)])
     async with running(Settings(policy=str(policy_file(tmp_path, registry.host)))) as hook:
@@ -205,7 +206,7 @@ async def test_the_validating_webhook_judges_the_pinned_digest_without_asking_th
 async def test_the_validating_webhook_never_takes_the_annotation_for_evidence(
         tmp_path: Path, registry: Registry, layout: Path) -> None:
     image = pushed(registry, layout, "mutate/app:1.0")
-    digest, _ = oci.inspect_raw(registry.host, "mutate/app:1.0")
+    digest = skopeo_digest(f"{registry.host}/mutate/app:1.0")
     obj = pod("claims", containers=[good_container("app", f"{image}@{digest}")])
     obj["metadata"]["annotations"] = {ANNOTATION: json.dumps({"app": image})}
     async with running(Settings(policy=str(policy_file(tmp_path, registry.host)))) as hook:
@@ -221,9 +222,10 @@ async def test_a_two_platform_image_is_pinned_to_its_index_not_a_platforms_manif
     oci.build(multi, "arm64", user="10001", architecture="arm64")
     oci.add_index(multi, "both", {"amd64": ("linux", "amd64"), "arm64": ("linux", "arm64")})
     oci.copy(f"oci:{multi}:both", f"docker://{registry.host}/mutate/multi:1.0", all_images=True)
-    index, media = oci.inspect_raw(registry.host, "mutate/multi:1.0")
-    assert media == "application/vnd.oci.image.index.v1+json"
     image = f"{registry.host}/mutate/multi:1.0"
+    index = skopeo_digest(image)
+    platforms = {skopeo_platform_digest(image, {"architecture": a}) for a in ("amd64", "arm64")}
+    assert index not in platforms and len(platforms) == 2
     obj = pod("multi", containers=[good_container("app", image)])
     async with running(Settings(policy=str(policy_file(tmp_path, registry.host)))) as hook:
         stored = applied(obj, await hook.mutate(review(obj)))
