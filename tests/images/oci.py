@@ -126,11 +126,3 @@ def add_index(layout: Path, tag: str, members: dict[str, tuple[str, str]]) -> No
     index_json["manifests"].append({"mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}",
                                     "size": len(data), "annotations": {"org.opencontainers.image.ref.name": tag}})
     (layout / "index.json").write_text(json.dumps(index_json))
-
-
-def inspect_raw(registry: str, ref: str) -> tuple[str, str]:
-    """(digest, mediaType) of what `registry/ref` names, as `skopeo inspect --raw` reads it: a multi-platform image's
-    index's own bytes, so its digest is the index's."""
-    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry}/{ref}"],
-                         capture_output=True, timeout=120, check=True).stdout
-    return "sha256:" + hashlib.sha256(raw).hexdigest(), json.loads(raw).get("mediaType", "")
