@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -34,7 +34,6 @@ from admission.kube.jobs import cronjob_ref, template_difference
 from admission.model import OwnerRef, Workload
 from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
-from admission.images.enrich import failure_reason
 from admission.webhook import mutate, review
 from admission.webhook.audit import AuditLog, mutation_record, record
 from admission.webhook.imaging import ImageFailure, failures, signature_audit, verdict, withhold_reasons
@@ -76,8 +75,6 @@ _VERDICT_FIX = {
 }
 # Rules whose messages can carry what only an image's config says (users, labels, history, layer sizes).
 _IMAGE_DETAIL_RULES = frozenset(("image-provenance", "image-size", "numeric-user", "run-as-non-root"))
-# Lookups the registry gates refused (policy, not a registry failure): /mutate counts them as skipped.
-_GATE_REASONS = frozenset(("not-allowed", "address-guard", "blocked"))
 
 
 def _named_owners(ref: OwnerRef) -> list[OwnerRef]:
@@ -234,12 +231,13 @@ class _Webhook:
 
     async def validate(self, request: Request) -> Response:
         """The Starlette route (what a mounted or wrapped app reaches); the app itself takes the raw path below."""
-        status, content = await self.handle(request.scope, request.receive)
-        return Response(content, status_code=status, media_type=_JSON,
-                        headers={"Connection": "close"} if LIFECYCLE.closing else None)
+        return self._response(*await self.handle(request.scope, request.receive))
 
     async def mutate_route(self, request: Request) -> Response:
-        status, content = await self.handle_mutate(request.scope, request.receive)
+        return self._response(*await self.handle_mutate(request.scope, request.receive))
+
+    @staticmethod
+    def _response(status: int, content: bytes) -> Response:
         return Response(content, status_code=status, media_type=_JSON,
                         headers={"Connection": "close"} if LIFECYCLE.closing else None)
 
@@ -262,9 +260,20 @@ class _Webhook:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": content})
 
-    async def _envelope(self, scope: dict[str, Any], receive: Any, start: float,
-                        webhook: str) -> tuple[review.AdmissionReview, float] | tuple[int, bytes]:
-        """The request's envelope and its time budget, or the HTTP answer that refuses it (400, 413)."""
+    async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one POST /validate."""
+        return await self._serve(scope, receive, "validate", self._answer_validate)
+
+    async def handle_mutate(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one POST /mutate: always allowed (the validating webhook decides), with a
+        JSONPatch when something was pinned."""
+        return await self._serve(scope, receive, "mutate", self._answer_mutate)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, webhook: str,
+                     answer: Callable[[review.AdmissionReview, float, float], Awaitable[bytes]]) -> tuple[int, bytes]:
+        """Read the body under the cap, validate the envelope (400, 413), then `answer(parsed, start, budget)`; a bug
+        of ours is a 500 with the uid, logged, and the worker lives on."""
+        start = time.monotonic()
         try:
             body = await self._read_body(scope, receive)
         except _Disconnected:
@@ -277,52 +286,36 @@ class _Webhook:
         except review.EnvelopeError as exc:
             return 400, self._refused(400, exc.body(), "bad_request", start, scope, body, webhook=webhook)
         query = scope.get("query_string", b"")
-        return parsed, request_deadline(self.settings, _timeout_param(query) if b"timeout=" in query else None)
-
-    async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
-        """(HTTP status, JSON body) for one POST /validate."""
-        start = time.monotonic()
-        received = await self._envelope(scope, receive, start, "validate")
-        if isinstance(received[0], int):
-            return received  # type: ignore[return-value]
-        parsed, budget = received  # type: ignore[misc]
-        req = parsed.request
+        budget = request_deadline(self.settings, _timeout_param(query) if b"timeout=" in query else None)
         try:
-            decision = await self.decide(req, start + budget)
-            answer = review.response_body(parsed.apiVersion, req.uid, decision.allowed, code=decision.code,
-                                          message=decision.message, warnings=decision.warnings)
-            content = to_json(answer)  # pydantic-core's encoder: a seventh of json.dumps's time on an answer
-            self._account(req, decision, time.monotonic() - start, budget)
+            return 200, await answer(parsed, start, budget)
         except Exception:  # noqa: BLE001 - our bug: 500 with the uid, logged; the worker lives on
-            log.exception("internal error deciding uid=%s", req.uid)
+            req = parsed.request
+            log.exception("internal error in /%s uid=%s", webhook, req.uid)
             return 500, self._error(500, {"error": "internal error in the admission webhook", "uid": req.uid},
-                                    "error", start, request=req)
-        return 200, content
+                                    "error", start, request=req, webhook=webhook)
 
-    async def handle_mutate(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
-        """(HTTP status, JSON body) for one POST /mutate: always allowed (the validating webhook decides), with a
-        JSONPatch when something was pinned."""
-        start = time.monotonic()
-        received = await self._envelope(scope, receive, start, "mutate")
-        if isinstance(received[0], int):
-            return received  # type: ignore[return-value]
-        parsed, budget = received  # type: ignore[misc]
+    async def _answer_validate(self, parsed: review.AdmissionReview, start: float, budget: float) -> bytes:
         req = parsed.request
-        try:
-            mutation = await self.mutate(req, start + budget)
-            content = to_json(review.response_body(parsed.apiVersion, req.uid, True, patch=mutation.encoded_patch()))
-            duration = time.monotonic() - start
-            kind = mutation.kind or (req.kind.kind if req.kind is not None else "")
-            self.metrics.observe(req.operation, kind, mutation.result, duration, dry_run=bool(req.dryRun),
-                                 webhook="mutate")
-            for result, count in mutation.counts().items():
-                self.metrics.mutations.labels(result).inc(count)
-            self.audit.write(mutation_record(req, mutation, duration=duration, deadline=budget))
-        except Exception:  # noqa: BLE001 - our bug: 500 with the uid, logged; the failurePolicy decides
-            log.exception("internal error mutating uid=%s", req.uid)
-            return 500, self._error(500, {"error": "internal error in the admission webhook", "uid": req.uid},
-                                    "error", start, request=req, webhook="mutate")
-        return 200, content
+        decision = await self.decide(req, start + budget)
+        answer = review.response_body(parsed.apiVersion, req.uid, decision.allowed, code=decision.code,
+                                      message=decision.message, warnings=decision.warnings)
+        content = to_json(answer)  # pydantic-core's encoder: a seventh of json.dumps's time on an answer
+        self._account(req, decision, time.monotonic() - start, budget)
+        return content
+
+    async def _answer_mutate(self, parsed: review.AdmissionReview, start: float, budget: float) -> bytes:
+        req = parsed.request
+        mutation = await self.mutate(req, start + budget)
+        content = to_json(review.response_body(parsed.apiVersion, req.uid, True, patch=mutation.encoded_patch()))
+        duration = time.monotonic() - start
+        kind = mutation.kind or (req.kind.kind if req.kind is not None else "")
+        self.metrics.observe(req.operation, kind, mutation.result, duration, dry_run=bool(req.dryRun),
+                             webhook="mutate")
+        for result, count in mutation.counts().items():
+            self.metrics.mutations.labels(result).inc(count)
+        self.audit.write(mutation_record(req, mutation, duration=duration, deadline=budget))
+        return content
 
     # --- mutation ----------------------------------------------------------------------------------------------
 
@@ -336,11 +329,11 @@ class _Webhook:
         params = policy.setting("image-tag-pinned").params
         out = mutate.Mutation(result="unchanged", kind=found.kind, namespace=found.namespace, name=found.name)
         judged = {site: mutate.judge(site.image, params=params, skip=self.skip_registries) for site in found.sites}
-        wanted = [site.image for site, verdict in judged.items() if verdict is None]
+        wanted = [site.image for site, left_as in judged.items() if left_as is None]
         digests: dict[str, str | RegistryError] = {}
         if wanted and (self.images is None or policy.images.resolve not in ("auto", True)):
             judged.update({site: (mutate.SKIPPED, "image lookups are off (images.resolve: false)")
-                           for site, verdict in judged.items() if verdict is None})
+                           for site, left_as in judged.items() if left_as is None})
         elif wanted:
             credentials = None
             if self.cluster is not None and self.cluster.pull_secrets:
@@ -348,17 +341,15 @@ class _Webhook:
                                                                   deadline=deadline)
             digests = await self.images.digests(wanted, policy.images, deadline=deadline, pulls=credentials)
         pinned: list[tuple[mutate.Site, str]] = []
-        for site, verdict in judged.items():
-            found_digest = digests.get(site.image)
-            if verdict is None and isinstance(found_digest, str):
-                pinned.append((site, f"{site.image}@{found_digest}"))
-                continue
-            if verdict is None:
-                text = f"{found_digest.reason}: {found_digest}" if isinstance(found_digest, RegistryError) else ""
-                gated = failure_reason(text) in _GATE_REASONS
-                verdict = (mutate.SKIPPED if gated else mutate.UNRESOLVED, text)
-            out.left.append({"container": site.container, "image": site.image, "result": verdict[0],
-                             **({"reason": verdict[1]} if verdict[1] else {})})
+        for site, left_as in judged.items():
+            if left_as is None:
+                answer = digests[site.image]
+                if isinstance(answer, str):
+                    pinned.append((site, f"{site.image}@{answer}"))
+                    continue
+                left_as = mutate.not_resolved(answer)
+            out.left.append({"container": site.container, "image": site.image, "result": left_as[0],
+                             **({"reason": left_as[1]} if left_as[1] else {})})
         if pinned:
             out.result = "mutated"
             out.patch = mutate.patch(req.object or {}, found, pinned)

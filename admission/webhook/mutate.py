@@ -29,12 +29,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from admission import reference
+from admission.errors import RegistryError
+from admission.images.enrich import failure_reason
 from admission.kube.jobs import cronjob_ref
 from admission.policy.rules.images import tag_refusal
 from admission.sources import kubernetes
 from admission.webhook.review import EPHEMERAL, AdmissionRequest, dig, kind_of
 
-__all__ = ["ANNOTATION", "Mutation", "Pins", "Site", "Target", "judge", "patch", "skip_set", "target"]
+__all__ = ["ANNOTATION", "Mutation", "Pins", "Site", "Target", "judge", "not_resolved", "patch", "skip_set", "target"]
 
 # On a Pod CREATE that pins something: JSON of container name -> the reference as written. Informational only: anyone
 # who can create a Pod can write it, so nothing reads it back as evidence.
@@ -42,6 +44,7 @@ ANNOTATION = "admission.policy/original-images"
 _LISTS = ("initContainers", "containers", "ephemeralContainers")
 # Per reference, as admission_mutations_total{result} counts them.
 MUTATED, ALREADY_PINNED, SKIPPED, UNRESOLVED = "mutated", "already-pinned", "skipped", "unresolved"
+_GATE_REASONS = frozenset(("not-allowed", "address-guard", "blocked"))  # enrich.failure_reason's refusals
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +106,27 @@ def _owned(metadata: Any, kind: str) -> bool:
     return kind == "Job" and cronjob_ref(metadata) is not None
 
 
+def _refused(kind: str, sub: str, operation: str, obj: dict[str, Any], old: dict[str, Any] | None, metadata: Any,
+             spec_path: tuple[str, ...], *, templates: bool) -> str | None:
+    """Why a request other than an ephemeral-containers update is not considered, or None when it is."""
+    if sub:
+        return f"subresource {sub} is not mutated"
+    if kind == "Pod":
+        return None if operation == "CREATE" else \
+            f"a Pod {operation or '(no operation)'} is not mutated (only CREATE and ephemeral containers)"
+    if not templates:
+        return f"{kind} is a pod template: not mutated (ADMISSION_MUTATION_TEMPLATES is off; its Pods are)"
+    if _owned(metadata, kind):
+        return f"{kind} is owned by a controller: its template stays its owner's (its Pods are mutated)"
+    if operation == "UPDATE" and old is not None:
+        if kind == "Job":
+            return "a Job's pod template cannot change after it is created"
+        if dig(obj, spec_path[:-1]) == dig(old, spec_path[:-1]):
+            return "the pod template is unchanged"
+        return None
+    return None if operation in ("CREATE", "UPDATE") else f"operation {operation or '(none)'} is not mutated"
+
+
 def target(request: AdmissionRequest, *, templates: bool) -> Target | str:
     """What the request may have pinned, or why nothing is considered."""
     found = kind_of(request)
@@ -119,24 +143,9 @@ def target(request: AdmissionRequest, *, templates: bool) -> Target | str:
         return "the object is being deleted"
     spec_path = kubernetes.POD_SPEC_PATHS[kind]
     ephemeral = kind == "Pod" and sub == EPHEMERAL and operation == "UPDATE"
-    if sub and not ephemeral:
-        return f"subresource {sub} is not mutated"
-    if ephemeral:
-        pass
-    elif kind == "Pod":
-        if operation != "CREATE":
-            return f"a Pod {operation or '(no operation)'} is not mutated (only CREATE and ephemeral containers)"
-    elif not templates:
-        return f"{kind} is a pod template: not mutated (ADMISSION_MUTATION_TEMPLATES is off; its Pods are)"
-    elif _owned(metadata, kind):
-        return f"{kind} is owned by a controller: its template stays its owner's (its Pods are mutated)"
-    elif operation == "UPDATE" and old is not None:
-        if kind == "Job":
-            return "a Job's pod template cannot change after it is created"
-        if dig(obj, spec_path[:-1]) == dig(old, spec_path[:-1]):
-            return "the pod template is unchanged"
-    elif operation != "CREATE" and not (operation == "UPDATE" and old is None):
-        return f"operation {operation or '(none)'} is not mutated"
+    why = None if ephemeral else _refused(kind, sub, operation, obj, old, metadata, spec_path, templates=templates)
+    if why is not None:
+        return why
     spec = dig(obj, spec_path)
     if not isinstance(spec, dict):
         return "the object has no pod spec"
@@ -187,6 +196,13 @@ def judge(image: str, *, params: Mapping[str, Any], skip: frozenset[str]) -> tup
     if reference.registry_host(parsed) in skip:
         return SKIPPED, "its registry is in ADMISSION_MUTATION_SKIP_REGISTRIES"
     return None
+
+
+def not_resolved(error: RegistryError) -> tuple[str, str]:
+    """(result, reason) of a reference whose lookup failed: skipped when the registry gates refused it (the policy's
+    answer: restrict_to_allowed, the address guard, a blocked redirect), unresolved otherwise (deadline included)."""
+    text = f"{error.reason}: {error}"
+    return (SKIPPED if failure_reason(text) in _GATE_REASONS else UNRESOLVED), text
 
 
 def _recorded(value: Any) -> dict[str, str]:

@@ -24,7 +24,7 @@ NAME = "zz-sidecar-injector"  # after the chart's configuration name: mutating w
 
 def _handler(sidecar: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:  # http.server's name
             review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             request = review["request"]
             containers = request["object"]["spec"]["containers"]
@@ -40,7 +40,7 @@ def _handler(sidecar: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
     return Handler

@@ -56,13 +56,6 @@ def release(controllers: ControlPlane, tmp_path_factory: pytest.TempPathFactory,
     yield from installed(controllers, tmp_path_factory.mktemp("release"), values)
 
 
-@pytest.fixture(autouse=True)
-def _keep_server_log(request: pytest.FixtureRequest) -> None:
-    if "release" in request.fixturenames:
-        pod_ = request.getfixturevalue("release").pod
-        request.node._admission_logs = [pod_.root / "stderr.log", pod_.root / "stdout.log"]
-
-
 def push(registry: Registry, layout: Path, ref: str, *, user: str = "10001", label: str = "") -> str:  # noqa: F811
     """`registry/ref` built with umoci (`label` makes another image under the same name); its digest."""
     tag = "cluster-" + re.sub(r"[^a-z0-9]+", "-", ref + label)
@@ -312,7 +305,7 @@ def test_with_the_server_down_ignore_admits_unpinned_and_fail_refuses(
     release.stop_server()
     image = f"{registry.host}/team/app:1.0"
 
-    def create(name: str) -> Any:  # noqa: ANN401
+    def create(name: str) -> Any:
         return control_plane.apply([pod(name, NS, container(image=image))], check=False)
 
     deadline = time.monotonic() + 30  # the API server's informer takes the Ignore of the validating one a moment later
