@@ -421,7 +421,7 @@ class _Webhook:
         describe = self._describer(workloads, image_failures) if report.findings else review.plain
         decision = review.finish(planned, report, notes=notes, describe=describe)
         if len(self.pins) and planned.kind == "Pod":
-            decision.mutated = self._mutated(req, planned) or None
+            decision.mutated = self._pinned_here(req, planned) or None
         if image_failures:
             decision.images = [failure.audit() for failure in image_failures]
         if signatures:
@@ -483,7 +483,7 @@ class _Webhook:
         return _Lent(claimed=ref, problem=f"{where}: the requester may not patch it ({why}) and none of its exemptions "
                      "sets manual_runs", said=NOT_FROM_ITS_CONTROLLER, manual_run="refused: may not patch the CronJob")
 
-    def _mutated(self, req: review.AdmissionRequest, planned: review.Plan) -> list[dict[str, str]]:
+    def _pinned_here(self, req: review.AdmissionRequest, planned: review.Plan) -> list[dict[str, str]]:
         """The references of a Pod that this process's /mutate pinned, from its own record: the annotation says the same
         but anyone can write it, so it is never read here."""
         metadata = (req.object or {}).get("metadata")

@@ -378,10 +378,10 @@ class CertManager:
     interval: float = 1.0
     lease_duration: float = 15.0
     report_interval: float = 30.0
+    mutating: str | None = None  # the MutatingWebhookConfiguration kept in step too (ADMISSION_TLS_MUTATING_WEBHOOK)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
     _secret: dict[str, Any] | None = None
-    mutating: str | None = None  # the MutatingWebhookConfiguration kept in step too (ADMISSION_TLS_MUTATING_WEBHOOK)
     _hooks: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # "webhook"/"mutating" -> latest seen
     _leader: bool = False
     _lease_seen: tuple[str, str, float] = ("", "", 0.0)
