@@ -16,6 +16,8 @@ annotation (`patch`), and the record that lets the validating webhook of the sam
   `require_digest` (a digest pins, so `nginx:latest@sha256:...` would pass: it must stay denied as written), an
   invalid one, one on a registry in `skip_registries`, and one whose lookup failed or missed the deadline (the
   validating webhook then decides under `images.on_error`).
+Hand-written: the patch is a few `replace`/`add` operations at pointers already known (a JSON-patch library would
+diff two whole documents to find them), and `Pins` is an OrderedDict with a TTL (no cache library for ten lines).
 """
 
 from __future__ import annotations
@@ -244,7 +246,7 @@ class Pins:
     """What this process pinned in the last `ttl` seconds, so its validating webhook can say in its audit line that a
     reference was mutated, and from what. Keyed by namespace, the Pod's name (or generateName: a controller's Pod has
     no name yet when it is mutated), container and the pinned reference. Another replica or worker knows only its own
-    pins; the annotation is never read back as evidence (anyone can write it). Hand-written: an OrderedDict with a TTL."""
+    pins; the annotation is never read back as evidence (anyone can write it)."""
 
     def __init__(self, *, ttl: float = 60.0, size: int = 4096) -> None:
         self.ttl = ttl
