@@ -7,7 +7,8 @@ runtime collects stdout) and every signal of issue 15 on (a separate metrics por
 kind, operation and dry_run). The baseline is the minimal echo on the same uvicorn, TLS and worker count: a route
 that `json.loads` the body and returns `json.dumps` of an allow in a raw Response (no request.json(), no dict
 encoding by FastAPI). Also: 2 workers each, a deny-heavy request, and requests that each
-carry one cold image on a loopback docker-registry.
+carry one cold image on a loopback docker-registry. And what POST /mutate adds to a Pod's admission against
+validation alone, warm and cold, per Pod (p50, p99; `mutation_latency`).
 
 Reported per case: requests/s, p50/p99 latency, non-2xx answers, and the server's own CPU microseconds per
 request (from /proc: user+system time of the server processes / requests answered), which is what a request
@@ -371,6 +372,173 @@ def cold_images(work: Path, tls: tuple[Path, Path], count: int = 30) -> dict[str
         registry.stop()
 
 
+# --- mutation: what /mutate adds to a Pod's admission ------------------------------------------------------------
+
+
+def pod_review(images: list[str], name: str) -> dict[str, Any]:
+    """A Pod CREATE review as a ReplicaSet's Pod reaches the webhooks (a controller's Pod, named here so that the
+    audit lines of its two calls can be told apart)."""
+    containers = []
+    for index, image in enumerate(images):
+        container = _container(index, deny=False, registry="")
+        container["image"] = image
+        containers.append(container)
+    obj = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "generateName": "shop-", "namespace": "shop",
+                        "labels": {"app.kubernetes.io/name": "shop"}},
+           "spec": {"serviceAccountName": "shop", "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "volumes": [{"name": "tmp", "emptyDir": {}}], "containers": containers}}
+    return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": str(uuid.uuid4()), "kind": {"group": "", "version": "v1", "kind": "Pod"},
+        "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "shop", "operation": "CREATE",
+        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+        "object": obj, "oldObject": None, "dryRun": False}}
+
+
+def _patched(review: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    """The review the validating webhook gets after the API server applied /mutate's patch (a new uid, as it sends)."""
+    import base64
+
+    import jsonpatch
+
+    out = json.loads(json.dumps(review))
+    if "patch" in answer["response"]:
+        ops = json.loads(base64.b64decode(answer["response"]["patch"]))
+        out["request"]["object"] = jsonpatch.apply_patch(out["request"]["object"], ops)
+    out["request"]["uid"] = str(uuid.uuid4())
+    return out
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {"p50_ms": round(ordered[len(ordered) // 2] * 1000, 2),
+            "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, 2)}
+
+
+def mutation_latency(work: Path, tls: tuple[Path, Path], *, pairs: int = 600, tags: int = 20) -> dict[str, Any]:
+    """The latency a Pod's admission gains from /mutate, against validation alone, on a loopback docker-registry.
+
+    Per Pod (3 containers, each `team/<name>:<tag>`): "validate alone" is POST /validate of the Pod as written;
+    "mutate + validate" is POST /mutate, its patch applied, then POST /validate of the pinned Pod, one after the
+    other as the API server calls them. Warm: `tags` tags per image, every one looked up once before; the two paths
+    alternate Pod by Pod, in random order, on one keep-alive TLS connection. Cold: every Pod names tags nobody
+    looked up (distinct manifests), `pairs // 10` Pods per path. Also the registry requests per cold Pod, and the
+    server's own time per call (the audit line's duration_ms: no client or TLS), which says what /mutate itself costs."""
+    import random
+    import ssl
+
+    import httpx
+
+    from tests.images import oci
+    from tests.images.registry import Registry
+
+    (work / "mutation-registry").mkdir(parents=True, exist_ok=True)
+    registry = Registry(work / "mutation-registry", free_port()).start()
+    names = ("api", "worker", "metrics-exporter")
+    cold = max(10, pairs // 10)
+    try:
+        layout = work / "mutation-layout"
+        oci.push(oci.build(layout, "bench", user="10001"), registry.host, "team/seed:1")
+        accept = "application/vnd.oci.image.manifest.v1+json"
+        manifest = httpx.get(f"http://{registry.host}/v2/team/seed/manifests/1", headers={"Accept": accept}).json()
+        blobs = [manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])]
+        for name in names:
+            for digest in blobs:  # cross-repository mount: every repository holds the seed's blobs
+                httpx.post(f"http://{registry.host}/v2/team/{name}/blobs/uploads/",
+                           params={"mount": digest, "from": "team/seed"}).raise_for_status()
+            for tag in [f"1.{i}.0" for i in range(tags)] + [f"cold-{path}-{i}" for path in "ab" for i in range(cold)]:
+                manifest["annotations"] = {"bench.admission/tag": f"{name}:{tag}"}  # its own digest per tag
+                httpx.put(f"http://{registry.host}/v2/team/{name}/manifests/{tag}",
+                          content=json.dumps(manifest).encode(), headers={"Content-Type": accept}).raise_for_status()
+        policy = work / "mutation-policy.yaml"
+        policy.write_text(f"images:\n  resolve: auto\n  on_error: deny\n  allowed_registries: [{registry.host}]\n"
+                          f"  insecure_registries: [{registry.host}]\n")
+        server = ours(tls, policy, work, tag="mutation")
+        context = ssl.create_default_context(cafile=str(tls[0].parent / "ca.crt"))
+        base = f"https://127.0.0.1:{server.port}"
+        try:
+            with httpx.Client(verify=context, timeout=10) as client:
+                def post(path: str, review: dict[str, Any]) -> tuple[dict[str, Any], float]:
+                    started = time.perf_counter()
+                    answer = client.post(base + path, content=json.dumps(review).encode(),
+                                         headers={"Content-Type": "application/json"}).json()
+                    return answer, time.perf_counter() - started
+
+                def alone(images: list[str], name: str) -> float:
+                    answer, took = post("/validate", pod_review(images, name))
+                    assert answer["response"]["allowed"] is True, answer
+                    return took
+
+                def mutated(images: list[str], name: str) -> tuple[float, float]:
+                    review = pod_review(images, name)
+                    answer, first = post("/mutate", review)
+                    assert "patch" in answer["response"], answer
+                    verdict, second = post("/validate", _patched(review, answer))
+                    assert verdict["response"]["allowed"] is True, verdict
+                    return first, first + second
+
+                def images_for(tag: str) -> list[str]:
+                    return [f"{registry.host}/team/{name}:{tag}" for name in names]
+
+                measured: dict[str, list[float]] = {"alone": [], "mutate": [], "both": []}
+                mark = len(registry.requests())
+                cold_alone = [alone(images_for(f"cold-a-{i}"), f"cold-a-{i}") for i in range(cold)]
+                cold_requests_alone = len(registry.requests()) - mark
+                cold_mutate, cold_both = [], []
+                mark = len(registry.requests())
+                for i in range(cold):
+                    first, both = mutated(images_for(f"cold-b-{i}"), f"cold-b-{i}")
+                    cold_mutate.append(first)
+                    cold_both.append(both)
+                cold_requests = len(registry.requests()) - mark
+                for i in range(tags):  # warm every tag, both ways
+                    alone(images_for(f"1.{i}.0"), "warm")
+                    mutated(images_for(f"1.{i}.0"), "warm")
+                rng = random.Random(26)
+                audit_mark = len(server.log.read_text().splitlines())
+                for i in range(pairs):
+                    tag = f"1.{rng.randrange(tags)}.0"
+                    order = [0, 1] if rng.random() < 0.5 else [1, 0]
+                    for which in order:
+                        if which == 0:
+                            measured["alone"].append(alone(images_for(tag), f"alone-{i}"))
+                        else:
+                            first, both = mutated(images_for(tag), f"pinned-{i}")
+                            measured["mutate"].append(first)
+                            measured["both"].append(both)
+            time.sleep(0.5)  # the server writes its audit lines at the end of an event-loop turn
+            lines = [json.loads(line) for line in server.log.read_text().splitlines()[audit_mark:]
+                     if line.startswith("{") and '"audit":"admission"' in line]
+        finally:
+            server.stop()
+        seconds = {key: [line["duration_ms"] / 1000 for line in lines if match(line)] for key, match in (
+            ("validate_alone", lambda a: a["name"].startswith("alone-")),
+            ("mutate", lambda a: a.get("webhook") == "mutate"),
+            ("validate_pinned", lambda a: a.get("webhook") is None and a["name"].startswith("pinned-")))}
+        pinned_pairs = [m + v for m, v in zip(seconds["mutate"], seconds["validate_pinned"])]
+        warm_alone, warm_both = _quantiles(measured["alone"]), _quantiles(measured["both"])
+        cold_a, cold_b = _quantiles(cold_alone), _quantiles(cold_both)
+        return {
+            "pods": pairs, "containers_per_pod": len(names), "cold_pods_per_path": cold,
+            "warm_validate_alone": warm_alone, "warm_mutate": _quantiles(measured["mutate"]),
+            "warm_mutate_then_validate": warm_both,
+            "warm_added_ms": {"p50": round(warm_both["p50_ms"] - warm_alone["p50_ms"], 2),
+                              "p99": round(warm_both["p99_ms"] - warm_alone["p99_ms"], 2)},
+            "cold_validate_alone": cold_a, "cold_mutate": _quantiles(cold_mutate), "cold_mutate_then_validate": cold_b,
+            "cold_added_ms": {"p50": round(cold_b["p50_ms"] - cold_a["p50_ms"], 2),
+                              "p99": round(cold_b["p99_ms"] - cold_a["p99_ms"], 2)},
+            "registry_requests_per_cold_pod_alone": round(cold_requests_alone / cold, 1),
+            "registry_requests_per_cold_pod_mutated": round(cold_requests / cold, 1),
+            "server_validate_alone": _quantiles(seconds["validate_alone"]),
+            "server_mutate": _quantiles(seconds["mutate"]),
+            "server_validate_pinned": _quantiles(seconds["validate_pinned"]),
+            "server_mutate_plus_validate": _quantiles(pinned_pairs),
+            "warm_ratio_p50": round(warm_both["p50_ms"] / warm_alone["p50_ms"], 2),
+        }
+    finally:
+        registry.stop()
+
+
 # --- main -------------------------------------------------------------------------------------------------------
 
 
@@ -408,6 +576,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip-cold", action="store_true")
     parser.add_argument("--only-cold", action="store_true")
+    parser.add_argument("--skip-mutation", action="store_true")
+    parser.add_argument("--only-mutation", action="store_true",
+                        help="measure /mutate's added latency alone and update that entry of --out")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         print("wrk is required (Debian package wrk; `make bench` installs it)", file=sys.stderr)
@@ -424,6 +595,15 @@ def main() -> int:
                                "request_bytes": len(allow_template), "cpus": os.cpu_count()}
     if args.only_cold:
         print(json.dumps(cold_images(work, tls), indent=2))
+        return 0
+    if args.only_mutation:
+        measured = mutation_latency(work, tls)
+        shutil.rmtree(work, ignore_errors=True)
+        out = Path(args.out)
+        recorded = json.loads(out.read_text()) if out.exists() else {}
+        recorded["mutation"] = measured
+        out.write_text(json.dumps(recorded, indent=2) + "\n")
+        print(json.dumps(measured, indent=2))
         return 0
     try:
         for workers in (1, 2):
@@ -455,6 +635,8 @@ def main() -> int:
                 results["ratio_1w_deny_heavy"] = _ratios(rounds["deny"], rounds["baseline"])
         if not args.skip_cold:
             results["cold_image"] = cold_images(work, tls)
+        if not args.skip_mutation:
+            results["mutation"] = mutation_latency(work, tls)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -494,6 +494,7 @@ class ImageResolver:
         # of checks against one registry probes it once (registry key -> a future set when the answer is known)
         self.referrer_probes: dict[str, asyncio.Future[None]] = {}
         self._inflight: dict[str, asyncio.Task[CachedConfig]] = {}
+        self._inflight_digests: dict[str, asyncio.Task[str]] = {}  # digest_for's HEADs, by tag (and gates, credentials)
         self._semaphores: dict[str, asyncio.Semaphore] = {}
 
     # -- cache access --
@@ -567,31 +568,10 @@ class ImageResolver:
             return replace(cached.config, reference=image)
         # A fresh lookup never joins one that may have answered from the tag cache.
         inflight_key = scope.inflight_key(ref) + ("\nfresh" if fresh else "")
-        for attempt in (1, 2):
-            task = self._inflight.get(inflight_key)
-            joined = task is not None
-            if task is None:
-                self.stats["miss"] += 1
-                task = asyncio.get_running_loop().create_task(
-                    self._resolve(scope, ref, ref_key, deadline=deadline, fresh=fresh))
-                self._inflight[inflight_key] = task
-                task.add_done_callback(lambda t: self._done(inflight_key, t))
-            else:
-                self.stats["dedup"] += 1
-            try:
-                async with asyncio.timeout(deadline - time.monotonic()):
-                    # shield: one caller's deadline or cancellation must not cancel the lookup the others wait on
-                    cached = await asyncio.shield(task)
-            except TimeoutError:
-                raise RegistryError(f"{image}: not resolved within the deadline", reason="timeout") from None
-            except RegistryError as exc:
-                # A joined lookup runs under the deadline of whoever started it; when that ran out first,
-                # a caller with time left tries once more under its own.
-                if joined and attempt == 1 and exc.reason == "timeout" and deadline - time.monotonic() > 0.05:
-                    continue
-                raise
-            return replace(cached.config, reference=image)
-        raise AssertionError("unreachable")  # pragma: no cover
+        cached = await self._shared(self._inflight, inflight_key,
+                                    lambda: self._resolve(scope, ref, ref_key, deadline=deadline, fresh=fresh),
+                                    image=image, deadline=deadline, started="miss")
+        return replace(cached.config, reference=image)
 
     async def digest_for(self, image: str, *, deadline: float, cred_key: str = "",
                          settings: ImagesSettings | None = None, fresh: bool = False) -> str:
@@ -613,6 +593,13 @@ class ImageResolver:
             return known[0]
         if known is not None:
             self.stats["revalidate"] += 1
+        # Concurrent asks for one tag (a Deployment's Pods created at once, both webhooks) share one HEAD; a fresh
+        # one never joins one that may have answered from the tag cache.
+        return await self._shared(self._inflight_digests, failure_key + ("\nfresh" if fresh else ""),
+                                  lambda: self._head(scope, ref, tag_key, failure_key, deadline=deadline),
+                                  image=image, deadline=deadline)
+
+    async def _head(self, scope: _Scope, ref: Reference, tag_key: str, failure_key: str, *, deadline: float) -> str:
         client = self.client
         try:
             digest = await self._call(
@@ -647,7 +634,7 @@ class ImageResolver:
 
     async def cancel_pending(self) -> None:
         """Cancel lookups still running (e.g. after the caller's deadline) and wait for them to end."""
-        tasks = list(self._inflight.values())
+        tasks: list[asyncio.Task[Any]] = [*self._inflight.values(), *self._inflight_digests.values()]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -687,9 +674,38 @@ class ImageResolver:
             self._remember_failure(ref_key, error)
             raise error from None
 
-    def _done(self, key: str, task: asyncio.Task[CachedConfig]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
+    async def _shared(self, inflight: dict[str, asyncio.Task[R]], key: str, start: Callable[[], Awaitable[R]], *,
+                      image: str, deadline: float, started: str | None = None) -> R:
+        """The answer of the lookup in flight under `key`, joined, or of one started now (`started`: the stat it
+        counts). Shielded: one caller's deadline or cancellation must not cancel the lookup the others wait on."""
+        for attempt in (1, 2):
+            task = inflight.get(key)
+            joined = task is not None
+            if task is None:
+                if started:
+                    self.stats[started] += 1
+                task = asyncio.get_running_loop().create_task(start())  # type: ignore[arg-type]
+                inflight[key] = task
+                task.add_done_callback(lambda t, k=key: self._done(inflight, k, t))
+            else:
+                self.stats["dedup"] += 1
+            try:
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    return await asyncio.shield(task)
+            except TimeoutError:
+                raise RegistryError(f"{image}: not resolved within the deadline", reason="timeout") from None
+            except RegistryError as exc:
+                # A joined lookup runs under the deadline of whoever started it; when that ran out first,
+                # a caller with time left tries once more under its own.
+                if joined and attempt == 1 and exc.reason == "timeout" and deadline - time.monotonic() > 0.05:
+                    continue
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _done(inflight: dict[str, asyncio.Task[Any]], key: str, task: asyncio.Task[Any]) -> None:
+        if inflight.get(key) is task:
+            del inflight[key]
         if not task.cancelled():
             task.exception()  # retrieved here: when every waiter timed out nobody else would, and asyncio would warn
 

@@ -1,4 +1,4 @@
-"""The webhook's FastAPI app: POST /validate, GET /healthz, /readyz, /metrics (architecture §3).
+"""The webhook's FastAPI app: POST /validate and /mutate, GET /healthz, /readyz, /metrics (architecture §3).
 
 `create_app(settings)` builds one app with its own policy holder, image resolver, cluster reader, metrics and
 audit log. A request is: read the body under the cap, validate the envelope (400/413), plan (review.plan:
@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -27,15 +27,15 @@ from pydantic_core import to_json
 from fastapi.responses import Response
 from starlette.routing import Route
 
-from admission.errors import PolicyError
+from admission.errors import PolicyError, RegistryError
 from admission.findings import Finding
 from admission.kube.cluster import ReadError
 from admission.kube.jobs import cronjob_ref, template_difference
 from admission.model import OwnerRef, Workload
 from admission.policy import catalog, engine
 from admission.policy.config import Policy, load_policy
-from admission.webhook import review
-from admission.webhook.audit import AuditLog, record
+from admission.webhook import mutate, review
+from admission.webhook.audit import AuditLog, mutation_record, record
 from admission.webhook.imaging import ImageFailure, failures, signature_audit, verdict, withhold_reasons
 from admission.webhook.metrics import CONTENT_TYPE_LATEST, Metrics
 from admission.webhook.reload import LIFECYCLE, PolicyHolder
@@ -163,15 +163,19 @@ class _RateLimit:
 
 
 class _App(FastAPI):
-    """FastAPI for every endpoint but POST /validate, which goes straight to the webhook's ASGI handler: the
+    """FastAPI for every endpoint but POST /validate and /mutate, which go straight to the webhook's ASGI handler: the
     profile showed the middleware stack and the Request/Response objects as a tenth of a decision's cost."""
 
     webhook: Any = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == "/validate" and scope["method"] == "POST":
-            await self.webhook.asgi_validate(scope, receive, send)
-            return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if scope["path"] == "/validate":
+                await self.webhook.asgi_validate(scope, receive, send)
+                return
+            if scope["path"] == "/mutate":
+                await self.webhook.asgi_mutate(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -188,6 +192,8 @@ class _Webhook:
         self.cluster = cluster  # admission.kube.cluster.ClusterReads, or None when cluster reads are off
         self.started = False
         self.redacting = settings.redact_details and bool(settings.docker_config or settings.pull_secrets)
+        self.pins = mutate.Pins()  # what /mutate pinned, for /validate's audit line (same process only)
+        self.skip_registries = mutate.skip_set(settings.mutation_skip_registries)
         self._finding_children: dict[tuple[str, str, str], Any] = {}
         self._refusals = _RateLimit(per_second=5.0, burst=20)
 
@@ -225,7 +231,13 @@ class _Webhook:
 
     async def validate(self, request: Request) -> Response:
         """The Starlette route (what a mounted or wrapped app reaches); the app itself takes the raw path below."""
-        status, content = await self.handle(request.scope, request.receive)
+        return self._response(*await self.handle(request.scope, request.receive))
+
+    async def mutate_route(self, request: Request) -> Response:
+        return self._response(*await self.handle_mutate(request.scope, request.receive))
+
+    @staticmethod
+    def _response(status: int, content: bytes) -> Response:
         return Response(content, status_code=status, media_type=_JSON,
                         headers={"Connection": "close"} if LIFECYCLE.closing else None)
 
@@ -234,7 +246,14 @@ class _Webhook:
 
         No `Connection: close` while draining: keep-alive is kept through the drain delay (a new TLS handshake per
         request cost 5x the throughput); only once the listener is closed does each answer close its connection."""
-        status, content = await self.handle(scope, receive)
+        await self._send(send, *await self.handle(scope, receive))
+
+    async def asgi_mutate(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """POST /mutate, as plain ASGI like /validate."""
+        await self._send(send, *await self.handle_mutate(scope, receive))
+
+    @staticmethod
+    async def _send(send: Any, status: int, content: bytes) -> None:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(content)).encode())]
         if LIFECYCLE.closing:
             headers.append((b"connection", b"close"))
@@ -243,6 +262,17 @@ class _Webhook:
 
     async def handle(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
         """(HTTP status, JSON body) for one POST /validate."""
+        return await self._serve(scope, receive, "validate", self._answer_validate)
+
+    async def handle_mutate(self, scope: dict[str, Any], receive: Any) -> tuple[int, bytes]:
+        """(HTTP status, JSON body) for one POST /mutate: always allowed (the validating webhook decides), with a
+        JSONPatch when something was pinned."""
+        return await self._serve(scope, receive, "mutate", self._answer_mutate)
+
+    async def _serve(self, scope: dict[str, Any], receive: Any, webhook: str,
+                     answer: Callable[[review.AdmissionReview, float, float], Awaitable[bytes]]) -> tuple[int, bytes]:
+        """Read the body under the cap, validate the envelope (400, 413), then `answer(parsed, start, budget)`; a bug
+        of ours is a 500 with the uid, logged, and the worker lives on."""
         start = time.monotonic()
         try:
             body = await self._read_body(scope, receive)
@@ -250,25 +280,84 @@ class _Webhook:
             return 400, b'{"error":"the client went away"}'
         if body is None:
             return 413, self._refused(413, {"error": f"the body is larger than {self.settings.max_body} bytes"},
-                                      "too_large", start, scope, None)
+                                      "too_large", start, scope, None, webhook=webhook)
         try:
             parsed = review.parse(body)
         except review.EnvelopeError as exc:
-            return 400, self._refused(400, exc.body(), "bad_request", start, scope, body)
-        req = parsed.request
+            return 400, self._refused(400, exc.body(), "bad_request", start, scope, body, webhook=webhook)
         query = scope.get("query_string", b"")
         budget = request_deadline(self.settings, _timeout_param(query) if b"timeout=" in query else None)
         try:
-            decision = await self.decide(req, start + budget)
-            answer = review.response_body(parsed.apiVersion, req.uid, decision.allowed, code=decision.code,
-                                          message=decision.message, warnings=decision.warnings)
-            content = to_json(answer)  # pydantic-core's encoder: a seventh of json.dumps's time on an answer
-            self._account(req, decision, time.monotonic() - start, budget)
+            return 200, await answer(parsed, start, budget)
         except Exception:  # noqa: BLE001 - our bug: 500 with the uid, logged; the worker lives on
-            log.exception("internal error deciding uid=%s", req.uid)
+            req = parsed.request
+            log.exception("internal error in /%s uid=%s", webhook, req.uid)
             return 500, self._error(500, {"error": "internal error in the admission webhook", "uid": req.uid},
-                                    "error", start, request=req)
-        return 200, content
+                                    "error", start, request=req, webhook=webhook)
+
+    async def _answer_validate(self, parsed: review.AdmissionReview, start: float, budget: float) -> bytes:
+        req = parsed.request
+        decision = await self.decide(req, start + budget)
+        answer = review.response_body(parsed.apiVersion, req.uid, decision.allowed, code=decision.code,
+                                      message=decision.message, warnings=decision.warnings)
+        content = to_json(answer)  # pydantic-core's encoder: a seventh of json.dumps's time on an answer
+        self._account(req, decision, time.monotonic() - start, budget)
+        return content
+
+    async def _answer_mutate(self, parsed: review.AdmissionReview, start: float, budget: float) -> bytes:
+        req = parsed.request
+        mutation = await self.mutate(req, start + budget)
+        content = to_json(review.response_body(parsed.apiVersion, req.uid, True, patch=mutation.encoded_patch()))
+        duration = time.monotonic() - start
+        kind = mutation.kind or (req.kind.kind if req.kind is not None else "")
+        self.metrics.observe(req.operation, kind, mutation.result, duration, dry_run=bool(req.dryRun),
+                             webhook="mutate")
+        for result, count in mutation.counts().items():
+            self.metrics.mutations.labels(result).inc(count)
+        self.audit.write(mutation_record(req, mutation, duration=duration, deadline=budget))
+        return content
+
+    # --- mutation ----------------------------------------------------------------------------------------------
+
+    async def mutate(self, req: review.AdmissionRequest, deadline: float) -> mutate.Mutation:
+        """Pin what the request adds to the digests its tags name now (webhook/mutate.py says what and why)."""
+        found = mutate.target(req, templates=self.settings.mutation_templates)
+        if isinstance(found, str):
+            return mutate.Mutation(result="skipped", skipped=found)
+        policy = self.holder.policy  # one snapshot per request, as for validation
+        assert policy is not None
+        params = policy.setting("image-tag-pinned").params
+        out = mutate.Mutation(result="unchanged", kind=found.kind, namespace=found.namespace, name=found.name)
+        judged = {site: mutate.judge(site.image, params=params, skip=self.skip_registries) for site in found.sites}
+        wanted = [site.image for site, left_as in judged.items() if left_as is None]
+        digests: dict[str, str | RegistryError] = {}
+        if wanted and (self.images is None or policy.images.resolve not in ("auto", True)):
+            judged.update({site: (mutate.SKIPPED, "image lookups are off (images.resolve: false)")
+                           for site, left_as in judged.items() if left_as is None})
+        elif wanted:
+            credentials = None
+            if self.cluster is not None and self.cluster.pull_secrets:
+                credentials = await self.cluster.pull_credentials(req.object or {}, found.kind, found.namespace,
+                                                                  deadline=deadline)
+            digests = await self.images.digests(wanted, policy.images, deadline=deadline, pulls=credentials)
+        pinned: list[tuple[mutate.Site, str]] = []
+        for site, left_as in judged.items():
+            if left_as is None:
+                answer = digests[site.image]
+                if isinstance(answer, str):
+                    pinned.append((site, f"{site.image}@{answer}"))
+                    continue
+                left_as = mutate.not_resolved(answer)
+            out.left.append({"container": site.container, "image": site.image, "result": left_as[0],
+                             **({"reason": left_as[1]} if left_as[1] else {})})
+        if pinned:
+            out.result = "mutated"
+            out.patch = mutate.patch(req.object or {}, found, pinned)
+            out.pinned = [{"container": site.container, "from": site.image, "to": to} for site, to in pinned]
+            if found.kind == "Pod" and not req.dryRun:
+                for site, to in pinned:
+                    self.pins.record(found.namespace, found.name, site.container, to, site.image)
+        return out
 
     # --- the decision ----------------------------------------------------------------------------------------
 
@@ -331,6 +420,8 @@ class _Webhook:
                 notes.insert(0, f"the owner's exemption was not applied: {lent.said} (see the audit log)")
         describe = self._describer(workloads, image_failures) if report.findings else review.plain
         decision = review.finish(planned, report, notes=notes, describe=describe)
+        if len(self.pins) and planned.kind == "Pod":
+            decision.mutated = self._pinned_here(req, planned) or None
         if image_failures:
             decision.images = [failure.audit() for failure in image_failures]
         if signatures:
@@ -391,6 +482,22 @@ class _Webhook:
                          manual_run="allowed: exemptions with manual_runs only")
         return _Lent(claimed=ref, problem=f"{where}: the requester may not patch it ({why}) and none of its exemptions "
                      "sets manual_runs", said=NOT_FROM_ITS_CONTROLLER, manual_run="refused: may not patch the CronJob")
+
+    def _pinned_here(self, req: review.AdmissionRequest, planned: review.Plan) -> list[dict[str, str]]:
+        """The references of a Pod that this process's /mutate pinned, from its own record: the annotation says the same
+        but anyone can write it, so it is never read here."""
+        metadata = (req.object or {}).get("metadata")
+        names = [n for n in ((metadata or {}).get(k) for k in ("name", "generateName")) if isinstance(n, str) and n] \
+            if isinstance(metadata, dict) else []
+        out = []
+        for workload in planned.workloads:
+            for c in workload.containers:
+                if c.image is None or "@" not in c.image.value:
+                    continue
+                original = self.pins.original(planned.namespace, names, c.name, c.image.value)
+                if original is not None:
+                    out.append({"container": c.name, "from": original, "to": c.image.value})
+        return out
 
     def _limits_note(self, limit_problem: str | None, *, template: bool) -> str:
         """What the cluster knows and CI does not about LimitRange defaults, for resource-limits messages."""
@@ -458,17 +565,18 @@ class _Webhook:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _refused(self, status: int, body: dict[str, Any], result: str, start: float, scope: dict[str, Any],
-                 received: bytes | None) -> bytes:
+                 received: bytes | None, *, webhook: str = "validate") -> bytes:
         """A 400 or 413: counted always; an audit line (with the uid when the body was read and has one; a 413 body is
         not read past the cap) and a log line, both rate-limited, since anyone who reaches the port can send them."""
         self.metrics.envelope_refusals.labels(result).inc()
-        content = self._error(status, body, result, start)
+        content = self._error(status, body, result, start, webhook=webhook)
         allowed, dropped = self._refusals.take()
         if not allowed:
             return content
         uid = _uid_of(received) if received is not None else ""
         client = scope.get("client") or ("", 0)
-        line: dict[str, Any] = {"ts": round(time.time(), 3), "audit": "admission", "uid": uid, "result": result,
+        line: dict[str, Any] = {"ts": round(time.time(), 3), "audit": "admission",
+                                **({"webhook": webhook} if webhook != "validate" else {}), "uid": uid, "result": result,
                                 "code": status, "allowed": False, "error": body.get("error", ""),
                                 "client": str(client[0]), "duration_ms": round((time.monotonic() - start) * 1000, 3)}
         if body.get("details"):
@@ -481,14 +589,17 @@ class _Webhook:
         return content
 
     def _error(self, status: int, body: dict[str, Any], result: str, start: float,
-               request: review.AdmissionRequest | None = None) -> bytes:
+               request: review.AdmissionRequest | None = None, *, webhook: str = "validate") -> bytes:
         duration = time.monotonic() - start
         operation = request.operation if request is not None else ""
         kind = request.kind.kind if request is not None and request.kind is not None else ""
-        self.metrics.observe(operation, kind, result, duration, dry_run=bool(request is not None and request.dryRun))
+        self.metrics.observe(operation, kind, result, duration, dry_run=bool(request is not None and request.dryRun),
+                             webhook=webhook)
         if result == "error" and request is not None:
-            self.audit.write({**record(request, review.Decision(allowed=False, result="error"), duration=duration),
-                              "error": body.get("error")})
+            line = record(request, review.Decision(allowed=webhook == "mutate", result="error"), duration=duration)
+            if webhook != "validate":
+                line["webhook"] = webhook
+            self.audit.write({**line, "error": body.get("error")})
         return json.dumps(body).encode()
 
     def _account(self, req: review.AdmissionRequest, decision: review.Decision, duration: float, budget: float) -> None:
@@ -571,6 +682,7 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     # Plain Starlette routes: the handlers take the Request and build their answer themselves, so FastAPI's
     # dependency solving and response encoding are not paid per request.
     app.router.routes.append(Route("/validate", hook.validate, methods=["POST"]))
+    app.router.routes.append(Route("/mutate", hook.mutate_route, methods=["POST"]))
     app.router.routes.append(Route("/healthz", hook.healthz, methods=["GET"]))
     app.router.routes.append(Route("/readyz", hook.readyz, methods=["GET"]))
     app.router.routes.append(Route("/metrics", hook.metrics_endpoint, methods=["GET"]))

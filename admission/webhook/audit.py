@@ -16,9 +16,10 @@ from typing import IO, Any
 
 from pydantic_core import to_json
 
+from admission.webhook.mutate import Mutation
 from admission.webhook.review import AdmissionRequest, Decision
 
-__all__ = ["AuditLog", "record"]
+__all__ = ["AuditLog", "mutation_record", "record"]
 
 
 def record(request: AdmissionRequest | None, decision: Decision, *, duration: float, deadline: float | None = None,
@@ -73,12 +74,43 @@ def record(request: AdmissionRequest | None, decision: Decision, *, duration: fl
         out["images"] = decision.images  # image, container, precise reason and message: never in the answer
     if decision.signatures:
         out["signatures"] = decision.signatures  # what was verified, by which key; an unanswered registry's error
+    if decision.mutated:
+        out["mutated"] = decision.mutated  # container, from, to, and how this process knows (webhook/mutate.py)
     if report is not None and report.errors:
         out["problems"] = [p.message for p in report.errors]
     if deadline is not None:
         out["deadline_ms"] = round(deadline * 1000, 1)
     if extra:
         out.update(extra)
+    return out
+
+
+def mutation_record(request: AdmissionRequest, mutation: Mutation, *, duration: float,
+                    deadline: float | None = None) -> dict[str, Any]:
+    """The audit fields of one /mutate answer: what was pinned (container, from, to), what was left as written and why
+    (a lookup's precise reason included: the answer itself carries none), or why nothing was considered."""
+    out: dict[str, Any] = {
+        "ts": round(time.time(), 3),
+        "audit": "admission",
+        "webhook": "mutate",
+        "uid": request.uid,
+        "kind": mutation.kind or (request.kind.kind if request.kind is not None else ""),
+        "namespace": mutation.namespace or request.namespace or "",
+        "name": mutation.name or request.name or "",
+        "operation": request.operation,
+        "subResource": request.subResource or "",
+        "user": request.userInfo.username if request.userInfo is not None else "",
+        "dryRun": bool(request.dryRun),
+        "allowed": True,
+        "result": mutation.result,
+        "pinned": mutation.pinned,
+        "left": mutation.left,
+        "duration_ms": round(duration * 1000, 3),
+    }
+    if mutation.skipped:
+        out["skipped"] = mutation.skipped
+    if deadline is not None:
+        out["deadline_ms"] = round(deadline * 1000, 1)
     return out
 
 

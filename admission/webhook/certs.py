@@ -1,5 +1,6 @@
 """Managed TLS (`tls.mode: managed`): the server makes its own CA and serving certificate, keeps them in a Secret,
-and keeps its ValidatingWebhookConfiguration's caBundle in step, as Gatekeeper's cert-controller and Kyverno do.
+and keeps the caBundle of its ValidatingWebhookConfiguration (and MutatingWebhookConfiguration, when mutation is on)
+in step, as Gatekeeper's cert-controller and Kyverno do.
 
 The Lease logic is hand-written against coordination.k8s.io/v1 (about forty lines): the kubernetes client's
 `leaderelection` replaces the Lease (the `update` verb, where a merge patch with the read resourceVersion gives the
@@ -11,7 +12,7 @@ One replica, the Lease holder, writes; every replica reads the Secret through an
 - A CA rotation adds the next CA to the bundle (phase 1); after the propagation delay it serves a certificate of
   the next CA (phase 2); the old CA leaves the bundle once every replica reports, on the Secret, that it serves a
   certificate of the new one (each replica checks with a TLS handshake to itself, so a report is what it serves).
-- The bundle is patched into the webhook configuration whenever it differs, and the writer watches that object,
+- The bundle is patched into the webhook configurations whenever it differs, and the writer watches them,
   so a caBundle dropped by `helm upgrade` (3-way merge) or a GitOps sync is restored within a second or two.
 - CAs already in that caBundle when the writer first creates its Secret (the chart's selfSigned or cert-manager CA,
   on a switch to managed) stay in the bundle for the handover time, so the pods still serving them stay trusted
@@ -310,6 +311,8 @@ class _Api:
             return self._call(self.core.read_namespaced_secret, name, self.namespace)
         if kind == "lease":
             return self._call(self.leases.read_namespaced_lease, name, self.namespace)
+        if kind == "mutating":
+            return self._call(self.hooks.read_mutating_webhook_configuration, name)
         return self._call(self.hooks.read_validating_webhook_configuration, name)
 
     def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -325,6 +328,8 @@ class _Api:
         if kind == "lease":
             return self._call(self.leases.patch_namespaced_lease, name, self.namespace, body,
                               _content_type=content_type)
+        if kind == "mutating":
+            return self._call(self.hooks.patch_mutating_webhook_configuration, name, body, _content_type=content_type)
         return self._call(self.hooks.patch_validating_webhook_configuration, name, body, _content_type=content_type)
 
     def watch(self, kind: str, name: str, stop: threading.Event) -> Iterator[dict[str, Any]]:
@@ -332,6 +337,7 @@ class _Api:
         from kubernetes.watch.watch import iter_resp_lines
 
         lister = (self.core.list_namespaced_secret, (self.namespace,)) if kind == "secret" else \
+            (self.hooks.list_mutating_webhook_configuration, ()) if kind == "mutating" else \
             (self.hooks.list_validating_webhook_configuration, ())
         selector = f"metadata.name={name}"
         listed = self._call(lister[0], *lister[1], field_selector=selector)
@@ -372,10 +378,11 @@ class CertManager:
     interval: float = 1.0
     lease_duration: float = 15.0
     report_interval: float = 30.0
+    mutating: str | None = None  # the MutatingWebhookConfiguration kept in step too (ADMISSION_TLS_MUTATING_WEBHOOK)
     _stop: threading.Event = field(default_factory=threading.Event)
     _wake: threading.Event = field(default_factory=threading.Event)
     _secret: dict[str, Any] | None = None
-    _hook: dict[str, Any] | None = None
+    _hooks: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # "webhook"/"mutating" -> latest seen
     _leader: bool = False
     _lease_seen: tuple[str, str, float] = ("", "", 0.0)
     _renewed: float = 0.0
@@ -404,8 +411,10 @@ class CertManager:
         self._install(cert, key)
 
     def start(self) -> None:
-        for target, name in ((self._loop, "certs"), (lambda: self._follow("secret", self.secret), "certs-secret"),
-                             (lambda: self._follow("webhook", self.webhook), "certs-webhook")):
+        follows = [(self._loop, "certs"), (lambda: self._follow("secret", self.secret), "certs-secret")]
+        follows += [(lambda kind=kind, name=name: self._follow(kind, name), f"certs-{kind}")
+                    for kind, name in self._configurations()]
+        for target, name in follows:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -432,7 +441,7 @@ class CertManager:
                     if kind == "secret":
                         self._secret = obj or None
                     else:
-                        self._hook = obj or None
+                        self._hooks[kind] = obj or None
                     self._wake.set()
             except Exception as exc:  # noqa: BLE001 - the API may be briefly away: list and watch again
                 log.warning("watching %s %s: %s", kind, name, exc)
@@ -523,12 +532,13 @@ class CertManager:
         current = Material.from_secret(secret) if secret else None
         found: list[bytes] = []
         if current is None:
-            hook = self._hook if self._hook is not None else self.api.get("webhook", self.webhook)
-            for webhook in (hook or {}).get("webhooks") or []:
-                try:
-                    found += split(base64.b64decode((webhook.get("clientConfig") or {}).get("caBundle") or ""))
-                except ValueError:
-                    continue  # not a bundle of certificates: nothing to keep trusting
+            for kind, name in self._configurations():
+                for webhook in (self._hook(kind, name) or {}).get("webhooks") or []:
+                    try:
+                        found += split(base64.b64decode((webhook.get("clientConfig") or {}).get("caBundle") or ""))
+                    except ValueError:
+                        continue  # not a bundle of certificates: nothing to keep trusting
+            found = list(dict.fromkeys(found))  # one CA in both configurations is one CA
         new, why = advance(current, self.cfg, now=now, reports=self._reports(secret or {}, now), found=found)
         if not why:
             return secret
@@ -620,22 +630,32 @@ class CertManager:
         if written is not None and self._leader:
             self._secret = written
 
+    def _configurations(self) -> list[tuple[str, str]]:
+        """(kind, name) of the webhook configurations whose caBundle is kept: the validating one, and the mutating one."""
+        return [("webhook", self.webhook)] + ([("mutating", self.mutating)] if self.mutating else [])
+
+    def _hook(self, kind: str, name: str) -> dict[str, Any] | None:
+        seen = self._hooks.get(kind)
+        return seen if seen is not None else self.api.get(kind, name)
+
     def _patch_bundle(self, material: Material) -> None:
-        hook = self._hook if self._hook is not None else self.api.get("webhook", self.webhook)
-        if hook is None:
-            return  # not registered yet (the chart applies it with the rest); the watch wakes us when it is
         bundle = base64.b64encode(b"".join(material.trusted)).decode()
-        drifted = [w["name"] for w in hook.get("webhooks") or []
-                   if (w.get("clientConfig") or {}).get("caBundle") != bundle]
-        if not drifted:
-            return
-        patched = self.api.patch("webhook", self.webhook,
-                                 {"webhooks": [{"name": n, "clientConfig": {"caBundle": bundle}} for n in drifted]},
-                                 content_type="application/strategic-merge-patch+json")
-        if patched is not None:
-            self._hook = patched
-        log.info("managed TLS: caBundle of %s set (%d CA%s)", self.webhook, len(material.trusted),
-                 "" if len(material.trusted) == 1 else "s")
+        for kind, name in self._configurations():
+            hook = self._hook(kind, name)
+            if hook is None:
+                continue  # not registered yet (the chart applies it with the rest); the watch wakes us when it is
+            drifted = [w["name"] for w in hook.get("webhooks") or []
+                       if (w.get("clientConfig") or {}).get("caBundle") != bundle]
+            if not drifted:
+                continue
+            patched = self.api.patch(kind, name,
+                                     {"webhooks": [{"name": n, "clientConfig": {"caBundle": bundle}} for n in drifted]},
+                                     content_type="application/strategic-merge-patch+json")
+            if patched is not None:
+                self._hooks[kind] = patched
+            log.info("managed TLS: caBundle of %sWebhookConfiguration %s set (%d CA%s)",
+                     "Mutating" if kind == "mutating" else "Validating", name, len(material.trusted),
+                     "" if len(material.trusted) == 1 else "s")
 
 
 def connect(settings: Any) -> CertManager:
@@ -670,5 +690,6 @@ def connect(settings: Any) -> CertManager:
                     cert_validity=settings.tls_cert_validity, propagation=settings.tls_propagation_delay,
                     handover=settings.tls_handover),
         secret=settings.tls_secret, lease=settings.tls_lease or settings.tls_secret, webhook=settings.tls_webhook,
+        mutating=settings.tls_mutating_webhook,
         identity=settings.pod_name, folder=folder, probe=(probe_host, settings.port),
         interval=settings.watch_interval, report_interval=settings.tls_report_interval)

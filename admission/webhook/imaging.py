@@ -22,7 +22,8 @@ from typing import Any
 
 from admission.images.cache import ImageResolver, MemoryCache
 from admission.images.credentials import Credentials
-from admission.images.enrich import deadline_missed, enrich, failure_reason
+from admission.errors import RegistryError
+from admission.images.enrich import DEADLINE_MESSAGE, deadline_missed, enrich, failure_reason
 from admission.images.registry import RegistryClient
 from admission.model import Workload
 from admission.images.settings import ImagesSettings
@@ -174,6 +175,42 @@ class ImageService:
         if self.metrics is not None:
             self._count_failures(enriched)
         return enriched
+
+    async def digests(self, images: Sequence[str], settings: ImagesSettings, *, deadline: float,
+                      pulls: PullCredentials | None = None) -> dict[str, str | RegistryError]:
+        """The digest each image's tag names (an index's own for a multi-platform image), or why it could not be had.
+        The mutating webhook's lookups: the resolver, gates, credentials and tag cache of `enrich`, so a tag looked up
+        here is not looked up again when the validating webhook judges the pinned reference, and concurrent requests
+        naming one tag share one lookup."""
+        pair, key = self._pair(pulls)
+        until = deadline - min(_EVALUATION_RESERVE, max(0.0, (deadline - time.monotonic()) * 0.1))
+        tasks = {image: asyncio.ensure_future(pair.resolver.digest_for(image, deadline=until, cred_key=key,
+                                                                       settings=settings))
+                 for image in dict.fromkeys(images)}
+        if not tasks:
+            return {}
+        done, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, until - time.monotonic()))
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+        out: dict[str, str | RegistryError] = {}
+        for image, task in tasks.items():
+            exc = task.exception() if task in done and not task.cancelled() else None
+            if task not in done or task.cancelled():
+                out[image] = RegistryError(DEADLINE_MESSAGE.partition(": ")[2], reason="timeout")
+            elif exc is not None:
+                out[image] = exc if isinstance(exc, RegistryError) else \
+                    RegistryError(f"{type(exc).__name__}: {exc}", reason="error")
+            else:
+                out[image] = task.result()
+            failed = out[image]
+            if self.metrics is not None and isinstance(failed, RegistryError):
+                text = f"{failed.reason}: {failed}"
+                self.metrics.image_failed(failure_reason(text), _registry_of(image))
+                if deadline_missed(text):
+                    self.metrics.deadline_misses.inc()
+        return out
 
     def _count_failures(self, workloads: Sequence[Workload]) -> None:
         """Per failed lookup (an image named by two containers was looked up once): its reason, DNS failures by

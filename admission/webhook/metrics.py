@@ -60,12 +60,18 @@ class Metrics:
         self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("admission_requests", "AdmissionReview requests by operation, kind (the evaluated "
-                                "kinds, else other), dry_run and result (allowed, warned, denied, skipped, invalid, "
-                                "bad_request, too_large, error)", ("operation", "kind", "dry_run", "result"),
+        self.requests = Counter("admission_requests", "AdmissionReview requests by webhook (validate, mutate), "
+                                "operation, kind (the evaluated kinds, else other), dry_run and result (allowed, warned, "
+                                "denied, skipped, invalid, bad_request, too_large, error; mutate: mutated, unchanged, "
+                                "skipped, invalid, ...)", ("webhook", "operation", "kind", "dry_run", "result"),
                                 registry=r)
         self.latency = Histogram("admission_request_duration_seconds", "Time from body read to answer, per request, "
-                                 "by kind and operation", ("kind", "operation"), buckets=_BUCKETS, registry=r)
+                                 "by webhook (validate, mutate), kind and operation", ("webhook", "kind", "operation"),
+                                 buckets=_BUCKETS, registry=r)
+        self.mutations = Counter("admission_mutations", "Image references /mutate considered, by result: mutated, "
+                                 "already-pinned, skipped (a tag image-tag-pinned refuses, a skipped registry, a "
+                                 "reference the gates refuse), unresolved (the lookup failed or missed the deadline)",
+                                 ("result",), registry=r)
         self.findings = Counter("admission_findings", "Findings by rule, the rule's severity, and what was done: deny, "
                                 "warn, would-deny (enforcement: warn let through what deny would refuse) or suppressed",
                                 ("rule", "severity", "action"), registry=r)
@@ -112,24 +118,26 @@ class Metrics:
         self.refreshers: list[Callable[[], None]] = []  # set the state gauges (ready, policy, certificate) anew
         self._hash = ""
         self._synced: _Tally[str] = _Tally()
-        self._children: dict[tuple[str, str, str, str], Any] = {}
-        self._latency: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[str, str, str, str, str], Any] = {}
+        self._latency: dict[tuple[str, str, str], Any] = {}
         self._registry_labels = registry_labels
         self._registries: set[str] = set()
 
-    def observe(self, operation: str, kind: str, result: str, duration: float, *, dry_run: bool = False) -> None:
-        key = (operation, kind, result, "true" if dry_run else "false")
+    def observe(self, operation: str, kind: str, result: str, duration: float, *, dry_run: bool = False,
+                webhook: str = "validate") -> None:
+        key = (webhook, operation, kind, result, "true" if dry_run else "false")
         child = self._children.get(key)
         if child is None:
             # operation and kind come from requests: bounded to the known values, so the label sets are too
-            labels = (operation_label(operation), kind_label(kind))
-            child = self._children[key] = self.requests.labels(*labels, key[3], result)
+            labels = (webhook, operation_label(operation), kind_label(kind))
+            child = self._children[key] = self.requests.labels(*labels, key[4], result)
             if len(self._children) > 4096:
                 self._children.clear()
         child.inc()
-        timer = self._latency.get((operation, kind))
+        timer = self._latency.get((webhook, operation, kind))
         if timer is None:
-            timer = self._latency[(operation, kind)] = self.latency.labels(kind_label(kind), operation_label(operation))
+            timer = self._latency[(webhook, operation, kind)] = self.latency.labels(
+                webhook, kind_label(kind), operation_label(operation))
             if len(self._latency) > 4096:
                 self._latency.clear()
         timer.observe(duration)

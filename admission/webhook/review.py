@@ -22,8 +22,8 @@ from admission.model import Workload
 from admission.sources import kubernetes
 
 __all__ = [
-    "AdmissionRequest", "AdmissionReview", "Decision", "EnvelopeError", "Plan", "deny_message", "finish", "parse",
-    "plan", "response_body", "warning_lines",
+    "AdmissionRequest", "AdmissionReview", "Decision", "EnvelopeError", "Plan", "deny_message", "dig", "finish",
+    "kind_of", "parse", "plan", "response_body", "warning_lines",
 ]
 
 API_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -126,9 +126,13 @@ def parse(body: bytes) -> AdmissionReview:
 
 
 def response_body(api_version: str, uid: str, allowed: bool, *, code: int | None = None, message: str | None = None,
-                  warnings: Sequence[str] = ()) -> dict[str, Any]:
-    """The AdmissionReview answer: same apiVersion and kind, the request's uid, `allowed`, status and warnings."""
+                  warnings: Sequence[str] = (), patch: str | None = None) -> dict[str, Any]:
+    """The AdmissionReview answer: same apiVersion and kind, the request's uid, `allowed`, status and warnings; a
+    mutating answer's JSONPatch (`patch`, base64) when it changes something."""
     response: dict[str, Any] = {"uid": uid, "allowed": allowed}
+    if patch is not None:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = patch
     if code is not None:
         status: dict[str, Any] = {"code": code, "message": message or ""}
         if not allowed:
@@ -170,6 +174,7 @@ class Decision:
     report: Report | None = None
     images: list[dict[str, str]] | None = None  # failed image lookups with their precise reasons (audit only)
     signatures: list[dict[str, str]] | None = None  # images.verify checks, with their precise errors (audit only)
+    mutated: list[dict[str, str]] | None = None  # references the mutating webhook pinned, as this process knows (audit)
     kind: str = ""
     namespace: str = ""
     name: str = ""
@@ -185,7 +190,7 @@ def invalid(message: str, *, kind: str = "", namespace: str = "", name: str = ""
     return Decision(allowed=False, code=400, message=text, result="invalid", kind=kind, namespace=namespace, name=name)
 
 
-def _kind_of(request: AdmissionRequest) -> tuple[str, str] | None:
+def kind_of(request: AdmissionRequest) -> tuple[str, str] | None:
     """(apiVersion, kind) to dispatch on: request.kind, else the object's own."""
     gvk = request.kind
     if gvk is not None and gvk.kind:
@@ -196,7 +201,7 @@ def _kind_of(request: AdmissionRequest) -> tuple[str, str] | None:
     return None
 
 
-def _dig(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
+def dig(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
     node: Any = obj
     for step in path:
         if not isinstance(node, dict):
@@ -206,7 +211,7 @@ def _dig(obj: Mapping[str, Any] | None, path: Sequence[str]) -> Any:
 
 
 def _ephemeral_names(obj: Mapping[str, Any] | None) -> set[str]:
-    items = _dig(obj, ("spec", "ephemeralContainers"))
+    items = dig(obj, ("spec", "ephemeralContainers"))
     if not isinstance(items, list):
         return set()
     return {c["name"] for c in items if isinstance(c, dict) and isinstance(c.get("name"), str)}
@@ -217,7 +222,7 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
     operation = request.operation
     if operation not in EVALUATED_OPERATIONS:
         return _skip(f"operation {operation or '(none)'} is not evaluated")
-    found = _kind_of(request)
+    found = kind_of(request)
     if found is None:
         if request.object is None:
             return invalid("the request has no object and no kind")
@@ -242,8 +247,8 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
         # A Job's whole template: a suspended Job's template labels and annotations may change, and whether a
         # manual run borrows its CronJob's exemptions depends on them (issue 22).
         compared = path[:-1] if kind == "Job" else path
-        spec = _dig(obj, compared)
-        if spec is not None and spec == _dig(old, compared):
+        spec = dig(obj, compared)
+        if spec is not None and spec == dig(old, compared):
             return _skip("the pod spec is unchanged" if kind != "Job" else "the pod template is unchanged")
     # The object is decoded as its kind says; an object missing apiVersion/kind takes them from request.kind.
     if obj.get("kind") != kind or obj.get("apiVersion") != api_version:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     tls_secret: str | None = None  # the Secret holding the CA, the serving pair and the bundle
     tls_lease: str | None = None  # the Lease that picks the one writer (default: the Secret's name)
     tls_webhook: str | None = None  # the ValidatingWebhookConfiguration whose caBundle is kept
+    tls_mutating_webhook: str | None = None  # the MutatingWebhookConfiguration whose caBundle is kept too (mutation)
     tls_hosts: str | None = None  # comma-separated DNS names / IPs of the serving certificate
     tls_ca_validity: float = Field(5 * 365 * 86400.0, ge=30)  # seconds; rotated with a third left
     tls_cert_validity: float = Field(90 * 86400.0, ge=10)  # seconds; renewed with a third left
@@ -57,6 +58,10 @@ class Settings(BaseSettings):
     cluster_cache_ttl: float = Field(30.0, ge=0, le=3600)  # seconds a LimitRange / pull-secret read is reused
     kubeconfig: str | None = None  # outside a cluster; in a pod the service account is used
 
+    # POST /mutate (issue 26): controllers' pod templates are pinned too (else only Pods), and registries never pinned.
+    mutation_templates: bool = False
+    mutation_skip_registries: str = ""  # comma-separated registries, as images.allowed_registries spells them
+
     metrics_dir: str | None = None  # prometheus-client multiprocess directory (needed for workers > 1)
     # /metrics on a port of its own (plain HTTP), and not on the webhook's port: a NetworkPolicy can then open
     # scraping to the monitoring namespace apart from the API server's path. None: /metrics on the webhook's port.
@@ -71,8 +76,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("tls_cert", "tls_key", "tls_secret", "tls_lease", "tls_webhook", "tls_hosts", "tls_held",
-                     "pod_name", "pod_namespace", "policy", "docker_config", "metrics_dir", "kubeconfig", mode="before")
+    @field_validator("tls_cert", "tls_key", "tls_secret", "tls_lease", "tls_webhook", "tls_mutating_webhook", "tls_hosts",
+                     "tls_held", "pod_name", "pod_namespace", "policy", "docker_config", "metrics_dir", "kubeconfig",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

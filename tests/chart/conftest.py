@@ -51,6 +51,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                     "policy": "images:\n  verify:\n  - images: ['registry.example.com/team/*']\n"
                               "    keys: [../keys/release.pub]\n"},
     "verify-secret": {"verifyKeys": {"existingSecret": "release-keys"}},
+    # POST /mutate registered (issue 26): with each certificate mode, templates on, its own failurePolicy.
+    "mutation": {"mutation": {"enabled": True}},
+    "mutation-self-signed": {"mutation": {"enabled": True, "templates": True, "failurePolicy": "Fail",
+                                          "skip_registries": ["docker.io", "registry.internal:5000"]},
+                             "tls": {"mode": "selfSigned"}, "excludedNamespaces": ["monitoring"]},
+    "mutation-cert-manager": {"mutation": {"enabled": True}, "tls": {"mode": "certManager"}, "timeoutSeconds": 8,
+                              "objectSelector": {"matchLabels": {"admission.policy/checked": "true"}}},
     "everything": {
         "image": {"digest": "sha256:" + "ab" * 32},
         "imagePullSecrets": ["pull-secret"],
@@ -121,6 +128,11 @@ class Rendered:
     @property
     def webhook(self) -> dict[str, Any]:
         (hook,) = self.one("ValidatingWebhookConfiguration")["webhooks"]
+        return hook
+
+    @property
+    def mutating(self) -> dict[str, Any]:
+        (hook,) = self.one("MutatingWebhookConfiguration")["webhooks"]
         return hook
 
     def env(self) -> dict[str, str]:

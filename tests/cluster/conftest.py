@@ -40,6 +40,14 @@ def controllers(control_plane: ControlPlane) -> ControlPlane:
     return control_plane
 
 
+@pytest.fixture(autouse=True)
+def _keep_server_log(request: pytest.FixtureRequest) -> None:
+    """A failing test's report carries the server's log too (below), in every module whose tests use `release`."""
+    if "release" in request.fixturenames:
+        pod = request.getfixturevalue("release").pod
+        request.node._admission_logs = [pod.root / "stderr.log", pod.root / "stdout.log"]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failing control-plane test carries the tail of every component's log, and where the whole logs are kept."""

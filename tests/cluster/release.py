@@ -1,8 +1,9 @@
 """The chart, installed into the real control plane, with `admission-cli serve` run on loopback behind it.
 
 What the test changes, and why (as envtest does): the API server cannot resolve Service DNS here, and the chart's
-self-signed CA key is not kept, so the ValidatingWebhookConfiguration's `clientConfig.service` becomes a loopback
-`url` and its `caBundle` a test CA that signs a 127.0.0.1 serving certificate. Everything else is applied as
+self-signed CA key is not kept, so the ValidatingWebhookConfiguration's `clientConfig.service` (and the
+MutatingWebhookConfiguration's, with `mutation.enabled`) becomes a loopback `url` and its `caBundle` a test CA that
+signs a 127.0.0.1 serving certificate. Everything else is applied as
 rendered: rules, selectors, failurePolicy, timeoutSeconds, matchPolicy, sideEffects, admissionReviewVersions, RBAC.
 The server runs the rendered container's args and env, as the chart's ServiceAccount (a `kubectl create token`
 kubeconfig), so RBAC is exercised exactly as the chart grants it.
@@ -29,6 +30,7 @@ from tests.cluster.controlplane import ControlPlane
 # The kinds the chart installs into the cluster (its Deployment, Service, PDB and hook Job describe the pod we run
 # on loopback instead; they are still sent to the API server, as a server-side dry run, to prove it accepts them).
 APPLIED = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap", "Secret")
+CONFIGURATIONS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")  # registered once serve is ready
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Release:
     pod: Pod
     ca: trustme.CA
     configuration: dict[str, Any]
+    mutating: dict[str, Any] | None = None  # the MutatingWebhookConfiguration as applied (mutation.enabled)
 
     @property
     def audit_log(self) -> Path:
@@ -69,6 +72,14 @@ class Release:
         self.plane.apply([configuration])
         self.configuration = configuration
 
+    def set_mutating_webhook(self, **changes: Any) -> None:  # noqa: ANN401
+        """Re-apply the mutating webhook configuration with some fields of its one webhook changed."""
+        assert self.mutating is not None, "the release has no mutating webhook (mutation.enabled)"
+        configuration = copy.deepcopy(self.mutating)
+        configuration["webhooks"][0].update(changes)
+        self.plane.apply([configuration])
+        self.mutating = configuration
+
     def stop_server(self) -> None:
         if self.pod.process.poll() is None:
             self.pod.process.terminate()
@@ -78,6 +89,9 @@ class Release:
         """Everything the install applied goes, RBAC included, so the next release's grants are its own."""
         self.plane.kubectl("delete", "validatingwebhookconfiguration", self.configuration["metadata"]["name"],
                            "--ignore-not-found", "--wait=true")
+        if self.mutating is not None:
+            self.plane.kubectl("delete", "mutatingwebhookconfiguration", self.mutating["metadata"]["name"],
+                               "--ignore-not-found", "--wait=true")
         applied = [o for o in self.rendered.objects if o["kind"] in APPLIED]
         self.plane.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true",
                            stdin=yaml.safe_dump_all(applied))
@@ -123,7 +137,7 @@ def install(plane: ControlPlane, root: Path, values: dict[str, Any]) -> Release:
     values = {**values, "tls": {"mode": "selfSigned", **values.get("tls", {})}}
     rendered = render(values)
     plane.kubectl("create", "namespace", NAMESPACE, check=False)
-    objects = [o for o in rendered.objects if o["kind"] != "ValidatingWebhookConfiguration"]
+    objects = [o for o in rendered.objects if o["kind"] not in CONFIGURATIONS]
     plane.apply(objects, "--dry-run=server")  # every rendered object is valid to this API server
     plane.apply([o for o in objects if o["kind"] in APPLIED])
     account = rendered.one("ServiceAccount")["metadata"]["name"]
@@ -138,8 +152,10 @@ def install(plane: ControlPlane, root: Path, values: dict[str, Any]) -> Release:
         _wait_ready(pod)
         configuration = _loopback(rendered.one("ValidatingWebhookConfiguration"), port=pod.port,
                                   ca_pem=ca.cert_pem.bytes())
-        plane.apply([configuration])
-        release = Release(plane, rendered, pod, ca, configuration)
+        mutating = _loopback(rendered.one("MutatingWebhookConfiguration"), port=pod.port, ca_pem=ca.cert_pem.bytes()) \
+            if rendered.has("MutatingWebhookConfiguration") else None
+        plane.apply([configuration, *([mutating] if mutating else [])])
+        release = Release(plane, rendered, pod, ca, configuration, mutating)
         _wait_registered(release)
     except BaseException:
         pod.process.kill()
@@ -149,13 +165,14 @@ def install(plane: ControlPlane, root: Path, values: dict[str, Any]) -> Release:
 
 def _wait_registered(release: Release, timeout: float = 30) -> None:
     """The API server picks up a webhook configuration from an informer, a moment after it is stored: until a
-    dry-run Pod shows up in our audit log, requests may still pass unasked."""
+    dry-run Pod shows up in our audit log (from each webhook registered), requests may still pass unasked."""
     release.plane.ensure_default_service_accounts("default")
     probe = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "admission-registration-probe",
                                                              "namespace": "default"},
              "spec": {"containers": [{"name": "probe", "image": "nginx"}]}}
     deadline = time.monotonic() + timeout
-    while not [a for a in release.audit() if a["name"] == probe["metadata"]["name"]]:
+    wanted = {"validate", "mutate"} if release.mutating is not None else {"validate"}
+    while wanted - {a.get("webhook", "validate") for a in release.audit() if a["name"] == probe["metadata"]["name"]}:
         if time.monotonic() > deadline:
             raise RuntimeError(f"the API server did not call the webhook within {timeout} s")
         release.plane.apply([probe], "--dry-run=server", check=False)

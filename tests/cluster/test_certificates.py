@@ -1,5 +1,6 @@
 """Managed TLS (tls.mode=managed) behind the real API server: two `serve` replicas, each its own pod name, make,
-share and rotate their certificate through the API, and keep the webhook configuration's caBundle in step.
+share and rotate their certificate through the API, and keep the caBundle of both webhook configurations in step
+(the release has `mutation.enabled`).
 
 As in release.py, the rendered clientConfig.service becomes a loopback url: here the url of a round-robin TCP
 balancer in front of both replicas (what the Service does in a cluster), and the caBundle is NOT set by the test:
@@ -129,15 +130,14 @@ class Managed:
             assert time.monotonic() < deadline, f"not ready: {answer and answer.text}\n{pod.log()[-3000:]}"
             time.sleep(0.2)
 
-    def hook(self) -> dict[str, Any]:
-        return self.plane.get(f"/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/"
-                              f"{self.webhook_name}")
+    def hook(self, kind: str = "validatingwebhookconfigurations") -> dict[str, Any]:
+        return self.plane.get(f"/apis/admissionregistration.k8s.io/v1/{kind}/{self.webhook_name}")
 
-    def bundle(self) -> list[str]:
+    def bundle(self, kind: str = "validatingwebhookconfigurations") -> list[str]:
         """Fingerprints of the CAs in the live caBundle, in order ([] when there is none)."""
         from admission.webhook.certs import fingerprint, split
 
-        b64 = self.hook()["webhooks"][0]["clientConfig"].get("caBundle")
+        b64 = self.hook(kind)["webhooks"][0]["clientConfig"].get("caBundle")
         return [fingerprint(c)[:12] for c in split(base64.b64decode(b64))] if b64 else []
 
     def secret(self) -> dict[str, Any]:
@@ -188,12 +188,13 @@ def _dry_run(client: httpx.Client, name: str) -> httpx.Response:
 def managed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Managed]:
     plane = control_plane
     root = tmp_path_factory.mktemp("managed")
-    rendered = render({"policy": POLICY, "replicas": 2})
+    rendered = render({"policy": POLICY, "replicas": 2, "mutation": {"enabled": True}})
     assert rendered.env()["ADMISSION_TLS_MANAGED"] == "true", "managed is the chart's default"
     release = Managed(plane, rendered, root)
     plane.kubectl("create", "namespace", NAMESPACE, check=False)
     plane.ensure_default_service_accounts("default")
-    objects = [o for o in rendered.objects if o["kind"] != "ValidatingWebhookConfiguration"]
+    configurations = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
+    objects = [o for o in rendered.objects if o["kind"] not in configurations]
     plane.apply(objects, "--dry-run=server")
     account = rendered.one("ServiceAccount")
     plane.apply([account, *[o for o in objects if o["kind"] == "ConfigMap"]])
@@ -215,17 +216,21 @@ def managed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
         for pod in (first, second):
             release.wait_ready(pod)
         release.balancer = Balancer([first.port, second.port])
-        configuration = copy.deepcopy(rendered.one("ValidatingWebhookConfiguration"))
-        for hook in configuration["webhooks"]:
-            service = hook["clientConfig"].pop("service")
-            hook["clientConfig"]["url"] = f"https://127.0.0.1:{release.balancer.port}{service['path']}"
-            assert "caBundle" not in hook["clientConfig"]
-        release.configuration = configuration
-        plane.apply([configuration])
+        applied = []
+        for kind in configurations:
+            configuration = copy.deepcopy(rendered.one(kind))
+            for hook in configuration["webhooks"]:
+                service = hook["clientConfig"].pop("service")
+                hook["clientConfig"]["url"] = f"https://127.0.0.1:{release.balancer.port}{service['path']}"
+                assert "caBundle" not in hook["clientConfig"]
+            applied.append(configuration)
+        release.configuration = applied[0]
+        plane.apply(applied)
         yield release
     finally:
         release.stop()
-        plane.kubectl("delete", "validatingwebhookconfiguration", release.webhook_name, "--ignore-not-found")
+        plane.kubectl("delete", "validatingwebhookconfiguration,mutatingwebhookconfiguration", release.webhook_name,
+                      "--ignore-not-found")
         plane.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true",
                       stdin=__import__("yaml").safe_dump_all([o for o in objects if o["kind"] in (
                           "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap")]))
@@ -302,6 +307,29 @@ def test_a_removed_ca_bundle_is_restored_within_seconds(managed: Managed, contro
     took = _wait(lambda: len(managed.bundle()) >= 1, timeout=10, what="the caBundle restored")
     print(f"caBundle restored {took:.2f} s after its removal")
     assert took < 5
+
+
+def test_the_mutating_configurations_ca_bundle_is_written_and_restored_too_and_its_webhook_answers(
+        managed: Managed, control_plane: ControlPlane) -> None:
+    mutating = "mutatingwebhookconfigurations"
+    _wait(lambda: len(managed.bundle(mutating)) >= 1, timeout=15, what="the mutating caBundle written")
+    assert managed.bundle(mutating) == managed.bundle()
+    control_plane.kubectl("patch", "mutatingwebhookconfiguration", managed.webhook_name, "--type=json",
+                          "-p", '[{"op": "remove", "path": "/webhooks/0/clientConfig/caBundle"}]')
+    took = _wait(lambda: len(managed.bundle(mutating)) >= 1, timeout=10, what="the mutating caBundle restored")
+    assert took < 5
+    client = _admin(control_plane)
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "mutate-probe", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "image": "registry.example.com/app:1.0"}]}}
+
+    def mutated() -> bool:
+        answer = client.post("/api/v1/namespaces/default/pods", params={"dryRun": "All"}, json=body)
+        return answer.status_code in (201, 403) and any(
+            '"webhook":"mutate"' in line and '"name":"mutate-probe"' in line
+            for pod in managed.pods.values() if (pod.root / "stdout.log").exists()
+            for line in (pod.root / "stdout.log").read_text().splitlines())
+
+    _wait(mutated, timeout=30, what="/mutate called over the managed certificate")
 
 
 def test_the_lease_passes_to_the_other_replica_which_then_keeps_the_bundle(

@@ -52,14 +52,6 @@ def release(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
     yield from installed(control_plane, tmp_path_factory.mktemp("release"), VALUES)
 
 
-@pytest.fixture(autouse=True)
-def _keep_server_log(request: pytest.FixtureRequest) -> None:
-    """A failing test's report carries the server's log too (tests/cluster/conftest.py)."""
-    if "release" in request.fixturenames:
-        pod = request.getfixturevalue("release").pod
-        request.node._admission_logs = [pod.root / "stderr.log", pod.root / "stdout.log"]
-
-
 def test_the_api_server_accepts_every_rendered_object_and_keeps_the_webhook_as_rendered(
         control_plane: ControlPlane, release: Release) -> None:
     stored = json.loads(control_plane.kubectl("get", "validatingwebhookconfiguration",

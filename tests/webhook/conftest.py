@@ -56,6 +56,19 @@ class Hook:
         assert response.status_code == 200, response.text
         return response.json()["response"]
 
+    async def mutate(self, body: Any, *, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """POST /mutate: the answer's `response`, with its JSONPatch decoded under `ops` (absent: no patch)."""
+        import base64
+
+        response = await self.client.post("/mutate", content=json.dumps(body).encode(), params=params,
+                                          headers={"Content-Type": "application/json"})
+        assert response.status_code == 200, response.text
+        answer = response.json()["response"]
+        if "patch" in answer:
+            assert answer["patchType"] == "JSONPatch"
+            answer["ops"] = json.loads(base64.b64decode(answer["patch"]))
+        return answer
+
     def audit(self) -> list[dict[str, Any]]:
         return [json.loads(line) for line in self._audit.getvalue().splitlines() if line.strip()]
 

@@ -30,3 +30,22 @@ def test_every_metric_the_webhook_exports_is_in_the_metrics_table_of_the_docs_an
     exported = {m.name + ("_total" if m.type == "counter" else "") for m in Metrics().registry.collect()
                 if m.name.startswith("admission_")}
     assert exported == documented
+
+
+def test_the_documented_mutate_audit_line_has_the_fields_a_real_one_has() -> None:
+    """docs/webhook.md's /mutate audit line: the fields `mutation_record` writes for a Pod it pinned, no more, no less."""
+    import json as json_
+
+    from admission.webhook.audit import mutation_record
+    from admission.webhook.mutate import Mutation
+    from admission.webhook.review import parse
+    from tests.webhook.conftest import pod, review
+
+    section = _section("Audit line")
+    shown = json_.loads(next(line for line in section.splitlines() if line.startswith('{"ts"') and '"mutate"' in line))
+    request = parse(json_.dumps(review(pod())).encode()).request
+    real = mutation_record(request, Mutation(result="mutated", kind="Pod", namespace="default", name="web",
+                                             pinned=[{"container": "app", "from": "a:1", "to": "a:1@sha256:" + "0" * 64}]),
+                           duration=0.001, deadline=2.0)
+    assert list(shown) == list(real)
+    assert list(shown["pinned"][0]) == ["container", "from", "to"]

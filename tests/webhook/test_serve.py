@@ -168,7 +168,7 @@ def test_serve_with_two_workers_answers_and_sums_metrics(tmp_path: Path) -> None
             metrics = client.get("/metrics").text
         line = next(line for line in metrics.splitlines()
                     if line.startswith('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",'
-                                       'result="allowed"}'))
+                                       'result="allowed",webhook="validate"}'))
         assert float(line.split()[-1]) == 20.0
     finally:
         assert server.terminate() == 0

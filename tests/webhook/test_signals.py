@@ -90,10 +90,13 @@ async def test_metrics_have_the_standard_series_bounded_labels_and_no_created_se
     assert "_created" not in metrics
     assert re.search(r'^admission_build_info\{python="[\d.]+",version="[^"]+"\} 1.0$', metrics, re.MULTILINE)
     assert "process_cpu_seconds_total" in metrics and "python_info{" in metrics
-    assert 'admission_requests_total{dry_run="true",kind="Pod",operation="CREATE",result="allowed"} 1.0' in metrics
-    assert 'admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",result="allowed"} 1.0' in metrics
-    assert 'admission_requests_total{dry_run="false",kind="other",operation="CREATE",result="skipped"} 1.0' in metrics
-    assert 'admission_request_duration_seconds_count{kind="Pod",operation="CREATE"} 2.0' in metrics
+    assert ('admission_requests_total{dry_run="true",kind="Pod",operation="CREATE",'
+            'result="allowed",webhook="validate"} 1.0') in metrics
+    assert ('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",'
+            'result="allowed",webhook="validate"} 1.0') in metrics
+    assert ('admission_requests_total{dry_run="false",kind="other",operation="CREATE",'
+            'result="skipped",webhook="validate"} 1.0') in metrics
+    assert 'admission_request_duration_seconds_count{kind="Pod",operation="CREATE",webhook="validate"} 2.0' in metrics
     assert "Widget" not in metrics
 
 

@@ -65,7 +65,8 @@ def test_the_metrics_port_serves_metrics_and_the_webhook_port_does_not(tmp_path:
         scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
         assert server.terminate() == 0
-    assert 'admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",result="allowed"} 1.0' in scraped
+    assert ('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",'
+            'result="allowed",webhook="validate"} 1.0') in scraped
     assert "admission_policy_info{" in scraped
     expiry = next(line for line in scraped.splitlines()
                   if line.startswith("admission_tls_certificate_expiry_timestamp_seconds"))

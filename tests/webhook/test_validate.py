@@ -387,8 +387,10 @@ async def test_health_readiness_and_metrics_endpoints(tmp_path: Path) -> None:
         ready = await hook.client.get("/readyz")
         metrics = (await hook.client.get("/metrics")).text
     assert health.status_code == 200 and ready.status_code == 200 and ready.json() == {"ready": True}
-    assert 'admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",result="denied"} 1.0' in metrics
-    assert 'admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",result="allowed"} 1.0' in metrics
+    assert ('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",'
+            'result="denied",webhook="validate"} 1.0') in metrics
+    assert ('admission_requests_total{dry_run="false",kind="Pod",operation="CREATE",'
+            'result="allowed",webhook="validate"} 1.0') in metrics
     assert 'admission_findings_total{action="deny",rule="run-as-non-root",severity="deny"} 1.0' in metrics
     assert "admission_request_duration_seconds_bucket" in metrics
     assert "admission_policy_reloads_total" in metrics.replace("# HELP admission_policy_reloads", "") or \

@@ -63,12 +63,13 @@ def _check(ref: Located[str], *, who: Callable[[], str], params: Mapping[str, An
                          "tag and a rollback can name the one before"),
             origin=ref.origin, value=text, container=container, key=key)
         return
-    if parsed.tag is None:
+    refused = tag_refusal(parsed.tag, params)
+    if refused == "no tag":
         yield Violation(
             message=f"{who()} uses image '{text}' with no tag, which means ':latest': it changes under you and cannot be rolled back",
             remediation=f"pin a version tag or a digest, e.g. '{text}:1.2.3' or '{text}@sha256:<digest>'",
             origin=ref.origin, value=text, container=container, key=key)
-    elif parsed.tag.casefold() in disallowed:
+    elif refused == "disallowed" and parsed.tag is not None:
         yield Violation(
             message=f"{who()} uses image '{text}' with the tag '{parsed.tag}', which the policy does not allow (disallowed_tags)",
             remediation=f"pin a release tag or a digest instead, e.g. '{_repo(text, parsed.tag)}:1.2.3' or "
@@ -79,6 +80,18 @@ def _check(ref: Located[str], *, who: Callable[[], str], params: Mapping[str, An
             message=f"{who()} uses image '{text}' pinned by tag only; the policy requires a digest (require_digest)",
             remediation=f"add the digest: '{text}@sha256:<digest>' (e.g. from `skopeo inspect docker://{text}`)",
             origin=ref.origin, value=text, container=container, key=key)
+
+
+def tag_refusal(tag: str | None, params: Mapping[str, Any]) -> str | None:
+    """Why image-tag-pinned refuses a reference for its tag, which no digest added to it would change: "no tag" or
+    "disallowed" (`disallowed_tags`); None when only `require_digest` could refuse it. The webhook's mutation asks
+    this before it pins anything (a digest pins, so `nginx:latest@sha256:...` would pass), whatever the rule's
+    severity, the enforcement or the exemptions: a tag refused here must reach the rule as written."""
+    if tag is None:
+        return "no tag"
+    if tag.casefold() in {str(t).casefold() for t in params.get("disallowed_tags", ())}:
+        return "disallowed"
+    return None
 
 
 def tag_the_build(text: str, tag: str | None) -> str:
