@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -194,13 +195,18 @@ def main() -> None:
         "ratio_cold_vs_head_loop": ratio("cold", "head_loop"),
         "ratio_warm_vs_head_loop": ratio("warm", "head_loop"),
         "ratio_cold_vs_skopeo": ratio("cold", "skopeo"),
-        "cpu_s": {case: median(values) for case, values in CPU.items()},
-        "load_average_after": os.getloadavg()[0],
         "rounds": rounds,
     }
+    save("pin", results)
+
+
+def save(name: str, results: dict[str, Any]) -> None:
+    """bench/results/<name>.json, with the load average the run ended at and the CPU medians of its cases."""
+    results |= {"cpu_s": {case: statistics.median(values) for case, values in CPU.items()},
+                "load_average_after": os.getloadavg()[0]}
     out_dir = ROOT / "bench" / "results"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "pin.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.append(str(ROOT))  # tests.* and bench/pin.py only: `admission` itself comes from the installed package
 sys.path.append(str(ROOT / "bench"))
 
-from pin import CPU, push_images, requests_since, timed  # noqa: E402
+from pin import push_images, requests_since, save, timed  # noqa: E402
 
 from tests.images.registry import Registry, free_port  # noqa: E402
 from tests.supply.tools import tool_path  # noqa: E402
@@ -134,14 +133,9 @@ def main() -> None:
         "ratio_cold_vs_fetch_loop": ratio("cold", "fetch_loop"),
         "ratio_warm_vs_fetch_loop": ratio("warm", "fetch_loop"),
         "ratio_cold_vs_cosign": ratio("cold", "cosign"),
-        "cpu_s": {case: median(values) for case, values in CPU.items()},
-        "load_average_after": os.getloadavg()[0],
         "rounds": rounds,
     }
-    out_dir = ROOT / "bench" / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "verify.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(json.dumps(results, indent=2))
+    save("verify", results)
 
 
 if __name__ == "__main__":
