@@ -53,6 +53,7 @@ from admission.images.registry.manifest import (
     verify,
 )
 from admission.images.registry.transport import (
+    Answer,
     Endpoint,
     Kind,
     Resolver,
@@ -199,13 +200,7 @@ class RegistryClient:
             answer = await self._auth.request(endpoint, ref.path, "GET", f"/v2/{ref.path}/manifests/{tag}",
                                               kind="signature", accept=ACCEPT_MANIFESTS, cap=MANIFEST_CAP,
                                               deadline=until, subject=f"manifest {ref.path}:{tag}")
-            said = answer.headers.get("docker-content-digest")
-            algorithm = said.split(":", 1)[0] if said and valid_digest(said) else "sha256"
-            digest = f"{algorithm}:{HASHES[algorithm](answer.body).hexdigest()}"
-            if said and valid_digest(said) and said != digest:
-                raise RegistryError(f"{endpoint.what} sent manifest {ref.path}:{tag} labelled {said} whose content "
-                                    f"hashes to {digest}", reason="digest-mismatch")
-            return digest, answer.body, answer.headers.get("content-type", "")
+            return _checked(endpoint, f"{ref.path}:{tag}", answer), answer.body, answer.headers.get("content-type", "")
 
         return await self._or_none(ref, deadline, attempt, settings)
 
@@ -323,13 +318,7 @@ class RegistryClient:
             return said, None, head.headers.get("content-type", "")
         got = await self._auth.request(endpoint, ref.path, "GET", path, kind="manifest", accept=ACCEPT_MANIFESTS,
                                        cap=MANIFEST_CAP, deadline=deadline, subject=f"manifest {subject}")
-        said = got.headers.get("docker-content-digest")
-        algorithm = said.split(":", 1)[0] if said and valid_digest(said) else "sha256"
-        digest = f"{algorithm}:{HASHES[algorithm](got.body).hexdigest()}"
-        if said and valid_digest(said) and said != digest:
-            raise RegistryError(f"{endpoint.what} sent manifest {subject} labelled {said} whose content hashes to "
-                                f"{digest}", reason="digest-mismatch")
-        return digest, got.body, got.headers.get("content-type", "")
+        return _checked(endpoint, subject, got), got.body, got.headers.get("content-type", "")
 
     async def _manifest(self, endpoint: Endpoint, repo: str, digest: str, deadline: float, *,
                         kind: Kind = "manifest") -> tuple[bytes, str]:
@@ -402,6 +391,17 @@ class RegistryClient:
             parsed = replace(parsed, layer_sizes=sizes, layers_compressed=compressed)
         return Fetched(config=parsed, manifest_digest=digest, index_digest=index_digest, layers=layers, top=top)
 
+
+
+def _checked(endpoint: Endpoint, subject: str, answer: Answer) -> str:
+    """The digest of a manifest as fetched, refusing one the registry labels with another digest."""
+    said = answer.headers.get("docker-content-digest")
+    algorithm = said.split(":", 1)[0] if said and valid_digest(said) else "sha256"
+    digest = f"{algorithm}:{HASHES[algorithm](answer.body).hexdigest()}"
+    if said and valid_digest(said) and said != digest:
+        raise RegistryError(f"{endpoint.what} sent manifest {subject} labelled {said} whose content hashes to "
+                            f"{digest}", reason="digest-mismatch")
+    return digest
 
 
 def _refuse_unlisted_registry(ref: Reference, gates: Gates) -> None:
