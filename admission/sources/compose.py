@@ -1095,6 +1095,10 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             host_pid=runtime.host_pid,
             host_ipc=runtime.host_ipc,
             volumes=runtime.mounts,
+            devices=runtime.devices,
+            device_cgroup_rules=runtime.device_cgroup_rules,
+            host_userns=runtime.host_userns,
+            host_cgroup=runtime.host_cgroup,
         ))
     return workloads
 
