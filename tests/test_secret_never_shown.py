@@ -100,8 +100,8 @@ def test_the_strict_policy_denies_it_and_still_shows_nothing(project: Path, monk
 @pytest.mark.anyio
 @pytest.mark.parametrize("policy_text", ["images: {resolve: false}\n",
                                          "images: {resolve: false}\nrules:\n  no-secret-in-env: {severity: deny}\n",
-                                         "images: {resolve: false}\nenforcement: warn\n"
-                                         "rules:\n  no-secret-in-env: {severity: deny}\n"])
+                                         ("images: {resolve: false}\nenforcement: warn\n"
+                                          "rules:\n  no-secret-in-env: {severity: deny}\n")])
 async def test_no_webhook_answer_or_audit_line_shows_the_secret(tmp_path: Path, policy_text: str) -> None:
     container = good_container()
     container["env"] = [{"name": "DB_PASSWORD", "value": PLANTED}, {"name": "API_TOKEN", "value": PLANTED}]
@@ -135,9 +135,8 @@ NAMES_IN_FIXTURES = ("DB_PASSWORD", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "st
 
 @pytest.mark.anyio
 async def test_the_webhook_warns_on_the_same_variables_as_the_cli_for_every_fixture_object(tmp_path: Path) -> None:
-    import yaml
-
     import anyio
+    import yaml
 
     fixtures = Path(__file__).resolve().parent / "rules" / "no-secret-in-env"
     objects = [doc for name in ("fail__k8s-env.yaml", "pass__k8s-env.yaml")

@@ -29,15 +29,14 @@ _WHERE = {
     "env": ("in env[].value", "anyone who can read the Pod spec (get pods, the manifest in git) reads it",
             "take it from a Secret: valueFrom.secretKeyRef (or envFrom.secretRef)"),
     "environment": ("in the compose file's environment", "the file is in the repository for anyone who reads it",
-                    "keep the value in an untracked .env (or the shell) and write ${NAME} here, or use compose "
-                    "secrets: and the image's NAME_FILE"),
+                    ("keep the value in an untracked .env (or the shell) and write ${NAME} here, or use compose "
+                     "secrets: and the image's NAME_FILE")),
     "ENV": ("with ENV", "it stays in the image config, where anyone who pulls the image reads it",
-            "give it at run time instead (the runtime's environment from a secret store), or use it only in a build "
-            "step with RUN --mount=type=secret"),
-    "ARG": ("as an ARG default", "a build arg is recorded in the image history of every RUN that "
-            "uses it",
-            "declare ARG NAME without a default and pass the secret with RUN --mount=type=secret "
-            "(docker build --secret), not --build-arg"),
+            ("give it at run time instead (the runtime's environment from a secret store), or use it only in a build "
+             "step with RUN --mount=type=secret")),
+    "ARG": ("as an ARG default", "a build arg is recorded in the image history of every RUN that uses it",
+            ("declare ARG NAME without a default and pass the secret with RUN --mount=type=secret "
+             "(docker build --secret), not --build-arg")),
     "Env": ("in its image config's Env", "anyone who pulls the image reads it (docker inspect, crane config)",
             "rebuild the image without that ENV and give the value at run time from a Secret"),
 }
