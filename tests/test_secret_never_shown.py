@@ -153,3 +153,18 @@ async def test_the_webhook_warns_on_the_same_variables_as_the_cli_for_every_fixt
             assert hook_names == cli, obj["metadata"]["name"]
             compared += bool(cli)
     assert compared == 2  # web and debug fail; the pass fixture's pod has nothing to say
+
+
+def test_an_image_archive_config_env_is_reported_without_its_value(tmp_path: Path) -> None:
+    from tests.images import oci
+
+    if not oci.have_tools():
+        pytest.fail("umoci and skopeo are required; `make test` installs them")
+    oci.build(tmp_path / "layout", "app", user="10001", env=(f"API_TOKEN={PLANTED}", "TOKEN_FILE=/run/secrets/t"))
+    archive = tmp_path / "app.tar"
+    oci.copy(f"oci:{tmp_path / 'layout'}:app", f"docker-archive:{archive}:app:1")
+    for target in (str(tmp_path / "layout"), str(archive)):
+        _, stdout = _run(["check", target, "--format", "json"])
+        found = [f for f in json.loads(stdout)["findings"] if f["rule"] == "no-secret-in-env"]
+        assert [f["value"] for f in found] == [None] and "API_TOKEN" in found[0]["message"], target
+        assert PLANTED not in stdout
