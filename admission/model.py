@@ -252,6 +252,28 @@ class HostMount:
     kind: str
     path: str | None
     origin: Origin
+    # compose binds (least-privilege, host system paths): the bind is read-only (`:ro`, `read_only: true`), which lets
+    # the public files a service may read (time zone, CA certificates) pass; and its source was written relative to the
+    # project directory without leaving it, or to `~`: the project's own files, whatever folder the project is in
+    read_only: bool = False
+    relative: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class EnvVar:
+    """An environment variable (or a Dockerfile ARG default) whose value is written literally where it is set, for
+    no-secret-in-env: Kubernetes `env[].value`, compose `environment` (not a value interpolated from `.env` or the
+    shell), Dockerfile `ENV` and `ARG` defaults (as written, before substitution), and a resolved image config's `Env`.
+    References (`valueFrom`, a bare compose name, an ARG without a default) are not here: they hold no value.
+
+    `via` says where: "env" (Kubernetes), "environment" (compose), "ENV", "ARG" (Dockerfile), "Env" (image config).
+    The value is for the rule to judge; no finding ever shows it.
+    """
+
+    name: str
+    value: str
+    via: str
+    origin: Origin
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +349,9 @@ class Container:
     signatures: tuple[SignatureCheck, ...] = ()
     # image-attestation: the provenance checks of the same references, when an entry asks for provenance
     attestations: tuple[AttestationCheck, ...] = ()
+    # no-secret-in-env: variables set with a literal value in the object's own text (for compose, also the build
+    # Dockerfile's ENV and ARG defaults); a resolved image's Env is read from `image_config`
+    env: tuple[EnvVar, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,6 +421,13 @@ class Workload:
     sysctls: tuple[Setting, ...] = ()
     apparmor_annotations: tuple[Setting, ...] = ()  # container.apparmor.security.beta.kubernetes.io/*: value = profile, text = key
     host_users: bool | None = None  # Kubernetes hostUsers (false: a user namespace)
+    # least-privilege, compose only: `devices` entries (value: the host device or CDI name, text: the entry as written)
+    # and `device_cgroup_rules` (value: the rule), which give the container host devices as a /dev hostPath would;
+    # `userns_mode: host` and `cgroup: host` (warnings: Kubernetes' defaults have the same effect)
+    devices: tuple[Setting, ...] = ()
+    device_cgroup_rules: tuple[Setting, ...] = ()
+    host_userns: Setting | None = None
+    host_cgroup: Setting | None = None
     restart_policy: str | None = None  # Kubernetes pod restartPolicy as written (healthcheck skips run-to-completion pods)
     # What is known about namespace LimitRange defaults, for resource-limits messages: None in CI (which cannot see
     # LimitRanges); the webhook says which applied, or why none could be counted.
@@ -455,6 +487,6 @@ def fast_init(cls: type) -> None:
 
 
 for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, BuildContext, Setting, SecurityContext,
-             HostMount, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
+             HostMount, EnvVar, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
     fast_init(_cls)
 del _cls

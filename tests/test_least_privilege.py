@@ -69,3 +69,56 @@ def test_explain_prints_why_fix_example_and_the_parameters(rule: str, capsys) ->
     assert "Why:" in out and "Fix:" in out and "Example:" in out
     if rule == "least-privilege":
         assert "profile (default 'baseline')" in out and "allowed_capabilities" in out
+
+
+# --- compose's host (issue 27) ----------------------------------------------------------------------
+
+def _compose_findings(tmp_path: Path, service: str, policy: str = "") -> list:
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  a:\n    image: registry.example.com/a:1.0\n" + service)
+    result = load_project([str(compose)], displays=["compose.yaml"], environ={})
+    base = default_policy()
+    policy_obj = parse_policy(policy, file="p.yaml", base=base) if policy else base
+    return [f for f in engine.evaluate(result.workloads, policy_obj).findings if f.rule == "least-privilege"]
+
+
+@pytest.mark.parametrize("policy", ["", "rules:\n  least-privilege: {params: {profile: restricted}}\n"])
+def test_userns_and_cgroup_host_are_warnings_whatever_the_rule_severity(tmp_path, policy) -> None:
+    found = _compose_findings(tmp_path, "    userns_mode: host\n    cgroup: host\n    security_opt: [no-new-privileges]\n"
+                                        "    cap_drop: [ALL]\n", policy)
+    assert [(f.key, f.severity) for f in found] == [("userns_mode host", "warn"), ("cgroup host", "warn")]
+    assert "hostUsers: true" in found[0].message and "userns-remap" in found[0].message
+    assert "cgroup v1" in found[1].message
+
+
+def test_a_relative_bind_is_the_projects_own_files_wherever_the_project_is(tmp_path) -> None:
+    """A project checked out under /root (or /etc, /usr) binds its own files: the resolved path decides nothing. A
+    relative path that climbs out of the project is judged where it lands."""
+    from admission.model import HostMount, Origin, Workload
+    from admission.policy.rules.privilege import least_privilege
+
+    here = Origin("compose.yaml", 5, "services.a.volumes[0]")
+    own = HostMount("/data", "bind", "/root/project/data", here, relative=True)
+    out = HostMount("/e", "bind", "/etc", here, relative=False)
+    workload = Workload("compose", "ComposeService", "a", None, here, (), volumes=(own, out))
+    assert [v.key for v in least_privilege(workload, {})] == ["volumes /etc"]
+    compose = tmp_path / "compose.yaml"
+    compose.write_text("services:\n  a:\n    image: x:1\n    volumes: ['./data:/d', '~/c:/c', '../x:/x', "
+                       f"'{'../' * 40}etc:/e']\n")
+    [workload] = load_project([str(compose)], displays=["compose.yaml"], environ={}).workloads
+    assert [(m.name, m.relative) for m in workload.volumes] == [("/d", True), ("/c", True), ("/x", False), ("/e", False)]
+    assert workload.volumes[3].path == "/etc"
+
+
+def test_a_host_system_path_finding_says_what_it_exposes_and_that_read_only_does_not_help(tmp_path) -> None:
+    [etc, localtime] = _compose_findings(tmp_path, "    volumes: ['/etc/ssh:/ssh:ro', '/etc/localtime:/etc/localtime']\n")
+    assert etc.severity == "deny" and etc.key == "volumes /etc/ssh" and etc.value == "/etc/ssh"
+    assert "inside the host's /etc" in etc.message and "read-only does not help" in etc.message
+    assert "passes read-only (/etc/localtime:/etc/localtime:ro)" in localtime.message
+    assert "relative path" in etc.remediation
+
+
+def test_gpus_cdi_devices_and_reservations_pass_but_host_devices_are_denied(tmp_path) -> None:
+    found = _compose_findings(tmp_path, "    gpus: all\n    devices: [nvidia.com/gpu=all, /dev/snd]\n"
+                                        "    deploy: {resources: {reservations: {devices: [{capabilities: [gpu]}]}}}\n")
+    assert [f.key for f in found] == ["devices /dev/snd"]

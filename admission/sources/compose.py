@@ -21,6 +21,7 @@ from admission.findings import Problem
 from admission.model import (
     BuildContext,
     Container,
+    EnvVar,
     ExemptionClaim,
     Located,
     Origin,
@@ -30,7 +31,7 @@ from admission.model import (
     UnresolvedBase,
     Workload,
 )
-from admission.sources.compose_interp import read_env_files
+from admission.sources.compose_interp import read_env_files, split_assignment
 from admission.sources.compose_runtime import read_healthcheck, read_runtime, resolve_volume_paths
 from admission.sources.compose_merge import (
     CMap,
@@ -768,6 +769,32 @@ def _claims(reader: _Service) -> tuple[ExemptionClaim, ...]:
     return tuple(claims)
 
 
+def _environment(reader: _Service) -> tuple[EnvVar, ...]:
+    """`environment` entries whose value is written in the compose file (no-secret-in-env): not a bare name (the
+    shell's), not a value a variable filled (`.env`, an env file, the shell: where a secret belongs)."""
+    value = reader.svc.get("environment")
+    if not value:
+        return ()
+    out: list[EnvVar] = []
+    path = f"{reader.base}.environment"
+    if isinstance(value, CMap):
+        for key, item in value.items():
+            if item is None or isinstance(item, (CMap, CSeq)) or getattr(item, "from_variable", False):
+                continue
+            file, line = value.pos(key)
+            out.append(EnvVar(str(key), _scalar_text(item), "environment", Origin(file, line, f"{path}.{key}")))
+    elif isinstance(value, CSeq):
+        for index, item in enumerate(value):
+            if not isinstance(item, str):
+                continue
+            key, text = split_assignment(item)
+            if text is None or getattr(text, "from_variable", False):
+                continue
+            file, line = value.pos(index)
+            out.append(EnvVar(key, str(text), "environment", Origin(file, line, f"{path}[{value.src(index)}]")))
+    return tuple(out)
+
+
 def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
     args = build.get("args")
     out: dict[str, str] = {}
@@ -794,14 +821,16 @@ def _build_args(reader: _Service, build: CMap) -> dict[str, str]:
 
 
 class _BuildOutcome:
-    __slots__ = ("base_images", "build_context", "healthcheck", "image_user", "inherits_unresolved",
+    __slots__ = ("base_images", "build_context", "env", "healthcheck", "image_user", "inherits_unresolved",
                  "inherits_user_from", "unknown", "unresolved_bases", "user_uid", "windows")
+    env: tuple[EnvVar, ...]  # the Dockerfile's ENV and ARG defaults written literally (no-secret-in-env)
 
     def __init__(self, image_user: Located[str] | None, unknown: str | None,
                  base_images: tuple[Located[str], ...], inherits_user_from: Located[str] | None = None,
                  user_uid: int | None = None, build_context: BuildContext | None = None,
                  healthcheck: Located[str] | None = None, unresolved_bases: tuple[UnresolvedBase, ...] = (),
                  windows: Setting | None = None, inherits_unresolved: UnresolvedBase | None = None) -> None:
+        self.env = ()
         self.inherits_unresolved = inherits_unresolved  # no USER, and the base is a build arg with no value
         self.unresolved_bases = unresolved_bases  # FROMs named by a build arg that build.args leave without a value
         self.windows = windows  # why the build makes a Windows image (its base image or SHELL), for the user rules
@@ -911,16 +940,22 @@ def _analyse(reader: _Service, real_key: Any, display: str, inline: Any, args: d
             return UnresolvedBase(u.text, u.args, _shift(Located(u.text, u.origin), offset, path).origin)
 
         # A base keeps its own path after the inline one, so rules can tell a FROM from a COPY --from.
-        return _BuildOutcome(_shift(info.user, offset, path), None,
+        outcome = _BuildOutcome(_shift(info.user, offset, path), None,
                              tuple(_shift(b, offset, f"{path}.{b.origin.path}") for b in info.base_images), inherits,
                              info.user_uid, _context(loader, build, info, None, display, offset, path + "."),
                              _shift(info.healthcheck, offset, path) if info.healthcheck else None,
                              tuple(shifted(u) for u in info.unresolved_bases),
                              _shift_setting(info.windows, offset, path) if info.windows else None,
                              shifted(info.inherits_unresolved) if info.inherits_unresolved else None)
-    return _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
-                         _context(loader, build, info, real_key, display, 0, ""), info.healthcheck,
-                         info.unresolved_bases, info.windows, info.inherits_unresolved)
+        outcome.env = tuple(EnvVar(e.name, e.value, e.via, _shift(Located(e.value, e.origin), offset,
+                                                                  f"{path}.{e.origin.path}").origin)
+                            for e in dockerfile.literal_env(parsed))
+        return outcome
+    outcome = _BuildOutcome(info.user, None, tuple(info.base_images), info.inherits_user_from, info.user_uid,
+                            _context(loader, build, info, real_key, display, 0, ""), info.healthcheck,
+                            info.unresolved_bases, info.windows, info.inherits_unresolved)
+    outcome.env = dockerfile.literal_env(parsed)
+    return outcome
 
 
 def _context(loader: _Loader, build: CMap, info: Any, dockerfile: str | None, display: str, offset: int,
@@ -1079,6 +1114,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             host_ports=host_ports,
             security=runtime.security,
             healthcheck=health,
+            env=_environment(reader) + (built.env if built else ()),
         )
         workloads.append(Workload(
             source="compose",
@@ -1095,6 +1131,10 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             host_pid=runtime.host_pid,
             host_ipc=runtime.host_ipc,
             volumes=runtime.mounts,
+            devices=runtime.devices,
+            device_cgroup_rules=runtime.device_cgroup_rules,
+            host_userns=runtime.host_userns,
+            host_cgroup=runtime.host_cgroup,
         ))
     return workloads
 

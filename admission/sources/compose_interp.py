@@ -116,6 +116,58 @@ def substitute(template: str, lookup: Lookup) -> str:
     return result
 
 
+# What interpolation put into a value, for no-secret-in-env: a value a variable (from `.env`, an env file or the
+# shell) contributed to is not written in the compose file, which is where a secret belongs. Private-use characters
+# mark each variable's non-empty value; they are removed from the value itself.
+_OPEN, _CLOSE = "\ue000", "\ue001"
+
+
+class Interpolated(str):
+    """A value interpolation changed where a variable contributed text; `marked` is the value with each variable's
+    text between private-use markers, so the part of a `KEY=VALUE` entry a variable filled can be told apart."""
+
+    marked: str
+
+    @property
+    def from_variable(self) -> bool:
+        return _OPEN in self.marked
+
+
+def substitute_marked(template: str, lookup: Lookup) -> str:
+    """substitute(), returning an Interpolated when a variable contributed non-empty text, else a plain str."""
+
+    def marked_lookup(name: str) -> str | None:
+        value = lookup(name)
+        return value if not value else _OPEN + value + _CLOSE
+
+    try:
+        marked = substitute(template, marked_lookup)
+    except TemplateError as exc:
+        exc.message = exc.message.replace(_OPEN, "").replace(_CLOSE, "")
+        exc.args = (exc.message,)
+        raise
+    if _OPEN not in marked:
+        return marked
+    out = Interpolated(marked.replace(_OPEN, "").replace(_CLOSE, ""))
+    out.marked = marked
+    return out
+
+
+def split_assignment(text: str) -> tuple[str, str | None]:
+    """`KEY=VALUE` -> (KEY, VALUE), a bare `KEY` -> (KEY, None); VALUE stays Interpolated when a variable filled it."""
+    key, sep, value = text.partition("=")
+    if not sep:
+        return key, None
+    marked = getattr(text, "marked", None)
+    if marked is not None:
+        rest = marked.partition("=")[2]
+        if _OPEN in rest:
+            out = Interpolated(value)
+            out.marked = rest
+            return key, out
+    return key, value
+
+
 # --- .env files (compose-go dotenv/parser.go) -----------------------------------------------------
 
 _EXPORT = re.compile(r"export\s+")

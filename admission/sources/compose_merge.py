@@ -9,7 +9,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from admission.errors import InputError
-from admission.sources.compose_interp import TemplateError, substitute
+from admission.sources.compose_interp import TemplateError, split_assignment, substitute_marked
 from admission.yamlload import Tagged
 
 T = TypeVar("T")
@@ -121,7 +121,7 @@ def convert(node: Any, *, file: str, line: int, lookup: Callable[[str], str | No
         return seq
     if isinstance(node, str) and "$" in node:
         try:
-            return substitute(node, lookup)
+            return substitute_marked(node, lookup)
         except TemplateError as exc:
             raise InputError(exc.message, file=file, line=line, path=dotted(path)) from None
     return node
@@ -168,9 +168,8 @@ def _kv_entries(value: Any) -> list[tuple[str, Any, Pos]]:
             out.append((key, item, value.pos(key)))
     elif isinstance(value, CSeq):
         for index, item in enumerate(value):
-            text = item if isinstance(item, str) else str(item)
-            key, sep, rest = text.partition("=")
-            out.append((key, rest if sep else None, value.pos(index)))
+            key, rest = split_assignment(item if isinstance(item, str) else str(item))
+            out.append((key, rest, value.pos(index)))
     return out
 
 

@@ -1,7 +1,8 @@
 """What a compose service is allowed to do on the host, and its health check, read as Docker reads them.
 
-least-privilege reads `privileged`, `pid`, `ipc`, `cap_add`, `cap_drop`, `security_opt` and bind mounts (short and
-long `volumes` syntax, and named volumes the local driver binds to a host path); healthcheck reads `healthcheck`.
+least-privilege reads `privileged`, `pid`, `ipc`, `cap_add`, `cap_drop`, `security_opt`, bind mounts (short and
+long `volumes` syntax, and named volumes the local driver binds to a host path), `devices`, `device_cgroup_rules`,
+`userns_mode` and `cgroup`; healthcheck reads `healthcheck`.
 Values are normalised the way Docker normalises them: capability names upper-cased with an optional `CAP_` prefix
 removed, `security_opt` split at `=` (or the legacy `:`), booleans cast as compose-go casts strings. Types Compose
 rejects are schema issues (evaluation continues with what can be read); a volume Compose cannot parse is an input
@@ -18,7 +19,7 @@ from admission.errors import InputError
 from admission.model import HostMount, Origin, SecurityContext, Setting
 from admission.sources.compose_merge import CMap, CSeq, enforce_unicity
 
-__all__ = ["Runtime", "capability", "named_binds", "parse_volume", "read_healthcheck", "read_runtime", "resolve_volume_paths",
+__all__ = ["Resolved", "Runtime", "capability", "device_source", "named_binds", "parse_volume", "read_healthcheck", "read_runtime", "resolve_volume_paths",
            "security_opts"]
 
 
@@ -149,6 +150,21 @@ def _windows_abs(path: str) -> bool:
     return len(path) > 2 and path[0].isalpha() and path[1] == ":" and path[2] in "\\/" or path.startswith("\\\\")
 
 
+class Resolved(str):
+    """A bind source (or a short volume spec) Compose made absolute from a relative one. `inside` is True when it was
+    written against `~` or stays inside the project directory: the project's own files (least-privilege judges the
+    host system paths of absolute sources only, so the folder a project is checked out in decides nothing)."""
+
+    inside: bool
+
+
+def _resolved(text: str, source: str) -> Resolved:
+    out = Resolved(text)
+    clean = posixpath.normpath(source.replace("\\", "/"))
+    out.inside = source.startswith("~") or not (clean == ".." or clean.startswith("../"))
+    return out
+
+
 def _absolute(source: str, workdir: str, home: str | None) -> str:
     """A relative bind source as Compose resolves it: `~` against $HOME, anything else against the project dir."""
     if source.startswith("~"):
@@ -159,6 +175,12 @@ def _absolute(source: str, workdir: str, home: str | None) -> str:
 def resolve_volume_paths(cfg: CMap, workdir: str, home: str | None) -> None:
     """Make each relative bind source of this file absolute, against this file's project directory (compose-go
     ResolveRelativePaths), before files are merged. Entries Compose cannot parse are left for the reader to report."""
+    for spec in (cfg.get("volumes") or {}).values() if isinstance(cfg.get("volumes"), CMap) else ():
+        # compose-go resolves a named volume's device only for the local driver named as such and `o: bind` exactly
+        opts = spec.get("driver_opts") if isinstance(spec, CMap) and spec.get("driver") == "local" else None
+        device = opts.get("device") if isinstance(opts, CMap) and opts.get("o") == "bind" else None
+        if isinstance(device, str) and device and not device.startswith("/") and not _windows_abs(device):
+            opts["device"] = _resolved(_absolute(device, workdir, home), device)
     services = cfg.get("services")
     if not isinstance(services, CMap):
         return
@@ -174,11 +196,11 @@ def resolve_volume_paths(cfg: CMap, workdir: str, home: str | None) -> None:
                     continue
                 if kind == "bind" and not source.startswith("/") and not _windows_abs(source):
                     resolved = _absolute(source, workdir, home)
-                    volumes[index] = f"{resolved}:{target}" + (f":{options}" if options else "")
+                    volumes[index] = _resolved(f"{resolved}:{target}" + (f":{options}" if options else ""), source)
             elif isinstance(item, CMap) and item.get("type") == "bind":
                 source = item.get("source")
                 if isinstance(source, str) and source and not source.startswith("/") and not _windows_abs(source):
-                    item["source"] = _absolute(source, workdir, home)
+                    item["source"] = _resolved(_absolute(source, workdir, home), source)
 
 
 def _volume_target(item: Any) -> str | None:
@@ -206,7 +228,8 @@ def named_binds(top_volumes: Any) -> dict[str, str]:
         if not isinstance(opts, dict):
             continue
         o, device = opts.get("o"), opts.get("device")
-        if isinstance(o, str) and "bind" in (part.strip() for part in o.split(",")) and isinstance(device, str) and device:
+        if (isinstance(o, str) and any(part.strip() in ("bind", "rbind") for part in o.split(","))
+                and isinstance(device, str) and device):
             out[name] = device
     return out
 
@@ -230,11 +253,16 @@ def _mounts(reader: _Reader, top_volumes: Any) -> tuple[HostMount, ...]:
     for index, item in enumerate(value):
         file, line = value.pos(index)
         origin = Origin(file, line, f"{path}[{value.src(index)}]")
+        read_only = relative = False
         if isinstance(item, str):
             try:
-                kind, source, target, _ = parse_volume(item)
+                kind, source, target, options = parse_volume(item)
             except ValueError as exc:
                 raise _fail(str(exc), origin) from None
+            for option in options.split(","):  # compose-go: the last of ro / rw wins
+                if option in ("ro", "rw"):
+                    read_only = option == "ro"
+            relative = getattr(item, "inside", False)
         elif isinstance(item, CMap):
             kind, source, target = item.get("type"), item.get("source"), item.get("target")
             if kind is None:
@@ -247,12 +275,18 @@ def _mounts(reader: _Reader, top_volumes: Any) -> tuple[HostMount, ...]:
             if kind == "bind" and (not isinstance(source, str) or not source):
                 raise _fail('invalid mount config for type "bind": field Source must not be empty', origin)
             source = source if isinstance(source, str) else ""
+            flag = item.get("read_only")
+            read_only = flag is True or isinstance(flag, str) and flag.lower() in _TRUE
+            relative = getattr(source, "inside", False)
         else:
             raise _fail(f"{path}.{index} must be a string", origin)
         target = _clean(target)
         host = source if kind == "bind" else named.get(source) if kind == "volume" and source else None
+        if kind == "volume" and host is not None:
+            relative = getattr(host, "inside", False) or not host.startswith("/")
         mounts.append((target, HostMount(name=target, kind="bind" if host is not None else kind, path=host,
-                                         origin=origin)))
+                                         origin=origin, read_only=read_only,
+                                         relative=relative and host is not None)))
     return enforce_unicity(mounts)  # one mount per target
 
 
@@ -261,14 +295,21 @@ def _mounts(reader: _Reader, top_volumes: Any) -> tuple[HostMount, ...]:
 class Runtime:
     """What least-privilege reads from one service."""
 
-    __slots__ = ("host_ipc", "host_pid", "mounts", "security")
+    __slots__ = ("device_cgroup_rules", "devices", "host_cgroup", "host_ipc", "host_pid", "host_userns", "mounts",
+                 "security")
 
     def __init__(self, security: SecurityContext | None, host_pid: Setting | None, host_ipc: Setting | None,
-                 mounts: tuple[HostMount, ...]) -> None:
+                 mounts: tuple[HostMount, ...], devices: tuple[Setting, ...] = (),
+                 device_cgroup_rules: tuple[Setting, ...] = (), host_userns: Setting | None = None,
+                 host_cgroup: Setting | None = None) -> None:
         self.security = security
         self.host_pid = host_pid
         self.host_ipc = host_ipc
         self.mounts = mounts
+        self.devices = devices
+        self.device_cgroup_rules = device_cgroup_rules
+        self.host_userns = host_userns
+        self.host_cgroup = host_cgroup
 
 
 def _namespace(reader: _Reader, key: str) -> Setting | None:
@@ -281,6 +322,50 @@ def _namespace(reader: _Reader, key: str) -> Setting | None:
         reader.issue(message, origin, None if isinstance(value, (dict, list)) else value)
         return None
     return Setting("true", f"{key}: {value}", origin) if value == "host" else None
+
+
+def _host_mode(reader: _Reader, key: str) -> Setting | None:
+    """`userns_mode: host` or `cgroup: host`; another string (`private`, a remapped mode) is not the host's."""
+    value = reader.svc.get(key)
+    if value is None:
+        return None
+    origin = reader.origin(key)
+    if not isinstance(value, str):
+        reader.issue(f"{origin.path} must be a string", origin, None if isinstance(value, (dict, list)) else value)
+        return None
+    return Setting("host", f"{key}: host", origin) if value == "host" else None
+
+
+def device_source(entry: Any) -> str | None:
+    """The host side of a `devices` entry, as compose-go reads it: `SRC[:DST[:PERMS]]`, or a mapping's `source`
+    (a CDI name such as `nvidia.com/gpu=all` is kept whole: it has no colon-separated parts)."""
+    if isinstance(entry, str):
+        return entry.split(":", 1)[0] if entry else None
+    if isinstance(entry, dict):
+        source = entry.get("source")
+        return source if isinstance(source, str) and source else None
+    return None
+
+
+def _devices(reader: _Reader) -> tuple[Setting, ...]:
+    value = reader.svc.get("devices")
+    if value is None:
+        return ()
+    path = f"{reader.base}.devices"
+    if not isinstance(value, CSeq):
+        reader.issue(f"{path} must be a array", reader.origin("devices"), None if isinstance(value, (dict, list)) else value)
+        return ()
+    out: list[Setting] = []
+    for index, item in enumerate(value):
+        file, line = value.pos(index)
+        origin = Origin(file, line, f"{path}[{value.src(index)}]")
+        source = device_source(item)
+        if source is None:
+            reader.issue(f"{path}.{index} must be a string", origin, None if isinstance(item, (dict, list)) else item)
+            continue
+        text = item if isinstance(item, str) else f"{source}:{item.get('target') or source}"
+        out.append(Setting(source, text, origin))
+    return tuple(out)
 
 
 def security_opts(entries: list[tuple[str, Origin]]) -> dict[str, Setting]:
@@ -334,7 +419,10 @@ def read_runtime(reader: _Reader, top_volumes: Any) -> Runtime:
             flag = Setting("true" if privileged[0] else "false", f"privileged: {'true' if privileged[0] else 'false'}",
                            privileged[1])
         security = SecurityContext(privileged=flag, capabilities_add=add, capabilities_drop=drop, **opts)
-    return Runtime(security, _namespace(reader, "pid"), _namespace(reader, "ipc"), _mounts(reader, top_volumes))
+    rules = tuple(Setting(t, f"device_cgroup_rules: {t}", o)
+                  for t, o in _strings(reader, "device_cgroup_rules", item_message="{path}.{index} must be a string"))
+    return Runtime(security, _namespace(reader, "pid"), _namespace(reader, "ipc"), _mounts(reader, top_volumes),
+                   _devices(reader), rules, _host_mode(reader, "userns_mode"), _host_mode(reader, "cgroup"))
 
 
 # --- health check -----------------------------------------------------------------------------------

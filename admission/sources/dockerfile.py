@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.errors import InputError
-from admission.model import BuildContext, Container, Located, Origin, Setting, UnresolvedBase, Workload
+from admission.model import BuildContext, Container, EnvVar, Located, Origin, Setting, UnresolvedBase, Workload
 
 _KNOWN = frozenset(
     {"add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label", "maintainer",
@@ -1258,7 +1258,8 @@ def load(text: str, *, file: str, path: str | None = None, contexts: Any = None,
     build-context), walked through `contexts` (a sources.context.ContextCache, one per run). `build_args` are the
     CLI's `--build-arg NAME=VALUE`s, as `docker build` takes them.
     """
-    info = analyse(parse(text, file=file), build_args=build_args)
+    parsed = parse(text, file=file)
+    info = analyse(parsed, build_args=build_args)
     stage = info.stage
     # Every stage can be a build target, so every FROM that names an image is checked (architecture §4),
     # not only those the final stage needs; COPY --from images come from the final stage's analysis.
@@ -1282,6 +1283,7 @@ def load(text: str, *, file: str, path: str | None = None, contexts: Any = None,
         inherits_user_from=info.inherits_user_from,
         inherits_unresolved=info.inherits_unresolved,
         build_context=_own_context(info, file=file, path=path, contexts=contexts),
+        env=literal_env(parsed),
     )
     return [
         Workload(
@@ -1295,6 +1297,23 @@ def load(text: str, *, file: str, path: str | None = None, contexts: Any = None,
             windows=info.windows,
         )
     ]
+
+
+def literal_env(parsed: ParsedDockerfile) -> tuple[EnvVar, ...]:
+    """Every stage's ENV values and ARG defaults as written (before substitution), for no-secret-in-env: an ENV stays
+    in the image config, an ARG default in the history of every RUN that uses it, and both in the repository."""
+    file = parsed.file
+    out = [EnvVar(a.name, a.default, "ARG", Origin(file, a.line, f"args.{a.name}"))
+           for a in parsed.global_args if a.default is not None]
+    for i, ops in enumerate(parsed.stage_ops):
+        for kind, line, data in ops:
+            if kind == "arg":
+                out.extend(EnvVar(name, default, "ARG", Origin(file, line, f"stages[{i}].args.{name}"))
+                           for name, default in data if default is not None)  # type: ignore[union-attr,misc]
+            elif kind == "env":
+                out.extend(EnvVar(name, value or "", "ENV", Origin(file, line, f"stages[{i}].env.{name}"))
+                           for name, value in data)  # type: ignore[union-attr,misc]
+    return tuple(out)
 
 
 def _own_context(info: BuildInfo, *, file: str, path: str | None, contexts: Any) -> BuildContext | None:

@@ -16,6 +16,7 @@ from admission.findings import Problem
 from admission.model import (
     Container,
     ContainerKind,
+    EnvVar,
     ExemptionClaim,
     HostMount,
     OwnerRef,
@@ -715,6 +716,10 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
                 origin=walker.origin(port, "hostPort", f"{port_path}.hostPort"),  # line and path agree
             ))
 
+    env: tuple[EnvVar, ...] = ()
+    items_env = get("env")
+    if items_env and type(items_env) in (list, YSeq):
+        env = _literal_env(items_env, f"{path}.env", walker)
     sc = walker.mapping_in(c, "securityContext", path)
     probes: tuple[str, ...] = ()
     if "livenessProbe" in c or "readinessProbe" in c or "startupProbe" in c:
@@ -735,7 +740,21 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         host_ports=tuple(host_ports),
         security=_security(sc, f"{path}.securityContext", walker) if sc else None,
         probes=probes,
+        env=env,
     )
+
+
+def _literal_env(items: list[Any], path: str, walker: _Walker) -> tuple[EnvVar, ...]:
+    """`env[].value` strings (no-secret-in-env); `valueFrom` and `envFrom` hold references, not values. Another shape
+    is left to the API server: no rule read env before, so it refuses nothing new."""
+    out = []
+    for j, item in enumerate(items):
+        if type(item) is not dict and type(item) is not YMap:
+            continue
+        name, value = item.get("name"), item.get("value")
+        if type(name) is str and type(value) is str and value and item.get("valueFrom") is None:
+            out.append(EnvVar(name, value, "env", walker.origin(item, "value", f"{path}[{j}].value")))
+    return tuple(out)
 
 
 def _claims(meta: dict[str, Any], meta_path: str, walker: _Walker) -> tuple[ExemptionClaim, ...]:

@@ -44,8 +44,12 @@ class Normalised:
     cap_add: tuple[str, ...] = ()
     cap_drop: tuple[str, ...] = ()
     security_opt: tuple[tuple[str, str], ...] = ()  # (SecurityContext field, value) for what security_opt turns on/off
-    mounts: tuple[tuple[str, str, str | None], ...] = ()  # (target, kind, host path of a bind)
+    mounts: tuple[tuple[str, str, str | None, bool], ...] = ()  # (target, kind, host path of a bind, read-only)
     healthcheck: str | None = None  # "check", "disabled", or None when compose leaves it to the image
+    devices: tuple[str, ...] = ()  # the host side of each `devices` entry (a path or a CDI name)
+    device_cgroup_rules: tuple[str, ...] = ()
+    userns_host: bool = False
+    cgroup_host: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,7 +113,7 @@ def _opts(entries: Any) -> tuple[tuple[str, str], ...]:
                         security_opts([(_unescape(e) or "", _NOWHERE) for e in entries or ()]).items()))
 
 
-def _oracle_mounts(volumes: Any, binds: Mapping[str, str], home: str) -> tuple[tuple[str, str, str | None], ...]:
+def _oracle_mounts(volumes: Any, binds: Mapping[str, str], home: str) -> tuple[tuple[str, str, str | None, bool], ...]:
     out = []
     for v in volumes or ():
         kind, source, target = v.get("type"), _unescape(v.get("source")), v.get("target")
@@ -117,7 +121,7 @@ def _oracle_mounts(volumes: Any, binds: Mapping[str, str], home: str) -> tuple[t
             source = "~" + source[len(home):]  # we leave ~ to the environment's HOME, which these runs do not set
         if kind == "volume" and source in binds:
             kind, source = "bind", binds[source]
-        out.append((target, kind, source if kind == "bind" else None))
+        out.append((target, kind, source if kind == "bind" else None, bool(v.get("read_only"))))
     return tuple(sorted(out, key=str))
 
 
@@ -160,6 +164,10 @@ def _from_oracle(name: str, services: Mapping[str, Any], binds: Mapping[str, str
         security_opt=_opts(svc.get("security_opt")),
         mounts=_oracle_mounts(svc.get("volumes"), binds, home),
         healthcheck=_oracle_healthcheck(svc.get("healthcheck")),
+        devices=tuple(sorted(_unescape(d.get("source")) or "" for d in svc.get("devices") or ())),
+        device_cgroup_rules=tuple(sorted(_unescape(r) or "" for r in svc.get("device_cgroup_rules") or ())),
+        userns_host=svc.get("userns_mode") == "host",
+        cgroup_host=svc.get("cgroup") == "host",
     )
 
 
@@ -202,9 +210,13 @@ def normalise(workload: Workload) -> Normalised:
         cap_add=tuple(sorted({c.value for c in sc.capabilities_add})),
         cap_drop=tuple(sorted({c.value for c in sc.capabilities_drop})),
         security_opt=tuple(sorted((f, getattr(sc, f).value) for f in _OPT_FIELDS if getattr(sc, f) is not None)),
-        mounts=tuple(sorted(((m.name, m.kind, m.path) for m in workload.volumes), key=str)),
+        mounts=tuple(sorted(((m.name, m.kind, m.path, m.read_only) for m in workload.volumes), key=str)),
         # only what compose itself says: a build Dockerfile's HEALTHCHECK is not the oracle's to know
         healthcheck=health.value if health is not None and health.origin.path.startswith("services.") else None,
+        devices=tuple(sorted(d.value for d in workload.devices)),
+        device_cgroup_rules=tuple(sorted(r.value for r in workload.device_cgroup_rules)),
+        userns_host=workload.host_userns is not None,
+        cgroup_host=workload.host_cgroup is not None,
     )
 
 

@@ -9,6 +9,7 @@ counterparts after Docker's own normalisation (the source adapter normalises; se
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
 from typing import Any
@@ -65,6 +66,71 @@ for _socket in RUNTIME_SOCKETS:
         _parent = posixpath.dirname(_parent)
 
 
+# Host system paths a compose bind may not mount, a path above one (`/var`, `/var/lib`) or a path inside one, with what
+# each holds (issue 27: compose has no volume types to fall back on, so only these are denied, where PSA denies every
+# hostPath). `/lib*` is the FHS and multilib names; /var/lib/containers is Podman's and CRI-O's storage.
+HOST_SYSTEM_PATHS = {
+    "/": "the host's whole filesystem",
+    "/etc": "the host's configuration, with its password hashes, SSH host keys, TLS keys and the daemon's and "
+            "kubelet's credentials",
+    "/proc": "the host's processes, their environments and memory, and its kernel settings",
+    "/sys": "the host's kernel, devices and cgroups",
+    "/dev": "the host's devices, its disks and memory among them",
+    "/boot": "the host's kernel and boot loader",
+    "/root": "root's home, with its SSH keys and credentials",
+    "/usr": "the host's programs and libraries",
+    "/lib": "the host's libraries and kernel modules",
+    "/lib32": "the host's libraries",
+    "/lib64": "the host's libraries",
+    "/libx32": "the host's libraries",
+    "/bin": "the host's programs",
+    "/sbin": "the host's system programs",
+    "/var/lib/docker": "every Docker container's files and volumes",
+    "/var/lib/containerd": "every containerd container's files",
+    "/var/lib/containers": "every Podman and CRI-O container's files",
+    "/var/lib/kubelet": "the kubelet's state, with every pod's volumes, secrets and service account tokens",
+}
+_ABOVE_SYSTEM_PATHS = {"/var": "/var/lib/docker", "/var/lib": "/var/lib/docker"}
+# Public files a service may read: the time zone and the CA certificates it trusts. Read-only only: written, they
+# change the host's clock zone or its trust store.
+PUBLIC_READ_ONLY = ("/etc/localtime", "/etc/timezone", "/usr/share/zoneinfo", "/etc/ssl/certs", "/etc/pki/ca-trust",
+                    "/etc/pki/tls/certs", "/etc/ca-certificates", "/usr/share/ca-certificates")
+# Character devices that convey nothing: binding /dev/null over a file the image expects is a common way to blank it
+_INERT_DEVICES = frozenset(("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"))
+# A CDI device name (`nvidia.com/gpu=all`): the vendor's declared device set, what a device plugin gives a Pod
+_CDI_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*=[A-Za-z0-9_.:*-]+\Z")
+
+
+def _clean_host(path: str) -> str:
+    clean = posixpath.normpath(path)
+    return "/" + clean.lstrip("/") if clean.startswith("//") else clean
+
+
+def host_system_path(path: str | None) -> tuple[str, str] | None:
+    """(relation, system path) when an absolute host path is ("is"), is inside ("in") or holds ("above") one of
+    HOST_SYSTEM_PATHS; None otherwise (relative paths, other folders, the public files read-only callers allow)."""
+    if not path or not path.startswith("/"):
+        return None
+    clean = _clean_host(path)
+    if clean in _INERT_DEVICES:
+        return None
+    if clean in HOST_SYSTEM_PATHS:
+        return "is", clean
+    if clean in _ABOVE_SYSTEM_PATHS:
+        return "above", _ABOVE_SYSTEM_PATHS[clean]
+    parts = clean.split("/")
+    for depth in (4, 2):  # /var/lib/<x> first, then the top-level folder
+        prefix = "/".join(parts[:depth])
+        if len(parts) > depth and prefix in HOST_SYSTEM_PATHS:
+            return "in", prefix
+    return None
+
+
+def _public(path: str) -> bool:
+    clean = _clean_host(path)
+    return any(clean == p or clean.startswith(p + "/") for p in PUBLIC_READ_ONLY)
+
+
 def _check_profile(value: Any) -> str | None:
     return None if value in ("baseline", "restricted") else f"{value!r} is not a profile (baseline or restricted)"
 
@@ -112,6 +178,26 @@ def _socket_message(who: str, path: str, found: tuple[str, str]) -> str:
             "container with the host's root filesystem mounted, which is root on the host")
 
 
+def _system_message(who: str, mount: HostMount, relation: str, system: str) -> str:
+    path = mount.path or ""
+    if relation == "is":
+        mounted = f"the host's {system} at {mount.name}"
+    elif relation == "in":
+        mounted = f"{path} at {mount.name}, inside the host's {system}"
+    else:
+        mounted = f"{path} at {mount.name}, a folder that holds the host's {system}"
+    message = f"{who} bind-mounts {mounted}: {HOST_SYSTEM_PATHS[system]}"
+    if mount.read_only:
+        return message + "; read-only does not help, reading is enough for keys, password hashes and tokens"
+    if relation != "above" and _public(path):
+        return message + f"; {path} passes read-only ({path}:{mount.name}:ro)"
+    return message
+
+
+_SYSTEM_FIX = ("mount the project's own files (a relative path such as ./config) or a named volume instead; the time "
+               "zone and CA certificates may be mounted read-only (/etc/localtime:/etc/localtime:ro); a node agent "
+               "that must read the host is exempted by name, with its reason")
+
 _SOCKET_FIX = ("do not mount the runtime socket; if the service must manage containers, give it a narrowly scoped "
                "API instead (for example a socket proxy that allows only the calls it needs) or build images with a "
                "daemonless builder (BuildKit rootless, kaniko, buildah)")
@@ -119,7 +205,8 @@ _SOCKET_FIX = ("do not mount the runtime socket; if the service must manage cont
 
 @rule("least-privilege", severity="deny", summary="Containers get no privileges beyond what they need.",
       applies={"kubernetes": "PSA baseline's checks (restricted's with `profile: restricted`), all containers",
-               "compose": "privileged, pid/ipc host, cap_add, unconfined security_opt, runtime-socket bind mounts"},
+               "compose": "privileged, pid/ipc host, cap_add, unconfined security_opt, bind mounts of runtime sockets "
+                          "and host system paths, devices, device_cgroup_rules; userns_mode/cgroup host (warn)"},
       params=(Param("profile", str, "baseline", "`baseline` (PSA's baseline level) or `restricted` (adds PSA's "
                     "restricted checks; compose also needs no-new-privileges and cap_drop: [ALL])", _check_profile),
               Param("allowed_capabilities", list, BASELINE_CAPABILITIES, "capabilities a container may add under "
@@ -152,21 +239,50 @@ def least_privilege(workload: Workload, params: Mapping[str, Any]) -> Iterator[V
         either separator), and bind mounts of a runtime socket in any syntax. `restricted` also requires
         `no-new-privileges` and `cap_drop: [ALL]`.
 
+        Compose's host paths: PSA denies every hostPath because a Pod has other volume types to fall back on; a
+        compose service has only binds and named volumes, so binding the project's own files must stay possible.
+        What is denied is a bind (short or long syntax, or a named volume the local driver binds with
+        `driver_opts: {type: none, o: bind, device: ...}`) of a host system path: `/`, `/etc`, `/proc`, `/sys`,
+        `/dev`, `/boot`, `/root`, `/usr`, `/lib`, `/lib32`, `/lib64`, `/libx32`, `/bin`, `/sbin`, `/var/lib/docker`,
+        `/var/lib/containerd`, `/var/lib/containers`, `/var/lib/kubelet`, a folder above one (`/var`, `/var/lib`) or a
+        path inside one (`/etc/ssh`, `/proc/1`, `/var/lib/docker/volumes`). Read-only excuses none of them: shadow
+        files, SSH keys, pod tokens and every container's files are readable. The one exception is public files
+        mounted read-only: the time zone (`/etc/localtime`, `/etc/timezone`, `/usr/share/zoneinfo`) and the CA
+        certificates (`/etc/ssl/certs`, `/etc/pki/ca-trust`, `/etc/pki/tls/certs`, `/etc/ca-certificates`,
+        `/usr/share/ca-certificates`), which countless compose files mount and which hold nothing secret, and the
+        inert devices `/dev/null`, `/dev/zero`, `/dev/full`, `/dev/random` and `/dev/urandom`. Paths are
+        judged as Compose resolves them (normalised, symlinks not followed); a relative bind that stays inside the
+        project directory, and a `~` bind, are the project's or the user's own files and pass wherever the project
+        is checked out; other absolute paths (`/srv/data`, `/var/log`, `/home/app`) pass. `devices` and
+        `device_cgroup_rules` give host devices, as a `/dev` hostPath would, and are denied; CDI device names,
+        `gpus:` and `deploy.resources.reservations.devices` pass (what a device plugin gives a Pod).
+        `userns_mode: host` and `cgroup: host` are warnings, whatever the rule's severity: their Kubernetes
+        counterparts are the defaults (`hostUsers: true`, allowed by PSA, matters only on a daemon with
+        user-namespace remapping; `cgroup: host` is Docker's default on cgroup v1 hosts). Peers: compose-lint's
+        CL-0013 (sensitive mounts; it lets the time zone files pass read-only, as here) and CL-0016 (devices: it
+        flags disks and a few others, where this rule denies every host device, as PSA's hostPath check would);
+        compose-lint dropped `userns_mode: host` as a no-op on a daemon at defaults, which is why it is only a
+        warning here.
+
     Fix:
         Remove `privileged`, `hostPID`/`hostIPC` (`pid`/`ipc: host`) and added capabilities the process does not
         need; grant one capability (`NET_BIND_SERVICE`) rather than all. Keep the runtime's default seccomp and
         AppArmor profiles. Replace hostPath volumes with emptyDir, a ConfigMap/Secret or a PersistentVolumeClaim.
         Never mount the runtime socket: use a socket proxy that allows only the calls needed, or a daemonless
-        image builder. For `restricted`, set `allowPrivilegeEscalation: false`, `capabilities: {drop: [ALL]}` and
+        image builder. In compose, bind the project's own files (`./config:/etc/app:ro`) or a named volume rather
+        than a host system path, and ask for GPUs with `gpus:` rather than `devices:`; a node agent that must read
+        the host (a log shipper, an exporter) is exempted by name, with its reason. For `restricted`, set `allowPrivilegeEscalation: false`, `capabilities: {drop: [ALL]}` and
         `seccompProfile: {type: RuntimeDefault}` (compose: `security_opt: [no-new-privileges:true]`,
         `cap_drop: [ALL]`).
 
     Example:
         ```yaml
-        # compose: denied, the Docker socket is root on the host
+        # compose: denied, the Docker socket is root on the host, and /etc holds its keys
         services:
           agent:
-            volumes: ["/var/run/docker.sock:/var/run/docker.sock"]
+            volumes: ["/var/run/docker.sock:/var/run/docker.sock", "/etc:/host-etc:ro"]
+          app:  # passes: the project's own files and the time zone, read-only
+            volumes: ["./config:/etc/app:ro", "/etc/localtime:/etc/localtime:ro"]
         # Kubernetes: passes baseline and restricted
         securityContext:
           allowPrivilegeEscalation: false
@@ -380,6 +496,41 @@ def _compose(workload: Workload, restricted: bool, allowed: frozenset[str]) -> I
             yield Violation(message=_socket_message(who, mount.path or "", found), remediation=_SOCKET_FIX,
                             origin=mount.origin, value=mount.path, container=name,
                             key=f"volumes {runtime_path(mount.path or '')}")
+        elif mount.kind == "bind" and not mount.relative:
+            system = host_system_path(mount.path)
+            if system is not None and not (mount.read_only and system[0] != "above" and _public(mount.path or "")):
+                yield Violation(message=_system_message(who, mount, *system), remediation=_SYSTEM_FIX,
+                                origin=mount.origin, value=mount.path, container=name,
+                                key=f"volumes {runtime_path(mount.path or '')}")
+    for device in workload.devices:
+        if _CDI_NAME.match(device.value):
+            continue
+        yield _v(f"{who} is given the host device {device.value} (devices: {device.text}): direct access to the "
+                 "host's hardware, as a /dev hostPath gives a Pod",
+                 f"remove {device.text} from devices; ask for a GPU with gpus: or deploy.resources.reservations.devices "
+                 "(what a device plugin gives a Pod), or name a CDI device (vendor.com/class=name)",
+                 device, f"devices {device.value}", name)
+    for cgroup_rule in workload.device_cgroup_rules:
+        yield _v(f"{who} may use host devices by number ({cgroup_rule.text}): with a device node it reaches the "
+                 "host's disks and memory, as a /dev hostPath would",
+                 f"remove '{cgroup_rule.value}' from device_cgroup_rules", cgroup_rule,
+                 f"device_cgroup_rules {cgroup_rule.value}", name)
+    if workload.host_userns is not None:
+        setting = workload.host_userns
+        yield Violation(message=f"{who} sets userns_mode: host: on a daemon that remaps users (userns-remap) this "
+                                "undoes the remapping, so root in the container is root on the host; elsewhere it "
+                                "changes nothing (its Kubernetes counterpart, hostUsers: true, is the default and "
+                                "Pod Security allows it)",
+                        remediation="remove userns_mode: host, unless the service needs the host's user ids on a "
+                                    "remapping daemon", origin=setting.origin, value="host", container=name,
+                        key="userns_mode host", severity="warn")
+    if workload.host_cgroup is not None:
+        setting = workload.host_cgroup
+        yield Violation(message=f"{who} sets cgroup: host, so it sees the host's whole cgroup hierarchy (Docker's "
+                                "default on cgroup v1 hosts, and what a Pod gets there; on cgroup v2 the default is a "
+                                "private cgroup namespace)",
+                        remediation="remove cgroup: host (or set cgroup: private)", origin=setting.origin,
+                        value="host", container=name, key="cgroup host", severity="warn")
     sc = workload.containers[0].security if workload.containers else None
     if sc is not None:
         if sc.privileged is not None and sc.privileged.value == "true":
