@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     limitrange_reads: bool = False
     pull_secrets: bool = False
     owner_reads: bool = False  # verify a controller-made object's owner chain, so it borrows its top owner's exemptions
+    service_account_reads: bool = False  # read a pod template's ServiceAccount for service-account-token (issue 27)
     docker_config: str | None = None  # a Docker config.json mounted into the pod (static registry credentials)
     redact_details: bool = True
     cluster_cache_ttl: float = Field(30.0, ge=0, le=3600)  # seconds a LimitRange / pull-secret read is reused

@@ -26,7 +26,7 @@ def without_rbac(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathF
     namespaces(control_plane, LOCKED, GRANTED)
     control_plane.apply([limit_range(LOCKED), limit_range(GRANTED)])  # both have defaults; one may not be read
     values = {"policy": "images:\n  resolve: false\n",
-              "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
+              "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False, "serviceAccounts": False},
               "server": {"extraEnv": [{"name": "ADMISSION_LIMITRANGE_READS", "value": "true"}]}}
     install = installed(control_plane, tmp_path_factory.mktemp("no-rbac"), values)
     release = next(install)

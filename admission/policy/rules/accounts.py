@@ -13,9 +13,13 @@ KEY = "automountServiceAccountToken"
 
 
 def _fix(workload: Workload, account: str) -> str:
+    if workload.controller is not None:  # a controller's Pod: the exemption belongs to its top owner
+        named = "kind: <its Deployment, StatefulSet, ...>, name: <its name>"
+    else:
+        named = f"kind: {workload.kind}, name: {workload.name or '<name>'}"
     return (f"set automountServiceAccountToken: false in the pod spec (or on ServiceAccount '{account}'); a Pod that "
             f"calls the Kubernetes API keeps its token and is exempted by name: exemptions: [{{rule: "
-            f"service-account-token, kind: {workload.kind}, name: {workload.name or '<name>'}, reason: ...}}]")
+            f"service-account-token, {named}, reason: ...}}]")
 
 
 @rule("service-account-token", severity="off", summary="Pods do not mount a ServiceAccount token they do not need.",
