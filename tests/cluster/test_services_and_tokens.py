@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,6 +43,8 @@ def release(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
                                  ports=[{"port": 80, "targetPort": 8080, "nodePort": 30080}])])
     control_plane.apply([{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "no-api", "namespace": NS},
                           "automountServiceAccountToken": False}])
+    # And a Deployment from then that leaves its token to the default ServiceAccount: the audit finds it.
+    control_plane.apply([compliant_deployment("old-chatty", namespace=NS, replicas=0)])
     yield from installed(control_plane, tmp_path_factory.mktemp("issue-27"), {"policy": POLICY})
 
 
@@ -137,3 +140,17 @@ def test_a_template_is_judged_by_the_service_account_it_names(control_plane: Con
     assert run.returncode == 1
     assert "[service-account-token] Deployment 'leaves-it' mounts the API token of ServiceAccount 'default': neither " \
            "it nor its ServiceAccount sets automountServiceAccountToken: false" in run.stderr, run.stderr
+
+
+def test_the_audit_judges_stored_pods_by_their_volume_and_templates_by_their_service_account(
+        control_plane: ControlPlane, release: Release, tmp_path: Path) -> None:
+    control_plane.apply([_pod("quiet-pod-2", "no-api")])
+    account = compliant_deployment("uses-no-api-2", namespace=NS, replicas=0)
+    account["spec"]["template"]["spec"]["serviceAccountName"] = "no-api"
+    control_plane.apply([account])
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    run = audit(control_plane.admin_kubeconfig, "--namespace", NS, "--format", "json", "--policy", str(policy))
+    tokens = {f["object"]["name"]: f["message"] for f in run.json()["findings"] if f["rule"] == "service-account-token"}
+    assert set(tokens) == {"old-chatty"}, tokens
+    assert "neither it nor its ServiceAccount sets automountServiceAccountToken: false" in tokens["old-chatty"]

@@ -23,7 +23,7 @@ def _fix(workload: Workload, account: str) -> str:
 
 
 @rule("service-account-token", severity="off", summary="Pods do not mount a ServiceAccount token they do not need.",
-      applies={"kubernetes": "automountServiceAccountToken of the pod and (webhook) its ServiceAccount; the "
+      applies={"kubernetes": "automountServiceAccountToken of the pod and (in the cluster) its ServiceAccount; the "
                              "kube-api-access volume"})
 def service_account_token(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
     """A Pod gets no API token unless it needs one.
