@@ -277,6 +277,44 @@ class EnvVar:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """A Kubernetes Service, for no-host-port (issue 27): the fields that open a port on the nodes or claim an address.
+
+    A Service is a Workload with no containers and this `service`; `type` is as written ("ClusterIP" when unset, as
+    the API server defaults it). `node_ports` are the `ports[]` entries of a NodePort Service (or of a LoadBalancer,
+    whose node ports are allocated for the balancer): Port.published is the `nodePort` as written, None when the API
+    server allocates one at random; `target` the Service `port`. `external_ips` are `externalIPs` (CVE-2020-8554).
+    """
+
+    type: Setting  # value: the type as written, or "ClusterIP" with the Service's `spec` as origin when unset
+    node_ports: tuple[Port, ...] = ()
+    external_ips: tuple[Setting, ...] = ()
+    allocate_node_ports: bool | None = None  # LoadBalancer `allocateLoadBalancerNodePorts` as written (default true)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountToken:
+    """What decides whether a Pod gets its ServiceAccount's API token mounted, for service-account-token (issue 27).
+
+    `pod` is the pod spec's `automountServiceAccountToken` as written (value "true"/"false"); `account` the
+    ServiceAccount it runs as (`default` when unset); `volume` a `kube-api-access-*` projected volume of the spec,
+    which the ServiceAccount admission plugin adds when the token is mounted (a stored Pod, or one at the webhook).
+    `injected`: the object has passed that plugin (a Pod at the validating webhook, or listed from the cluster), so a
+    missing volume is evidence that no token is mounted. `account_automount` is the ServiceAccount's own field as read
+    from the cluster ("true", "false", or "" when it leaves it unset); None when it was not read, and then
+    `account_note` says why (CI cannot read it; a read that failed), in the words a finding can carry.
+    """
+
+    account: str
+    origin: Origin  # where a finding points when nothing is written: serviceAccountName, else the pod spec
+    pod: Setting | None = None
+    volume: Setting | None = None
+    injected: bool = False
+    account_automount: str | None = None
+    account_note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UnresolvedBase:
     """A base image named only by a build arg that has no value: `ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`, built
     without `--build-arg BASE_IMAGE=...` (or compose `build.args`). Which image it is cannot be known, so it is not
@@ -392,7 +430,7 @@ class OwnerRef:
 
 @dataclass(frozen=True, slots=True)
 class Workload:
-    """One object the rules evaluate: a pod-bearing k8s object, a compose service, a Dockerfile or an image.
+    """One object the rules evaluate: a pod-bearing k8s object, a k8s Service, a compose service, a Dockerfile or an image.
 
     `runtime` is True when the object says how a container runs (pods, compose services), so
     resource and host-port rules apply; False for Dockerfiles and images, which only describe an image.
@@ -437,6 +475,10 @@ class Workload:
     # The top controller (Deployment, StatefulSet, ...) that the webhook verified through the API for a request made
     # by a controller identity: exemptions match it as well as the object itself (architecture §5 as amended).
     owner: OwnerRef | None = None
+    # no-host-port: a Kubernetes Service (a Workload with no containers); None for every other object (issue 27)
+    service: ServiceSpec | None = None
+    # service-account-token: whether the pod mounts its ServiceAccount token (Kubernetes pods and templates; issue 27)
+    token: AccountToken | None = None
 
 
 # --- construction speed ------------------------------------------------------------------------------
@@ -490,3 +532,5 @@ for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, Buil
              HostMount, EnvVar, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
     fast_init(_cls)
 del _cls
+fast_init(ServiceSpec)  # issue 27: Services (no-host-port) and ServiceAccount tokens (service-account-token)
+fast_init(AccountToken)

@@ -80,8 +80,9 @@ def test_fixed_example_passes_every_rule(capsys) -> None:
     code, report = run_json(capsys, str(EXAMPLE / "fixed"))
     assert report["findings"] == [] and report["errors"] == []
     assert code == 0
-    # compose service + Deployment; the Dockerfile is reported under the service that builds it
-    assert report["summary"]["objects"] == 2
+    # compose service + Deployment + its ClusterIP Service (an object since issue 27); the Dockerfile is reported
+    # under the service that builds it
+    assert report["summary"]["objects"] == 3
 
 
 def test_text_output_has_one_line_per_finding_with_the_fix_below_and_no_colour_off_a_tty(capsys, monkeypatch) -> None:
@@ -167,7 +168,7 @@ def test_stdin_is_read_for_dash_as_helm_template_output_would_be(tmp_path) -> No
     proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"], input=manifest.encode(),
                           capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     report = json.loads(proc.stdout)
-    assert proc.returncode == 1 and report["summary"]["objects"] == 1
+    assert proc.returncode == 1 and report["summary"]["objects"] == 2  # the Pod and the Service (issue 27)
     assert {f["file"] for f in report["findings"]} == {"-"}
 
 

@@ -40,7 +40,8 @@ EXPECTED: Mapping[str, Mapping[str, Hits]] = {
         "user-namespace-only": {("run-as-non-root", "main")},
     },
     "malformed-shapes.yaml": {"well-formed": set()},
-    "not-pod-bearing.yaml": {},
+    # a ClusterIP Service is an object since issue 27 (no-host-port reads Services) and passes
+    "not-pod-bearing.yaml": {"web": set()},
     "image-references.yaml": {"images": {
         ("image-tag-pinned", "no-tag"), ("image-tag-pinned", "latest"), ("image-tag-pinned", "latest-any-case"),
         ("image-tag-pinned", "port-no-tag"), ("image-tag-pinned", "short-digest"),
@@ -110,9 +111,10 @@ def test_owned_manifest_gets_the_expected_verdict_per_object_and_container(name:
     assert hits == EXPECTED[name]
 
 
-def test_kinds_without_pods_are_neither_objects_nor_errors() -> None:
+def test_kinds_without_pods_are_neither_objects_nor_errors_but_a_service_is_an_object() -> None:
     result = load("not-pod-bearing.yaml")
-    assert (result.workloads, result.problems, result.documents) == ([], [], 3)
+    assert ([(w.kind, w.name) for w in result.workloads], result.problems, result.documents) == (
+        [("Service", "web")], [], 3)
 
 
 @pytest.mark.parametrize(("name", "words"), [

@@ -2,7 +2,7 @@
 
 - The pod-bearing kinds, in the order the audit lists them: Pods first (their `status` says which image digest each
   container runs), then ReplicaSets and Jobs (which pass their Pods' digests up to a Deployment or CronJob), then
-  the top owners.
+  the top owners; then Services (no-host-port, issue 27), each reported itself.
 - An object is reported under its top owner: one whose controller (the ownerReference with `controller: true`) is a
   pod-bearing kind the audit lists is left to that controller, so a Deployment is reported once and its ReplicaSets
   and Pods are not repeated. An object whose controller is anything else (an operator's custom resource, an Argo
@@ -30,10 +30,11 @@ STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet")
 DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
 CRONJOBS = Resource("batch", "v1", "cronjobs", "CronJob")
 REPLICATIONCONTROLLERS = Resource("", "v1", "replicationcontrollers", "ReplicationController")
+SERVICES = Resource("", "v1", "services", "Service")
 
 # The listing order: digests flow from Pods up through ReplicaSets and Jobs to the top owners.
 LISTED: tuple[Resource, ...] = (PODS, REPLICASETS, JOBS, DEPLOYMENTS, STATEFULSETS, DAEMONSETS, CRONJOBS,
-                                REPLICATIONCONTROLLERS)
+                                REPLICATIONCONTROLLERS, SERVICES)
 _GROUP_KINDS = frozenset((r.group, r.kind) for r in LISTED)
 # For each kind, the controllers that report it (so it is not reported itself).
 OWNED_BY: Mapping[str, frozenset[str]] = {

@@ -31,6 +31,7 @@ __all__ = ["Audit", "Outcome", "file_label", "namespaces_in", "run_id"]
 log = logging.getLogger("admission.audit")
 
 LIMITRANGES = Resource("", "v1", "limitranges", "LimitRange")
+SERVICEACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 POD_NOTE = "no LimitRange of the namespace defaulted it"  # the API server applied them before the Pod was stored
 TEMPLATE_NOTE = "no LimitRange of the namespace gives a default for it"
 
@@ -64,6 +65,10 @@ class Audit:
         self.digests = inventory.Digests()
         self.limit_defaults: dict[str, Any] = {}
         self.limit_problem: str | None = None
+        # service-account-token: (namespace, name) -> the ServiceAccount's automountServiceAccountToken ("" unset),
+        # listed only when the policy turns the rule on; what could not be listed, said in its findings
+        self.accounts: dict[tuple[str, str], str] | None = None
+        self.accounts_problem: str | None = None
         self.unlisted: list[Problem] = []
         self._strings: dict[str, str] = {}
 
@@ -71,6 +76,8 @@ class Audit:
 
     def run(self) -> Outcome:
         unreachable = self._read_limit_ranges()
+        if unreachable is None:
+            self._read_service_accounts()
         for resource in inventory.LISTED:
             if unreachable is not None:
                 # No answer at all (after the retries): the other kinds would wait as long for the same nothing.
@@ -108,6 +115,45 @@ class Audit:
             return str(exc) if exc.status == 0 else None
         self.limit_defaults = {ns: defaults_of(ns, items) for ns, items in by_namespace.items()}
         return None
+
+    def _read_service_accounts(self) -> None:
+        """Each ServiceAccount's automountServiceAccountToken, as the webhook reads a template's account: only when
+        service-account-token is on (a refused list is said in the findings, not an error of the run)."""
+        setting = self.policy.rules.get("service-account-token")
+        if setting is None or setting.severity == "off":
+            return
+        accounts: dict[tuple[str, str], str] = {}
+        try:
+            for page in pages(self.kube, SERVICEACCOUNTS, namespace=self.namespace, limit=self.limit):
+                for item in page:
+                    meta = item.get("metadata") or {}
+                    value = item.get("automountServiceAccountToken")
+                    accounts[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = \
+                        ("true" if value else "false") if isinstance(value, bool) else ""
+        except ApiError as exc:
+            self.accounts_problem = exc.short()
+            return
+        self.accounts = accounts
+
+    def _token(self, workload: Workload, namespace: str) -> Workload:
+        """A template's token as its ServiceAccount decides it (service-account-token); a stored Pod has passed the
+        ServiceAccount admission plugin, so its volume (or its absence) is the evidence."""
+        token = workload.token
+        if token is None:
+            return workload
+        if workload.kind == "Pod":
+            return replace(workload, token=replace(token, injected=True))
+        if token.pod is not None or token.volume is not None:
+            return workload
+        if self.accounts is None:
+            why = f"ServiceAccounts could not be listed ({self.accounts_problem})" if self.accounts_problem else \
+                "its ServiceAccount was not read"
+            return replace(workload, token=replace(token, account_note=why))
+        said = self.accounts.get((namespace, token.account))
+        if said is None:
+            return replace(workload, token=replace(token, account_note=(
+                f"ServiceAccount '{token.account}' does not exist, so its setting is unknown")))
+        return replace(workload, token=replace(token, account_automount=said))
 
     def _page(self, resource: Resource, page: list[dict[str, Any]]) -> None:
         todo: list[tuple[dict[str, Any], dict[str, list[str]]]] = []
@@ -153,6 +199,10 @@ class Audit:
             path = exc.path if isinstance(exc, InputError) else None
             self._uninterpretable(obj, f"{path + ': ' if path else ''}{message}", path)
             return None
+        if obj["kind"] == "Service":
+            return workloads
+        if self.accounts is not None or self.accounts_problem is not None or obj["kind"] == "Pod":
+            workloads = [self._token(w, namespace) for w in workloads]
         template = obj["kind"] != "Pod"
         if not template:
             return [replace(w, limits_note=POD_NOTE) for w in workloads]

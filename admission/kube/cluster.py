@@ -17,6 +17,9 @@ may list LimitRanges in every namespace, keeps them current with a watch instead
   check (the policy's `owners.controllers`) is what keeps users from borrowing, the reads keep controllers honest.
   Job and CronJob links are read fresh, and a Job lends its CronJob only while it is that CronJob's jobTemplate
   (kube/jobs.py). A person's manual run of a CronJob asks a SubjectAccessReview (`may`, never cached).
+- **ServiceAccounts** (ADMISSION_SERVICE_ACCOUNT_READS): a pod template's ServiceAccount, for its
+  `automountServiceAccountToken` when the template does not set its own (service-account-token; a Pod needs no read:
+  the ServiceAccount admission plugin's token volume says it). A read that fails is said in the finding.
 - With no cluster configuration (no in-cluster service account, no kubeconfig) `connect` returns None and logs
   that cluster reads are off.
 """
@@ -240,11 +243,13 @@ class ClusterReads:
     """Cached reads. Every method takes the request's deadline and never raises: failures come back as `problem`."""
 
     def __init__(self, api: Any, *, limitranges: bool, pull_secrets: bool, owners: bool = False, ttl: float = 30.0,
-                 metrics: Any = None, static_auths: Mapping[str, Any] | None = None, watch: bool = True) -> None:
+                 metrics: Any = None, static_auths: Mapping[str, Any] | None = None, watch: bool = True,
+                 service_accounts: bool = False) -> None:
         self.api = api
         self.limitranges = limitranges
         self.pull_secrets = pull_secrets
         self.owners = owners
+        self.service_accounts = service_accounts
         self.ttl = ttl
         self.metrics = metrics
         self.static_auths = dict(static_auths or {})
@@ -414,6 +419,19 @@ class ClusterReads:
         reason = status.get("reason") or status.get("evaluationError") or ""
         return False, f"not allowed{': ' + reason if reason else ''}"
 
+    async def account_automount(self, namespace: str, name: str, *, deadline: float) -> tuple[str | None, str | None]:
+        """A ServiceAccount's `automountServiceAccountToken`: ("true" | "false" | "" when unset, None), or (None, what
+        could not be read, in words a finding can carry). Cached as the pull secrets' reads of the same account."""
+        try:
+            account = await self._read(("serviceaccounts", namespace, name), lambda timeout: self.api.service_account(
+                namespace, name, timeout=timeout), deadline)
+        except ReadError as exc:
+            if exc.status == 404:
+                return None, f"ServiceAccount '{name}' does not exist (yet), so its setting is unknown"
+            return None, f"ServiceAccount '{name}' could not be read ({exc.short()})"
+        value = account.get("automountServiceAccountToken")
+        return ("true" if value else "false") if isinstance(value, bool) else "", None
+
     async def pull_credentials(self, obj: Mapping[str, Any], kind: str, namespace: str, *,
                                deadline: float) -> PullCredentials:
         """The credentials a pull of this object's images would use: its pull secrets, its ServiceAccount's, then
@@ -493,9 +511,9 @@ async def connect(settings: Any, *, metrics: Any = None) -> ClusterReads | None:
         except (OSError, ValueError):
             static = {}
     api = KubeApi(client.ApiClient(configuration))
-    log.info("cluster reads on (%s): LimitRange defaults %s, pull secrets %s, owners %s", where,
+    log.info("cluster reads on (%s): LimitRange defaults %s, pull secrets %s, owners %s, ServiceAccounts %s", where,
              "on" if settings.limitrange_reads else "off", "on" if settings.pull_secrets else "off",
-             "on" if settings.owner_reads else "off")
+             "on" if settings.owner_reads else "off", "on" if settings.service_account_reads else "off")
     return ClusterReads(api, limitranges=settings.limitrange_reads, pull_secrets=settings.pull_secrets,
                         owners=settings.owner_reads, ttl=settings.cluster_cache_ttl, metrics=metrics,
-                        static_auths=static)
+                        static_auths=static, service_accounts=settings.service_account_reads)

@@ -159,9 +159,20 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
 
     ran: dict[str, tuple[str, ...]] = {}  # source -> ids of the active rules that apply to it
 
+    on_services: tuple[tuple[catalog.Rule, RuleSetting], ...] | None = None  # the rules a Service gets (issue 27)
+
     for workload in workloads:
         report.objects += 1
-        rule_ids = ran.get(workload.source)
+        running = active
+        if workload.service is not None:
+            if on_services is None:
+                on_services = tuple((r, s) for r, s in active if r.services)
+            running = on_services
+            rule_ids = ran.get("Service")
+            if rule_ids is None:
+                rule_ids = ran["Service"] = tuple(r.id for r, _ in on_services)
+        else:
+            rule_ids = ran.get(workload.source)
         if rule_ids is None:
             rule_ids = ran[workload.source] = tuple(
                 r.id for r, _ in active if workload.source in r.applies) + (
@@ -170,7 +181,7 @@ def evaluate(workloads: Iterable[Workload], policy: Policy, *, today: date | Non
                                           file=workload.origin.file, source=workload.source, rules=rule_ids))
         claims = _validate_claims(workload, policy, known, report.errors)
         produced: list[tuple[str, str, Violation]] = []  # (rule, configured severity, violation)
-        for rule, setting in active:
+        for rule, setting in running:
             for violation in rule.func(workload, setting.params):  # type: ignore[misc]
                 if type(violation) is Proof:
                     report.verified.append(_verified(rule.id, workload, violation))

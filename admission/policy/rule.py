@@ -7,7 +7,7 @@ import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from admission.findings import Proof, Severity, Violation
 from admission.model import Workload
@@ -37,6 +37,9 @@ class Rule:
     # Where the severity comes from when `rules:` cannot set it: "images.on_error" (image-config-unavailable) or
     # "images.verify" (image-signature: the matching entry's `signature`). "" = the rule's setting under `rules`.
     severity_from: str = ""
+    # Whether the rule reads Kubernetes Services (issue 27): a Service is a Workload with no containers, and the
+    # engine runs on it only the rules that say so (no-host-port), so no other rule reports on it or lists it.
+    services: bool = False
 
     @property
     def severity_fixed(self) -> bool:
@@ -54,16 +57,19 @@ class Rule:
 REGISTERED: dict[str, Rule] = {}
 
 
-def rule(rule_id: str, *, severity: Severity, summary: str, applies: Mapping[str, str],
-         params: tuple[Param, ...] = (), severity_from: str = "") -> Callable[[RuleFunc], RuleFunc]:
-    """Register a rule function. Its docstring must have Why, Fix and Example sections."""
+def rule(rule_id: str, *, severity: Severity | Literal["off"], summary: str, applies: Mapping[str, str],
+         params: tuple[Param, ...] = (), severity_from: str = "",
+         services: bool = False) -> Callable[[RuleFunc], RuleFunc]:
+    """Register a rule function. Its docstring must have Why, Fix and Example sections. A rule that is `off` by
+    default (service-account-token) runs only where a policy turns it on."""
 
     def register(func: RuleFunc) -> RuleFunc:
         doc = inspect.cleandoc(func.__doc__ or "")
         for section in ("Why", "Fix", "Example"):
             if not re.search(rf"^{section}:\s*$", doc, re.M):
                 raise AssertionError(f"rule {rule_id}: docstring lacks a {section}: section")
-        REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), params, func, doc, severity_from)
+        REGISTERED[rule_id] = Rule(rule_id, severity, summary, dict(applies), params, func, doc,  # type: ignore[arg-type]
+                                   severity_from, services)
         return func
 
     return register

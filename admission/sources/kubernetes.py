@@ -1,4 +1,4 @@
-"""Kubernetes manifests -> Workloads: Pod, PodTemplate, the pod-bearing controllers, CronJob and `List`.
+"""Kubernetes manifests -> Workloads: Pod, PodTemplate, the pod-bearing controllers, CronJob, Service and `List`.
 
 Hand-written rather than decoded with the kubernetes client's models: those models import slowly, keep
 no line numbers and accept wrong shapes silently; here only the fields the rules read are type-checked.
@@ -14,6 +14,7 @@ from typing import Any
 from admission.errors import InputError
 from admission.findings import Problem
 from admission.model import (
+    AccountToken,
     Container,
     ContainerKind,
     EnvVar,
@@ -24,6 +25,7 @@ from admission.model import (
     Origin,
     Port,
     SecurityContext,
+    ServiceSpec,
     Setting,
     Workload,
 )
@@ -35,8 +37,10 @@ __all__ = [
     "EXEMPT_REASON_ANNOTATION",
     "POD_SPEC_PATHS",
     "KubeResult",
+    "is_evaluated",
     "is_kubernetes",
     "is_pod_bearing",
+    "is_service",
     "load_text",
     "pod_spec_path",
     "workloads_from_object",
@@ -103,6 +107,16 @@ def is_pod_bearing(api_version: str, kind: str) -> bool:
     # A group-less apiVersion ("v1") cannot be a CRD, so `v1` + Deployment is a typo the API server would
     # refuse; it is evaluated as the kind it names (as polaris and checkov do) rather than silently skipped.
     return "/" not in api_version or api_version.partition("/")[0] in groups
+
+
+def is_service(api_version: str, kind: str) -> bool:
+    """A core-group Service (issue 27: no-host-port reads its type, node ports and externalIPs)."""
+    return kind == "Service" and "/" not in api_version
+
+
+def is_evaluated(api_version: str, kind: str) -> bool:
+    """Whether an object of apiVersion/kind becomes a Workload: the pod-bearing kinds and Services."""
+    return is_pod_bearing(api_version, kind) or is_service(api_version, kind)
 
 
 def pod_spec_path(kind: str, base_path: str = "") -> str:
@@ -282,7 +296,7 @@ def _iter_objects(obj: Mapping[str, Any], base_path: str, line: int | None, walk
 
 def workloads_from_object(obj: Mapping[str, Any], *, file: str, namespace: str, base_path: str = "",
                           line: int | None = None) -> list[Workload]:
-    """The workloads of one object (a `List` gives one per pod-bearing item); [] for a kind without pods.
+    """The workloads of one object (a `List` gives one per pod-bearing item or Service); [] for other kinds.
 
     Objects from the YAML loader carry lines; plain dicts (webhook JSON) get `line` (default None) everywhere.
     Raises InputError naming file, line and path when a field the rules read has the wrong shape.
@@ -308,6 +322,8 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         raise InputError(f"not a Kubernetes object: {' and '.join(missing)} missing or not a string",
                          file=walker.file, line=line, path=base or None)
     if not is_pod_bearing(api_version, kind):
+        if is_service(api_version, kind):
+            return _service(obj, base, line, walker, namespace)
         return None
 
     meta_path = _join(base, "metadata")
@@ -371,6 +387,7 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
             sysctls = tuple(_sysctl(sysctl_items, i, f"{pod_sc_path}.sysctls[{i}]", walker) for i in range(len(sysctl_items)))
         pod_security = _security(pod_sc, pod_sc_path, walker)
     volumes = _volumes(spec, path, walker) if get("volumes") is not None else ()
+    token = _token(spec, path, walker, volumes, node_line)
     return Workload(
         source="kubernetes",
         kind=kind,
@@ -392,6 +409,97 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         host_users=walker.boolean_in(spec, "hostUsers", path),
         restart_policy=walker.string_in(spec, "restartPolicy", path),
         controller=controller_of(meta),
+        token=token,
+    )
+
+
+# The volume the ServiceAccount admission plugin adds when it mounts the token (serviceaccount.go: "kube-api-access-"
+# and a random suffix; a projected volume of the token, the cluster's CA and the namespace).
+TOKEN_VOLUME_PREFIX = "kube-api-access-"
+
+
+def _token(spec: dict[str, Any], path: str, walker: _Walker, volumes: tuple[HostMount, ...],
+           spec_line: int | None) -> AccountToken:
+    """What the pod spec says of its ServiceAccount token: its own automountServiceAccountToken, the account it runs
+    as (`serviceAccount` is the deprecated spelling; `default` when neither is set) and the plugin's volume."""
+    account = "default"
+    origin = None
+    for key in ("serviceAccountName", "serviceAccount"):
+        if spec.get(key) is not None:
+            written = walker.string_in(spec, key, path)
+            if written:
+                account, origin = written, walker.origin(spec, key, f"{path}.{key}")
+                break
+    if origin is None:
+        origin = Origin(walker.file, spec_line, path)
+    volume = None
+    for mount in volumes:
+        if mount.kind == "projected" and mount.name.startswith(TOKEN_VOLUME_PREFIX):
+            volume = Setting(mount.name, mount.name, mount.origin)
+            break
+    return AccountToken(account=account, origin=origin,
+                        pod=_bool_setting(spec, "automountServiceAccountToken", path, walker), volume=volume)
+
+
+_SERVICE_TYPES_WITH_NODE_PORTS = frozenset(("NodePort", "LoadBalancer"))
+
+
+def _service(obj: dict[str, Any], base: str, line: int | None, walker: _Walker, namespace: str) -> Workload:
+    """A Service: a Workload with no containers whose `service` holds what no-host-port reads (issue 27)."""
+    meta_path = _join(base, "metadata")
+    meta = walker.mapping(obj, "metadata", meta_path) or {}
+    name = walker.string_in(meta, "name", meta_path) or walker.string_in(meta, "generateName", meta_path) or ""
+    ns = walker.string_in(meta, "namespace", meta_path) or namespace
+    path = _join(base, "spec")
+    spec = walker.mapping(obj, "spec", path) or {}
+    written = walker.string_in(spec, "type", path)
+    if written:
+        kind = Setting(written, written, walker.origin(spec, "type", f"{path}.type"))
+    else:  # the API server defaults it to ClusterIP
+        kind = Setting("ClusterIP", "ClusterIP", walker.origin(obj, "spec", path) if "spec" in obj
+                       else walker.origin(obj, "kind", _join(base, "kind")))
+    allocate = walker.boolean_in(spec, "allocateLoadBalancerNodePorts", path)
+    node_ports: list[Port] = []
+    ports = walker.sequence_in(spec, "ports", path)
+    if ports:
+        ports_path = f"{path}.ports"
+        for j, entry in enumerate(ports):
+            port_path = f"{ports_path}[{j}]"
+            if not isinstance(entry, dict):
+                raise walker.fail(f"a Service port must be a mapping, not {type_name(entry)}", ports, j, port_path)
+            node_port = walker.integer(entry, "nodePort", f"{port_path}.nodePort")
+            number = walker.integer(entry, "port", f"{port_path}.port")
+            protocol = walker.string(entry, "protocol", f"{port_path}.protocol") or "TCP"
+            if kind.value not in _SERVICE_TYPES_WITH_NODE_PORTS:
+                continue  # the API server refuses a nodePort on other types; nothing is opened on the nodes
+            target = "" if number is None else str(number)
+            published = str(node_port) if node_port else None
+            node_ports.append(Port(
+                target=target, published=published, host_ip=None, protocol=protocol,
+                text=f"nodePort {published or '(allocated)'} -> port {target or '?'}",
+                origin=walker.origin(entry, "nodePort", f"{port_path}.nodePort") if node_port
+                else walker.origin(ports, j, port_path)))
+    external: list[Setting] = []
+    ips = walker.sequence_in(spec, "externalIPs", path)
+    if ips:
+        ips_path = f"{path}.externalIPs"
+        for j, ip in enumerate(ips):
+            if not isinstance(ip, str):
+                raise walker.fail(f"an externalIPs entry must be a string, not {type_name(ip)}", ips, j,
+                                  f"{ips_path}[{j}]")
+            external.append(Setting(ip, ip, walker.origin(ips, j, f"{ips_path}[{j}]")))
+    return Workload(
+        source="kubernetes",
+        kind="Service",
+        name=name,
+        namespace=ns,
+        origin=Origin(walker.file, line, base),
+        containers=(),
+        runtime=False,  # it runs no container: the container rules have nothing to read (and are not run on it)
+        exemption_claims=_claims(meta, meta_path, walker),
+        controller=controller_of(meta),
+        service=ServiceSpec(type=kind, node_ports=tuple(node_ports), external_ips=tuple(external),
+                            allocate_node_ports=allocate),
     )
 
 
@@ -811,7 +919,7 @@ def read_documents(text: str, *, file: str) -> list[Any]:
 
 
 def load_text(text: str, *, file: str, namespace: str = "default") -> KubeResult:
-    """Every pod-bearing object of a YAML or JSON stream. Non-pod kinds and empty documents are skipped.
+    """Every pod-bearing object and Service of a YAML or JSON stream. Other kinds and empty documents are skipped.
 
     Raises InputError for a syntax error or a stream with no non-empty document; an object that cannot be
     interpreted becomes a Problem and the other objects are still returned. Documents are read one at a time and

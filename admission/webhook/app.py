@@ -91,6 +91,17 @@ def _named_owners(ref: OwnerRef) -> list[OwnerRef]:
     return []
 
 
+def _token_rule_on(policy: Policy) -> bool:
+    setting = policy.rules.get("service-account-token")
+    return setting is not None and setting.severity != "off"
+
+
+def _account_decides(workload: Workload) -> bool:
+    """A pod template that leaves its token to its ServiceAccount: the account's own field decides (issue 27)."""
+    token = workload.token
+    return token is not None and token.pod is None and token.volume is None and not token.injected
+
+
 def parse_go_duration(text: str) -> float | None:
     """Seconds of a Go duration as the API server writes ?timeout= ("10s", "1m30s", "500ms"); None if invalid."""
     text = text.strip()
@@ -375,7 +386,10 @@ class _Webhook:
         limit_task = None
         if planned.template and self.cluster is not None and self.cluster.limitranges:
             limit_task = asyncio.ensure_future(self.cluster.limit_defaults(planned.namespace, deadline=deadline))
-        if self.images is not None and policy.images.resolve in ("auto", True):
+        token_task = None
+        if planned.template and _token_rule_on(policy) and any(_account_decides(w) for w in workloads):
+            token_task = asyncio.ensure_future(self._accounts(workloads, planned.namespace, deadline))
+        if self.images is not None and policy.images.resolve in ("auto", True) and planned.kind != "Service":
             credentials = None
             if self.cluster is not None and self.cluster.pull_secrets:
                 credentials = await self.cluster.pull_credentials(req.object or {}, planned.kind, planned.namespace,
@@ -399,6 +413,11 @@ class _Webhook:
                 from admission.kube.limits import apply_limit_defaults
 
                 workloads = apply_limit_defaults(workloads, defaults)
+        if token_task is not None:
+            said = await token_task
+            workloads = [replace(w, token=replace(w.token, account_automount=said[w.token.account][0],
+                                                  account_note=said[w.token.account][1]))
+                         if _account_decides(w) else w for w in workloads]
         note = self._limits_note(limit_problem, template=planned.template)
         controller = workloads[0].controller if workloads else None
         if controller is None and planned.kind == "Job":
@@ -433,6 +452,17 @@ class _Webhook:
             decision.owner_problem = lent.problem or None
             decision.manual_run = lent.manual_run
         return decision
+
+    async def _accounts(self, workloads: Sequence[Workload], namespace: str,
+                        deadline: float) -> dict[str, tuple[str | None, str | None]]:
+        """What each ServiceAccount the templates run as says of its token (service-account-token): its
+        `automountServiceAccountToken`, or what could not be read."""
+        names = {w.token.account for w in workloads if _account_decides(w)}  # type: ignore[union-attr]
+        if self.cluster is None or not self.cluster.service_accounts:
+            why = "ADMISSION_SERVICE_ACCOUNT_READS is off" if self.cluster is not None or \
+                not self.settings.service_account_reads else "no cluster configuration"
+            return {n: (None, f"its ServiceAccount was not read ({why})") for n in names}
+        return {n: await self.cluster.account_automount(namespace, n, deadline=deadline) for n in names}
 
     async def _owner(self, req: review.AdmissionRequest, policy: Policy, planned: review.Plan, ref: OwnerRef,
                      deadline: float) -> _Lent:
@@ -648,7 +678,8 @@ def create_app(settings: Settings | None = None, *, policy: Policy | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks: list[asyncio.Task[None]] = []
-        if hook.cluster is None and (settings.limitrange_reads or settings.pull_secrets or settings.owner_reads):
+        if hook.cluster is None and (settings.limitrange_reads or settings.pull_secrets or settings.owner_reads
+                                     or settings.service_account_reads):
             from admission.kube.cluster import connect
 
             hook.cluster = await connect(settings, metrics=metrics)

@@ -665,7 +665,7 @@ def connect(settings: Any) -> CertManager:
 
     from kubernetes import client, config
 
-    missing = [n for n, v in (("ADMISSION_TLS_SECRET", settings.tls_secret),
+    missing = [n for n, v in (("ADMISSION_TLS_SECRET_NAME", settings.tls_secret_name),
                               ("ADMISSION_TLS_WEBHOOK", settings.tls_webhook),
                               ("ADMISSION_TLS_HOSTS", settings.tls_hosts),
                               ("ADMISSION_POD_NAME", settings.pod_name),
@@ -689,7 +689,7 @@ def connect(settings: Any) -> CertManager:
         cfg=Managed(name=settings.tls_webhook, hosts=hosts, ca_validity=settings.tls_ca_validity,
                     cert_validity=settings.tls_cert_validity, propagation=settings.tls_propagation_delay,
                     handover=settings.tls_handover),
-        secret=settings.tls_secret, lease=settings.tls_lease or settings.tls_secret, webhook=settings.tls_webhook,
+        secret=settings.tls_secret_name, lease=settings.tls_lease or settings.tls_secret_name, webhook=settings.tls_webhook,
         mutating=settings.tls_mutating_webhook,
         identity=settings.pod_name, folder=folder, probe=(probe_host, settings.port),
         interval=settings.watch_interval, report_interval=settings.tls_report_interval)

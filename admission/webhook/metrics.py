@@ -27,7 +27,7 @@ prometheus_client.disable_created_metrics()
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0)
 _RESOLVER_STATS = ("hit", "miss", "dedup", "negative_hit", "disk_hit", "revalidate")
-_KINDS = frozenset(POD_SPEC_PATHS)
+_KINDS = frozenset(POD_SPEC_PATHS) | {"Service"}  # Services: no-host-port (issue 27)
 _OPERATIONS = frozenset(("CREATE", "UPDATE", "DELETE", "CONNECT"))
 # Why an image lookup failed (admission.images.enrich.failure_reason); the counter's label values.
 FAILURE_REASONS = ("timeout", "dns", "connection", "not-found", "auth", "address-guard", "not-allowed", "blocked",

@@ -228,7 +228,8 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
             return invalid("the request has no object and no kind")
         return invalid("neither request.kind nor the object names a kind")
     api_version, kind = found
-    if not kubernetes.is_pod_bearing(api_version, kind):
+    service = kubernetes.is_service(api_version, kind)
+    if not service and not kubernetes.is_pod_bearing(api_version, kind):
         return _skip(f"kind {kind} carries no pod spec")
     sub = request.subResource or ""
     if sub and not (kind == "Pod" and sub == EPHEMERAL):
@@ -242,10 +243,14 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
     if isinstance(metadata, dict) and metadata.get("deletionTimestamp"):
         return _skip("the object is being deleted")
     old = request.oldObject if operation == "UPDATE" else None
-    path = kubernetes.POD_SPEC_PATHS[kind]
-    if old is not None and sub != EPHEMERAL:
+    if service and old is not None and _service_fields(obj) == _service_fields(old):
+        # As a pod spec for Pods: a label, a selector or a targetPort changed, and a NodePort Service admitted before
+        # (or exempted) is not refused for it (issue 27).
+        return _skip("the Service's type, node ports and externalIPs are unchanged")
+    if old is not None and sub != EPHEMERAL and not service:
         # A Job's whole template: a suspended Job's template labels and annotations may change, and whether a
         # manual run borrows its CronJob's exemptions depends on them (issue 22).
+        path = kubernetes.POD_SPEC_PATHS[kind]
         compared = path[:-1] if kind == "Job" else path
         spec = dig(obj, compared)
         if spec is not None and spec == dig(old, compared):
@@ -263,6 +268,11 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
         return invalid("the object nests too deeply", kind=kind, namespace=namespace, name=request.name or "")
     if not workloads:
         return _skip(f"kind {kind} carries no pod spec")
+    if kind == "Pod":
+        # The ServiceAccount admission plugin has run (mutating plugins all run before validating webhooks): the
+        # token volume it adds, or its absence, says whether the token is mounted (service-account-token).
+        workloads = [replace(w, token=replace(w.token, injected=True)) if w.token is not None else w
+                     for w in workloads]
     if sub == EPHEMERAL:
         before = _ephemeral_names(old) if old is not None else set()
         trimmed = []
@@ -270,13 +280,25 @@ def plan(request: AdmissionRequest) -> Plan | Decision:
             added = tuple(c for c in workload.containers if c.kind == "ephemeral" and c.name not in before)
             if added:
                 # Only what the update adds: the pod's own settings (hostNetwork, ...) were admitted before.
-                trimmed.append(replace(workload, containers=added, host_network=None))
+                trimmed.append(replace(workload, containers=added, host_network=None, token=None))
         if not trimmed:
             return _skip("the ephemeral containers update adds no container")
         workloads = trimmed
     first = workloads[0]
     return Plan(kind=kind, namespace=first.namespace or namespace, name=request.name or first.name,
-                workloads=workloads, template=kind != "Pod")
+                workloads=workloads, template=kind != "Pod" and not service)
+
+
+def _service_fields(obj: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    """What an UPDATE of a Service is evaluated for: its type, its ports' node ports and its externalIPs."""
+    spec = dig(obj, ("spec",))
+    if not isinstance(spec, dict):
+        return (None, None, None)
+    ports = spec.get("ports")
+    node_ports = tuple(p.get("nodePort") if isinstance(p, dict) else p for p in ports) \
+        if isinstance(ports, list) else ports
+    ips = spec.get("externalIPs")
+    return spec.get("type") or "ClusterIP", node_ports, tuple(ips) if isinstance(ips, list) else ips
 
 
 # --- messages ------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -27,7 +27,11 @@ class Settings(BaseSettings):
     # Managed TLS (chart tls.mode=managed, admission/webhook/certs.py): the server keeps its CA and serving
     # certificate in a Secret and the caBundle of its webhook configuration in step; exclusive with tls_cert.
     tls_managed: bool = False
-    tls_secret: str | None = None  # the Secret holding the CA, the serving pair and the bundle
+    # the name of the Secret holding the CA, the serving pair and the bundle. ADMISSION_TLS_SECRET_NAME since issue 27:
+    # a variable named *_SECRET with a literal value reads as a secret written into the Pod spec (no-secret-in-env);
+    # ADMISSION_TLS_SECRET, its name before, is still read
+    tls_secret_name: str | None = Field(None, validation_alias=AliasChoices(
+        "tls_secret_name", "ADMISSION_TLS_SECRET_NAME", "ADMISSION_TLS_SECRET"))
     tls_lease: str | None = None  # the Lease that picks the one writer (default: the Secret's name)
     tls_webhook: str | None = None  # the ValidatingWebhookConfiguration whose caBundle is kept
     tls_mutating_webhook: str | None = None  # the MutatingWebhookConfiguration whose caBundle is kept too (mutation)
@@ -53,6 +57,7 @@ class Settings(BaseSettings):
     limitrange_reads: bool = False
     pull_secrets: bool = False
     owner_reads: bool = False  # verify a controller-made object's owner chain, so it borrows its top owner's exemptions
+    service_account_reads: bool = False  # read a pod template's ServiceAccount for service-account-token (issue 27)
     docker_config: str | None = None  # a Docker config.json mounted into the pod (static registry credentials)
     redact_details: bool = True
     cluster_cache_ttl: float = Field(30.0, ge=0, le=3600)  # seconds a LimitRange / pull-secret read is reused
@@ -76,9 +81,9 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("tls_cert", "tls_key", "tls_secret", "tls_lease", "tls_webhook", "tls_mutating_webhook", "tls_hosts",
-                     "tls_held", "pod_name", "pod_namespace", "policy", "docker_config", "metrics_dir", "kubeconfig",
-                     mode="before")
+    @field_validator("tls_cert", "tls_key", "tls_secret_name", "tls_lease", "tls_webhook", "tls_mutating_webhook",
+                     "tls_hosts", "tls_held", "pod_name", "pod_namespace", "policy", "docker_config", "metrics_dir",
+                     "kubeconfig", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -56,7 +56,8 @@ def test_the_audit_account_may_list_the_pod_bearing_kinds_and_write_reports_only
     rendered = render({"audit": {"enabled": True, "reportApi": api}})
     role = rendered.one("ClusterRole", "admission-audit")
     assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["pods", "replicationcontrollers", "limitranges"], "verbs": ["list"]},
+        {"apiGroups": [""], "resources": ["pods", "replicationcontrollers", "limitranges", "services",
+                                          "serviceaccounts"], "verbs": ["list"]},
         {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"],
          "verbs": ["list"]},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["list"]},

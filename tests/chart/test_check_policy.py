@@ -35,7 +35,7 @@ def test_a_valid_overlay_exits_0_and_says_what_it_amounts_to(tmp_path: Path) -> 
     run = _run("check-policy", str(policy))
     assert run.returncode == 0, run.stderr
     assert run.stdout.startswith(f"{policy}: valid policy") and "enforcement warn" in run.stdout
-    assert "1 off" in run.stdout and run.stderr == ""
+    assert "2 off" in run.stdout and run.stderr == ""  # numeric-user, and service-account-token (off by default)
 
 
 @pytest.mark.parametrize(("text", "line", "key"), BAD, ids=[b[2] for b in BAD])

@@ -33,7 +33,9 @@ def _check(*argv: str, stdin: str | None = None, cwd: Path = ROOT) -> dict[str, 
 def test_rendered_chart_has_no_deny_or_warn_finding(rendered: dict[str, Rendered], label: str) -> None:
     report = _check("-", "--namespace", NAMESPACE, stdin=rendered[label].stream)
     audit = 1 if rendered[label].has("CronJob") else 0
-    assert report["summary"]["objects"] == 2 + audit, "the Deployment, the policy-check Job (and the audit CronJob)"
+    services = len(rendered[label].all("Service"))  # objects since issue 27 (no-host-port): ClusterIP, they pass
+    assert report["summary"]["objects"] == 2 + audit + services, \
+        "the Deployment, the policy-check Job (and the audit CronJob), and the Services"
 
 
 def test_chart_and_compose_example_pass_the_restricted_least_privilege_profile(rendered: dict[str, Rendered],
@@ -45,9 +47,22 @@ def test_chart_and_compose_example_pass_the_restricted_least_privilege_profile(r
     _check("examples/webhook-local/", "--policy", str(policy))  # compose: cap_drop ALL, no-new-privileges
 
 
-def test_strict_policy_passes_when_the_image_is_pinned_by_digest(rendered: dict[str, Rendered]) -> None:
-    """policies/strict.yaml denies every finding and requires digests: the chart's digest value satisfies it."""
-    _check("-", "--policy", str(ROOT / "policies" / "strict.yaml"), stdin=rendered["everything"].stream)
+def test_strict_policy_passes_when_the_image_is_pinned_by_digest(rendered: dict[str, Rendered],
+                                                               tmp_path: Path) -> None:
+    """policies/strict.yaml denies every finding and requires digests: the chart's digest value satisfies it. The
+    webhook reads the API (LimitRanges, owners, ServiceAccounts), so it keeps its token and is exempted by name from
+    service-account-token, as the rule's docs tell anyone whose Pods call the API; everything else mounts none."""
+    policy = tmp_path / "strict.yaml"
+    policy.write_text((ROOT / "policies" / "strict.yaml").read_text() + (
+        "exemptions:\n"
+        "  - {rule: service-account-token, kind: Deployment, name: admission, reason: the webhook reads the API}\n"))
+    run = subprocess.run([str(CLI), "check", "--offline", "--format", "json", "--fail-on", "warn", "-",
+                          "--policy", str(policy)], input=rendered["everything"].stream, capture_output=True,
+                         text=True, cwd=ROOT, timeout=120)
+    report = json.loads(run.stdout)
+    assert run.returncode == 0 and report["errors"] == [], (run.stderr, report["errors"])
+    assert [(f["rule"], f["object"]["kind"], f["object"]["name"], f["suppressed"]) for f in report["findings"]] == [
+        ("service-account-token", "Deployment", "admission", True)]
 
 
 def test_dockerfile_has_no_deny_or_warn_finding() -> None:

@@ -66,7 +66,8 @@ def test_rules_cover_pods_ephemeral_containers_and_every_kind_the_server_reads(
         rendered: dict[str, Rendered], label: str) -> None:
     covered = _resources(rendered[label].webhook)
     expected = {(_GROUP.get(kind, ""), kind.lower() + "s") for kind in POD_SPEC_PATHS}
-    assert expected | {("", "pods/ephemeralcontainers")} == covered
+    # and Services, for no-host-port (issue 27)
+    assert expected | {("", "pods/ephemeralcontainers"), ("", "services")} == covered
     assert {("", "pods"), ("", "pods/ephemeralcontainers"), ("apps", "deployments"), ("batch", "cronjobs"),
             ("", "replicationcontrollers")} <= covered
 
@@ -205,7 +206,7 @@ def test_managed_tls_grants_name_their_objects_and_create_stays_namespaced(defau
     assert role["metadata"]["namespace"] == NAMESPACE
     named = {(res, verb): rule.get("resourceNames") for rule in role["rules"] for res in rule["resources"]
              for verb in rule["verbs"]}
-    secret, lease = [env["ADMISSION_TLS_SECRET"]], [env["ADMISSION_TLS_LEASE"]]
+    secret, lease = [env["ADMISSION_TLS_SECRET_NAME"]], [env["ADMISSION_TLS_LEASE"]]
     assert named == {**{("secrets", verb): secret for verb in ("get", "list", "watch", "patch")},
                      ("leases", "get"): lease, ("leases", "patch"): lease,
                      ("secrets", "create"): None, ("leases", "create"): None}
@@ -386,6 +387,7 @@ def _rbac(r: Rendered) -> set[tuple[str, str]]:
             for verb in rule["verbs"]}
 
 
+SERVICE_ACCOUNT_READS = {("serviceaccounts", "get")}  # a pod template's ServiceAccount (service-account-token)
 OWNER_READS = {(kind, "get") for kind in ("replicasets", "deployments", "statefulsets", "daemonsets", "jobs",
                                           "cronjobs", "replicationcontrollers")}
 # a manual run of a CronJob borrows when its requester may patch the CronJob: asked with a SubjectAccessReview
@@ -395,9 +397,9 @@ ACCESS_REVIEWS = {("subjectaccessreviews", "create")}
 def test_limit_range_and_owner_reads_are_on_by_default_with_exactly_their_permissions(default_render: Rendered) -> None:
     r = default_render
     assert r.env()["ADMISSION_LIMITRANGE_READS"] == "true" and r.env()["ADMISSION_PULL_SECRETS"] == "false"
-    assert r.env()["ADMISSION_OWNER_READS"] == "true"
+    assert r.env()["ADMISSION_OWNER_READS"] == "true" and r.env()["ADMISSION_SERVICE_ACCOUNT_READS"] == "true"
     assert _rbac(r) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")} | OWNER_READS \
-        | ACCESS_REVIEWS
+        | ACCESS_REVIEWS | SERVICE_ACCOUNT_READS
     binding = r.one("ClusterRoleBinding", r.deployment["metadata"]["name"])
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": r.one("ServiceAccount")["metadata"]["name"],
                                     "namespace": NAMESPACE}]
@@ -410,7 +412,10 @@ def test_pull_secret_mode_adds_secret_and_service_account_reads_and_static_crede
         rendered: dict[str, Rendered]) -> None:
     r = rendered["pull-secrets"]
     assert r.env()["ADMISSION_PULL_SECRETS"] == "true"
-    assert _rbac(r) - _rbac(rendered["defaults"]) == {("secrets", "get"), ("serviceaccounts", "get")}
+    assert _rbac(r) - _rbac(rendered["defaults"]) == {("secrets", "get")}
+    assert ("serviceaccounts", "get") in _rbac(r)  # the pull secrets' reads need it too
+    assert ("serviceaccounts", "get") in _rbac(render({"clusterReads": {"pullSecrets": True,
+                                                                        "serviceAccounts": False}}))
     assert not any(verb in ("list", "watch") for resource, verb in _rbac(r) if resource == "secrets")
     mounts = {m["mountPath"]: m["name"] for m in r.server["volumeMounts"]}
     config = r.env()["ADMISSION_DOCKER_CONFIG"]
@@ -420,10 +425,18 @@ def test_pull_secret_mode_adds_secret_and_service_account_reads_and_static_crede
     assert volume["secret"]["items"] == [{"key": ".dockerconfigjson", "path": posixpath.basename(config)}]
 
 
+def test_service_account_reads_are_a_get_and_their_toggle_removes_it() -> None:
+    off = render({"clusterReads": {"serviceAccounts": False}})
+    assert off.env()["ADMISSION_SERVICE_ACCOUNT_READS"] == "false"
+    assert not _rbac(off) & SERVICE_ACCOUNT_READS
+    assert not any(resource == "serviceaccounts" and verb in ("list", "watch") for resource, verb in _rbac(render({})))
+
+
 def test_owner_reads_are_gets_and_access_reviews_only_and_their_toggle_removes_them() -> None:
     off = render({"clusterReads": {"owners": False}})
     assert off.env()["ADMISSION_OWNER_READS"] == "false"
-    assert _rbac(off) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")}
+    assert _rbac(off) == {("limitranges", "get"), ("limitranges", "list"), ("limitranges", "watch")} \
+        | SERVICE_ACCOUNT_READS
     rules = render({}).one("ClusterRole", "admission")["rules"]
     groups = {rule["apiGroups"][0] for rule in rules if {(res, "get") for res in rule["resources"]} <= OWNER_READS}
     assert groups == {"apps", "batch", ""}
@@ -518,7 +531,7 @@ def test_service_monitor_needs_the_api_or_force(rendered: dict[str, Rendered]) -
     assert endpoint["scheme"] == "https" and endpoint["path"] == "/metrics"
     # The bundle of the Secret the server writes (managed, the default): it trusts the served certificate
     # through a CA rotation too.
-    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": r.env()["ADMISSION_TLS_SECRET"], "key": "ca-bundle.crt"}
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": r.env()["ADMISSION_TLS_SECRET_NAME"], "key": "ca-bundle.crt"}
     selfsigned = render({**VALUE_SETS["service-monitor"], "tls": {"mode": "selfSigned"}})
     assert selfsigned.one("ServiceMonitor")["spec"]["endpoints"][0]["tlsConfig"]["ca"]["secret"] == {
         "name": selfsigned.one("Secret")["metadata"]["name"], "key": "ca.crt"}

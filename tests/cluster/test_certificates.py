@@ -141,7 +141,7 @@ class Managed:
         return [fingerprint(c)[:12] for c in split(base64.b64decode(b64))] if b64 else []
 
     def secret(self) -> dict[str, Any]:
-        return self.plane.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{self.env('ADMISSION_TLS_SECRET')}")
+        return self.plane.get(f"/api/v1/namespaces/{NAMESPACE}/secrets/{self.env('ADMISSION_TLS_SECRET_NAME')}")
 
     def lease_holder(self) -> str:
         lease = self.plane.get(f"/apis/coordination.k8s.io/v1/namespaces/{NAMESPACE}/leases/"
@@ -234,7 +234,7 @@ def managed(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactor
         plane.kubectl("delete", "-f", "-", "--ignore-not-found", "--wait=true",
                       stdin=__import__("yaml").safe_dump_all([o for o in objects if o["kind"] in (
                           "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap")]))
-        plane.kubectl("delete", "secret,lease", "-n", NAMESPACE, rendered.env()["ADMISSION_TLS_SECRET"],
+        plane.kubectl("delete", "secret,lease", "-n", NAMESPACE, rendered.env()["ADMISSION_TLS_SECRET_NAME"],
                       rendered.env()["ADMISSION_TLS_LEASE"], "--ignore-not-found")
 
 

@@ -1,4 +1,4 @@
-"""LimitRange reads without the chart's cluster-wide grant, against the real API server: the server's reads are turned on
+"""LimitRange and ServiceAccount reads without the chart's cluster-wide grant, against the real API server: the server's reads are turned on
 (extraEnv) while the chart's values grant none. The cluster-wide list and watch are then forbidden, so the server
 reads per namespace: where a namespace's own Role grants `list`, its defaults count; where RBAC forbids the read, no
 defaults are counted and the message says so (architecture §3). Its own module, so no other release's ClusterRole is bound
@@ -25,9 +25,13 @@ LOCKED, GRANTED = "reads-locked", "reads-granted"
 def without_rbac(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Release]:
     namespaces(control_plane, LOCKED, GRANTED)
     control_plane.apply([limit_range(LOCKED), limit_range(GRANTED)])  # both have defaults; one may not be read
-    values = {"policy": "images:\n  resolve: false\n",
-              "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False},
-              "server": {"extraEnv": [{"name": "ADMISSION_LIMITRANGE_READS", "value": "true"}]}}
+    # service-account-token on for the Deployment of the ServiceAccount test alone (the others are exempted)
+    policy = ("images:\n  resolve: false\nrules:\n  service-account-token: deny\nexemptions:\n"
+              "  - {rule: service-account-token, name: '[fg]*', reason: the LimitRange tests}\n")
+    values = {"policy": policy,
+              "clusterReads": {"limitRanges": False, "pullSecrets": False, "owners": False, "serviceAccounts": False},
+              "server": {"extraEnv": [{"name": "ADMISSION_LIMITRANGE_READS", "value": "true"},
+                                      {"name": "ADMISSION_SERVICE_ACCOUNT_READS", "value": "true"}]}}
     install = installed(control_plane, tmp_path_factory.mktemp("no-rbac"), values)
     release = next(install)
     account = release.rendered.one("ServiceAccount")["metadata"]["name"]
@@ -58,3 +62,11 @@ def test_a_namespace_role_that_grants_list_lets_its_defaults_count(
     assert run.returncode == 0, run.stderr
     log = without_rbac.pod.log()
     assert "LimitRanges cannot be watched cluster-wide (403 Forbidden); reading them per namespace" in log
+
+
+def test_a_service_account_read_that_rbac_forbids_is_said_in_the_finding(
+        control_plane: ControlPlane, without_rbac: Release) -> None:
+    """service-account-token (issue 27): the template leaves its token to its ServiceAccount, which may not be read."""
+    run = control_plane.apply([compliant_deployment("token-unread", namespace=LOCKED)], check=False)
+    assert run.returncode == 1 and "[service-account-token]" in run.stderr
+    assert "unless that account turns it off; ServiceAccount 'default' could not be read (403 Forbidden)" in run.stderr

@@ -52,12 +52,14 @@ def line_of(text: str, needle: str, start: int = 0) -> int:
 
 # --- kinds and streams -----------------------------------------------------------------------------
 
-def test_every_pod_bearing_kind_yields_one_workload_and_other_kinds_are_skipped() -> None:
+def test_every_pod_bearing_kind_and_a_service_yield_one_workload_and_other_kinds_are_skipped() -> None:
     result = fixture("all-kinds.yaml")
     kinds = [w.kind for w in result.workloads]
-    assert kinds == ["Pod", "PodTemplate", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
+    assert kinds == ["Pod", "Service", "PodTemplate", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet",
                      "Job", "CronJob", "ReplicationController"]
-    assert set(kinds) == set(POD_SPEC_PATHS)
+    assert set(kinds) == set(POD_SPEC_PATHS) | {"Service"}
+    (service,) = [w for w in result.workloads if w.kind == "Service"]
+    assert service.containers == () and not service.runtime and service.service is not None  # issue 27
     assert result.problems == []
     # Service, ConfigMap, CRD and the volcano Job count as documents; empty and comment-only ones do not.
     assert result.documents == 13
@@ -66,6 +68,8 @@ def test_every_pod_bearing_kind_yields_one_workload_and_other_kinds_are_skipped(
 def test_each_kind_finds_its_containers_under_its_pod_spec_path() -> None:
     result = fixture("all-kinds.yaml")
     for workload in result.workloads:
+        if workload.kind == "Service":
+            continue
         spec_path = ".".join(POD_SPEC_PATHS[workload.kind])
         assert [c.origin.path for c in workload.containers] == [f"{spec_path}.containers[0]"], workload.kind
     by_kind = {w.kind: w for w in result.workloads}
@@ -108,8 +112,10 @@ def test_workload_fields_and_origin_point_at_the_document() -> None:
 def test_kind_list_expands_its_pod_bearing_items_with_item_paths() -> None:
     text = (FIXTURES / "list.yaml").read_text()
     result = fixture("list.yaml")
-    assert [(w.kind, w.name) for w in result.workloads] == [("Deployment", "listed-deploy"), ("Pod", "listed-pod")]
-    deploy, pod = result.workloads
+    assert [(w.kind, w.name) for w in result.workloads] == [("Service", "web"), ("Deployment", "listed-deploy"),
+                                                            ("Pod", "listed-pod")]
+    service, deploy, pod = result.workloads
+    assert service.origin.path == "items[0]" and service.service is not None
     assert deploy.origin.path == "items[1]"
     assert deploy.origin.line == line_of(text, "kind: Deployment") - 1
     assert deploy.containers[0].origin.path == "items[1].spec.template.spec.containers[0]"
@@ -163,7 +169,7 @@ def test_input_without_any_non_empty_document_is_an_input_error(text: str) -> No
 def test_stream_of_only_non_pod_kinds_yields_no_workloads_and_no_problems() -> None:
     result = load("""
         apiVersion: v1
-        kind: Service
+        kind: Secret
         metadata: {name: s}
         ---
         apiVersion: v1
@@ -171,6 +177,52 @@ def test_stream_of_only_non_pod_kinds_yields_no_workloads_and_no_problems() -> N
         metadata: {name: c}
     """)
     assert (result.workloads, result.problems, result.documents) == ([], [], 2)
+
+
+def test_a_service_is_an_object_with_no_containers_and_its_type_node_ports_and_external_ips() -> None:
+    result = load("""
+        apiVersion: v1
+        kind: Service
+        metadata: {name: s}
+        spec:
+          type: NodePort
+          ports:
+            - {port: 80, nodePort: 30080}
+            - {port: 443, protocol: TCP}
+          externalIPs: [203.0.113.7]
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: plain}
+        ---
+        apiVersion: example.com/v1
+        kind: Service
+        metadata: {name: a-crd-of-the-same-name}
+    """)
+    assert [w.name for w in result.workloads] == ["s", "plain"]
+    node_port, plain = (w.service for w in result.workloads)
+    assert node_port.type.value == "NodePort" and node_port.type.origin.path == "spec.type"
+    assert [(p.published, p.target, p.origin.path) for p in node_port.node_ports] == [
+        ("30080", "80", "spec.ports[0].nodePort"), (None, "443", "spec.ports[1]")]
+    assert [ip.value for ip in node_port.external_ips] == ["203.0.113.7"]
+    assert plain.type.value == "ClusterIP" and plain.node_ports == () and plain.external_ips == ()
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("{ports: [{port: 80, nodePort: '30080'}], type: NodePort}", "`nodePort` must be an integer"),
+    ("{externalIPs: [1]}", "an externalIPs entry must be a string"),
+    ("{ports: [80]}", "a Service port must be a mapping"),
+    ("{type: [NodePort]}", "`type` must be a string"),
+])
+def test_a_service_field_of_the_wrong_shape_is_a_problem_at_its_line(spec: str, message: str) -> None:
+    result = load(f"""
+        apiVersion: v1
+        kind: Service
+        metadata: {{name: s}}
+        spec: {spec}
+    """)
+    assert result.workloads == [] and len(result.problems) == 1
+    assert message in result.problems[0].message and result.problems[0].line == 4
 
 
 def test_yaml_syntax_error_is_an_input_error_with_a_line() -> None:
@@ -763,7 +815,7 @@ def test_plain_dict_with_wrong_shape_raises_with_path_and_no_line() -> None:
 
 
 def test_non_pod_object_gives_no_workloads() -> None:
-    assert workloads_from_object({"apiVersion": "v1", "kind": "Service"}, file="f", namespace="default") == []
+    assert workloads_from_object({"apiVersion": "v1", "kind": "ConfigMap"}, file="f", namespace="default") == []
 
 
 @pytest.mark.parametrize(("doc", "expected"), [
@@ -888,9 +940,9 @@ def test_a_host_port_keeps_its_published_and_target_port_and_line() -> None:
     assert (port.published, port.target, port.origin.line) == ("8080", "80", 33)
 
 
-def test_kinds_without_pods_count_as_documents_only() -> None:
+def test_kinds_without_pods_count_as_documents_only_and_a_service_as_an_object() -> None:
     result = _owned("not-pod-bearing.yaml")
-    assert (result.workloads, result.problems, result.documents) == ([], [], 3)
+    assert ([w.kind for w in result.workloads], result.problems, result.documents) == (["Service"], [], 3)
 
 
 # --- the public corpus (tests/corpus.py; skipped without it) -------------------------------------------------

@@ -1,4 +1,4 @@
-"""The CLI and the webhook agree: every pod-bearing object of the project's manifests (tests/fixtures/k8s) and of the
+"""The CLI and the webhook agree: every pod-bearing object and Service of the project's manifests (tests/fixtures/k8s) and of the
 public corpus's k8s folder (skipped without it), wrapped in a CREATE review, is denied by the webhook for exactly
 the rules `admission-cli check` denies it for (both with images.resolve false, since no public registry is reachable
 here), and an object the CLI cannot read (exit 2) is refused with code 400."""
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 
 
 def _objects(folder: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(id, object) for every pod-bearing object, List items split out, as the API server would send each."""
+    """(id, object) for every pod-bearing object and Service, List items split out, as the API server would send each."""
     out = []
     for path in sorted(folder.iterdir()):
         if path.suffix not in (".yaml", ".yml", ".json"):
@@ -37,7 +37,7 @@ def _objects(folder: Path) -> list[tuple[str, dict[str, Any]]]:
             elif doc is not None:
                 items.append(doc)
         for index, item in enumerate(items):
-            if kubernetes.is_kubernetes(item) and kubernetes.is_pod_bearing(item["apiVersion"], item["kind"]):
+            if kubernetes.is_kubernetes(item) and kubernetes.is_evaluated(item["apiVersion"], item["kind"]):
                 out.append((f"{path.name}#{index}", item))
     return out
 

@@ -49,3 +49,13 @@ def test_the_documented_mutate_audit_line_has_the_fields_a_real_one_has() -> Non
                            duration=0.001, deadline=2.0)
     assert list(shown) == list(real)
     assert list(shown["pinned"][0]) == ["container", "from", "to"]
+
+
+def test_the_tls_secret_name_is_read_under_its_new_name_and_its_old_one(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """ADMISSION_TLS_SECRET became ADMISSION_TLS_SECRET_NAME (issue 27: no-secret-in-env would read a literal *_SECRET as
+    a secret in the chart's own Pod spec); a Deployment written with the old name keeps working."""
+    for name in ("ADMISSION_TLS_SECRET_NAME", "ADMISSION_TLS_SECRET"):
+        monkeypatch.delenv("ADMISSION_TLS_SECRET_NAME", raising=False)
+        monkeypatch.delenv("ADMISSION_TLS_SECRET", raising=False)
+        monkeypatch.setenv(name, "admission-tls")
+        assert Settings().tls_secret_name == "admission-tls"

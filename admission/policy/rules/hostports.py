@@ -70,7 +70,8 @@ def _port_key(port: Port) -> str:
 
 
 @rule("no-host-port", severity="deny", summary="No ports published straight on a host.",
-      applies={"kubernetes": "hostPort, hostNetwork", "compose": "ports, network_mode"},
+      applies={"kubernetes": "hostPort, hostNetwork; Services: type NodePort, externalIPs",
+               "compose": "ports, network_mode"}, services=True,
       params=(Param("allowed_host_ips", list, ("127.0.0.1", "::1"), "host addresses a port may be bound to", _check_ip),
               Param("allowed_host_ports", list, (), "host ports (or ranges, 8000-8010) that may be published; "
                     "every port of a published range must be allowed", _check_port)))
@@ -84,8 +85,23 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
         a host IP is published on all interfaces, and the short form `"5000"` publishes a random host port.
         Bindings to an allowed host IP (default loopback) or to a listed host port pass.
 
+        A Kubernetes Service of `type: NodePort` opens its node port (the `nodePort` written, or one the API server
+        allocates from 30000-32767) on every node of the cluster: a host port everywhere at once. A node port listed
+        in `allowed_host_ports` passes; an allocated one cannot be listed. A Service with `externalIPs` makes
+        kube-proxy send every node's traffic for those addresses to its Pods, whoever owns the address: anyone who
+        may create a Service can capture another's traffic that way (CVE-2020-8554, which Kubernetes leaves to
+        admission: its `DenyServiceExternalIPs` plugin is off by default). `type: LoadBalancer` passes: it is the way in this rule
+        asks for, although Kubernetes also allocates node ports for the balancer to reach unless the Service sets
+        `allocateLoadBalancerNodePorts: false` (where the balancer reaches Pods directly). `ClusterIP`, headless and
+        `ExternalName` Services pass. Where kube-score and Polaris stop at hostPort and hostNetwork, this
+        corresponds to PSA baseline's host ports check plus the externalIPs mitigation Kubernetes recommends for
+        CVE-2020-8554 (Gatekeeper's `k8sexternalips`).
+
     Fix:
         Kubernetes: remove `hostPort` and `hostNetwork: true`; expose the port with a Service and an Ingress.
+        A NodePort Service: make it `type: ClusterIP` behind an Ingress, or `type: LoadBalancer` (with
+        `allocateLoadBalancerNodePorts: false` when the balancer reaches Pods directly). `externalIPs`: remove them
+        and use a LoadBalancer; a Service the cluster's operators must keep is exempted by name.
         Compose: put the service behind a reverse proxy, or bind to loopback: `"127.0.0.1:5000:5000"`.
         Replace `network_mode: host` with a bridge network and published ports behind the proxy.
 
@@ -95,7 +111,17 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
           - "5000:5000"            # denied: all host interfaces
           - "127.0.0.1:5000:5000"  # passes
         ```
+        ```yaml
+        kind: Service
+        spec:
+          type: NodePort           # denied: port 30080 opens on every node
+          ports: [{port: 80, nodePort: 30080}]
+          externalIPs: [10.0.0.5]  # denied: captures the traffic of 10.0.0.5 (CVE-2020-8554)
+        ```
     """
+    if workload.service is not None:
+        yield from _service(workload, tuple(params.get("allowed_host_ports", ())))
+        return
     if not workload.runtime:
         return
     if workload.host_network is not None:
@@ -129,3 +155,34 @@ def no_host_port(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viol
                 fix = "remove hostPort and expose the containerPort through a Service (and an Ingress or LoadBalancer)"
             yield Violation(message=message, remediation=fix, origin=port.origin, value=port.text,
                             container=container_field(workload, container), key=_port_key(port))
+
+
+def _service(workload: Workload, allowed_ports: tuple[Any, ...]) -> Iterator[Violation]:
+    """A Service: its node ports when it is a NodePort, and its externalIPs (issue 27)."""
+    service = workload.service
+    assert service is not None
+    who = f"Service '{workload.name}'"
+    if service.type.value == "NodePort":
+        fix = ("make it type: ClusterIP behind an Ingress, or type: LoadBalancer (with allocateLoadBalancerNodePorts: "
+               "false when the balancer reaches Pods directly)")
+        if not service.node_ports:
+            yield Violation(message=f"{who} is of type NodePort: each of its ports opens a node port on every node",
+                            remediation=fix, origin=service.type.origin, value=service.type.value, key="type NodePort")
+        for port in service.node_ports:
+            if port.published is not None and allowed_ports and port_allowed(port, allowed_ips=(),
+                                                                                allowed_ports=allowed_ports):
+                continue
+            served = f"port {port.target or '?'}/{port.protocol}"
+            if port.published is not None:
+                message = f"{who} is of type NodePort: nodePort {port.published} ({served}) is open on every node"
+            else:
+                message = (f"{who} is of type NodePort: {served} gets a node port the API server allocates at random "
+                           "(30000-32767), open on every node")
+            yield Violation(message=message, remediation=fix, origin=port.origin, value=port.text,
+                            key=f"nodePort {port.published or 'random'}->{port.target}/{port.protocol}")
+    for ip in service.external_ips:
+        yield Violation(
+            message=f"{who} sets externalIPs {ip.value}: every node sends traffic for that address to the Service's "
+                    "Pods, whoever owns it, so whoever may create a Service can capture it (CVE-2020-8554)",
+            remediation="remove externalIPs and expose the Service through a LoadBalancer or an Ingress",
+            origin=ip.origin, value=ip.value, key=f"externalIPs {ip.value}")

@@ -17,6 +17,10 @@ from admission.policy.rule import Param, rule
 from admission.policy.rules.common import container_field, subject
 
 DEFAULT_NAMES = ("PASSWORD", "PASSWD", "SECRET", "TOKEN", "API_KEY", "PRIVATE_KEY", "ACCESS_KEY")
+# A last word that makes the variable about a secret rather than the secret itself: where it is (`TLS_SECRET_NAME`, a
+# Kubernetes Secret's name; `DB_PASSWORD_FILE`), which one (`AWS_ACCESS_KEY_ID`), or how it is used (`TOKEN_TTL`).
+DEFAULT_NOT_LAST = ("FILE", "PATH", "DIR", "NAME", "REF", "ID", "URL", "URI", "ENDPOINT", "HOST", "PORT", "TTL",
+                    "TIMEOUT", "LIFETIME", "EXPIRY", "LENGTH", "TYPE", "HEADER", "ALGORITHM")
 _WORD = re.compile(r"[A-Za-z0-9]+(?:_[A-Za-z0-9]+)?\Z")
 _SPLIT = re.compile(r"[^A-Za-z0-9]+")  # `_` separates words; `.` and `-` (spring.datasource.password) as well
 _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\Z")
@@ -54,11 +58,13 @@ def _patterns(names: tuple[Any, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(str(n).upper().split("_")) for n in names)
 
 
-def secret_name(name: str, patterns: tuple[tuple[str, ...], ...]) -> bool:
+def secret_name(name: str, patterns: tuple[tuple[str, ...], ...],
+                not_last: frozenset[str] = frozenset(DEFAULT_NOT_LAST)) -> bool:
     """Whether a variable name holds one of the patterns as whole words (`DB_PASSWORD`, `AWS_SECRET_ACCESS_KEY`),
-    not as part of a word (`TOKENIZERS_PARALLELISM`); names ending in `_FILE` name a file, not a secret."""
+    not as part of a word (`TOKENIZERS_PARALLELISM`); a name whose last word is in `not_last` is about a secret, not
+    one (`DB_PASSWORD_FILE`, `TLS_SECRET_NAME`)."""
     words = [w for w in _SPLIT.split(name.upper()) if w]
-    if not words or words[-1] == "FILE":
+    if not words or words[-1] in not_last:
         return False
     for pattern in patterns:
         n = len(pattern)
@@ -85,7 +91,10 @@ def holds_value(value: str) -> bool:
                "image": "the config's Env, when images are resolved or read from an archive"},
       params=(Param("names", list, DEFAULT_NAMES, "words that make a variable name a secret's: a name matches when "
                     "one of them is a whole `_`-separated word (or pair of words) of it, case-insensitive",
-                    _check_name),))
+                    _check_name),
+              Param("not_last", list, DEFAULT_NOT_LAST, "last words that make a name about a secret, not one: where "
+                    "it is (FILE, PATH, NAME: a Kubernetes Secret's name), which (ID), how it is used (TTL)",
+                    _check_name)))
 def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[Violation]:
     """Warn on a secret written as an environment variable's value, naming the variable and never its value.
 
@@ -101,7 +110,8 @@ def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         not; `env_file:` contents are another file, usually untracked, and are not read), Dockerfile `ENV` values
         and `ARG` defaults of every stage, as written, and a resolved image config's `Env`. Empty values,
         booleans, numbers, references (`$(VAR)`, `${VAR}`, `$VAR`), paths under `/run/secrets/` and names
-        ending in `_FILE` pass. Findings name the variable and where it is set, never the value, in every
+        whose last word says they are about a secret rather than one (`not_last`: `DB_PASSWORD_FILE`,
+        `TLS_SECRET_NAME`, a Kubernetes Secret's name; `AWS_ACCESS_KEY_ID`; `TOKEN_TTL`) pass. Findings name the variable and where it is set, never the value, in every
         format. Peers: trivy's secret scanning (it finds secrets by their value's shape, in files and image
         layers), compose-lint's CL-0020 (credential-shaped environment keys with literal values), checkov's
         CKV_K8S_35 (prefer secrets as files over environment variables); kube-score and Polaris have no
@@ -125,11 +135,12 @@ def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         ```
     """
     patterns = _patterns(tuple(params.get("names", DEFAULT_NAMES)))
+    not_last = frozenset(str(w).upper() for w in params.get("not_last", DEFAULT_NOT_LAST))
     for container in workload.containers:
         name = container_field(workload, container)
         who = subject(workload, container)
         for env in container.env:
-            if secret_name(env.name, patterns) and holds_value(env.value):
+            if secret_name(env.name, patterns, not_last) and holds_value(env.value):
                 # a Dockerfile's line reads the same under every service that builds it (reported once, cli/repeats)
                 yield _violation("the Dockerfile" if env.via in ("ENV", "ARG") else who, env.name, env.via, env.origin,
                                  name, "")
@@ -139,7 +150,7 @@ def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[
             origin = container.image.origin if container.image is not None else container.origin
             for entry in config.env:
                 key, _, value = entry.partition("=")
-                if secret_name(key, patterns) and holds_value(value):
+                if secret_name(key, patterns, not_last) and holds_value(value):
                     yield _violation(who, key, "Env", origin, name, image)
 
 

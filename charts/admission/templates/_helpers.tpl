@@ -83,7 +83,7 @@ app.kubernetes.io/part-of: admission
 
 {{/* Whether the server reads from the cluster at all (then it needs a token and RBAC). */}}
 {{- define "admission.clusterReads" -}}
-{{- if or .Values.clusterReads.limitRanges .Values.clusterReads.pullSecrets .Values.clusterReads.owners -}}true{{- end -}}
+{{- if or .Values.clusterReads.limitRanges .Values.clusterReads.pullSecrets .Values.clusterReads.owners .Values.clusterReads.serviceAccounts -}}true{{- end -}}
 {{- end -}}
 
 {{/* Where things are mounted in the pod. */}}
