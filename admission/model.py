@@ -255,6 +255,19 @@ class HostMount:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """A Kubernetes probe as healthcheck compares them: which probe, and what it checks, normalised so that two probes
+    that ask the same thing compare equal (`GET http://<pod IP>:8080/healthz`, `TCP <pod IP>:5432`, `gRPC <pod IP>:9090
+    service ''`, `exec ["/bin/check"]`; a named port resolved through the container's ports; "" when it has no
+    handler). Timing (periodSeconds, failureThreshold, ...) is left out: it changes when a check fails, not what it
+    checks (issue 27)."""
+
+    name: str  # livenessProbe, readinessProbe, startupProbe
+    check: str
+    origin: Origin  # the probe's key
+
+
+@dataclass(frozen=True, slots=True)
 class UnresolvedBase:
     """A base image named only by a build arg that has no value: `ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`, built
     without `--build-arg BASE_IMAGE=...` (or compose `build.args`). Which image it is cannot be known, so it is not
@@ -327,6 +340,11 @@ class Container:
     signatures: tuple[SignatureCheck, ...] = ()
     # image-attestation: the provenance checks of the same references, when an entry asks for provenance
     attestations: tuple[AttestationCheck, ...] = ()
+    # healthcheck: what each Kubernetes probe checks, to find a livenessProbe that is the readinessProbe (issue 27)
+    probe_checks: tuple[Probe, ...] = ()
+    # read-only-root-filesystem: Kubernetes securityContext.readOnlyRootFilesystem ("true"/"false" as written), compose
+    # `read_only`; None when unset (writable, the runtimes' default). Not on SecurityContext: PSA does not read it.
+    read_only_root: Setting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,6 +473,6 @@ def fast_init(cls: type) -> None:
 
 
 for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, BuildContext, Setting, SecurityContext,
-             HostMount, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
+             HostMount, Probe, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
     fast_init(_cls)
 del _cls

@@ -31,7 +31,7 @@ from admission.model import (
     Workload,
 )
 from admission.sources.compose_interp import read_env_files
-from admission.sources.compose_runtime import read_healthcheck, read_runtime, resolve_volume_paths
+from admission.sources.compose_runtime import read_healthcheck, read_only_root, read_runtime, resolve_volume_paths
 from admission.sources.compose_merge import (
     CMap,
     CSeq,
@@ -1079,6 +1079,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             host_ports=host_ports,
             security=runtime.security,
             healthcheck=health,
+            read_only_root=read_only_root(reader),
         )
         workloads.append(Workload(
             source="compose",

@@ -4,8 +4,9 @@ from admission.policy.rules import hostports, imageconfig, images, provenance, r
 from admission.policy.rules import context, size  # noqa: F401
 from admission.policy.rules import health, privilege  # noqa: F401
 from admission.policy.rules import attestation, signature  # noqa: F401
+from admission.policy.rules import filesystem  # noqa: F401
 
 # Catalogue order: the order of architecture §4's table.
 ORDER = ("run-as-non-root", "image-tag-pinned", "resource-limits", "no-host-port", "numeric-user", "compose-schema",
          "image-config-unavailable", "image-signature", "image-attestation", "image-provenance", "least-privilege",
-         "healthcheck", "image-size", "build-context")
+         "read-only-root-filesystem", "healthcheck", "image-size", "build-context")
