@@ -31,8 +31,8 @@ def read_only_root_filesystem(workload: Workload, params: Mapping[str, Any]) -> 
         A writable root filesystem lets whoever gets code running in a container change its binaries and
         configuration and leave tools behind for the next step, and it hides state the image does not show: what a
         container writes there is lost on restart and differs between replicas. A read-only root makes every
-        write go to a mount that was declared on purpose. kube-score (`container-security-context-readonlyrootfilesystem`),
-        Polaris (`notReadOnlyRootFilesystem`), trivy (`KSV014`) and compose-lint (`CL-0007`, CIS Docker Benchmark 5.13)
+        write go to a mount that was declared on purpose. kube-score
+        (`container-security-context-readonlyrootfilesystem`), Polaris (`notReadOnlyRootFilesystem`), trivy (`KSV014`) and compose-lint (`CL-0007`, CIS Docker Benchmark 5.13)
         check it; Pod Security Admission does not (not even `restricted`), which is why this is a warning by default:
         many images write to /tmp, /var/cache or /run and need those mounted first.
 

@@ -14,8 +14,8 @@ from admission.policy.rules.common import subject
 _RUN_TO_COMPLETION_KINDS = frozenset(("Job", "CronJob"))
 _RUN_TO_COMPLETION_POLICIES = frozenset(("OnFailure", "Never"))
 _K8S_FIX = ("add a livenessProbe (so the kubelet restarts it when it hangs) and, if a Service sends it traffic, a "
-            "readinessProbe (so it gets traffic only while it answers), e.g. readinessProbe: {httpGet: {path: /healthz, "
-            "port: 8080}}")
+            "readinessProbe (so it gets traffic only while it answers), e.g. readinessProbe: "
+            "{httpGet: {path: /healthz, port: 8080}}")
 _SAME_FIX = ("make the livenessProbe a cheaper, looser check than the readinessProbe: a separate endpoint that only "
              "says the process is alive (e.g. /livez, not its dependencies) and a larger failureThreshold; or drop the "
              "livenessProbe if the app exits by itself when it breaks")
@@ -49,9 +49,10 @@ def healthcheck(workload: Workload, params: Mapping[str, Any]) -> Iterator[Viola
         completion and are skipped; init and ephemeral containers too (the API forbids their probes).
 
         A container whose livenessProbe and readinessProbe are the same check is a warning too (kube-score's
-        `pod-probes`, "Container has the same readiness and liveness probe", split out as `pod-probes-identical`): when it is slow under load, both fail together, and the kubelet restarts a
-        container that should only have been taken out of rotation; its load moves to the other replicas, which then
-        fail the same check and restart in turn. Two probes are the same check when they have the same handler:
+        `pod-probes`, "Container has the same readiness and liveness probe", split out as `pod-probes-identical`):
+        when it is slow under load, both fail together, and the kubelet restarts a container that should only have
+        been taken out of rotation; its load moves to the other replicas, which then fail the same check and restart
+        in turn. Two probes are the same check when they have the same handler:
         the same `exec` command, `httpGet` scheme, host, port, path and headers, `tcpSocket` host and port, or `grpc`
         port and service (a named port is resolved through the container's ports, so `port: http` is `8080` when the
         container names its port 8080 `http`). Timing (`periodSeconds`, `timeoutSeconds`, `failureThreshold`,
