@@ -315,6 +315,19 @@ class AccountToken:
 
 
 @dataclass(frozen=True, slots=True)
+class Probe:
+    """A Kubernetes probe as healthcheck compares them: which probe, and what it checks, normalised so that two probes
+    that ask the same thing compare equal (`GET http://<pod IP>:8080/healthz`, `TCP <pod IP>:5432`, `gRPC <pod IP>:9090
+    service ''`, `exec ["/bin/check"]`; a named port resolved through the container's ports; "" when it has no
+    handler). Timing (periodSeconds, failureThreshold, ...) is left out: it changes when a check fails, not what it
+    checks (issue 27)."""
+
+    name: str  # livenessProbe, readinessProbe, startupProbe
+    check: str
+    origin: Origin  # the probe's key
+
+
+@dataclass(frozen=True, slots=True)
 class UnresolvedBase:
     """A base image named only by a build arg that has no value: `ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`, built
     without `--build-arg BASE_IMAGE=...` (or compose `build.args`). Which image it is cannot be known, so it is not
@@ -390,6 +403,11 @@ class Container:
     # no-secret-in-env: variables set with a literal value in the object's own text (for compose, also the build
     # Dockerfile's ENV and ARG defaults); a resolved image's Env is read from `image_config`
     env: tuple[EnvVar, ...] = ()
+    # healthcheck: what each Kubernetes probe checks, to find a livenessProbe that is the readinessProbe (issue 27)
+    probe_checks: tuple[Probe, ...] = ()
+    # read-only-root-filesystem: Kubernetes securityContext.readOnlyRootFilesystem ("true"/"false" as written), compose
+    # `read_only`; None when unset (writable, the runtimes' default). Not on SecurityContext: PSA does not read it.
+    read_only_root: Setting | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,7 +547,7 @@ def fast_init(cls: type) -> None:
 
 
 for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, BuildContext, Setting, SecurityContext,
-             HostMount, EnvVar, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
+             HostMount, EnvVar, Probe, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
     fast_init(_cls)
 del _cls
 fast_init(ServiceSpec)  # issue 27: Services (no-host-port) and ServiceAccount tokens (service-account-token)

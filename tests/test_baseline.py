@@ -18,6 +18,7 @@ COMPOSE = textwrap.dedent("""\
         deploy: {resources: {limits: {cpus: "0.5", memory: 256M}}}
         user: "10001"
         healthcheck: {test: ["CMD", "true"]}
+        read_only: true
 """)
 
 

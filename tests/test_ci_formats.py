@@ -21,17 +21,20 @@ COMPOSE = textwrap.dedent("""\
         user: "10001"
         deploy: {resources: {limits: {cpus: "0.5", memory: 256M}}}
         healthcheck: {test: ["CMD", "true"]}
+        read_only: true
       quiet:
         image: nginx:1.27
         user: "app"
         deploy: {resources: {limits: {cpus: "0.5", memory: 256M}}}
         healthcheck: {test: ["CMD", "true"]}
+        read_only: true
       edge:
         image: nginx:1.27
         user: "10001"
         ports: ["443:443"]
         deploy: {resources: {limits: {cpus: "0.5", memory: 256M}}}
         healthcheck: {test: ["CMD", "true"]}
+        read_only: true
         x-admission:
           exempt: [{rule: no-host-port, reason: "edge proxy, by design"}]
 """)
@@ -46,6 +49,7 @@ POD = textwrap.dedent("""\
           image: nginx:1.27
           resources: {limits: {cpu: 1, memory: 1Gi}}
           readinessProbe: {httpGet: {path: /, port: 80}}
+          securityContext: {readOnlyRootFilesystem: true}
 """)
 
 
@@ -82,7 +86,7 @@ def test_junit_has_a_suite_per_file_and_a_case_per_object_and_rule(repo, capsys)
     edge = compose_cases["ComposeService edge no-host-port"]
     assert isinstance(edge.result[0], junitparser.Skipped) and "edge proxy, by design" in edge.result[0].message
     warn_only = compose_cases["ComposeService quiet numeric-user"]
-    assert warn_only.is_passed and "app/compose.yaml:10" in (warn_only.system_out or "")
+    assert warn_only.is_passed and "app/compose.yaml:11" in (warn_only.system_out or "")
     assert compose_cases["ComposeService quiet no-host-port"].is_passed
     pod_cases = {case.name for case in suites["k8s/pod.yaml"]}
     assert "Pod shop/web run-as-non-root" in pod_cases and "Pod shop/web compose-schema" not in pod_cases

@@ -93,7 +93,7 @@ def test_text_output_has_one_line_per_finding_with_the_fix_below_and_no_colour_o
     hit = next(i for i, line in enumerate(lines) if "no-host-port" in line)
     assert lines[hit].startswith("docker-compose.prod.yml:7  deny  no-host-port  ComposeService flask-app  ")
     assert lines[hit + 1].startswith("    fix: ")
-    assert lines[-1].startswith("2 deny, 0 warn, 0 suppressed, 0 errors")
+    assert lines[-1].startswith("2 deny, 1 warn, 0 suppressed, 0 errors")  # the warning: read-only-root-filesystem
 
 
 def test_fail_on_warn_makes_warnings_fail(capsys, tmp_path) -> None:
@@ -267,7 +267,7 @@ def test_rules_lists_the_catalogue_and_explain_prints_why_fix_example(capsys) ->
 def test_a_compose_file_on_stdin_uses_the_working_directory_as_project_directory(tmp_path) -> None:
     (tmp_path / ".env").write_text("TAG=1.27.1\n")
     compose = ("services:\n  web:\n    image: nginx:${TAG}\n    user: '101'\n    mem_limit: 64m\n    cpus: 0.5\n"
-               "    healthcheck: {test: [CMD, 'true']}\n")
+               "    healthcheck: {test: [CMD, 'true']}\n    read_only: true\n")
     proc = subprocess.run([sys.executable, "-m", "admission", "check", "--format", "json", "-"], input=compose.encode(),
                           capture_output=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
     report = json.loads(proc.stdout)
@@ -313,7 +313,7 @@ def test_files_a_compose_project_includes_or_extends_are_not_checked_again_alone
 
 def test_a_compose_host_network_finding_names_the_service_so_container_exemptions_match(capsys, tmp_path) -> None:
     _write(tmp_path / "compose.yaml", "services:\n  h2:\n    image: busybox:1.36\n    user: '1000'\n    network_mode: host\n"
-                                      "    mem_limit: 1g\n    cpus: 1\n    healthcheck: {test: [CMD, 'true']}\n")
+                                      "    mem_limit: 1g\n    cpus: 1\n    healthcheck: {test: [CMD, 'true']}\n    read_only: true\n")
     _write(tmp_path / "p.yaml", "exemptions:\n  - {rule: no-host-port, container: 'h*', reason: node agent}\n")
     code, report = run_json(capsys, "--policy", str(tmp_path / "p.yaml"), str(tmp_path / "compose.yaml"))
     (hit,) = report["findings"]

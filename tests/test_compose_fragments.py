@@ -21,12 +21,14 @@ BASE = textwrap.dedent("""\
         mem_limit: 64m
         cpus: 0.5
         healthcheck: {test: [CMD, "true"]}
+        read_only: true
       worker:
         build: worker
         user: "10001"
         mem_limit: 64m
         cpus: 0.5
         healthcheck: {test: [CMD, "true"]}
+        read_only: true
 """)
 LAYER = textwrap.dedent("""\
     # Production overrides: applied with `docker compose -f compose.yaml -f compose.full.yaml`.

@@ -34,6 +34,8 @@ FIXTURES = [
     "least-privilege/fail__compose-privileges.yaml",
     "no-secret-in-env/fail__compose-environment/compose.yaml",
     "no-secret-in-env/pass__compose-environment/compose.yaml",
+    "read-only-root-filesystem/fail__compose-writable-root.yaml",
+    "read-only-root-filesystem/pass__compose-read-only.yaml",
 ]
 
 # (fixture, service, check): (who reports it, why the other does not). Each is a policy difference, not a bug.
@@ -45,12 +47,18 @@ DIFFERENCES: dict[tuple[str, str, str], tuple[str, str]] = {
     ("least-privilege/fail__compose-host-paths.yaml", "named-rbind", "host"):
         ("ours", "a local volume with o: bind is a bind mount as Compose creates it; compose-lint reads only the "
                  "service's volumes"),
-    ("least-privilege/fail__compose-host-paths.yaml", "devices", "host"):
-        ("ours", "every host device is denied as a /dev hostPath would be (PSA); compose-lint flags disks and a few "
-                 "others, not /dev/fuse... but it does flag /dev/sda: kept as ours for the service's /dev/fuse"),
     ("least-privilege/pass__compose-host-paths.yaml", "app", "host"):
         ("compose-lint", "/etc/ssl/certs read-only is public CA material, which we let through read-only (like the "
                          "time zone files); compose-lint reports any path under /etc"),
+    ("no-secret-in-env/fail__compose-environment/compose.yaml", "built", "secret"):
+        ("ours", "the ENV and ARG defaults of the service's build Dockerfile stay in the image; compose-lint reads no "
+                 "Dockerfile"),
+    ("no-secret-in-env/fail__compose-environment/compose.yaml", "inline", "secret"):
+        ("ours", "the same, in the service's dockerfile_inline"),
+    ("no-secret-in-env/pass__compose-environment/compose.yaml", "api", "secret"):
+        ("compose-lint", "it reads env_file (secrets.env, where a secret belongs: usually untracked) and takes "
+                         "`$$HOME` for a literal; we read the compose file's own text, where `$$HOME` is the "
+                         "container's $HOME, a reference"),
 }
 
 

@@ -57,6 +57,14 @@ def test_the_readme_policy_section_links_the_policy_reference() -> None:
     assert "(docs/policy.md)" in section
 
 
+def _code_under_test() -> dict[str, str]:
+    """PYTHONPATH when the suite runs a checkout that is not the one installed in the venv (a worktree), so that the
+    CLI these tests start runs the code under test; nothing in a fresh clone's `make test`."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
+
+
 def test_readme_make_demo_output_is_a_real_run_of_the_demo() -> None:
     """The quick start's `make demo` transcript is what the two commands the Makefile runs print today."""
     import subprocess
@@ -67,10 +75,10 @@ def test_readme_make_demo_output_is_a_real_run_of_the_demo() -> None:
     block = readme[readme.index("<!-- demo:begin -->"):readme.index("<!-- demo:end -->")]
     shown = block.split("```text\n", 1)[1].split("```", 1)[0]
     example = "examples/flask-prod-app"
+    env = {"PATH": "/usr/bin:/bin", "NO_COLOR": "1", **_code_under_test()}
     published = subprocess.run([cli, "check", f"{example}/docker-compose.prod.yml", f"{example}/Dockerfile"],
-                               capture_output=True, text=True, cwd=ROOT, env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
-    fixed = subprocess.run([cli, "check", f"{example}/fixed"], capture_output=True, text=True, cwd=ROOT,
-                           env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1"})
+                               capture_output=True, text=True, cwd=ROOT, env=env)
+    fixed = subprocess.run([cli, "check", f"{example}/fixed"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert published.returncode == 1 and fixed.returncode == 0
     expected = (f"$ admission-cli check {example}/docker-compose.prod.yml {example}/Dockerfile\n{published.stdout}\n"
                 f"exit code 1 (1 = findings at or above --fail-on); now the fixed example:\n"
@@ -89,7 +97,7 @@ def test_the_make_demo_webhook_output_in_the_docs_is_a_real_run() -> None:
     block = page[page.index("<!-- demo-webhook:begin -->"):page.index("<!-- demo-webhook:end -->")]
     shown = block.split("```text\n", 1)[1].split("```", 1)[0].removeprefix("$ make demo-webhook\n")
     run = subprocess.run([sys.executable, "examples/webhook-demo/demo.py"], capture_output=True, text=True, cwd=ROOT,
-                         timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"})
+                         timeout=120, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", **_code_under_test()})
     assert run.returncode == 0, run.stderr
 
     def normal(text: str) -> str:

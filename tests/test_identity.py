@@ -23,6 +23,7 @@ POD = textwrap.dedent("""\
           image: nginx
           ports: [{containerPort: 80, hostPort: 8080}]
           readinessProbe: {tcpSocket: {port: 80}}
+          securityContext: {readOnlyRootFilesystem: true}
 """)
 
 
@@ -74,7 +75,7 @@ def test_inserting_lines_and_containers_moves_no_fingerprint(tmp_path, capsys) -
     moved = POD.replace("spec:\n", "spec:\n  # a comment\n  # and another\n  restartPolicy: Always\n") \
                .replace("  containers:\n", "  containers:\n    - name: first\n      image: busybox:1.36\n"
                                            "      resources: {limits: {cpu: 1, memory: 1Gi}}\n"
-                                           "      securityContext: {runAsUser: 1000}\n"
+                                           "      securityContext: {runAsUser: 1000, readOnlyRootFilesystem: true}\n"
                                            "      readinessProbe: {tcpSocket: {port: 80}}\n")
     pod.write_text(moved)
     _, after = check(capsys, str(pod))

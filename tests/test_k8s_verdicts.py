@@ -3,7 +3,8 @@
 They cover what the public corpus test (tests/test_k8s_corpus.py) checks against other tools, so a checkout
 without the corpus still guards it: the securityContext forms of runAsNonRoot, malformed shapes refused where
 they go wrong, kinds that carry no pods, image references (ports, digests, `latest` in any case), hostNetwork and
-hostPort, PSA baseline privileges, probes, and limits.
+hostPort, PSA baseline privileges, probes (and a livenessProbe that is the readinessProbe), limits, and the
+read-only root filesystem no object sets.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ EXPECTED: Mapping[str, Mapping[str, Hits]] = {
         ("image-tag-pinned", "no-tag"), ("image-tag-pinned", "latest"), ("image-tag-pinned", "latest-any-case"),
         ("image-tag-pinned", "port-no-tag"), ("image-tag-pinned", "short-digest"),
         ("image-tag-pinned", "tag-and-short-digest"), ("image-tag-pinned", "uppercase-repository"),
+        ("image-tag-pinned", "no-version"),  # issue 27: `lts` names no version (require_version)
     }},
     "host-network.yaml": {
         # a CronJob runs to completion: no probe needed; its host namespaces are least-privilege's
@@ -67,6 +69,8 @@ EXPECTED: Mapping[str, Mapping[str, Hits]] = {
         "run-once": set(),
         # the debug container is checked for its user and image, never for limits or probes
         "with-ephemeral": {("run-as-non-root", "debugger"), ("image-tag-pinned", "debugger")},
+        # the livenessProbe is the readinessProbe's check (port http is 8080); the cache's two probes differ
+        "same-check": {("healthcheck", "web")},
     },
     "limits.json": {
         "cpu-only": {("resource-limits", "app")},
@@ -135,3 +139,16 @@ def test_an_init_container_needs_limits_of_its_own() -> None:
     missing = sorted(f.message.split(" has ")[1].split(" (")[0] for f in report.findings
                      if f.rule == "resource-limits" and f.object_name == "millicpu-and-gi")
     assert missing == ["no cpu limit", "no memory limit"]
+
+
+def test_no_owned_object_sets_a_read_only_root_so_every_container_but_a_debug_one_fails_it() -> None:
+    """The corpus test's statement for read-only-root-filesystem, on the manifests the project owns: none sets
+    readOnlyRootFilesystem, so every regular and init container fails (as kube-score's and Polaris's definitions fail
+    them) and an ephemeral debug container is skipped."""
+    for name in sorted(EXPECTED):
+        result = load(name)
+        report = engine.evaluate(result.workloads, default_policy())
+        for workload in result.workloads:
+            failing = {f.container for f in report.findings
+                       if f.rule == "read-only-root-filesystem" and f.object_name == workload.name}
+            assert failing == {c.name for c in workload.containers if c.kind != "ephemeral"}, (name, workload.name)

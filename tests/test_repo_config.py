@@ -28,6 +28,7 @@ APP = textwrap.dedent("""\
           image: example.org/app:1.0.0
           resources: {limits: {cpu: 500m, memory: 256Mi}}
           livenessProbe: {httpGet: {path: /, port: 8080}}
+          securityContext: {readOnlyRootFilesystem: true}
 """)
 ROOT_POD = APP.replace("runAsNonRoot: true, runAsUser: 10001", "runAsUser: 0")
 
@@ -113,7 +114,7 @@ def test_as_walk_leaves_out_named_files_an_exclude_covers_as_a_walk_from_the_roo
 # A Dockerfile whose every line is a finding: root (no USER), `latest` base, a secret copied into the image.
 BAD_DOCKERFILE = "FROM python:latest\nCOPY . /app\n"
 VOTE = {"compose.yaml": "services:\n  vote:\n    build: ./vote\n    mem_limit: 64m\n    cpus: 1\n"
-                        "    healthcheck: {disable: true}\n",
+                        "    healthcheck: {disable: true}\n    read_only: true\n",
         "vote/Dockerfile": BAD_DOCKERFILE, "vote/.env": "TOKEN=x\n"}
 
 

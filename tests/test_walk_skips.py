@@ -26,6 +26,7 @@ GOOD_COMPOSE = textwrap.dedent("""\
         user: "10001"
         deploy: {resources: {limits: {cpus: "1", memory: 512M}}}
         healthcheck: {test: ["CMD", "true"]}
+        read_only: true
 """)
 GOOD_DOCKERFILE = "FROM python:3.12.4-slim\nRUN useradd -u 10001 app\nUSER 10001\n"
 GOOD_DEPLOYMENT = textwrap.dedent("""\

@@ -32,7 +32,7 @@ from admission.model import (
     Workload,
 )
 from admission.sources.compose_interp import read_env_files, split_assignment
-from admission.sources.compose_runtime import read_healthcheck, read_runtime, resolve_volume_paths
+from admission.sources.compose_runtime import read_healthcheck, read_only_root, read_runtime, resolve_volume_paths
 from admission.sources.compose_merge import (
     CMap,
     CSeq,
@@ -1115,6 +1115,7 @@ def _workloads(model: CMap, loader: _Loader, env: Mapping[str, str], profiles: S
             security=runtime.security,
             healthcheck=health,
             env=_environment(reader) + (built.env if built else ()),
+            read_only_root=read_only_root(reader),
         )
         workloads.append(Workload(
             source="compose",

@@ -19,8 +19,8 @@ from admission.errors import InputError
 from admission.model import HostMount, Origin, SecurityContext, Setting
 from admission.sources.compose_merge import CMap, CSeq, enforce_unicity
 
-__all__ = ["Resolved", "Runtime", "capability", "device_source", "named_binds", "parse_volume", "read_healthcheck", "read_runtime", "resolve_volume_paths",
-           "security_opts"]
+__all__ = ["Resolved", "Runtime", "capability", "device_source", "named_binds", "parse_volume", "read_healthcheck",
+           "read_only_root", "read_runtime", "resolve_volume_paths", "security_opts"]
 
 
 class _Reader(Protocol):  # compose._Service
@@ -461,3 +461,13 @@ def read_healthcheck(reader: _Reader) -> Setting | None:
                      first if isinstance(first, (str, int, float)) else None)
     return Setting("check", "healthcheck.test: " + " ".join(str(t) for t in test), origin)
 
+
+# --- read-only root filesystem ------------------------------------------------------------------------
+
+def read_only_root(reader: _Reader) -> Setting | None:
+    """`read_only` as Docker reads it (`ReadonlyRootfs`): "true" or "false" with the line that set it; None when unset."""
+    found = _bool(reader, reader.svc, "read_only", f"{reader.base}.read_only")
+    if found is None:
+        return None
+    text = "true" if found[0] else "false"
+    return Setting(text, f"read_only: {text}", found[1])

@@ -24,6 +24,7 @@ from admission.model import (
     Located,
     Origin,
     Port,
+    Probe,
     SecurityContext,
     ServiceSpec,
     Setting,
@@ -830,12 +831,17 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         env = _literal_env(items_env, f"{path}.env", walker)
     sc = walker.mapping_in(c, "securityContext", path)
     probes: tuple[str, ...] = ()
+    checks: tuple[Probe, ...] = ()
     if "livenessProbe" in c or "readinessProbe" in c or "startupProbe" in c:
         found = []
+        described = []
         for p in _PROBES:
-            if walker.mapping_in(c, p, path) is not None:
+            probe = walker.mapping_in(c, p, path)
+            if probe is not None:
                 found.append(p)
+                described.append(Probe(p, _probe_check(c, probe, f"{path}.{p}", walker), walker.origin(c, p, f"{path}.{p}")))
         probes = tuple(found)
+        checks = tuple(described)
     return Container(
         name=name,
         origin=walker.origin(items, i, path),
@@ -849,7 +855,50 @@ def _container(items: list[Any], i: int, path: str, kind: ContainerKind, walker:
         security=_security(sc, f"{path}.securityContext", walker) if sc else None,
         probes=probes,
         env=env,
+        probe_checks=checks,
+        read_only_root=_bool_setting(sc, "readOnlyRootFilesystem", f"{path}.securityContext", walker) if sc else None,
     )
+
+
+def _probe_check(c: dict[str, Any], probe: dict[str, Any], path: str, walker: _Walker) -> str:
+    """What a probe checks, normalised (model.Probe): the first handler set, with the API server's defaults filled in
+    (scheme HTTP, path /, the pod IP for an empty host, grpc service "") and a named port resolved to its number."""
+    for handler in ("exec", "httpGet", "tcpSocket", "grpc"):
+        if probe.get(handler) is None:
+            continue
+        hpath = f"{path}.{handler}"
+        h = walker.mapping(probe, handler, hpath)
+        if h is None:
+            continue
+        if handler == "exec":
+            command = walker.sequence_in(h, "command", hpath) or []
+            return "exec " + json.dumps([str(part) for part in command])
+        port = _probe_port(c, h, hpath, walker)
+        host = walker.string_in(h, "host", hpath) or "<pod IP>"
+        if handler == "httpGet":
+            scheme = (walker.string_in(h, "scheme", hpath) or "HTTP").lower()
+            where = walker.string_in(h, "path", hpath) or "/"
+            headers = walker.sequence_in(h, "httpHeaders", hpath) or []
+            pairs = sorted((str(x.get("name", "")).lower(), str(x.get("value", ""))) for x in headers if isinstance(x, dict))
+            shown = "".join(f" {name}: {value}" for name, value in pairs)
+            return f"GET {scheme}://{host}:{port}{'' if where.startswith('/') else '/'}{where}{shown and ' with' + shown}"
+        if handler == "tcpSocket":
+            return f"TCP {host}:{port}"
+        return f"gRPC <pod IP>:{port} service '{walker.string_in(h, 'service', hpath) or ''}'"
+    return ""
+
+
+def _probe_port(c: dict[str, Any], handler: dict[str, Any], path: str, walker: _Walker) -> str:
+    """A probe's port as a number: a name is looked up in the container's ports, as the kubelet does."""
+    port = handler.get("port")
+    if type(port) is int:
+        return str(port)
+    if not isinstance(port, str):
+        return "" if port is None else str(port)
+    for item in walker.sequence_in(c, "ports", path.rpartition(".")[0].rpartition(".")[0]) or ():
+        if isinstance(item, dict) and item.get("name") == port and type(item.get("containerPort")) is int:
+            return str(item["containerPort"])
+    return port
 
 
 def _literal_env(items: list[Any], path: str, walker: _Walker) -> tuple[EnvVar, ...]:

@@ -66,12 +66,14 @@ def drop_namespaces(plane: ControlPlane, *names: str) -> None:
 
 
 def container(name: str = "app", image: str = "registry.example.com/app:1.4.2", **extra: Any) -> dict[str, Any]:
-    """A container that passes every deny rule of the default policy (and has probes, so no warning either)."""
+    """A container that passes every deny rule of the default policy (and has a read-only root and two different
+    probes, so no warning either)."""
     return {"name": name, "image": image,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "allowPrivilegeEscalation": False,
-                                "capabilities": {"drop": ["ALL"]}},
+                                "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True},
             "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
-            "readinessProbe": {"tcpSocket": {"port": 8080}}, "livenessProbe": {"tcpSocket": {"port": 8080}},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}},
+            "livenessProbe": {"tcpSocket": {"port": 8080}},
             **extra}
 
 

@@ -265,6 +265,26 @@ def test_latest_and_untagged_are_never_pinned_and_stay_denied(
     assert "image-tag-pinned refuses it" in line["left"][0]["reason"]
 
 
+def test_a_tag_that_names_no_version_is_not_pinned_and_is_denied_with_the_no_version_message(
+        control_plane: ControlPlane, release: Release, registry: Registry, layout: Path) -> None:  # noqa: F811
+    """`app:nightly` is in the registry, so a lookup would pin it and the digest would make it pass: /mutate leaves it
+    as written (image-tag-pinned refuses it for its tag, require_version) and the validating webhook denies it."""
+    push(registry, layout, "team/app:nightly")
+    image = f"{registry.host}/team/app:nightly"
+    mark = release.mark()
+    run = control_plane.apply([pod("nightly", NS, container(image=image))], check=False)
+    assert run.returncode == 1 and "[image-tag-pinned]" in run.stderr, run.stderr
+    assert f"uses image '{image}': tag 'nightly' names no version" in run.stderr, run.stderr
+    (line,) = mutations(release, "nightly", mark)
+    assert line["result"] == "unchanged" and line["pinned"] == [], line
+    assert line["left"][0]["result"] == "skipped" and line["left"][0]["image"] == image
+    assert "image-tag-pinned refuses it (no version)" in line["left"][0]["reason"]
+    (judged,) = validations(release, "nightly", mark)
+    assert judged["allowed"] is False and "mutated" not in judged
+    assert {r["rule"] for r in judged["rules"] if r["severity"] == "deny"} == {"image-tag-pinned"}
+    assert control_plane.kubectl("get", "pod", "nightly", "-n", NS, check=False).returncode != 0, "never stored"
+
+
 def set_policy(release: Release, text: str) -> None:
     """What a ConfigMap update does to the mounted policy: the file changes, the server reloads it."""
     path = release.pod.root / "volumes" / "policy" / "policy.yaml"

@@ -111,7 +111,8 @@ def test_the_same_named_image_with_runasuser_1001_passes(registry: Registry, pod
         "  securityContext: {runAsNonRoot: true, runAsUser: 1001}\n  containers:\n"
         f"    - name: app\n      image: {registry.host}/kubelet/row4-named-user:1\n"
         "      resources: {limits: {cpu: 100m, memory: 64Mi}}\n"
-        "      readinessProbe: {tcpSocket: {port: 8080}}\n")
+        "      readinessProbe: {tcpSocket: {port: 8080}}\n"
+        "      securityContext: {readOnlyRootFilesystem: true}\n")
     code = main(["check", "--format", "json", "--resolve-images", "--no-cache", "--policy", str(policy), str(manifest)])
     report = json.loads(capsys.readouterr().out)
     assert not [f for f in report["findings"] if f["severity"] == "deny"] and code == 0

@@ -53,7 +53,7 @@ def test_a_dockerfile_whose_base_sets_no_user_is_root_and_says_why(capsys, tmp_p
 def test_a_compose_service_without_user_or_build_uses_the_image_config_user(capsys, tmp_path, images, policy) -> None:
     compose = tmp_path / "compose.yaml"
     compose.write_text(f"services:\n  web:\n    image: {images['named']}\n    mem_limit: 64m\n    cpus: 1\n"
-                       "    healthcheck: {test: [CMD, 'true']}\n")
+                       "    healthcheck: {test: [CMD, 'true']}\n    read_only: true\n")
     _, offline = _check(capsys, str(compose))
     assert "run-as-non-root" in _rules(offline), "without the config nothing establishes a user"
     code, report = _check(capsys, "--resolve-images", "--policy", str(policy), str(compose))

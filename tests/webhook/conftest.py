@@ -120,10 +120,10 @@ def deployment(name: str = "web", *, containers: list[dict[str, Any]] | None = N
 
 def good_container(name: str = "app", image: str = "registry.example/app:1.2.3") -> dict[str, Any]:
     return {"name": name, "image": image,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "readOnlyRootFilesystem": True},
             "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
-            "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-            "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}}
+            "livenessProbe": {"httpGet": {"path": "/livez", "port": 8080}},
+            "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}}}
 
 
 def bad_container(name: str = "app", image: str = "nginx:latest") -> dict[str, Any]:

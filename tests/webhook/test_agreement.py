@@ -1,7 +1,9 @@
 """The CLI and the webhook agree: every pod-bearing object and Service of the project's manifests (tests/fixtures/k8s) and of the
 public corpus's k8s folder (skipped without it), wrapped in a CREATE review, is denied by the webhook for exactly
 the rules `admission-cli check` denies it for (both with images.resolve false, since no public registry is reachable
-here), and an object the CLI cannot read (exit 2) is refused with code 400."""
+here), and an object the CLI cannot read (exit 2) is refused with code 400. For the rules of issue 27 (a tag that
+names no version, a writable root filesystem, a livenessProbe that is the readinessProbe) the per-rule fixtures'
+objects are compared container by container, warnings included, through the webhook's audit line."""
 
 from __future__ import annotations
 
@@ -88,3 +90,45 @@ async def _disagreements(objects: list[tuple[str, dict[str, Any]]], tmp_path: Pa
             if hook_rules != cli_rules or (code == 1) != (not got["allowed"]):
                 disagreements.append((ident, sorted(cli_rules), sorted(hook_rules)))
     return disagreements
+
+
+ISSUE_27_RULES = ("image-tag-pinned", "read-only-root-filesystem", "healthcheck")
+RULE_FIXTURES = Path(__file__).resolve().parents[1] / "rules"
+
+
+def _fixture_objects() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for rule in ISSUE_27_RULES:
+        for path in sorted((RULE_FIXTURES / rule).glob("*__k8s-*.yaml")):
+            for ident, obj in _objects_of_file(path):
+                out.append((f"{rule}/{ident}", obj))
+    return out
+
+
+def _objects_of_file(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    return [(ident, obj) for ident, obj in _objects(path.parent) if ident.split("#")[0] == path.name]
+
+
+async def test_webhook_finds_what_the_cli_finds_per_container_for_the_issue_27_rules(tmp_path: Path) -> None:
+    objects = _fixture_objects()
+    assert len(objects) >= 10
+    policy = write_policy(tmp_path / "p")
+    disagreements = []
+    async with running(Settings(policy=str(policy))) as hook:
+        for ident, obj in objects:
+            target = tmp_path / "object.json"
+            target.write_text(json.dumps(obj))
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                main(["check", str(target), "--format", "json", "--policy", str(policy)])
+            cli = {(f["rule"], f["container"], f["severity"]) for f in json.loads(out.getvalue())["findings"]
+                   if f["rule"] in ISSUE_27_RULES and not f["suppressed"]}
+            before = len(hook.audit())
+            await hook.answer(review(obj, namespace=obj.get("metadata", {}).get("namespace") or "default"))
+            (line,) = hook.audit()[before:]
+            webhook = {(r["rule"], c, r["severity"]) for r in line["rules"] if r["rule"] in ISSUE_27_RULES
+                       for c in r["containers"]}
+            if cli != webhook:
+                disagreements.append((ident, sorted(cli), sorted(webhook)))
+            assert cli or ident.split("/")[1].startswith("pass__"), f"{ident}: a fail fixture's object found nothing"
+    assert not disagreements, disagreements

@@ -130,9 +130,11 @@ async def test_a_forged_annotation_entry_is_replaced_for_the_container_pinned_no
     ("mutate/app:latest", "", "denied"),
     ("mutate/app", "", "denied"),
     ("mutate/app:nightly", "rules:\n  image-tag-pinned:\n    params: {disallowed_tags: [latest, nightly]}\n", "denied"),
+    ("mutate/app:nightly", "", "denied"),
+    ("mutate/app:nightly", "rules:\n  image-tag-pinned: {severity: off}\n", "no finding"),
     ("mutate/app:latest", "rules:\n  image-tag-pinned: {severity: off}\n", "no finding"),
     ("mutate/app:latest", "enforcement: warn\n", "would deny"),
-], ids=["latest", "untagged", "disallowed-nightly", "rule-off", "warn-mode"])
+], ids=["latest", "untagged", "disallowed-nightly", "no-version-nightly", "no-version-rule-off", "rule-off", "warn-mode"])
 async def test_a_tag_image_tag_pinned_refuses_is_never_pinned_or_looked_up(
         tmp_path: Path, registry: Registry, layout: Path, ref: str, extra: str, verdict: str) -> None:
     """Whatever the rule's severity or the enforcement: the reference reaches the validating webhook as written."""
@@ -157,10 +159,12 @@ async def test_a_tag_image_tag_pinned_refuses_is_never_pinned_or_looked_up(
     assert (expected[1] in said) if expected[1] else "image-tag-pinned" not in said, said
 
 
-@pytest.mark.parametrize("image", ["app:1.0", "app:latest", "app", "app:Latest", "app:nightly",
+@pytest.mark.parametrize("image", ["app:1.0", "app:latest", "app", "app:Latest", "app:nightly", "app:3", "app:alpine",
+                                   "app:nightly@sha256:" + "a" * 64,
                                    "app:1.0@sha256:" + "a" * 64, "registry.example:5000/app",
                                    "registry.example:5000/app:v2", "App:1"])
-@pytest.mark.parametrize("params", [{}, {"disallowed_tags": ["latest", "nightly"]}, {"disallowed_tags": []}])
+@pytest.mark.parametrize("params", [{}, {"disallowed_tags": ["latest", "nightly"]}, {"disallowed_tags": []},
+                                    {"require_version": False}, {"disallowed_tags": [], "require_version": False}])
 def test_mutation_refuses_exactly_the_tags_the_rule_denies_without_require_digest(image: str, params: dict[str, Any],
                                                                                tmp_path: Path) -> None:
     """One decision point: what image-tag-pinned denies (require_digest off) is what /mutate leaves as written."""

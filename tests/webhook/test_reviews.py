@@ -50,38 +50,40 @@ def denied(*rules: str, warn: tuple[str, ...] = (), why: str = "") -> Answer:
 HOST = ("no-host-port",)
 ROOT_TAG_LIMITS = ("run-as-non-root", "image-tag-pinned", "resource-limits")
 NO_PROBES = ("healthcheck",)
+WRITABLE = ("read-only-root-filesystem",)  # issue 27: a warning where a container does not set readOnlyRootFilesystem
 
 # file (relative to tests/fixtures/admission, or demo/ for examples/webhook-demo) -> the answer it must get
 EXPECTED: dict[str, Answer] = {
-    "pod-compliant-create.json": allowed("pinned, non-root, limits, probes"),
-    "pod-without-probes-create.json": allowed("healthcheck is a warning", warn=NO_PROBES),
+    "pod-compliant-create.json": allowed("pinned, non-root, limits, probes, a read-only root"),
+    "pod-without-probes-create.json": allowed("healthcheck is a warning", warn=NO_PROBES + WRITABLE),
     "pod-two-containers-millicpu-gi-create.json": allowed("1m and 2Gi are limits; each container has a probe"),
-    "pod-host-port-root-latest-create.json": denied(*HOST, *ROOT_TAG_LIMITS, warn=NO_PROBES,
+    "pod-host-port-root-latest-create.json": denied(*HOST, *ROOT_TAG_LIMITS, warn=NO_PROBES + WRITABLE,
                                                     why="hostNetwork and hostPort 443, image without a tag"),
-    "deployment-root-create-v1beta1.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES, why="answered in v1beta1"),
+    "deployment-root-create-v1beta1.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES + WRITABLE, why="answered in v1beta1"),
     "pod-update-no-uid-no-kind-v1beta1.json": denied(
-        *HOST, "run-as-non-root", "resource-limits", warn=NO_PROBES,
+        *HOST, "run-as-non-root", "resource-limits", warn=NO_PROBES + WRITABLE,
         why="no uid, no request.kind (the object's kind decides), no oldObject: a CREATE"),
-    "pod-object-without-kind-create.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES,
+    "pod-object-without-kind-create.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES + WRITABLE,
                                                   why="the object has no apiVersion/kind: request.kind decides"),
     "deployment-update-replicas-and-labels.json": allowed("replicas, labels, annotations: the pod spec is unchanged"),
-    "deployment-update-image-to-latest.json": denied("image-tag-pinned", why="the pod template changed"),
+    "deployment-update-image-to-latest.json": denied("image-tag-pinned", warn=WRITABLE, why="the pod template changed"),
     "deployment-update-while-deleting.json": allowed("deletionTimestamp is set"),
     "deployment-delete.json": allowed("DELETE: nothing to validate"),
     "pod-exec-connect.json": allowed("CONNECT"),
     "pod-ephemeralcontainers-add-debugger.json": denied(
         "run-as-non-root", "image-tag-pinned", why="only the added debug container; it takes no limits or probes"),
     "pod-ephemeralcontainers-add-nothing.json": allowed("the ephemeral containers are the old ones"),
-    "pod-root-create-dry-run.json": denied("run-as-non-root", why="dryRun is evaluated like any CREATE"),
+    "pod-root-create-dry-run.json": denied("run-as-non-root", warn=WRITABLE, why="dryRun is evaluated like any CREATE"),
     "deployment-scale-subresource-update.json": allowed("a Scale carries no pod spec"),
     "configmap-create.json": allowed("not a pod-bearing kind"),
-    "cronjob-root-create.json": denied("run-as-non-root", "resource-limits", why="pod spec under jobTemplate"),
+    "cronjob-root-create.json": denied("run-as-non-root", "resource-limits", warn=WRITABLE,
+                                       why="pod spec under jobTemplate"),
     "pod-containers-mapping-create.json": Answer(False, code=400, why="an object no API server could decode"),
     "not-a-review-bare-pod.json": Answer(False, http=400, why="a Pod, not an AdmissionReview"),
     "review-without-request.json": Answer(False, http=400, why="an AdmissionReview without a request"),
     "not-json.json": Answer(False, http=400, why="truncated JSON"),
     "demo/allowed.json": allowed("the demo's compliant Deployment"),
-    "demo/denied.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES, why="the demo's root nginx:latest"),
+    "demo/denied.json": denied(*ROOT_TAG_LIMITS, warn=NO_PROBES + WRITABLE, why="the demo's root nginx:latest"),
 }
 
 

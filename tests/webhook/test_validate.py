@@ -218,7 +218,7 @@ async def test_merged_would_deny_warnings_keep_their_prefix_and_come_first(tmp_p
     assert all(w.startswith("[would deny] ") for w in got["warnings"][:2])
     assert got["warnings"][0].startswith("[would deny] [image-tag-pinned] ")
     assert "[would deny] [healthcheck] 5 containers: c0, c1, c2, c3, c4 have neither a livenessProbe nor a " \
-           "readinessProbe…" in got["warnings"]
+           "readinessProbe: nothing…" in got["warnings"]
 
 
 async def test_warnings_are_rule_prefixed_short_and_capped(tmp_path: Path) -> None:
@@ -317,7 +317,7 @@ async def test_policy_exemption_suppresses_and_the_suppression_goes_only_to_the_
     policy = ("images: {resolve: false}\nexemptions:\n  - rule: run-as-non-root\n    namespace: default\n"
               "    name: 'legacy-*'\n    kind: Pod\n    container: app\n    reason: vendor image runs as root\n"
               "    expires: 2999-01-01\n")
-    container = {**good_container(), "securityContext": {"runAsUser": 0}}
+    container = {**good_container(), "securityContext": {"runAsUser": 0, "readOnlyRootFilesystem": True}}
     async with running(settings(tmp_path, policy)) as hook:
         exempt = await hook.answer(review(pod("legacy-1", containers=[container])))
         other = await hook.answer(review(pod("web", containers=[container])))
