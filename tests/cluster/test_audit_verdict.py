@@ -49,6 +49,7 @@ def _objects() -> list[dict[str, Any]]:
          "spec": {"limits": [{"type": "Container", "default": {"cpu": "500m", "memory": "256Mi"}}]}},
         workload("Deployment", "web-ok", VERDICT, replicas=0),
         workload("Deployment", "web-latest", VERDICT, container(image="registry.example.com/web:latest"), replicas=0),
+        workload("Deployment", "web-nightly", VERDICT, container(image="registry.example.com/web:nightly"), replicas=0),
         workload("Deployment", "web-defaulted", VERDICT, no_limits, replicas=0),
         workload("StatefulSet", "web-unprobed", VERDICT, no_probes, replicas=0),
         workload("CronJob", "batch-root", VERDICT, root),
@@ -114,6 +115,7 @@ def test_the_audit_and_the_webhook_give_each_stored_object_the_same_verdict(
     assert verdicts[("Deployment", "web-ok")] == {"allowed": True, "rules": set(), "suppressed": set()}
     assert verdicts[("Deployment", "web-defaulted")]["allowed"], "the namespace's LimitRange defaults count"
     assert not verdicts[("Deployment", "web-latest")]["allowed"]
+    assert ("image-tag-pinned", "deny") in verdicts[("Deployment", "web-nightly")]["rules"], "a tag that names no version"
     assert ("healthcheck", "warn") in verdicts[("StatefulSet", "web-unprobed")]["rules"]
     assert not verdicts[("CronJob", "batch-root")]["allowed"] and not verdicts[("Pod", "root-pod")]["allowed"]
     assert verdicts[("Pod", "edge-proxy")] == {

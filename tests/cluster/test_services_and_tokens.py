@@ -105,6 +105,8 @@ def test_the_audit_lists_services_and_reports_the_node_port_one(control_plane: C
 
 def _pod(name: str, account: str | None = None, **spec: Any) -> dict[str, Any]:
     template = compliant_deployment(name, namespace=NS)["spec"]["template"]
+    # a liveness check of its own, so that the Pod passes every rule and its answer is "allowed", not "warned"
+    template["spec"]["containers"][0]["livenessProbe"] = {"httpGet": {"path": "/livez", "port": 8080}}
     body = {**template["spec"], **spec}
     if account:
         body["serviceAccountName"] = account
