@@ -246,3 +246,24 @@ def test_junit_escapes_markup_quotes_and_control_characters(tmp_path, capsys, mo
     pinned = cases['Pod default/we<ird&"name> image-tag-pinned']
     assert isinstance(pinned.result[0], junitparser.Failure)
     assert "app\ufffdx" in pinned.result[0].text and "\x07" not in out
+
+
+def test_a_finding_written_field_by_field_is_the_encoders_json_byte_for_byte() -> None:
+    """report.finding_line is the JSON report's fast path; it must write what json's encoder writes of finding_json,
+    for every value a finding can hold: None, quotes, backslashes, newlines, control and non-ASCII characters."""
+    from admission.cli.report import _ENCODE, finding_json, finding_line
+    from admission.findings import Finding, Reported
+
+    tricky = ['plain', 'a "quoted" \\ path', 'line\nbreak\ttab\x00\x1f', 'ünïcødé ✓ 名前', '\u2028\ud7ff', '']
+    for i, text in enumerate(tricky):
+        for optional in (None, text):
+            f = Finding(rule="no-secret-in-env", severity="warn" if i % 2 else "deny", message=text, remediation=text,
+                        value=optional, file=text or "-", line=None if i % 3 == 0 else i * 7, path=text,
+                        source="kubernetes", object_kind="Pod", object_name=text, object_namespace=optional,
+                        container=optional, suppressed=bool(i % 2), reason=optional, key=text,
+                        fingerprint=optional, would_deny=not i % 2)
+            assert finding_line(f) == _ENCODE(finding_json(f))
+    merged = Finding(rule="r", severity="deny", message="m", remediation="x", value=None, file="f", line=1, path="p",
+                     source="compose", object_kind="ComposeService", object_name="a", object_namespace=None,
+                     container="a", also=(Reported("g", "ComposeService", "b", None, "b", "0" * 32),))
+    assert finding_line(merged) == _ENCODE(finding_json(merged)) and '"reported_for"' in finding_line(merged)

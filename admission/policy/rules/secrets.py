@@ -58,6 +58,11 @@ def _patterns(names: tuple[Any, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(str(n).upper().split("_")) for n in names)
 
 
+@lru_cache(maxsize=32)
+def _words(words: tuple[Any, ...]) -> frozenset[str]:
+    return frozenset(str(w).upper() for w in words)
+
+
 def secret_name(name: str, patterns: tuple[tuple[str, ...], ...],
                 not_last: frozenset[str] = frozenset(DEFAULT_NOT_LAST)) -> bool:
     """Whether a variable name holds one of the patterns as whole words (`DB_PASSWORD`, `AWS_SECRET_ACCESS_KEY`),
@@ -111,8 +116,8 @@ def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         and `ARG` defaults of every stage, as written, and a resolved image config's `Env`. Empty values,
         booleans, numbers, references (`$(VAR)`, `${VAR}`, `$VAR`), paths under `/run/secrets/` and names
         whose last word says they are about a secret rather than one (`not_last`: `DB_PASSWORD_FILE`,
-        `TLS_SECRET_NAME`, a Kubernetes Secret's name; `AWS_ACCESS_KEY_ID`; `TOKEN_TTL`) pass. Findings name the variable and where it is set, never the value, in every
-        format. Peers: trivy's secret scanning (it finds secrets by their value's shape, in files and image
+        `TLS_SECRET_NAME`, a Kubernetes Secret's name; `AWS_ACCESS_KEY_ID`; `TOKEN_TTL`) pass. Findings name the
+        variable and where it is set, never the value, in every format. Peers: trivy's secret scanning (it finds secrets by their value's shape, in files and image
         layers), compose-lint's CL-0020 (credential-shaped environment keys with literal values), checkov's
         CKV_K8S_35 (prefer secrets as files over environment variables); kube-score and Polaris have no
         counterpart. A warning by default: a name is evidence, not proof (a `TOKEN_TTL` of `1h` is no secret).
@@ -135,8 +140,10 @@ def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         ```
     """
     patterns = _patterns(tuple(params.get("names", DEFAULT_NAMES)))
-    not_last = frozenset(str(w).upper() for w in params.get("not_last", DEFAULT_NOT_LAST))
+    not_last = _words(tuple(params.get("not_last", DEFAULT_NOT_LAST)))
     for container in workload.containers:
+        if not container.env and (container.image_config is None or not container.image_config.env):
+            continue
         name = container_field(workload, container)
         who = subject(workload, container)
         for env in container.env:
