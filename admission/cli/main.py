@@ -94,14 +94,25 @@ def _build_arg(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _check(args: argparse.Namespace) -> int:
+def _check_with_few_collections(args: argparse.Namespace) -> int:
+    """A check allocates hundreds of thousands of small objects that live until the report is written (the model, the
+    findings) and hold almost no cycles, so the collector's scans every 700 allocations find nothing and cost 10-20%
+    of a 10,000-document run (issue 27's benchmark). What is loaded by then (modules) is set aside, and collections
+    come far less often, not never: an input with cycles still has them freed. Peak memory is unchanged on that run
+    and on bench/large.py's. Undone on return, for callers that run `main` in their own process (the tests)."""
     import gc
 
-    # A check allocates hundreds of thousands of small objects that live until the report is written (the model, the
-    # findings) and hold almost no cycles, so the collector's full scans every 700 allocations find nothing and cost
-    # 10-20% of a 10,000-document run (issue 27's benchmark). Collect far less often, not never: a pathological input
-    # still has its cycles freed. Peak memory is unchanged on that run and on bench/large.py's.
+    before = gc.get_threshold()
+    gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    try:
+        return _check(args)
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+
+
+def _check(args: argparse.Namespace) -> int:
     from admission.cli import identity
     from admission.findings import Problem
     from admission.inputs import walk as inputs
@@ -251,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "check":
-            return _check(args)
+            return _check_with_few_collections(args)
         if args.command == "rules":
             return _rules()
         if args.command == "check-policy":
