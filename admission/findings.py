@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from admission.model import Origin, fast_init
+from admission.model import Origin, frozen
 
 Severity = Literal["deny", "warn"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Violation:
     """What a rule yields: where, what and how to fix. The engine adds rule id, severity and suppression."""
 
@@ -28,7 +28,7 @@ class Violation:
     severity: Severity | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Proof:
     """What a verifying rule yields when its check passed: where, and what was proven ("verified sha256:… by key …").
     The engine reports it under `verified`; it is never counted, suppressed or failed on."""
@@ -39,7 +39,7 @@ class Proof:
     container: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Verified:
     """A Proof with its rule and object, as reports show it."""
 
@@ -55,7 +55,7 @@ class Verified:
     container: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reported:
     """An object a finding is reported for: a finding the same in file, line, rule and message for several objects
     (a Dockerfile two compose files build) is reported once, naming each (cli/repeats.py)."""
@@ -68,7 +68,7 @@ class Reported:
     fingerprint: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen  # a denying request builds a Finding per violation: the frozen __init__ was most of evaluate's time
 class Finding:
     rule: str
     severity: Severity
@@ -96,10 +96,8 @@ class Finding:
     also: tuple[Reported, ...] = ()
 
 
-fast_init(Finding)  # a denying request builds a Finding per violation: the frozen __init__ was most of evaluate's time
 
-
-@dataclass(frozen=True, slots=True)
+@frozen
 class Evaluated:
     """An object the engine evaluated, with the rules that ran on it: JUnit reports a test case per pair."""
 
@@ -111,7 +109,7 @@ class Evaluated:
     rules: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Problem:
     """An input that could not be read or interpreted, or a dropped inline exemption. Entries of `errors`."""
 

@@ -13,11 +13,56 @@ from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
 
+
+def fast_init(cls: type) -> None:
+    """Give a frozen slotted dataclass a faster __init__ with the same parameters, defaults and default factories.
+
+    The generated one calls object.__setattr__ per field (what `frozen` needs), which makes building a Container or a
+    Workload cost microseconds; the webhook builds dozens of these objects per request (issue 15). Here each field is
+    stored through its slot descriptor, which bypasses the frozen __setattr__ as object.__setattr__ does. Calls,
+    `dataclasses.replace`, equality, hashing, repr, pickling and frozenness are as before (tests/test_model_init.py).
+    """
+    namespace: dict[str, Any] = {"_FACTORY": getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object())}  # shows as <factory>
+    params: list[str] = []
+    values: list[tuple[str, str]] = []
+    for f in fields(cls):
+        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is not MISSING:
+            namespace[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+            values.append((f.name, f.name))
+        elif f.default_factory is not MISSING:
+            namespace[f"_factory_{f.name}"] = f.default_factory
+            params.append(f"{f.name}=_FACTORY")
+            values.append((f.name, f"_factory_{f.name}() if {f.name} is _FACTORY else {f.name}"))
+        else:
+            params.append(f.name)
+            values.append((f.name, f.name))
+    body = [f"_set_{name}(self, {value})" for name, value in values] or ["pass"]
+    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(f"    {line}" for line in body), namespace)  # noqa: S102
+    init = namespace["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__annotations__ = {**{f.name: f.type for f in fields(cls)}, "return": None}  # as the generated one has
+    cls.__init__ = init  # type: ignore[misc]
+
+
+C = TypeVar("C", bound=type)
+
+
+def frozen(cls: C) -> C:
+    """`@dataclass(frozen=True, slots=True)` with fast_init's __init__ instead of the generated one, which the
+    dataclass decorator then need not write: compiling it was a fifth of this module's import (issue 27, one-file
+    start-up), and every class here is one of these."""
+    made = dataclass(frozen=True, slots=True, init=False)(cls)
+    fast_init(made)
+    return made
+
 SourceName = Literal["kubernetes", "compose", "dockerfile", "image"]
 ContainerKind = Literal["container", "init", "sidecar", "ephemeral"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Origin:
     """Where a value came from: the file as the user gave it ("-" for stdin), 1-based line, field path."""
 
@@ -26,7 +71,7 @@ class Origin:
     path: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Located(Generic[T]):
     """A value together with its origin."""
 
@@ -34,7 +79,7 @@ class Located(Generic[T]):
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Port:
     """A port published on the host. Container-only ports (compose `expose`, k8s containerPort) are not here.
 
@@ -50,7 +95,7 @@ class Port:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HistoryEntry:
     """One entry of an image config's `history` (what the builder recorded for each step)."""
 
@@ -61,7 +106,7 @@ class HistoryEntry:
     empty_layer: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImageConfig:
     """The parts of an OCI/Docker image config the rules read, from a registry or an archive.
 
@@ -91,7 +136,7 @@ class ImageConfig:
     healthcheck: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SignatureCheck:
     """What verifying one image reference's signatures found (images/verify/). Never a trust root: made afresh from
     the signature objects on every use, whatever caches held them.
@@ -114,7 +159,7 @@ class SignatureCheck:
     error: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AttestationCheck:
     """What checking one image reference's build provenance found (images/verify/provenance.py): made afresh on every
     use from the attestations, never cached as a verdict.
@@ -133,7 +178,7 @@ class AttestationCheck:
     error: str = ""  # unavailable: the precise registry failure (CLI and the webhook's audit line only)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CarriedAttestation:
     """A BuildKit attestation an archive or OCI layout carries in its index: the statement and the platform manifest
     its index entry says it is about (`vnd.docker.reference.digest`)."""
@@ -142,7 +187,7 @@ class CarriedAttestation:
     statement: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CarriedSignature:
     """A cosign signature object an image archive or OCI layout carries (what `cosign save` writes, or a copied
     `sha256-<hex>` / `.sig` tag): raw, unverified, filed under the digest it says it is about."""
@@ -153,7 +198,7 @@ class CarriedSignature:
     signature: str = ""  # legacy: the base64 signature annotation
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Carried:
     """What an archive says about one of its images for signature checks: its name, the digest the name points at
     (an index for a multi-platform image), the index's entries, and every signature object the archive holds."""
@@ -166,7 +211,7 @@ class Carried:
     attestations: tuple[CarriedAttestation, ...] = ()  # BuildKit's, from the image's index
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ContextCopy:
     """A COPY or ADD that takes files from the build context, in a stage the built image needs.
 
@@ -185,7 +230,7 @@ class ContextCopy:
     public: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BuildContext:
     """What a build sends from its context and what its COPY/ADD instructions take (sources/context.py).
 
@@ -203,7 +248,7 @@ class BuildContext:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Setting:
     """A security-relevant value as the runtime reads it (`value`), the text that set it (`text`), and where.
 
@@ -217,7 +262,7 @@ class Setting:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SecurityContext:
     """One securityContext level (a pod's or a container's) with the fields Pod Security Admission reads.
 
@@ -239,7 +284,7 @@ class SecurityContext:
     host_process: Setting | None = None  # windowsOptions.hostProcess: "true" / "false"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HostMount:
     """A volume the pod (or a bind mount the compose service) declares, for least-privilege.
 
@@ -259,7 +304,7 @@ class HostMount:
     relative: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EnvVar:
     """An environment variable (or a Dockerfile ARG default) whose value is written literally where it is set, for
     no-secret-in-env: Kubernetes `env[].value`, compose `environment` (not a value interpolated from `.env` or the
@@ -276,7 +321,7 @@ class EnvVar:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServiceSpec:
     """A Kubernetes Service, for no-host-port (issue 27): the fields that open a port on the nodes or claim an address.
 
@@ -292,7 +337,7 @@ class ServiceSpec:
     allocate_node_ports: bool | None = None  # LoadBalancer `allocateLoadBalancerNodePorts` as written (default true)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AccountToken:
     """What decides whether a Pod gets its ServiceAccount's API token mounted, for service-account-token (issue 27).
 
@@ -314,7 +359,7 @@ class AccountToken:
     account_note: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Probe:
     """A Kubernetes probe as healthcheck compares them: which probe, and what it checks, normalised so that two probes
     that ask the same thing compare equal (`GET http://<pod IP>:8080/healthz`, `TCP <pod IP>:5432`, `gRPC <pod IP>:9090
@@ -327,7 +372,7 @@ class Probe:
     origin: Origin  # the probe's key
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UnresolvedBase:
     """A base image named only by a build arg that has no value: `ARG BASE_IMAGE` then `FROM ${BASE_IMAGE}`, built
     without `--build-arg BASE_IMAGE=...` (or compose `build.args`). Which image it is cannot be known, so it is not
@@ -339,7 +384,7 @@ class UnresolvedBase:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Container:
     """One container as the rules see it: a k8s container, a compose service, a Dockerfile's final stage, an image.
 
@@ -410,7 +455,7 @@ class Container:
     read_only_root: Setting | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ExemptionClaim:
     """An exemption written on the object itself (compose `x-admission`, k8s annotations); the engine validates it."""
 
@@ -421,7 +466,7 @@ class ExemptionClaim:
     origin: Origin
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SchemaIssue:
     """A value real Docker Compose rejects but that can still be read (architecture §4 compose-schema)."""
 
@@ -432,7 +477,7 @@ class SchemaIssue:
     remediation: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OwnerRef:
     """A controller ownerReference (`metadata.ownerReferences[]` with `controller: true`), or a verified owner.
 
@@ -446,7 +491,7 @@ class OwnerRef:
     manual_runs_only: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Workload:
     """One object the rules evaluate: a pod-bearing k8s object, a k8s Service, a compose service, a Dockerfile or an image.
 
@@ -513,42 +558,3 @@ def signed_references(workload: Workload, container: Container) -> list[Located[
     return out
 
 
-def fast_init(cls: type) -> None:
-    """Give a frozen slotted dataclass a faster __init__ with the same parameters, defaults and default factories.
-
-    The generated one calls object.__setattr__ per field (what `frozen` needs), which makes building a Container or a
-    Workload cost microseconds; the webhook builds dozens of these objects per request (issue 15). Here each field is
-    stored through its slot descriptor, which bypasses the frozen __setattr__ as object.__setattr__ does. Calls,
-    `dataclasses.replace`, equality, hashing, repr, pickling and frozenness are as before (tests/test_model_init.py).
-    """
-    namespace: dict[str, Any] = {"_FACTORY": getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object())}  # shows as <factory>
-    params: list[str] = []
-    values: list[tuple[str, str]] = []
-    for f in fields(cls):
-        namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is not MISSING:
-            namespace[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-            values.append((f.name, f.name))
-        elif f.default_factory is not MISSING:
-            namespace[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=_FACTORY")
-            values.append((f.name, f"_factory_{f.name}() if {f.name} is _FACTORY else {f.name}"))
-        else:
-            params.append(f.name)
-            values.append((f.name, f.name))
-    body = [f"_set_{name}(self, {value})" for name, value in values] or ["pass"]
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(f"    {line}" for line in body), namespace)  # noqa: S102
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    init.__module__ = cls.__module__
-    init.__annotations__ = dict(cls.__init__.__annotations__)
-    cls.__init__ = init  # type: ignore[misc]
-
-
-for _cls in (Origin, Located, Port, HistoryEntry, ImageConfig, ContextCopy, BuildContext, Setting, SecurityContext,
-             HostMount, EnvVar, Probe, UnresolvedBase, Container, ExemptionClaim, SchemaIssue, OwnerRef, Workload):
-    fast_init(_cls)
-del _cls
-fast_init(ServiceSpec)  # issue 27: Services (no-host-port) and ServiceAccount tokens (service-account-token)
-fast_init(AccountToken)
