@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from admission.audit import inventory
-from admission.kube.api import ApiError, CallStats, Kube, Resource, pages
+from admission.kube.api import ApiError, CallStats, Kube, Resource, automount_setting, pages
 from admission.audit.images import Images, lookup_references, variants
 from admission.audit.reports import ObjectResults
 from admission.errors import InputError
@@ -119,17 +119,14 @@ class Audit:
     def _read_service_accounts(self) -> None:
         """Each ServiceAccount's automountServiceAccountToken, as the webhook reads a template's account: only when
         service-account-token is on (a refused list is said in the findings, not an error of the run)."""
-        setting = self.policy.rules.get("service-account-token")
-        if setting is None or setting.severity == "off":
+        if not self.policy.enabled("service-account-token"):
             return
         accounts: dict[tuple[str, str], str] = {}
         try:
             for page in pages(self.kube, SERVICEACCOUNTS, namespace=self.namespace, limit=self.limit):
                 for item in page:
                     meta = item.get("metadata") or {}
-                    value = item.get("automountServiceAccountToken")
-                    accounts[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = \
-                        ("true" if value else "false") if isinstance(value, bool) else ""
+                    accounts[(str(meta.get("namespace") or ""), str(meta.get("name") or ""))] = automount_setting(item)
         except ApiError as exc:
             self.accounts_problem = exc.short()
             return

@@ -203,10 +203,9 @@ def _check(args: argparse.Namespace) -> int:
 
 def _secret_patterns(policy: Policy) -> tuple[str, ...]:
     """What build-context may open to tell public PEM material: its patterns, nothing when the rule is off."""
-    setting = policy.rules.get("build-context")
-    if setting is None or setting.severity == "off":
+    if not policy.enabled("build-context"):
         return ()
-    return tuple(str(p) for p in setting.params.get("secret_patterns", ()))
+    return tuple(str(p) for p in policy.rules["build-context"].params.get("secret_patterns", ()))
 
 
 def _render(fmt: str, result: Report, *, fail_on: str, paths: RepoPaths, roots_of: Sequence[str],

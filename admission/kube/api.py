@@ -256,6 +256,13 @@ class Resource:
         return f"{base}/{name}" if name else base
 
 
+
+def automount_setting(account: Mapping[str, Any]) -> str:
+    """A ServiceAccount's `automountServiceAccountToken` as the token rule reads it: "true", "false", or "" unset."""
+    value = account.get("automountServiceAccountToken")
+    return ("true" if value else "false") if isinstance(value, bool) else ""
+
+
 def pages(kube: Kube, resource: Resource, *, namespace: str | None, limit: int, label_selector: str | None = None,
           max_restarts: int = 3) -> Iterator[list[dict[str, Any]]]:
     """The objects of `resource` (in `namespace`, or all), a page at a time: `limit` per call, `continue` between.

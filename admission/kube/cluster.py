@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from admission.images.credentials import Credentials
+from admission.kube.api import automount_setting
 from admission.model import OwnerRef
 from admission.sources.kubernetes import POD_SPEC_PATHS, controller_of
 from admission.kube.jobs import cronjob_ref, template_difference
@@ -429,8 +430,7 @@ class ClusterReads:
             if exc.status == 404:
                 return None, f"ServiceAccount '{name}' does not exist (yet), so its setting is unknown"
             return None, f"ServiceAccount '{name}' could not be read ({exc.short()})"
-        value = account.get("automountServiceAccountToken")
-        return ("true" if value else "false") if isinstance(value, bool) else "", None
+        return automount_setting(account), None
 
     async def pull_credentials(self, obj: Mapping[str, Any], kind: str, namespace: str, *,
                                deadline: float) -> PullCredentials:

@@ -250,6 +250,11 @@ class Policy:
     def setting(self, rule_id: str) -> RuleSetting:
         return self.rules[rule_id]
 
+    def enabled(self, rule_id: str) -> bool:
+        """Whether the rule runs: it is in the policy at a severity other than `off`."""
+        setting = self.rules.get(rule_id)
+        return setting is not None and setting.severity != "off"
+
 
 class _Reader:
     """Validation helpers that name the file, line and key of every problem."""

@@ -91,11 +91,6 @@ def _named_owners(ref: OwnerRef) -> list[OwnerRef]:
     return []
 
 
-def _token_rule_on(policy: Policy) -> bool:
-    setting = policy.rules.get("service-account-token")
-    return setting is not None and setting.severity != "off"
-
-
 def _account_decides(workload: Workload) -> bool:
     """A pod template that leaves its token to its ServiceAccount: the account's own field decides (issue 27)."""
     token = workload.token
@@ -387,7 +382,7 @@ class _Webhook:
         if planned.template and self.cluster is not None and self.cluster.limitranges:
             limit_task = asyncio.ensure_future(self.cluster.limit_defaults(planned.namespace, deadline=deadline))
         token_task = None
-        if planned.template and _token_rule_on(policy) and any(_account_decides(w) for w in workloads):
+        if planned.template and policy.enabled("service-account-token") and any(_account_decides(w) for w in workloads):
             token_task = asyncio.ensure_future(self._accounts(workloads, planned.namespace, deadline))
         if self.images is not None and policy.images.resolve in ("auto", True) and planned.kind != "Service":
             credentials = None

@@ -71,29 +71,20 @@ def read_only_root_filesystem(workload: Workload, params: Mapping[str, Any]) -> 
     """
     if not workload.runtime or windows(workload) is not None:
         return
-    if workload.source == "kubernetes":
-        for container in workload.containers:
-            if container.kind not in _KINDS:
-                continue
-            found = container.read_only_root
-            if found is not None and found.value == "true":
-                continue
-            said = ("sets securityContext.readOnlyRootFilesystem: false" if found is not None else
-                    "does not set securityContext.readOnlyRootFilesystem: true")
-            yield Violation(
-                message=(f"{subject(workload, container)} {said}: whoever gets code running in it can change its "
-                         "files and leave tools behind"),
-                remediation=_K8S_FIX, origin=found.origin if found is not None else container.origin,
-                value=found.text if found is not None else None, container=container.name,
-                key="readOnlyRootFilesystem")
-    elif workload.source == "compose":
-        for container in workload.containers:
-            found = container.read_only_root
-            if found is not None and found.value == "true":
-                continue
-            said = "sets read_only: false" if found is not None else "does not set read_only: true"
-            yield Violation(
-                message=(f"service '{workload.name}' {said}: whoever gets code running in it can change its files "
-                         "and leave tools behind"),
-                remediation=_COMPOSE_FIX, origin=found.origin if found is not None else container.origin,
-                value=found.text if found is not None else None, container=workload.name, key="read_only")
+    compose = workload.source == "compose"
+    if not compose and workload.source != "kubernetes":
+        return
+    field, fix = ("read_only", _COMPOSE_FIX) if compose else ("securityContext.readOnlyRootFilesystem", _K8S_FIX)
+    for container in workload.containers:
+        if not compose and container.kind not in _KINDS:
+            continue
+        found = container.read_only_root
+        if found is not None and found.value == "true":
+            continue
+        said = f"sets {field}: false" if found is not None else f"does not set {field}: true"
+        yield Violation(
+            message=(f"{subject(workload, container)} {said}: whoever gets code running in it can change its files "
+                     "and leave tools behind"),
+            remediation=fix, origin=found.origin if found is not None else container.origin,
+            value=found.text if found is not None else None, container=workload.name if compose else container.name,
+            key="read_only" if compose else "readOnlyRootFilesystem")
