@@ -322,9 +322,8 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
         missing = [k for k in ("apiVersion", "kind") if not isinstance(obj.get(k), str)]
         raise InputError(f"not a Kubernetes object: {' and '.join(missing)} missing or not a string",
                          file=walker.file, line=line, path=base or None)
-    if not is_pod_bearing(api_version, kind):
-        if is_service(api_version, kind):
-            return _service(obj, base, line, walker, namespace)
+    service = not is_pod_bearing(api_version, kind)
+    if service and not is_service(api_version, kind):
         return None
 
     meta_path = _join(base, "metadata")
@@ -332,6 +331,8 @@ def _object(obj: Any, base: str, line: int | None, walker: _Walker, namespace: s
     name = walker.string_in(meta, "name", meta_path) or walker.string_in(meta, "generateName", meta_path) or ""
     ns = walker.string_in(meta, "namespace", meta_path) or namespace
     claims = _claims(meta, meta_path, walker)
+    if service:
+        return _service(obj, base, line, walker, name=name, namespace=ns, claims=claims, controller=controller_of(meta))
 
     # Walk down to the pod spec, collecting the pod template's metadata on the way.
     pod_meta: dict[str, Any] | None = meta  # the pod's own metadata: the object's for a Pod, else its template's
@@ -445,12 +446,9 @@ def _token(spec: dict[str, Any], path: str, walker: _Walker, volumes: tuple[Host
 _SERVICE_TYPES_WITH_NODE_PORTS = frozenset(("NodePort", "LoadBalancer"))
 
 
-def _service(obj: dict[str, Any], base: str, line: int | None, walker: _Walker, namespace: str) -> Workload:
+def _service(obj: dict[str, Any], base: str, line: int | None, walker: _Walker, *, name: str, namespace: str,
+             claims: tuple[ExemptionClaim, ...], controller: OwnerRef | None) -> Workload:
     """A Service: a Workload with no containers whose `service` holds what no-host-port reads (issue 27)."""
-    meta_path = _join(base, "metadata")
-    meta = walker.mapping(obj, "metadata", meta_path) or {}
-    name = walker.string_in(meta, "name", meta_path) or walker.string_in(meta, "generateName", meta_path) or ""
-    ns = walker.string_in(meta, "namespace", meta_path) or namespace
     path = _join(base, "spec")
     spec = walker.mapping(obj, "spec", path) or {}
     written = walker.string_in(spec, "type", path)
@@ -493,12 +491,12 @@ def _service(obj: dict[str, Any], base: str, line: int | None, walker: _Walker, 
         source="kubernetes",
         kind="Service",
         name=name,
-        namespace=ns,
+        namespace=namespace,
         origin=Origin(walker.file, line, base),
         containers=(),
         runtime=False,  # it runs no container: the container rules have nothing to read (and are not run on it)
-        exemption_claims=_claims(meta, meta_path, walker),
-        controller=controller_of(meta),
+        exemption_claims=claims,
+        controller=controller,
         service=ServiceSpec(type=kind, node_ports=tuple(node_ports), external_ips=tuple(external),
                             allocate_node_ports=allocate),
     )
