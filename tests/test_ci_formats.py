@@ -267,3 +267,50 @@ def test_a_finding_written_field_by_field_is_the_encoders_json_byte_for_byte() -
                      source="compose", object_kind="ComposeService", object_name="a", object_namespace=None,
                      container="a", also=(Reported("g", "ComposeService", "b", None, "b", "0" * 32),))
     assert finding_line(merged) == _ENCODE(finding_json(merged)) and '"reported_for"' in finding_line(merged)
+
+
+def _json_report_as_laid_out(report: object) -> str:
+    """The JSON report's layout (one entry per line, two-space keys) built from the encoder's own dicts, whole."""
+    from admission import __version__
+    from admission.cli import report as r
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+    def entries(key: str, items: list[object]) -> str:
+        body = ",\n".join(f"    {encode(i)}" for i in items)
+        return f'  "{key}": [\n{body}\n  ]' if items else f'  "{key}": []'
+
+    parts = ['  "version": 1', f'  "tool": {encode({"name": "admission", "version": __version__})}',
+             f'  "summary": {encode(r.summary(report))}',  # type: ignore[arg-type]
+             entries("findings", [r.finding_json(f) for f in r.sorted_findings(report.findings)]),  # type: ignore[attr-defined]
+             entries("errors", [r.problem_json(p) for p in report.errors]),  # type: ignore[attr-defined]
+             entries("skipped", [{"file": f, "reason": why} for f, why in report.skipped])]  # type: ignore[attr-defined]
+    if report.verified:  # type: ignore[attr-defined]
+        parts.append(entries("verified", [r.verified_json(v) for v in r.sorted_verified(report.verified)]))  # type: ignore[attr-defined]
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+@pytest.mark.parametrize("count", [0, 1, 1024, 1025, 2500])
+def test_the_json_report_written_in_pieces_is_the_whole_document_byte_for_byte(count: int) -> None:
+    """The CLI and the audit write the JSON report as it is made, in batches of entries; whatever the number of
+    findings (none, one, a batch exactly, one past it, several), the bytes are the document laid out whole."""
+    import io
+
+    from admission.cli import report
+    from admission.findings import Finding, Problem, Report, Verified
+
+    findings = [Finding(rule="image-tag-pinned" if i % 3 else "healthcheck", severity="deny" if i % 2 else "warn",
+                        message=f"uses 'nginx:{i}' ✗ \"quoted\"", remediation="pin it", value=None if i % 5 else "x",
+                        file=f"k8s/{i % 7}.yaml", line=i % 11 or None, path="spec.containers[0].image",
+                        source="kubernetes", object_kind="Pod", object_name=f"web-{i}", object_namespace="team",
+                        container="web", key="image", fingerprint=f"{i:032x}") for i in range(count)]
+    verified = [Verified(rule="image-signature", message="signed by key k", value="sha256:ab", file="k8s/0.yaml",
+                         line=3, path="spec.containers[0].image", object_kind="Pod", object_name="web",
+                         object_namespace="team", container="web")] if count == 1 else []
+    sample = Report(findings=findings, errors=[Problem("cannot list deployments.apps: 403", "namespace/team")],
+                    skipped=[("README.md", "not compose or Kubernetes")], verified=verified, objects=count, files=7)
+    expected = _json_report_as_laid_out(sample)
+    out = io.StringIO()
+    report.write_json(sample, out)
+    assert out.getvalue() == expected == report.render_json(sample)
+    assert len(json.loads(expected)["findings"]) == count

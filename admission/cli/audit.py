@@ -157,7 +157,9 @@ def run(args: argparse.Namespace) -> int:
             images.close()
         kube.close()
     outcome.objects.clear()  # the reports are written: the findings are the report's alone from here
-    _fingerprints(result)
+    from admission.cli import identity
+
+    identity.assign(result, relative=str)  # keyed by the namespace label: no repository path to make relative
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
@@ -230,11 +232,13 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
 
 
 def _emit(fmt: str, result: Any, out: Any, *, fail_on: str) -> None:  # noqa: ANN401 - a Report, a text stream
-    """The report in `fmt` on `out`. JSON goes out a finding at a time (a cluster's report can be megabytes: built
+    """The report in `fmt` on `out`. JSON is written as it is made (a cluster's report can be megabytes: built
     whole, it was the largest allocation of a 5,000-object audit); the other formats are rendered, then written in
     slices, since a text stream encodes what it is given at once."""
     if fmt == "json":
-        stream_json(result, out)
+        from admission.cli import report
+
+        report.write_json(result, out)
         return
     text = _render(fmt, result, fail_on=fail_on)
     step = 1 << 20
@@ -242,52 +246,9 @@ def _emit(fmt: str, result: Any, out: Any, *, fail_on: str) -> None:  # noqa: AN
         out.write(text[start:start + step])
 
 
-def stream_json(result: Any, out: Any) -> None:  # noqa: ANN401 - a Report, a text stream
-    """`report.render_json(result)`, written a line at a time (tests/audit/test_cli.py holds the two equal)."""
-    import json
-
-    from admission import __version__
-    from admission.cli import report
-
-    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-    out.write('{\n  "version": 1,\n')
-    out.write(f'  "tool": {encode({"name": "admission", "version": __version__})},\n')
-    out.write(f'  "summary": {encode(report.summary(result))},\n')
-    lists: tuple[tuple[str, Any], ...] = (
-        ("findings", (report.finding_json(f) for f in report.sorted_findings(result.findings))),
-        ("errors", (report.problem_json(p) for p in result.errors)),
-        ("skipped", ({"file": file, "reason": reason} for file, reason in result.skipped)))
-    if result.verified:  # as render_json: additive, only when something was verified
-        lists += (("verified", (report.verified_json(v) for v in report.sorted_verified(result.verified))),)
-    for index, (key, items) in enumerate(lists):
-        out.write(f'  "{key}": [')
-        empty = True
-        for item in items:
-            out.write(("\n    " if empty else ",\n    ") + encode(item))
-            empty = False
-        out.write("]" if empty else "\n  ]")
-        out.write(",\n" if index < len(lists) - 1 else "\n")
-    out.write("}\n")
-
-
-def _fingerprints(result: Any) -> None:  # noqa: ANN401
-    """Fingerprints keyed by the namespace label (there is no repository path to make relative)."""
-    from dataclasses import replace
-
-    from admission.cli.identity import fingerprint
-
-    seen: dict[str, int] = {}
-    for i, f in enumerate(result.findings):
-        first = fingerprint(f, file=f.file)
-        n = seen[first] = seen.get(first, 0) + 1
-        result.findings[i] = replace(f, fingerprint=first if n == 1 else fingerprint(f, file=f.file, occurrence=n))
-
-
 def _render(fmt: str, result: Any, *, fail_on: str) -> str:  # noqa: ANN401
     from admission.cli import report
 
-    if fmt == "json":
-        return report.render_json(result)
     if fmt == "sarif":
         return report.render_sarif(result)
     if fmt == "junit":

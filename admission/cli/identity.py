@@ -8,8 +8,9 @@ the line, the message, a list index or a digest. Two distinct findings in one ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from admission.findings import Finding, Report
-from admission.inputs.paths import RepoPaths
 
 _VERSION = "admission/v1"  # bump when the recipe changes, so old baselines go stale instead of matching wrongly
 
@@ -24,13 +25,8 @@ def _object(f: Finding) -> str:
     return f"{f.object_kind}\0{f.object_namespace or ''}\0{f.object_name}"
 
 
-def fingerprint(f: Finding, *, file: str, occurrence: int = 1) -> str:
-    import hashlib  # here, not at the top: the text report needs no fingerprint, and loading OpenSSL costs ~4 ms
-
-    parts = [_VERSION, f.rule, file, _object(f), f.container or "", f.key]
-    if occurrence > 1:
-        parts.append(str(occurrence))
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+def _recipe(f: Finding, file: str) -> str:
+    return "\0".join((_VERSION, f.rule, file, _object(f), f.container or "", f.key))
 
 
 # The slot's own setter: findings are frozen, and `dataclasses.replace` of each (a new Finding through its __init__)
@@ -38,15 +34,20 @@ def fingerprint(f: Finding, *, file: str, occurrence: int = 1) -> str:
 _SET_FINGERPRINT = Finding.fingerprint.__set__  # type: ignore[attr-defined]
 
 
-def assign(report: Report, paths: RepoPaths) -> None:
-    """Set every finding's fingerprint. In place, through the slot: the report's findings are its own and nothing has
-    hashed them or kept them yet (the engine made them; fingerprints come before merging, baselines and reports)."""
+def assign(report: Report, *, relative: Callable[[str], str]) -> None:
+    """Set every finding's fingerprint, `relative` giving the file each is keyed by. In place, through the slot: the
+    report's findings are its own and nothing has hashed them or kept them yet (fingerprints come before merging,
+    baselines and reports). Repeats are counted by recipe, so each finding is hashed once."""
+    from hashlib import sha256  # here, not at the top: the text report needs no fingerprint, and OpenSSL costs ~4 ms
+
     seen: dict[str, int] = {}
-    relative: dict[str, str] = {}
+    files: dict[str, str] = {}
     for f in report.findings:
-        file = relative.get(f.file)
+        file = files.get(f.file)
         if file is None:
-            file = relative[f.file] = paths.relative(f.file)
-        first = fingerprint(f, file=file)
-        n = seen[first] = seen.get(first, 0) + 1
-        _SET_FINGERPRINT(f, first if n == 1 else fingerprint(f, file=file, occurrence=n))
+            file = files[f.file] = relative(f.file)
+        text = _recipe(f, file)
+        n = seen[text] = seen.get(text, 0) + 1
+        if n > 1:
+            text += f"\0{n}"
+        _SET_FINGERPRINT(f, sha256(text.encode()).hexdigest()[:32])

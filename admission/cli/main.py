@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from admission import __version__
 from admission.cli.options import image_flags, run_config
@@ -116,6 +116,7 @@ def _check(args: argparse.Namespace) -> int:
     from admission.cli import identity
     from admission.findings import Problem
     from admission.inputs import walk as inputs
+    from admission.inputs.paths import RepoPaths
     from admission.policy import engine
 
     config = run_config(args)
@@ -164,9 +165,9 @@ def _check(args: argparse.Namespace) -> int:
     result.config = config.config
     patterns = config.excludes.patterns if config.excludes else ()
     result.excluded = {p.label: collected.excluded[p.label] for p in patterns if p.label in collected.excluded}
-    paths = identity.RepoPaths()
+    paths = RepoPaths()
     if args.format != "text" or baselined is not None or args.write_baseline:
-        identity.assign(result, paths)  # the text report shows no fingerprint: its start-up skips hashlib
+        identity.assign(result, relative=paths.relative)  # the text report shows no fingerprint: its start-up skips hashlib
     from admission.cli.repeats import merge_repeats
 
     merge_repeats(result)  # after the fingerprints: each object's stays with the finding reported once
@@ -181,18 +182,16 @@ def _check(args: argparse.Namespace) -> int:
             baseline.write(args.write_baseline, result, relative=paths.relative, refresh=baselined is not None)
         except InputError as exc:
             result.errors.append(Problem(message=exc.message, file=exc.file))
-    rendered = _render(args.format, result, fail_on=args.fail_on, paths=paths, roots_of=args.paths,
-                       hide_suppressed=args.hide_suppressed)
     if args.output:
         try:
             with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(rendered)
+                _emit(args.format, result, fh, args=args, paths=paths)
         except OSError as exc:
             print(f"admission-cli: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
-        rendered = _render("text", result, fail_on=args.fail_on, paths=paths, roots_of=args.paths,
-                           hide_suppressed=args.hide_suppressed)
-    sys.stdout.write(rendered)
+        _emit("text", result, sys.stdout, args=args, paths=paths)
+    else:
+        _emit(args.format, result, sys.stdout, args=args, paths=paths)
     if result.errors:
         return EXIT_ERROR
     threshold = ("deny",) if args.fail_on == "deny" else ("deny", "warn")
@@ -208,23 +207,24 @@ def _secret_patterns(policy: Policy) -> tuple[str, ...]:
     return tuple(str(p) for p in policy.rules["build-context"].params.get("secret_patterns", ()))
 
 
-def _render(fmt: str, result: Report, *, fail_on: str, paths: RepoPaths, roots_of: Sequence[str],
-            hide_suppressed: bool = False) -> str:
+def _emit(fmt: str, result: Report, out: IO[str], *, args: argparse.Namespace, paths: RepoPaths) -> None:
+    """The report in `fmt` on `out`. JSON is written as it is made (a large report built whole was held three times
+    over, issue 27's benchmark); the other formats are rendered, then written."""
     from admission.cli import report
 
-    relative = paths.relative
     if fmt == "json":
-        return report.render_json(result)
-    if fmt == "sarif":
-        return report.render_sarif(result, root=paths.run_root(roots_of))
-    if fmt == "junit":
-        return report.render_junit(result, fail_on=fail_on)
-    if fmt == "github":
-        return report.render_github(result, relative=relative)
-    if fmt == "gitlab":
-        return report.render_gitlab(result, relative=relative)
-    return report.render_text(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
-                              hide_suppressed=hide_suppressed)
+        report.write_json(result, out)
+    elif fmt == "sarif":
+        out.write(report.render_sarif(result, root=paths.run_root(args.paths)))
+    elif fmt == "junit":
+        out.write(report.render_junit(result, fail_on=args.fail_on))
+    elif fmt == "github":
+        out.write(report.render_github(result, relative=paths.relative))
+    elif fmt == "gitlab":
+        out.write(report.render_gitlab(result, relative=paths.relative))
+    else:
+        out.write(report.render_text(result, colour=sys.stdout.isatty() and "NO_COLOR" not in os.environ,
+                                     hide_suppressed=args.hide_suppressed))
 
 
 def _resolves(args: argparse.Namespace, setting: object) -> bool:

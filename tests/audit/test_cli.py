@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from dataclasses import replace
-
 from admission.audit import inventory
 from admission.audit.images import variants
 from admission.model import Container, ImageConfig, Located, Origin, Workload
@@ -75,26 +73,6 @@ def test_a_container_whose_pods_run_two_digests_is_judged_once_per_digest() -> N
     assert all(w.containers[0].image.value == "reg/app:1" for w in judged), "the spec's reference stays what tag rules read"  # type: ignore[union-attr]
     (single,) = variants(_workload(), {}, {"reg/app:1": _config("reg/app:1", "10001"), "reg/side:2": _config("reg/side:2", "1")})
     assert single.containers[0].image_config.reference == "reg/app:1"  # type: ignore[union-attr]
-
-
-def test_the_streamed_json_report_is_the_json_report_byte_for_byte() -> None:
-    import io
-
-    from admission.cli import report
-    from admission.cli.audit import stream_json
-    from admission.findings import Finding, Problem, Report
-
-    finding = Finding(rule="image-tag-pinned", severity="deny", message="uses 'nginx:latest' ✗", remediation="pin it",
-                      value="nginx:latest", file="namespace/team", line=None, path="spec.containers[0].image",
-                      source="kubernetes", object_kind="Pod", object_name="web", object_namespace="team",
-                      container="web", key="image", fingerprint="f" * 32)
-    samples = [Report(), Report(findings=[finding, replace(finding, rule="healthcheck", severity="warn")],
-                                errors=[Problem("cannot list deployments.apps: 403 Forbidden", "namespace/team")],
-                                objects=3, files=1)]
-    for sample in samples:
-        out = io.StringIO()
-        stream_json(sample, out)
-        assert out.getvalue() == report.render_json(sample)
 
 
 def test_the_context_chooses_the_cluster_and_the_namespace_and_an_unanswering_server_stops_the_audit(
