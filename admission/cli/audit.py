@@ -204,6 +204,10 @@ def _write_reports(kube: Any, outcome: Any, api_name: str, this_run: str, starte
             if "NamespaceTerminating" in exc.causes:  # it and its objects are going: nothing to report there
                 print(f"admission-cli audit: namespace {ns} is being deleted: no report written", file=sys.stderr)
                 continue
+            if exc.status == 404 and exc.kind == "namespaces":  # gone since it was listed, its reports with it
+                print(f"admission-cli audit: namespace {ns} was deleted during the audit: no report written",
+                      file=sys.stderr)
+                continue
             failed = True
             if exc.status == 404:  # the CRD is not there: every namespace would say the same
                 result.errors.append(Problem(

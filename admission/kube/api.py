@@ -38,7 +38,7 @@ class ApiError(Exception):
     """A call that failed for good: `status` is the HTTP status (0 without an answer), `reason` the Status reason."""
 
     def __init__(self, status: int, reason: str, message: str = "", *, verb: str = "", path: str = "",
-                 causes: tuple[str, ...] = ()) -> None:
+                 causes: tuple[str, ...] = (), kind: str = "") -> None:
         super().__init__(message or reason)
         self.status = status
         self.reason = reason
@@ -46,6 +46,9 @@ class ApiError(Exception):
         self.verb = verb
         self.path = path
         self.causes = causes  # the Status's details.causes[].reason, e.g. NamespaceTerminating
+        # The Status's details.kind: what was not found, e.g. "namespaces" for a namespace deleted meanwhile (a kind the
+        # server does not serve at all answers 404 with no details)
+        self.kind = kind
 
     def short(self) -> str:
         return f"{self.status} {self.reason}" if self.status else self.reason
@@ -57,7 +60,7 @@ class ApiError(Exception):
 
 
 def _error(answer: Answer, verb: str, path: str) -> ApiError:
-    reason, message, causes = "", "", ()
+    reason, message, causes, kind = "", "", (), ""
     try:
         status = answer.json()
         if isinstance(status, dict):
@@ -66,10 +69,11 @@ def _error(answer: Answer, verb: str, path: str) -> ApiError:
             details = status.get("details") if isinstance(status.get("details"), dict) else {}
             causes = tuple(str(c.get("reason") or c.get("type") or "") for c in details.get("causes") or ()
                            if isinstance(c, dict))
+            kind = str(details.get("kind") or "")
     except ValueError:
         message = answer.body[:200].decode("utf-8", "replace")
     return ApiError(answer.status, reason or _REASONS.get(answer.status, "Error"), message, verb=verb, path=path,
-                    causes=causes)
+                    causes=causes, kind=kind)
 
 
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound", 409: "Conflict",
