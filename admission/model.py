@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
+from operator import attrgetter
+from reprlib import recursive_repr
 from typing import Any, Generic, Literal, TypeVar
 
 T = TypeVar("T")
@@ -23,9 +25,11 @@ def fast_init(cls: type) -> None:
     `dataclasses.replace`, equality, hashing, repr, pickling and frozenness are as before (tests/test_model_init.py).
     """
     namespace: dict[str, Any] = {"_FACTORY": getattr(dataclasses, "_HAS_DEFAULT_FACTORY", object())}  # shows as <factory>
-    params: list[str] = []
+    positional: list[str] = []
+    keywords: list[str] = []  # fields after a KW_ONLY marker
     values: list[tuple[str, str]] = []
     for f in fields(cls):
+        params = keywords if f.kw_only else positional
         namespace[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
         if f.default is not MISSING:
             namespace[f"_default_{f.name}"] = f.default
@@ -38,6 +42,7 @@ def fast_init(cls: type) -> None:
         else:
             params.append(f.name)
             values.append((f.name, f.name))
+    params = positional + (["*", *keywords] if keywords else [])
     body = [f"_set_{name}(self, {value})" for name, value in values] or ["pass"]
     exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(f"    {line}" for line in body), namespace)  # noqa: S102
     init = namespace["__init__"]
@@ -50,13 +55,63 @@ def fast_init(cls: type) -> None:
 C = TypeVar("C", bound=type)
 
 
+def _value_methods(cls: type) -> None:
+    """What `@dataclass(frozen=True)` adds beyond fields (equality, hash, repr, frozenness, pickling of slots), as
+    closures over the field names rather than functions compiled per class."""
+    names = tuple(f.name for f in fields(cls))
+    compared = tuple(f.name for f in fields(cls) if f.compare)
+    hashed = tuple(f.name for f in fields(cls) if (f.compare if f.hash is None else f.hash))
+    shown = tuple(f.name for f in fields(cls) if f.repr)
+
+    def values(of: tuple[str, ...]) -> Any:  # noqa: ANN401
+        get = attrgetter(*of) if len(of) > 1 else (lambda obj: (getattr(obj, of[0]),)) if of else (lambda obj: ())
+        return get
+
+    compare, hash_of, everything = values(compared), values(hashed), values(names)
+
+    def __eq__(self: Any, other: object) -> bool:  # noqa: ANN401
+        if other.__class__ is self.__class__:
+            return bool(compare(self) == compare(other))
+        return NotImplemented
+
+    def __hash__(self: Any) -> int:  # noqa: ANN401
+        return hash(hash_of(self))
+
+    @recursive_repr()
+    def __repr__(self: Any) -> str:  # noqa: ANN401
+        return f"{self.__class__.__qualname__}({', '.join(f'{n}={getattr(self, n)!r}' for n in shown)})"
+
+    def __setattr__(self: Any, name: str, value: object) -> None:  # noqa: ANN401
+        if type(self) is cls or name in names:
+            raise FrozenInstanceError(f"cannot assign to field {name!r}")
+        super(cls, self).__setattr__(name, value)  # type: ignore[misc]
+
+    def __delattr__(self: Any, name: str) -> None:  # noqa: ANN401
+        if type(self) is cls or name in names:
+            raise FrozenInstanceError(f"cannot delete field {name!r}")
+        super(cls, self).__delattr__(name)  # type: ignore[misc]
+
+    def __getstate__(self: Any) -> list[Any]:  # noqa: ANN401
+        return list(everything(self))
+
+    def __setstate__(self: Any, state: list[Any]) -> None:  # noqa: ANN401
+        for name, value in zip(names, state):
+            object.__setattr__(self, name, value)
+
+    for method in (__eq__, __hash__, __repr__, __setattr__, __delattr__, __getstate__, __setstate__):
+        method.__qualname__ = f"{cls.__qualname__}.{method.__name__}"
+        setattr(cls, method.__name__, method)
+
+
 def frozen(cls: C) -> C:
-    """`@dataclass(frozen=True, slots=True)` with fast_init's __init__ instead of the generated one, which the
-    dataclass decorator then need not write: compiling it was a fifth of this module's import (issue 27, one-file
-    start-up), and every class here is one of these."""
-    made = dataclass(frozen=True, slots=True, init=False)(cls)
+    """`@dataclass(frozen=True, slots=True)`, made faster to build and to import: fast_init's __init__, and
+    _value_methods' equality, hash, repr and frozenness instead of the functions the decorator compiles for each class,
+    which were most of this module's import (issue 27, one-file start-up). Every class here is one of these."""
+    made = dataclass(slots=True, init=False, repr=False, eq=False)(cls)
+    _value_methods(made)
     fast_init(made)
     return made
+
 
 SourceName = Literal["kubernetes", "compose", "dockerfile", "image"]
 ContainerKind = Literal["container", "init", "sidecar", "ephemeral"]

@@ -94,3 +94,25 @@ def test_findings_that_differ_in_message_or_suppression_stay_apart(capsys, tmp_p
     pinned = [f for f in json.loads(out)["findings"] if f["rule"] == "image-tag-pinned"]
     assert sorted((f["container"], f["suppressed"], len(f.get("reported_for", []))) for f in pinned) == [
         ("app", False, 0), ("app", True, 0), ("worker", False, 0)]
+
+
+def test_repeats_merge_into_their_own_first_when_findings_on_one_line_differ_only_in_suppression() -> None:
+    """Findings alike in file, line, rule and message but not in suppression alternate; each merges into the first
+    one equal to it in every field the report shows, keeping report order."""
+    from dataclasses import replace
+
+    from admission.cli.repeats import merge_repeats
+    from admission.findings import Finding, Report
+
+    def finding(name: str, *, suppressed: bool) -> Finding:
+        return Finding(rule="image-tag-pinned", severity="deny", message="m", remediation="x", value=None,
+                       file="Dockerfile", line=1, path="FROM", source="dockerfile", object_kind="ComposeService",
+                       object_name=name, object_namespace=None, container=name, suppressed=suppressed,
+                       reason="r" if suppressed else None, fingerprint=name)
+
+    shown, hidden = finding("a", suppressed=False), finding("b", suppressed=True)
+    report = Report(findings=[shown, hidden, finding("c", suppressed=False), finding("d", suppressed=True),
+                              replace(shown, line=2)])
+    assert merge_repeats(report) == 2
+    assert [(f.object_name, f.line, [o.name for o in f.also]) for f in report.findings] == [
+        ("a", 1, ["c"]), ("b", 1, ["d"]), ("a", 2, [])]

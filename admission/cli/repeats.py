@@ -25,14 +25,24 @@ def reported(f: Finding) -> Reported:
 
 def merge_repeats(report: Report) -> int:
     """Merge repeated findings in place; returns how many were merged away."""
+    # Keyed first by file, line, rule and message, which nearly every finding has to itself; only when two share them
+    # are the whole keys compared (a key of eight fields for each of 54,000 findings cost 4% of issue 27's benchmark).
     first: dict[tuple[object, ...], int] = {}
+    whole: dict[tuple[object, ...], int] = {}
     kept: list[Finding] = []
     merged = 0
     for f in report.findings:
-        key = _key(f)
-        at = first.get(key)
+        short = (f.file, f.line, f.rule, f.message)
+        at = first.get(short)
         if at is None:
-            first[key] = len(kept)
+            first[short] = len(kept)
+            kept.append(f)
+            continue
+        whole.setdefault(_key(kept[at]), at)
+        key = _key(f)
+        at = whole.get(key)
+        if at is None:
+            whole[key] = len(kept)
             kept.append(f)
             continue
         merged += 1

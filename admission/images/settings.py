@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import lru_cache
 from typing import Literal
 
 from admission import reference
 from admission.findings import Severity
 from admission.keys import PublicKey
+from admission.model import frozen
 
 Level = Literal["required", "warn", "off"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifyEntry:
     """One `images.verify` entry: which images, whose keys, and how much a missing or bad signature weighs."""
 
@@ -56,7 +57,7 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ImagesSettings:
     resolve: Literal["auto"] | bool = "auto"
     on_error: Severity = "warn"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from admission.inputs.excludes import Excludes, Pattern, compile_pattern
@@ -19,6 +18,7 @@ from admission.errors import InputError
 from admission.policy.config import Policy, default_policy, load_policy, merge_policy
 from admission.textio import read_path
 from admission.yamlload import YMap, YSeq, line_of, load_documents, type_name
+from admission.model import frozen
 
 CONFIG_NAME = ".admission.yaml"
 _KEYS = ("exclude", "policy")
@@ -29,7 +29,7 @@ class ConfigError(Exception):
     and line."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RepoConfig:
     shown: str  # the file as reports name it: relative to the current directory
     root: str
@@ -37,7 +37,7 @@ class RepoConfig:
     policy: YMap | None  # the overlay as read: it keeps its lines, so merge_policy's errors name this file's
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RunConfig:
     """What the repository config and the flags decide for one `check` run."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, replace
+from dataclasses import KW_ONLY, replace
 from datetime import date
 from functools import lru_cache
 import os
@@ -26,6 +26,7 @@ from admission.reference import registry_identity, split_docker_domain
 from admission.policy import catalog
 from admission.textio import read_path
 from admission.yamlload import YMap, YSeq, load_documents, type_name
+from admission.model import frozen
 
 SeverityOrOff = Literal["deny", "warn", "off"]
 _KEY_CAP = 64 * 1024  # a PEM public key is under 1 KiB; more is not a key file
@@ -37,7 +38,7 @@ Kind = Literal["choice", "bool", "string", "strings", "registries", "seconds", "
                "mapping", "list", "rule", "setting", "params"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Stated:
     """A default that is not one value (it differs per rule); the reference prints the text."""
 
@@ -47,7 +48,7 @@ class Stated:
 UNSET: Any = Stated("–")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Key:
     """One key a policy file may hold."""
 
@@ -192,13 +193,13 @@ def _children() -> dict[str, frozenset[str]]:
 _CHILDREN = _children()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RuleSetting:
     severity: SeverityOrOff
     params: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Exemption:
     rule: str
     reason: str
@@ -232,7 +233,7 @@ class Exemption:
         return self.expires is not None and today > self.expires
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Policy:
     enforcement: Severity
     rules: Mapping[str, RuleSetting]

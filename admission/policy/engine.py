@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from admission.findings import Evaluated, Finding, Problem, Proof, Report, Severity, Verified, Violation
-from admission.model import ExemptionClaim, OwnerRef, Workload
+from admission.model import ExemptionClaim, OwnerRef, Workload, frozen
 from admission.policy import catalog
 from admission.policy.config import Exemption, Policy, RuleSetting, parse_date
 
@@ -17,7 +16,7 @@ _INDEX = re.compile(r"\[\d+\]")  # list indices move when entries are added: nev
 _GENERIC_SCHEMA_FIX = "change the file so that Docker Compose accepts it (see the Compose Specification)"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Claim:
     """A validated inline exemption (x-admission or annotation)."""
 

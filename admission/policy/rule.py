@@ -6,17 +6,16 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from admission.findings import Proof, Severity, Violation
-from admission.model import Workload
+from admission.model import Workload, frozen
 
 # A rule yields Violations; a verifying rule also yields a Proof for what it checked and found good.
 RuleFunc = Callable[[Workload, Mapping[str, Any]], Iterator["Violation | Proof"]]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Param:
     name: str
     kind: type  # bool, list (of str), int, str
@@ -25,7 +24,7 @@ class Param:
     check: Callable[[Any], str | None] | None = None  # a complaint about one list item (or a scalar value), or None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rule:
     id: str
     severity: Severity

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from admission.errors import InputError
@@ -29,6 +28,7 @@ from admission.model import (
     ServiceSpec,
     Setting,
     Workload,
+    frozen,
 )
 from admission.yamlload import Document, YMap, YSeq, iter_documents, load_documents, type_name
 
@@ -88,7 +88,7 @@ _CONTAINER_LISTS: tuple[tuple[str, ContainerKind], ...] = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KubeResult:
     workloads: list[Workload]
     problems: list[Problem]  # one per object that could not be interpreted; the other objects are still evaluated

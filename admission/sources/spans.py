@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import yaml
@@ -25,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from admission.errors import InputError
 from admission.textio import MAX_TEXT_BYTES, write_atomic
+from admission.model import frozen
 
 __all__ = ["SourceText", "Span", "Unspannable", "YamlIndex", "dockerfile_span", "splice"]
 
@@ -41,7 +41,7 @@ class Unspannable(Exception):
         self.written = written
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Span:
     """`text[start:end]` of a SourceText is the value as written; `line` is 1-based."""
 
@@ -50,7 +50,7 @@ class Span:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SourceText:
     """A file decoded once, newlines untouched (`newline=''`), its BOM set aside: what spans index into."""
 

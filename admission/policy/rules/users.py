@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from admission.findings import Violation
-from admission.model import Container, Located, Origin, Setting, Workload
+from admission.model import Container, Located, Origin, Setting, Workload, frozen
 from admission.policy.rule import rule
 from admission.policy.rules.common import container_field, subject
 
@@ -18,7 +17,7 @@ WINDOWS_ADMIN = "ContainerAdministrator"  # what a Windows container runs as whe
 WINDOWS_USER = "ContainerUser"  # the unprivileged account every Windows base image has (nanoserver's default)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UserKind:
     kind: Literal["root", "uid", "invalid", "name"]
     uid: int | None
@@ -44,7 +43,7 @@ def classify_user(text: str) -> UserKind:
     return UserKind("name", None, part)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class KnownUser:
     value: Located[str]
     via: Literal["user", "dockerfile", "base", "config"]
