@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 FORMATS = ("text", "json", "sarif", "junit", "github", "gitlab")
+# The formats that show fingerprints; the others skip hashing every finding (and the text report's start-up, hashlib).
+FINGERPRINTED = frozenset(("json", "sarif", "gitlab"))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -166,8 +168,8 @@ def _check(args: argparse.Namespace) -> int:
     patterns = config.excludes.patterns if config.excludes else ()
     result.excluded = {p.label: collected.excluded[p.label] for p in patterns if p.label in collected.excluded}
     paths = RepoPaths()
-    if args.format != "text" or baselined is not None or args.write_baseline:
-        identity.assign(result, relative=paths.relative)  # the text report shows no fingerprint: its start-up skips hashlib
+    if args.format in FINGERPRINTED or baselined is not None or args.write_baseline:
+        identity.assign(result, relative=paths.relative)
     from admission.cli.repeats import merge_repeats
 
     merge_repeats(result)  # after the fingerprints: each object's stays with the finding reported once
@@ -217,7 +219,8 @@ def _emit(fmt: str, result: Report, out: IO[str], *, args: argparse.Namespace, p
     elif fmt == "sarif":
         out.write(report.render_sarif(result, root=paths.run_root(args.paths)))
     elif fmt == "junit":
-        out.write(report.render_junit(result, fail_on=args.fail_on))
+        for chunk in report.junit_chunks(result, fail_on=args.fail_on):
+            out.write(chunk)
     elif fmt == "github":
         out.write(report.render_github(result, relative=paths.relative))
     elif fmt == "gitlab":

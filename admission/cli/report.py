@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from typing import IO, Any
 
@@ -319,12 +319,14 @@ _XML_TEXT = {ord("&"): "&amp;", ord("<"): "&lt;", ord(">"): "&gt;",
 _XML_ATTR = {**_XML_TEXT, ord('"'): "&quot;", 9: "&#9;", 10: "&#10;", 13: "&#13;"}
 
 
-# str.translate with a mapping costs microseconds even when nothing changes; most names need no escaping.
+# str.translate with a mapping costs microseconds even when nothing changes; most texts and names need no escaping
+# (a finding's text has newlines, which text keeps and an attribute escapes).
+_XML_TEXT_SPECIAL = re.compile("[&<>\x00-\x08\x0b\x0c\x0e-\x1f]")
 _XML_SPECIAL = re.compile('[&<>"\x00-\x1f]')
 
 
 def _xml(text: str) -> str:
-    return text.translate(_XML_TEXT) if _XML_SPECIAL.search(text) else text
+    return text.translate(_XML_TEXT) if _XML_TEXT_SPECIAL.search(text) else text
 
 
 def _esc_attr(text: str) -> str:
@@ -336,75 +338,97 @@ def _attrs(**values: object) -> str:
 
 
 def render_junit(report: Report, *, fail_on: str) -> str:
+    return "".join(junit_chunks(report, fail_on=fail_on))
+
+
+def junit_chunks(report: Report, *, fail_on: str) -> Iterator[str]:
     """One testsuite per input file, one testcase per evaluated object and rule (architecture §2). GitLab keys cases
     by classname + name and drops duplicates, so names are unique within a file. Written as text (escaped for
-    XML 1.0): ElementTree and its indenting cost more than the rest of a 1,000-file run's report."""
+    XML 1.0): ElementTree and its indenting cost more than the rest of a 1,000-file run's report. In pieces, a suite
+    each, that join to the document: the totals come first, so the suites are made before any is given."""
     threshold = _threshold(fail_on)
-    by_case: dict[tuple[str, str, str | None, str, str], list[Finding]] = {}
+    # object -> rule -> findings, and each (object, rule) in report order for the cases no evaluated object has
+    by_object: dict[tuple[str, str, str | None, str], dict[str, list[Finding]]] = {}
+    order: list[tuple[tuple[str, str, str | None, str], str]] = []
+
+    def add(obj: tuple[str, str, str | None, str], f: Finding) -> None:
+        rules = by_object.setdefault(obj, {})
+        found = rules.get(f.rule)
+        if found is None:
+            found = rules[f.rule] = []
+            order.append((obj, f.rule))
+        found.append(f)
+
     for f in sorted_findings(report.findings):
-        by_case.setdefault((f.object_file or f.file, f.object_kind, f.object_namespace, f.object_name, f.rule), []).append(f)
+        add((f.object_file or f.file, f.object_kind, f.object_namespace, f.object_name), f)
         for other in f.also:  # reported once, but each object's case still fails with it
-            by_case.setdefault((other.file, other.kind, other.namespace, other.name, f.rule), []).append(f)
-    # file -> case name -> findings; a dict per file keeps names unique (the same object twice in one stream is
-    # one case, its findings already merged) and keeps the order cases were first seen.
-    suites: dict[str, dict[str, list[Finding]]] = {}
+            add((other.file, other.kind, other.namespace, other.name), f)
+    # file -> case name -> (escaped name, findings); a dict per file keeps names unique (the same object twice in one
+    # stream is one case, its findings already merged) and keeps the order cases were first seen. A name is escaped
+    # once per object: rule ids need no escaping.
+    suites: dict[str, dict[str, tuple[str, Sequence[Finding]]]] = {}
     for obj in report.evaluated:
-        suite = suites.setdefault(obj.file, {})
+        suite = suites.get(obj.file)
+        if suite is None:
+            suite = suites[obj.file] = {}
         prefix = _case_name(obj.kind, obj.namespace, obj.name, "")
+        escaped = _esc_attr(prefix)
+        found = by_object.get((obj.file, obj.kind, obj.namespace, obj.name), {})
         for rule_id in obj.rules:
             name = prefix + rule_id
             if name not in suite:
-                suite[name] = by_case.pop((obj.file, obj.kind, obj.namespace, obj.name, rule_id), [])
-    for (file, kind, namespace, name, rule_id), findings in by_case.items():  # a rule outside `applies` reported anyway
-        suites.setdefault(file, {}).setdefault(_case_name(kind, namespace, name, rule_id), findings)
+                suite[name] = (escaped + rule_id, found.pop(rule_id, ()))
+    for (file, kind, namespace, name), rule_id in order:  # a rule outside `applies` reported anyway
+        findings = by_object[(file, kind, namespace, name)].pop(rule_id, None)
+        if findings is not None:
+            case = _case_name(kind, namespace, name, rule_id)
+            suites.setdefault(file, {}).setdefault(case, (_esc_attr(case), findings))
     problems: dict[str, list[Problem]] = {}
     for problem in report.errors:
         problems.setdefault(problem.file or "-", []).append(problem)
-    out: list[str] = []
+    out: list[str] = []  # a suite each
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for file in sorted(set(suites) | set(problems)):
         cases: list[str] = []
-        counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-        classname = _esc_attr(file)
-        for case_name, findings in suites.get(file, {}).items():
-            counts["tests"] += 1
-            head = f'    <testcase classname="{classname}" name="{_esc_attr(case_name)}" time="0"'
+        tests = failures = errors = skipped = 0
+        opening = f'    <testcase classname="{_esc_attr(file)}" name="'
+        for case_name, findings in suites.get(file, {}).values():
+            tests += 1
             if not findings:  # most cases: a rule that found nothing
-                cases.append(f"{head} />")
+                cases.append(f'{opening}{case_name}" time="0" />')
                 continue
-
+            head = f'{opening}{case_name}" time="0"'
             failing = [f for f in findings if not f.suppressed and f.severity in threshold]
             if failing:
-                counts["failures"] += 1
+                failures += 1
                 first = failing[0]
                 text = _xml("\n".join(_finding_lines(f) for f in findings))
                 message = f"{_where(first.file, first.line)}: {first.message}"
                 cases.append(f"{head}>\n      <failure{_attrs(type=first.rule, message=message)}>{text}</failure>\n"
                              "    </testcase>")
-            elif findings and all(f.suppressed for f in findings):
-                counts["skipped"] += 1
+            elif all(f.suppressed for f in findings):
+                skipped += 1
                 reasons = "; ".join(sorted({f.reason or "" for f in findings}))
                 cases.append(f"{head}>\n      <skipped{_attrs(message=reasons)} />\n    </testcase>")
-            elif findings:  # below --fail-on: passes, but stays readable in the report
+            else:  # below --fail-on: passes, but stays readable in the report
                 text = _xml("\n".join(_finding_lines(f) for f in findings))
                 cases.append(f"{head}>\n      <system-out>{text}</system-out>\n    </testcase>")
-            else:
-                cases.append(f"{head} />")
         for n, problem in enumerate(problems.get(file, []), start=1):
-            counts["tests"] += 1
-            counts["errors"] += 1
+            tests += 1
+            errors += 1
             path = f" ({problem.path})" if problem.path else ""
             where = _where(problem.file, problem.line)
             cases.append(f"    <testcase{_attrs(classname=file, name=f'input error {n}', time=0)}>\n"
                          f"      <error{_attrs(type='input-error', message=f'{where}: {problem.message}{path}')}>"
                          f"{_xml(f'{where}  {problem.message}{path}')}</error>\n    </testcase>")
+        counts = {"tests": tests, "failures": failures, "errors": errors, "skipped": skipped}
         for key, value in counts.items():
             totals[key] += value
-        out.append(f"  <testsuite{_attrs(name=file, **counts, time=0)}>")
-        out.extend(cases)
-        out.append("  </testsuite>")
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f"<testsuites{_attrs(name='admission', **totals)}>\n" + "".join(line + "\n" for line in out) + "</testsuites>\n")
+        cases.append("  </testsuite>\n")
+        out.append(f"  <testsuite{_attrs(name=file, **counts, time=0)}>\n" + "\n".join(cases))
+    yield f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuites{_attrs(name="admission", **totals)}>\n'
+    yield from out
+    yield "</testsuites>\n"
 
 
 def _gh_data(text: str) -> str:
