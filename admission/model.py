@@ -7,7 +7,7 @@ and pydantic's import alone costs more than half of compose-lint's whole run (me
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import MISSING, FrozenInstanceError, dataclass, field, fields
 from operator import attrgetter
 from reprlib import recursive_repr
@@ -63,9 +63,14 @@ def _value_methods(cls: type) -> None:
     hashed = tuple(f.name for f in fields(cls) if (f.compare if f.hash is None else f.hash))
     shown = tuple(f.name for f in fields(cls) if f.repr)
 
-    def values(of: tuple[str, ...]) -> Any:  # noqa: ANN401
-        get = attrgetter(*of) if len(of) > 1 else (lambda obj: (getattr(obj, of[0]),)) if of else (lambda obj: ())
-        return get
+    def values(of: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+        """A getter of the fields' values as a tuple (attrgetter gives a bare value for one name)."""
+        if len(of) > 1:
+            return attrgetter(*of)
+        if of:
+            only = of[0]
+            return lambda obj: (getattr(obj, only),)
+        return lambda obj: ()
 
     compare, hash_of, everything = values(compared), values(hashed), values(names)
 
