@@ -353,3 +353,20 @@ def test_text_output_is_coloured_only_when_asked_for_a_tty(monkeypatch) -> None:
     result = engine.evaluate(collected.workloads, default_policy())
     assert "\x1b[31mdeny\x1b[0m" in report.render_text(result, colour=True)
     assert "\x1b[" not in report.render_text(result, colour=False)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text", "junit"])
+def test_a_reader_that_stops_early_does_not_turn_a_deny_into_a_pass(tmp_path: Path, fmt: str) -> None:
+    """`admission-cli check ... | head`: the pipe closes while the report is being written; the exit status is still
+    the verdict's (1 for a deny), not 0, and nothing is printed about the broken pipe."""
+    compose = tmp_path / "docker-compose.yml"
+    compose.write_text("services:\n" + "".join(f"  s{i}:\n    image: nginx\n" for i in range(400)))
+    proc = subprocess.Popen([sys.executable, "-m", "admission", "check", "--no-config", "--format", fmt, str(compose)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()  # far less than the report, which is larger than a pipe's buffer
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1, err
+    assert "BrokenPipe" not in err and "Traceback" not in err

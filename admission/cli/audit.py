@@ -167,7 +167,12 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"admission-cli audit: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
-    _emit("text" if args.output else args.format, result, sys.stdout, fail_on=args.fail_on)
+    try:
+        _emit("text" if args.output else args.format, result, sys.stdout, fail_on=args.fail_on)
+    except BrokenPipeError:  # the reader left (`| head`): the exit status stays the audit's verdict
+        from admission.cli.report import stdout_to_devnull
+
+        stdout_to_devnull()
     calls = sum(s.calls for s in outcome.stats.values())
     retries = sum(s.retries for s in outcome.stats.values())
     where = "every namespace" if namespace is None else f"namespace {namespace}"

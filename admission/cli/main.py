@@ -191,9 +191,13 @@ def _check(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"admission-cli: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
             return EXIT_ERROR
-        _emit("text", result, sys.stdout, args=args, paths=paths)
-    else:
-        _emit(args.format, result, sys.stdout, args=args, paths=paths)
+    try:
+        _emit("text" if args.output else args.format, result, sys.stdout, args=args, paths=paths)
+    except BrokenPipeError:
+        # The reader left (`| head`): what it did not read changes no verdict, so the exit status stays the run's.
+        from admission.cli.report import stdout_to_devnull
+
+        stdout_to_devnull()
     if result.errors:
         return EXIT_ERROR
     threshold = ("deny",) if args.fail_on == "deny" else ("deny", "warn")
