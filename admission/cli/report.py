@@ -193,15 +193,6 @@ def json_chunks(report: Report) -> Iterator[str]:
     yield "\n}\n"
 
 
-def stdout_to_devnull() -> None:
-    """After a BrokenPipeError on stdout (`| head`): what is still buffered goes nowhere, so the interpreter's last
-    flush raises nothing and the command's exit status stays its verdict's."""
-    try:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # not a real file (a test's capture)
-        pass
-
-
 def render_json(report: Report) -> str:
     return "".join(json_chunks(report))
 
@@ -211,6 +202,15 @@ def write_json(report: Report, out: IO[str]) -> None:
     write = out.write
     for chunk in json_chunks(report):
         write(chunk)
+
+
+def stdout_to_devnull() -> None:
+    """After a BrokenPipeError on stdout (`| head`): what is still buffered goes nowhere, so the interpreter's last
+    flush raises nothing and the command's exit status stays its verdict's."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # not a real file (a test's capture)
+        pass
 
 
 def _sarif_level(severity: str) -> str:
