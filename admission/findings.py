@@ -96,7 +96,6 @@ class Finding:
     also: tuple[Reported, ...] = ()
 
 
-
 @frozen
 class Evaluated:
     """An object the engine evaluated, with the rules that ran on it: JUnit reports a test case per pair."""

@@ -42,9 +42,9 @@ def fast_init(cls: type) -> None:
         else:
             params.append(f.name)
             values.append((f.name, f.name))
-    params = positional + (["*", *keywords] if keywords else [])
+    signature = positional + (["*", *keywords] if keywords else [])
     body = [f"_set_{name}(self, {value})" for name, value in values] or ["pass"]
-    exec(f"def __init__(self, {', '.join(params)}):\n" + "\n".join(f"    {line}" for line in body), namespace)  # noqa: S102
+    exec(f"def __init__(self, {', '.join(signature)}):\n" + "\n".join(f"    {line}" for line in body), namespace)  # noqa: S102
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
@@ -58,10 +58,11 @@ C = TypeVar("C", bound=type)
 def _value_methods(cls: type) -> None:
     """What `@dataclass(frozen=True)` adds beyond fields (equality, hash, repr, frozenness, pickling of slots), as
     closures over the field names rather than functions compiled per class."""
-    names = tuple(f.name for f in fields(cls))
-    compared = tuple(f.name for f in fields(cls) if f.compare)
-    hashed = tuple(f.name for f in fields(cls) if (f.compare if f.hash is None else f.hash))
-    shown = tuple(f.name for f in fields(cls) if f.repr)
+    every = fields(cls)
+    names = tuple(f.name for f in every)
+    compared = tuple(f.name for f in every if f.compare)
+    hashed = tuple(f.name for f in every if (f.compare if f.hash is None else f.hash))
+    shown = tuple(f.name for f in every if f.repr)
 
     def values(of: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
         """A getter of the fields' values as a tuple (attrgetter gives a bare value for one name)."""

@@ -260,7 +260,6 @@ class Resource:
         return f"{base}/{name}" if name else base
 
 
-
 def automount_setting(account: Mapping[str, Any]) -> str:
     """A ServiceAccount's `automountServiceAccountToken` as the token rule reads it: "true", "false", or "" unset."""
     value = account.get("automountServiceAccountToken")

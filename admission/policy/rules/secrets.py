@@ -117,8 +117,9 @@ def no_secret_in_env(workload: Workload, params: Mapping[str, Any]) -> Iterator[
         booleans, numbers, references (`$(VAR)`, `${VAR}`, `$VAR`), paths under `/run/secrets/` and names
         whose last word says they are about a secret rather than one (`not_last`: `DB_PASSWORD_FILE`,
         `TLS_SECRET_NAME`, a Kubernetes Secret's name; `AWS_ACCESS_KEY_ID`; `TOKEN_TTL`) pass. Findings name the
-        variable and where it is set, never the value, in every format. Peers: trivy's secret scanning (it finds secrets by their value's shape, in files and image
-        layers), compose-lint's CL-0020 (credential-shaped environment keys with literal values), checkov's
+        variable and where it is set, never the value, in every format. Peers: trivy's secret scanning (it finds
+        secrets by their value's shape, in files and image layers), compose-lint's CL-0020 (credential-shaped
+        environment keys with literal values), checkov's
         CKV_K8S_35 (prefer secrets as files over environment variables); kube-score and Polaris have no
         counterpart. A warning by default: a name is evidence, not proof (a `TOKEN_TTL` of `1h` is no secret).
 
